@@ -1,0 +1,119 @@
+//! Command-line and config plumbing every component binary shares: `--config-file`,
+//! `--etcd`, `--cluster`, `--ops-listen`, `--log-json`, `--dump-config`, and the layered
+//! load with a one-line error and exit code 64 on bad configuration.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::config::{self, EXIT_CONFIG};
+use crate::store::StoreOptions;
+
+/// Flags every component takes. All are optional so that unset ones leave the file's or
+/// the default value; clap also reads each from its `SHOAL_*` variable.
+#[derive(clap::Args, Debug, Clone, Default, Serialize)]
+pub struct CommonArgs {
+    /// Config file (YAML or JSON); flags and SHOAL_* variables override it.
+    #[arg(long, env = "SHOAL_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
+    /// Config store (etcd v3 API) endpoints, comma-separated.
+    #[arg(long, env = "SHOAL_ETCD", value_delimiter = ',', value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<Vec<String>>,
+    /// Cluster name; keys live under /shoal/<cluster>/.
+    #[arg(long, env = "SHOAL_CLUSTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Address of the ops listener (/live, /ready, /metrics).
+    #[arg(long, env = "SHOAL_OPS_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ops_listen: Option<String>,
+    /// Log JSON lines instead of text.
+    #[arg(long, env = "SHOAL_LOG_JSON")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_json: Option<bool>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub dump_config: bool,
+    /// Exit when standard input closes (set by `shoal up` for its children).
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub supervised: bool,
+}
+
+/// Options every component has; flattened into each component's `Options`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CommonOptions {
+    /// Config store endpoints.
+    pub etcd: Vec<String>,
+    /// Cluster name.
+    pub cluster: String,
+    /// Ops listener address.
+    pub ops_listen: String,
+    /// JSON logs.
+    pub log_json: bool,
+    /// Member lease TTL in seconds.
+    pub member_ttl: i64,
+    /// How long a graceful shutdown may take, in seconds.
+    pub grace_period: u64,
+}
+
+impl Default for CommonOptions {
+    fn default() -> Self {
+        CommonOptions {
+            etcd: vec!["http://127.0.0.1:2379".into()],
+            cluster: "default".into(),
+            ops_listen: "127.0.0.1:0".into(),
+            log_json: false,
+            member_ttl: crate::members::DEFAULT_TTL,
+            grace_period: 10,
+        }
+    }
+}
+
+impl CommonOptions {
+    /// Store connection settings.
+    pub fn store(&self) -> StoreOptions {
+        StoreOptions {
+            endpoints: self.etcd.clone(),
+            cluster: self.cluster.clone(),
+        }
+    }
+}
+
+/// Loads `T` from defaults, the config file, env and flags; handles `--dump-config`; on a
+/// bad configuration prints one line and exits 64. Also installs logging.
+pub fn load_or_exit<T, O>(defaults: T, common: &CommonArgs, overrides: &O) -> T
+where
+    T: Serialize + DeserializeOwned,
+    O: Serialize,
+{
+    match config::load(&defaults, common.config_file.as_deref(), overrides) {
+        Ok(opts) => {
+            if common.dump_config {
+                print!("{}", config::dump(&opts));
+                std::process::exit(0);
+            }
+            opts
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    }
+}
+
+/// Serialises the common flags under the field names of [`CommonOptions`], to merge as the
+/// top layer.
+pub fn overrides<O: Serialize>(common: &CommonArgs, own: &O) -> serde_json::Value {
+    let mut v = serde_json::to_value(common).unwrap_or_default();
+    if let (Some(map), Ok(serde_json::Value::Object(own))) =
+        (v.as_object_mut(), serde_json::to_value(own))
+    {
+        map.extend(own);
+    }
+    v
+}

@@ -1,0 +1,52 @@
+//! gRPC plumbing shared by every server: health (grpc.health.v1) and reflection on every
+//! listener, and a serve helper with graceful shutdown.
+
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+/// Adds grpc.health.v1 (reporting `names` as serving) and reflection over Shoal's protos to
+/// `routes`.
+pub async fn with_health_and_reflection(routes: Routes, names: &[&str]) -> Routes {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in names {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let routes = routes.add_service(health);
+    match reflection {
+        Ok(r) => routes.add_service(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "gRPC reflection unavailable");
+            routes
+        }
+    }
+}
+
+/// Serves `routes` on `listener` until `cancel`, then drains in-flight calls.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    cancel: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+        .await
+}
+
+/// Binds a TCP listener, with a message naming the address on failure.
+pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}

@@ -1,0 +1,20 @@
+//! Shared plumbing of every Shoal binary: layered configuration ([`config`]), the config
+//! store over etcd's v3 API and its embedded implementation ([`store`]), member
+//! registration and discovery ([`members`]), leader election ([`leader`]), telemetry,
+//! graceful shutdown, the ops listener and the one error-code table ([`error`]).
+//!
+//! Nothing here knows about services, channels or Python: this crate must stay small
+//! enough that every binary can depend on it.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod leader;
+pub mod members;
+pub mod ops;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{ErrorCode, ShoalError};

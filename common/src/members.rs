@@ -1,0 +1,232 @@
+//! Member registry: every running component registers itself under
+//! `members/<role>/<id>` with a lease, keeps the lease alive, and re-registers if the lease
+//! is ever lost. [`Discovery`] watches a role and keeps a live view, so a dead member drops
+//! out of routing when its lease expires.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, WatchEvent};
+
+/// Default member lease TTL in seconds: how long a `kill -9`ed member lingers in the store.
+pub const DEFAULT_TTL: i64 = 3;
+
+/// The roles of a Shoal cluster.
+pub mod role {
+    pub const GATEWAY: &str = "gateway";
+    pub const EXECUTOR: &str = "executor";
+    pub const CONNECTORS: &str = "connectors";
+    pub const SCHEDULER: &str = "scheduler";
+    pub const KVDB: &str = "kvdb-proxy";
+    pub const ALL: [&str; 5] = [GATEWAY, EXECUTOR, CONNECTORS, SCHEDULER, KVDB];
+}
+
+/// What a member publishes about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(default)]
+pub struct Member {
+    pub id: String,
+    pub role: String,
+    /// gRPC address (`host:port`), empty when the member serves none.
+    pub grpc_addr: String,
+    /// Ops address serving `/live`, `/ready`, `/metrics`.
+    pub ops_addr: String,
+    pub pid: u32,
+    pub version: String,
+    pub started_at_ms: i64,
+    /// Services held (executors only).
+    pub services: Vec<String>,
+}
+
+impl Member {
+    /// A new member record for this process.
+    pub fn new(role: &str, grpc_addr: String, ops_addr: String) -> Member {
+        Member {
+            id: format!(
+                "{role}-{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ),
+            role: role.to_owned(),
+            grpc_addr,
+            ops_addr,
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: now_ms(),
+            services: Vec::new(),
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("members/{}/{}", self.role, self.id)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A live registration; update the record through it. Dropping it does not deregister:
+/// cancel the token given to [`register`] (which revokes the lease) or let it expire.
+#[derive(Clone)]
+pub struct Registration {
+    tx: Arc<watch::Sender<Member>>,
+}
+
+impl Registration {
+    /// Replaces the published record (e.g. a new list of services).
+    pub fn update(&self, f: impl FnOnce(&mut Member)) {
+        self.tx.send_modify(f);
+    }
+
+    /// The current record.
+    pub fn member(&self) -> Member {
+        self.tx.borrow().clone()
+    }
+}
+
+/// Registers `member` with a lease of `ttl` seconds and keeps it registered until `cancel`;
+/// then revokes the lease so the member disappears at once.
+pub fn register(store: Store, member: Member, ttl: i64, cancel: CancellationToken) -> Registration {
+    let (tx, mut rx) = watch::channel(member);
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        'outer: loop {
+            let lease = match store.grant(ttl).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot grant member lease; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            let (mut keeper, mut responses) = match store.client().lease_keep_alive(lease).await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep member lease alive; retrying");
+                    continue;
+                }
+            };
+            let mut put = true;
+            let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
+            loop {
+                if put {
+                    let m = rx.borrow_and_update().clone();
+                    let value = serde_json::to_vec(&m).unwrap_or_default();
+                    if let Err(e) = store.put_leased(&m.key(), value, lease).await {
+                        tracing::warn!(error = %e, "cannot publish member record; re-registering");
+                        continue 'outer;
+                    }
+                    backoff = Duration::from_millis(100);
+                    put = false;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => {
+                        let _ = store.revoke(lease).await;
+                        return;
+                    }
+                    changed = rx.changed() => {
+                        if changed.is_err() { return; }
+                        put = true;
+                    }
+                    _ = tick.tick() => {
+                        if keeper.keep_alive().await.is_err() {
+                            continue 'outer;
+                        }
+                        match responses.message().await {
+                            Ok(Some(r)) if r.ttl() > 0 => {}
+                            _ => {
+                                tracing::warn!(lease, "member lease lost; re-registering");
+                                continue 'outer;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Registration { tx: Arc::new(tx) }
+}
+
+/// A live view of one role's members.
+#[derive(Clone)]
+pub struct Discovery {
+    members: Arc<RwLock<BTreeMap<String, Member>>>,
+    changed: watch::Receiver<u64>,
+}
+
+impl Discovery {
+    /// Starts watching `members/<role>/`.
+    pub fn watch(store: &Store, role: &str, cancel: CancellationToken) -> Discovery {
+        let members: Arc<RwLock<BTreeMap<String, Member>>> = Arc::default();
+        let (tx, changed) = watch::channel(0u64);
+        let mut events = store.watch_prefix(&format!("members/{role}/"), cancel);
+        let m = members.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                {
+                    let mut map = m.write();
+                    match ev {
+                        WatchEvent::Reset { entries, .. } => {
+                            map.clear();
+                            for e in entries {
+                                if let Ok(member) = serde_json::from_slice::<Member>(&e.value) {
+                                    map.insert(e.key, member);
+                                }
+                            }
+                        }
+                        WatchEvent::Put(e) => {
+                            if let Ok(member) = serde_json::from_slice::<Member>(&e.value) {
+                                map.insert(e.key, member);
+                            }
+                        }
+                        WatchEvent::Delete { key, .. } => {
+                            map.remove(&key);
+                        }
+                    }
+                }
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        Discovery { members, changed }
+    }
+
+    /// The members known now.
+    pub fn members(&self) -> Vec<Member> {
+        self.members.read().values().cloned().collect()
+    }
+
+    /// Waits until the view changes.
+    pub async fn changed(&mut self) {
+        let _ = self.changed.changed().await;
+    }
+
+    /// Waits until `pred` holds for the member list, up to `timeout`.
+    pub async fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&[Member]) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if pred(&self.members()) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, self.changed.changed())
+                .await
+                .is_err()
+            {
+                return pred(&self.members());
+            }
+        }
+    }
+}
