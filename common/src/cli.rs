@@ -117,3 +117,34 @@ pub fn overrides<O: Serialize>(common: &CommonArgs, own: &O) -> serde_json::Valu
     }
     v
 }
+
+/// Builds the tokio runtime, installs signal handling, runs `f` and exits with 0, or 1
+/// after printing the error on one line.
+pub fn run_main<F, Fut>(f: F, supervised: bool) -> !
+where
+    F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = rt.block_on(async move {
+        let cancel = crate::shutdown::install(supervised);
+        match f(cancel).await {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(error = %e, "exiting on error");
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    });
+    std::process::exit(code)
+}

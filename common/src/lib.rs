@@ -7,6 +7,7 @@
 //! enough that every binary can depend on it.
 
 pub mod cli;
+pub mod component;
 pub mod config;
 pub mod error;
 pub mod grpc;

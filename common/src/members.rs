@@ -121,26 +121,31 @@ pub fn register(store: Store, member: Member, ttl: i64, cancel: CancellationToke
                 }
             };
             let mut put = true;
+            // Once every Registration handle is dropped there are no more updates, but the
+            // member stays registered until `cancel`.
+            let mut updates_open = true;
             let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
             loop {
                 if put {
                     let m = rx.borrow_and_update().clone();
+                    put = false;
                     let value = serde_json::to_vec(&m).unwrap_or_default();
                     if let Err(e) = store.put_leased(&m.key(), value, lease).await {
                         tracing::warn!(error = %e, "cannot publish member record; re-registering");
                         continue 'outer;
                     }
                     backoff = Duration::from_millis(100);
-                    put = false;
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => {
                         let _ = store.revoke(lease).await;
                         return;
                     }
-                    changed = rx.changed() => {
-                        if changed.is_err() { return; }
-                        put = true;
+                    changed = rx.changed(), if updates_open => {
+                        match changed {
+                            Ok(()) => put = true,
+                            Err(_) => updates_open = false,
+                        }
                     }
                     _ = tick.tick() => {
                         if keeper.keep_alive().await.is_err() {

@@ -1,1 +1,345 @@
+//! `shoal-executor`: one embedded CPython per process running Shoal (and Zato) services,
+//! served over gRPC (`shoal.executor.v1.Executor`).
+//!
+//! The tokio runtime never waits on the GIL: gRPC handlers queue jobs for the Python
+//! worker threads ([`python`]) and await their replies with a deadline. Services come from
+//! the pickup folder ([`pickup`]) or from `Deploy` calls. pyo3 and any `unsafe` it needs
+//! live in this crate only.
 
+pub mod metrics;
+pub mod pickup;
+pub mod python;
+pub mod sdk;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use shoal_common::cli::CommonOptions;
+use shoal_common::members::{self, Registration, role};
+use shoal_common::ops::Ops;
+use shoal_common::store::Store;
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::executor::v1 as pb;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::python::{Job, Pool};
+
+/// Executor configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    #[serde(flatten)]
+    pub common: CommonOptions,
+    /// gRPC listen address.
+    pub listen: String,
+    /// Address other components dial (defaults to the bound listen address).
+    pub advertise: Option<String>,
+    /// Folder whose `.py` files are deployed (the pickup folder); none to disable.
+    pub pickup_dir: Option<PathBuf>,
+    /// How often the pickup folder is scanned, in milliseconds.
+    pub pickup_interval_ms: u64,
+    /// Python worker threads.
+    pub workers: usize,
+    /// Jobs that may wait for a Python thread before callers get 429.
+    pub queue_size: usize,
+    /// Default deadline of an invocation, in milliseconds.
+    pub invoke_timeout_ms: u64,
+    /// Use this folder as the Python SDK instead of the one compiled in.
+    pub python_sdk: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            common: CommonOptions {
+                ops_listen: "127.0.0.1:11231".into(),
+                ..CommonOptions::default()
+            },
+            listen: "127.0.0.1:11230".into(),
+            advertise: None,
+            pickup_dir: None,
+            pickup_interval_ms: 300,
+            workers: 8,
+            queue_size: 10_000,
+            invoke_timeout_ms: 30_000,
+            python_sdk: None,
+        }
+    }
+}
+
+/// A running executor's handle: deploy, invoke, list. Cheap to clone.
+#[derive(Clone)]
+pub struct Executor {
+    pool: Pool,
+    invoke_timeout: Duration,
+    registration: Arc<parking_lot::Mutex<Option<Registration>>>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl Executor {
+    /// Starts CPython and the worker threads.
+    pub fn build(options: &Options, ops: &Ops) -> Result<Executor, String> {
+        let sdk = sdk::prepare(&std::env::temp_dir(), options.python_sdk.as_deref())
+            .map_err(|e| format!("cannot unpack the Python SDK: {e}"))?;
+        let metrics = Arc::new(metrics::Metrics::new(ops));
+        let pool = Pool::start(options.workers, options.queue_size, &sdk, metrics.clone())?;
+        Ok(Executor {
+            pool,
+            invoke_timeout: Duration::from_millis(options.invoke_timeout_ms.max(1)),
+            registration: Arc::default(),
+            metrics,
+        })
+    }
+
+    /// Runs one invocation, bounded by its deadline.
+    pub async fn invoke(&self, mut req: pb::InvokeRequest) -> pb::InvokeResponse {
+        if req.cid.is_empty() {
+            req.cid = uuid::Uuid::new_v4().simple().to_string()[..24].to_owned();
+        }
+        let cid = req.cid.clone();
+        let timeout = match req.timeout_ms {
+            0 => self.invoke_timeout,
+            ms => Duration::from_millis(ms),
+        };
+        let service = req.service.clone();
+        let (reply, rx) = oneshot::channel();
+        let fail = |e: ShoalError| {
+            let e = e.with_cid(&cid);
+            pb::InvokeResponse {
+                status: u32::from(e.code.http_status().as_u16()),
+                error: Some(e.to_detail()),
+                cid: cid.clone(),
+                ..Default::default()
+            }
+        };
+        if let Err(e) = self.pool.submit(Job::Invoke {
+            req,
+            enqueued: std::time::Instant::now(),
+            reply,
+        }) {
+            return fail(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(_)) => fail(ShoalError::new(
+                ErrorCode::Internal,
+                "Python worker went away",
+            )),
+            Err(_) => {
+                tracing::warn!(service = %service, cid = %cid, timeout_ms = timeout.as_millis() as u64, "invocation past its deadline");
+                fail(ShoalError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "service {service} did not answer within {} ms",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Deploys one module; on failure the previous version keeps serving.
+    pub async fn deploy(
+        &self,
+        module: &str,
+        source: String,
+        origin: &str,
+    ) -> Result<(Vec<String>, String), ShoalError> {
+        let (reply, rx) = oneshot::channel();
+        self.pool.submit(Job::Deploy {
+            module: module.to_owned(),
+            source,
+            origin: origin.to_owned(),
+            reply,
+        })?;
+        let r = rx.await.unwrap_or_else(|_| {
+            Err(ShoalError::new(
+                ErrorCode::Internal,
+                "Python worker went away",
+            ))
+        });
+        match &r {
+            Ok((services, hash)) => {
+                self.metrics.deployments.inc();
+                tracing::info!(module, origin, hash = &hash[..12.min(hash.len())], services = ?services, "deployed");
+                self.publish_services().await;
+            }
+            Err(e) => {
+                self.metrics.deploy_failures.inc();
+                tracing::error!(module, origin, error = %e.message, "deployment failed; the previous version keeps serving");
+            }
+        }
+        r
+    }
+
+    /// Removes a module's services.
+    pub async fn undeploy(&self, module: &str) {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .pool
+            .submit(Job::Undeploy {
+                module: module.to_owned(),
+                reply,
+            })
+            .is_ok()
+        {
+            let gone = rx.await.unwrap_or_default();
+            tracing::info!(module, services = ?gone, "undeployed");
+            self.publish_services().await;
+        }
+    }
+
+    /// The services held now.
+    pub async fn list(&self) -> Vec<pb::ServiceInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self.pool.submit(Job::List { reply }).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    async fn publish_services(&self) {
+        let reg = self.registration.lock().clone();
+        if let Some(reg) = reg {
+            let names: Vec<String> = self.list().await.into_iter().map(|s| s.name).collect();
+            reg.update(|m| m.services = names);
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::executor_server::Executor for Executor {
+    async fn invoke(
+        &self,
+        req: Request<pb::InvokeRequest>,
+    ) -> Result<Response<pb::InvokeResponse>, Status> {
+        Ok(Response::new(
+            Executor::invoke(self, req.into_inner()).await,
+        ))
+    }
+
+    async fn deploy(
+        &self,
+        req: Request<pb::DeployRequest>,
+    ) -> Result<Response<pb::DeployResponse>, Status> {
+        let req = req.into_inner();
+        if pickup::module_name(std::path::Path::new(&format!("{}.py", req.module))).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "'{}' is not a valid Python module name",
+                req.module
+            )));
+        }
+        let origin = if req.origin.is_empty() {
+            format!("<deploy:{}>", req.module)
+        } else {
+            req.origin
+        };
+        Ok(Response::new(
+            match Executor::deploy(self, &req.module, req.source, &origin).await {
+                Ok((services, hash)) => pb::DeployResponse {
+                    services,
+                    hash,
+                    error: None,
+                },
+                Err(e) => pb::DeployResponse {
+                    error: Some(e.to_detail()),
+                    ..Default::default()
+                },
+            },
+        ))
+    }
+
+    async fn list_services(
+        &self,
+        _req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        Ok(Response::new(pb::ListServicesResponse {
+            services: self.list().await,
+        }))
+    }
+}
+
+/// Listeners the executor serves on (bound by the caller, so tests can use port 0).
+pub struct Listeners {
+    pub grpc: tokio::net::TcpListener,
+    pub ops: tokio::net::TcpListener,
+}
+
+/// Runs the executor until `cancel`: ops listener, gRPC server, pickup folder, member
+/// registration.
+pub async fn run(
+    options: Options,
+    listeners: Listeners,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let ops = Ops::new("executor");
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let ops_addr = listeners.ops.local_addr()?;
+    let ops_task = tokio::spawn(shoal_common::ops::serve(
+        listeners.ops,
+        ops.router(),
+        cancel.clone(),
+    ));
+    let executor = Executor::build(&options, &ops).map_err(anyhow::Error::msg)?;
+
+    let pickup_task = options.pickup_dir.clone().map(|dir| {
+        tokio::spawn(pickup::run(
+            executor.clone(),
+            dir,
+            Duration::from_millis(options.pickup_interval_ms.max(50)),
+            cancel.clone(),
+        ))
+    });
+
+    let routes =
+        tonic::service::Routes::new(pb::executor_server::ExecutorServer::new(executor.clone()));
+    let routes =
+        shoal_common::grpc::with_health_and_reflection(routes, &["shoal.executor.v1.Executor"])
+            .await;
+    let grpc_cancel = CancellationToken::new();
+    let grpc_task = tokio::spawn(shoal_common::grpc::serve(
+        listeners.grpc,
+        routes,
+        grpc_cancel.clone(),
+    ));
+
+    let reg_cancel = CancellationToken::new();
+    if let Some(store) = Store::connect_retrying(&options.common.store(), &cancel).await {
+        let advertise = options
+            .advertise
+            .clone()
+            .unwrap_or_else(|| grpc_addr.to_string());
+        let mut member = members::Member::new(role::EXECUTOR, advertise, ops_addr.to_string());
+        member.services = executor.list().await.into_iter().map(|s| s.name).collect();
+        let reg = members::register(store, member, options.common.member_ttl, reg_cancel.clone());
+        *executor.registration.lock() = Some(reg);
+        // The pickup folder may have deployed before we registered.
+        executor.publish_services().await;
+        ops.set_ready(true);
+        tracing::info!(grpc = %grpc_addr, ops = %ops_addr, "executor ready");
+    }
+
+    cancel.cancelled().await;
+    ops.set_ready(false);
+    // Leave routing first, then drain in-flight calls.
+    reg_cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    grpc_cancel.cancel();
+    shoal_common::shutdown::drain_within(
+        Duration::from_secs(options.common.grace_period),
+        "executor",
+        async {
+            let _ = grpc_task.await;
+            let _ = ops_task.await;
+            if let Some(t) = pickup_task {
+                let _ = t.await;
+            }
+        },
+    )
+    .await;
+    Ok(())
+}

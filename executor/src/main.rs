@@ -1,1 +1,61 @@
-fn main() {}
+//! `shoal-executor`: runs Python services. See `shoal-executor --help`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Serialize;
+use shoal_common::cli::{CommonArgs, load_or_exit, overrides};
+use shoal_executor::{Listeners, Options, run};
+
+/// Runs Shoal services (Python) in an embedded CPython and serves them over gRPC.
+#[derive(Parser, Debug, Serialize)]
+#[command(name = "shoal-executor", version)]
+struct Cli {
+    #[command(flatten)]
+    #[serde(skip)]
+    common: CommonArgs,
+    /// gRPC listen address.
+    #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
+    /// Address other components dial (default: the bound listen address).
+    #[arg(long, env = "SHOAL_ADVERTISE", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise: Option<String>,
+    /// Pickup folder: its .py files are deployed and followed.
+    #[arg(long, env = "SHOAL_PICKUP_DIR", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pickup_dir: Option<PathBuf>,
+    /// Python worker threads.
+    #[arg(long, env = "SHOAL_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
+    /// Default invocation deadline in milliseconds.
+    #[arg(long, env = "SHOAL_INVOKE_TIMEOUT_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invoke_timeout_ms: Option<u64>,
+    /// Use this folder as the Python SDK instead of the compiled-in one.
+    #[arg(long, env = "SHOAL_PYTHON_SDK", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    python_sdk: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let options: Options = load_or_exit(
+        Options::default(),
+        &cli.common,
+        &overrides(&cli.common, &cli),
+    );
+    shoal_common::telemetry::init(options.common.log_json);
+    shoal_common::cli::run_main(
+        move |cancel| async move {
+            let listeners = Listeners {
+                grpc: shoal_common::grpc::bind(&options.listen).await?,
+                ops: shoal_common::grpc::bind(&options.common.ops_listen).await?,
+            };
+            run(options, listeners, cancel).await
+        },
+        cli.common.supervised,
+    );
+}

@@ -1,1 +1,182 @@
+//! `shoal-gateway`: every inbound protocol. Today: the admin REST API (with its Basic
+//! Auth), the public gRPC `Invoker`, and the HTTP listener that channels will be served
+//! on; routing to executors by least outstanding requests ([`router`]).
+//!
+//! The gateway holds no service state of its own: channels, security definitions and the
+//! executors it routes to all come from the config store, so any number of gateways can
+//! run side by side.
 
+pub mod admin;
+pub mod auth;
+pub mod invoker;
+pub mod respond;
+pub mod router;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use shoal_common::cli::CommonOptions;
+use shoal_common::members::{self, Discovery, role};
+use shoal_common::ops::Ops;
+use shoal_common::store::Store;
+use shoal_common::{ErrorCode, ShoalError};
+use tokio_util::sync::CancellationToken;
+
+/// Gateway configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Options {
+    #[serde(flatten)]
+    pub common: CommonOptions,
+    /// HTTP channels listener.
+    pub http_listen: String,
+    /// Public gRPC Invoker listener.
+    pub grpc_listen: String,
+    /// Admin API and web admin listener.
+    pub admin_listen: String,
+    /// File holding the admin password (used when SHOAL_ADMIN_PASSWORD is unset).
+    pub admin_password_file: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            common: CommonOptions {
+                ops_listen: "127.0.0.1:11226".into(),
+                ..CommonOptions::default()
+            },
+            http_listen: "127.0.0.1:11223".into(),
+            grpc_listen: "127.0.0.1:11224".into(),
+            admin_listen: "127.0.0.1:11225".into(),
+            admin_password_file: None,
+        }
+    }
+}
+
+impl Options {
+    /// The admin password: `SHOAL_ADMIN_PASSWORD`, else the password file.
+    pub fn admin_password(&self) -> Result<String, String> {
+        if let Ok(p) = std::env::var("SHOAL_ADMIN_PASSWORD")
+            && !p.is_empty()
+        {
+            return Ok(p);
+        }
+        match &self.admin_password_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+                .map_err(|e| format!("cannot read admin password file {}: {e}", f.display()))
+                .and_then(|p| {
+                    if p.is_empty() {
+                        Err(format!("admin password file {} is empty", f.display()))
+                    } else {
+                        Ok(p)
+                    }
+                }),
+            None => {
+                Err("no admin password: set SHOAL_ADMIN_PASSWORD or --admin-password-file".into())
+            }
+        }
+    }
+}
+
+/// The listeners the gateway serves on (bound by the caller; port 0 in tests).
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    pub grpc: tokio::net::TcpListener,
+    pub admin: tokio::net::TcpListener,
+    pub ops: tokio::net::TcpListener,
+}
+
+/// Runs the gateway until `cancel`.
+pub async fn run(
+    options: Options,
+    listeners: Listeners,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let password = options.admin_password().map_err(anyhow::Error::msg)?;
+    let auth = auth::BasicAuth::new(auth::ADMIN_USER, &password).map_err(anyhow::Error::msg)?;
+    drop(password);
+    let ops = Ops::new("gateway");
+    let addrs = (
+        listeners.http.local_addr()?,
+        listeners.grpc.local_addr()?,
+        listeners.admin.local_addr()?,
+        listeners.ops.local_addr()?,
+    );
+    let ops_task = tokio::spawn(shoal_common::ops::serve(
+        listeners.ops,
+        ops.router(),
+        cancel.clone(),
+    ));
+
+    let Some(store) = Store::connect_retrying(&options.common.store(), &cancel).await else {
+        return Ok(());
+    };
+    let discovery = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
+    let exec_router = router::Router::new(discovery);
+
+    let admin_state = admin::AdminState {
+        auth: auth.clone(),
+        router: exec_router.clone(),
+        store: store.clone(),
+    };
+    let admin_app = admin::router(admin_state, &ops);
+    let admin_task = tokio::spawn(shoal_common::ops::serve(
+        listeners.admin,
+        admin_app,
+        cancel.clone(),
+    ));
+
+    let http_app = axum::Router::new().fallback(no_channel);
+    let http_task = tokio::spawn(shoal_common::ops::serve(
+        listeners.http,
+        http_app,
+        cancel.clone(),
+    ));
+
+    let invoker = invoker::InvokerService {
+        router: exec_router,
+        auth,
+    };
+    let routes = tonic::service::Routes::new(
+        shoal_proto::invoker::v1::invoker_server::InvokerServer::new(invoker),
+    );
+    let routes =
+        shoal_common::grpc::with_health_and_reflection(routes, &["shoal.invoker.v1.Invoker"]).await;
+    let grpc_task = tokio::spawn(shoal_common::grpc::serve(
+        listeners.grpc,
+        routes,
+        cancel.clone(),
+    ));
+
+    let member = members::Member::new(role::GATEWAY, addrs.1.to_string(), addrs.3.to_string());
+    let reg_cancel = CancellationToken::new();
+    members::register(store, member, options.common.member_ttl, reg_cancel.clone());
+    ops.set_ready(true);
+    tracing::info!(http = %addrs.0, grpc = %addrs.1, admin = %addrs.2, ops = %addrs.3, "gateway ready");
+
+    cancel.cancelled().await;
+    ops.set_ready(false);
+    reg_cancel.cancel();
+    shoal_common::shutdown::drain_within(
+        Duration::from_secs(options.common.grace_period),
+        "gateway",
+        async {
+            let _ = http_task.await;
+            let _ = admin_task.await;
+            let _ = grpc_task.await;
+            let _ = ops_task.await;
+        },
+    )
+    .await;
+    Ok(())
+}
+
+async fn no_channel(req: http::Request<axum::body::Body>) -> Response {
+    respond::error(&ShoalError::new(
+        ErrorCode::NotFound,
+        format!("no channel matches {} {}", req.method(), req.uri().path()),
+    ))
+}

@@ -1,1 +1,60 @@
-fn main() {}
+//! `shoal-gateway`: inbound protocols and the admin API. See `shoal-gateway --help`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Serialize;
+use shoal_common::cli::{CommonArgs, load_or_exit, overrides};
+use shoal_gateway::{Listeners, Options, run};
+
+/// Serves Shoal's inbound protocols, the public gRPC Invoker and the admin API.
+#[derive(Parser, Debug, Serialize)]
+#[command(name = "shoal-gateway", version)]
+struct Cli {
+    #[command(flatten)]
+    #[serde(skip)]
+    common: CommonArgs,
+    /// HTTP channels listener.
+    #[arg(long, env = "SHOAL_HTTP_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_listen: Option<String>,
+    /// Public gRPC Invoker listener.
+    #[arg(long, env = "SHOAL_GRPC_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_listen: Option<String>,
+    /// Admin API listener.
+    #[arg(long, env = "SHOAL_ADMIN_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_listen: Option<String>,
+    /// File holding the admin password (when SHOAL_ADMIN_PASSWORD is unset).
+    #[arg(long, env = "SHOAL_ADMIN_PASSWORD_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_password_file: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let options: Options = load_or_exit(
+        Options::default(),
+        &cli.common,
+        &overrides(&cli.common, &cli),
+    );
+    shoal_common::telemetry::init(options.common.log_json);
+    if let Err(e) = options.admin_password() {
+        eprintln!("error: {e}");
+        std::process::exit(shoal_common::config::EXIT_CONFIG);
+    }
+    let supervised = cli.common.supervised;
+    shoal_common::cli::run_main(
+        move |cancel| async move {
+            let listeners = Listeners {
+                http: shoal_common::grpc::bind(&options.http_listen).await?,
+                grpc: shoal_common::grpc::bind(&options.grpc_listen).await?,
+                admin: shoal_common::grpc::bind(&options.admin_listen).await?,
+                ops: shoal_common::grpc::bind(&options.common.ops_listen).await?,
+            };
+            run(options, listeners, cancel).await
+        },
+        supervised,
+    );
+}

@@ -1,6 +1,7 @@
 //! Test harness for Shoal's cross-binary tests: one helper per external dependency (start,
 //! wait until ready, clean up on drop) and a bounded `eventually` instead of fixed sleeps.
 
+pub mod cluster;
 pub mod etcd;
 pub mod process;
 

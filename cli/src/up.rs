@@ -1,0 +1,318 @@
+//! `shoal up`: a whole cluster on this machine. Serves the embedded config store (unless
+//! `--etcd` names a real one), starts every binary as a supervised child (restarted with
+//! backoff when it dies), and stops them all cleanly on Ctrl-C or SIGTERM.
+//!
+//! Children run with `--supervised`: they shut down gracefully when their standard input
+//! closes, which is how `shoal up` stops them, and which also means they never outlive it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use shoal_common::members::{Discovery, role};
+use shoal_common::store::{Store, StoreOptions, embedded::EmbeddedStore};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// What `shoal up` was asked for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Project folder: services in DIR/services (the pickup folder), state in DIR/.shoal.
+    #[arg(long, default_value = ".", env = "SHOAL_DIR")]
+    pub dir: PathBuf,
+    /// Use this etcd instead of the embedded config store.
+    #[arg(long, env = "SHOAL_ETCD", value_name = "URL")]
+    pub etcd: Option<String>,
+    /// Executor processes.
+    #[arg(long, default_value_t = 1)]
+    pub executors: u32,
+    /// Scheduler processes (two or more for local HA).
+    #[arg(long, default_value_t = 1)]
+    pub schedulers: u32,
+    /// Cluster name.
+    #[arg(long, default_value = "default", env = "SHOAL_CLUSTER")]
+    pub cluster: String,
+    /// Address of the embedded config store.
+    #[arg(long, default_value = "127.0.0.1:11220", env = "SHOAL_STORE_LISTEN")]
+    pub store_listen: String,
+    /// Gateway HTTP channels address.
+    #[arg(long, default_value = "127.0.0.1:11223")]
+    pub http_listen: String,
+    /// Gateway public gRPC address.
+    #[arg(long, default_value = "127.0.0.1:11224")]
+    pub grpc_listen: String,
+    /// Admin API address.
+    #[arg(long, default_value = "127.0.0.1:11225")]
+    pub admin_listen: String,
+    /// Gateway ops address (/live, /ready, /metrics).
+    #[arg(long, default_value = "127.0.0.1:11226")]
+    pub gateway_ops_listen: String,
+}
+
+struct ChildSpec {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+/// Runs the cluster until a signal. Returns the process exit code.
+pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
+    let dir = absolute(&args.dir)?;
+    let state = dir.join(".shoal");
+    let services = dir.join("services");
+    std::fs::create_dir_all(&state)?;
+    std::fs::create_dir_all(&services)?;
+    let password_file = crate::password::ensure(&state)?;
+    let bins = sibling_dir()?;
+    let cancel = shoal_common::shutdown::install(false);
+
+    // The config store: embedded (in this process) unless --etcd.
+    let mut store_task = None;
+    let etcd = match &args.etcd {
+        Some(url) => url.clone(),
+        None => {
+            let store = EmbeddedStore::open(&state.join("store"))?;
+            let listener = tokio::net::TcpListener::bind(&args.store_listen)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot serve the config store on {}: {e}",
+                        args.store_listen
+                    )
+                })?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let c = cancel.child_token();
+            let stop = c.clone();
+            store_task = Some((
+                tokio::spawn(async move {
+                    if let Err(e) = store.serve(listener, c).await {
+                        tracing::error!(error = %e, "config store stopped");
+                    }
+                }),
+                stop,
+            ));
+            url
+        }
+    };
+
+    let common = |name: &str| -> Vec<String> {
+        vec![
+            "--supervised".into(),
+            "--etcd".into(),
+            etcd.clone(),
+            "--cluster".into(),
+            args.cluster.clone(),
+            "--ops-listen".into(),
+            if name == "gateway" {
+                args.gateway_ops_listen.clone()
+            } else {
+                "127.0.0.1:0".into()
+            },
+        ]
+    };
+    let mut specs = vec![ChildSpec {
+        name: "kvdb-proxy".into(),
+        program: bins.join("shoal-kvdb-proxy"),
+        args: [
+            common("kvdb-proxy"),
+            vec!["--listen".into(), "127.0.0.1:0".into()],
+        ]
+        .concat(),
+    }];
+    specs.push(ChildSpec {
+        name: "connectors".into(),
+        program: bins.join("shoal-connectors"),
+        args: [
+            common("connectors"),
+            vec!["--listen".into(), "127.0.0.1:0".into()],
+        ]
+        .concat(),
+    });
+    for i in 1..=args.executors.max(1) {
+        specs.push(ChildSpec {
+            name: format!("executor-{i}"),
+            program: bins.join("shoal-executor"),
+            args: [
+                common("executor"),
+                vec![
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                    "--pickup-dir".into(),
+                    services.display().to_string(),
+                ],
+            ]
+            .concat(),
+        });
+    }
+    for i in 1..=args.schedulers.max(1) {
+        specs.push(ChildSpec {
+            name: format!("scheduler-{i}"),
+            program: bins.join("shoal-scheduler"),
+            args: [
+                common("scheduler"),
+                vec!["--listen".into(), "127.0.0.1:0".into()],
+            ]
+            .concat(),
+        });
+    }
+    specs.push(ChildSpec {
+        name: "gateway".into(),
+        program: bins.join("shoal-gateway"),
+        args: [
+            common("gateway"),
+            vec![
+                "--http-listen".into(),
+                args.http_listen.clone(),
+                "--grpc-listen".into(),
+                args.grpc_listen.clone(),
+                "--admin-listen".into(),
+                args.admin_listen.clone(),
+                "--admin-password-file".into(),
+                password_file.display().to_string(),
+            ],
+        ]
+        .concat(),
+    });
+    for s in &specs {
+        if !s.program.exists() {
+            anyhow::bail!(
+                "cannot find {} next to shoal (build the whole workspace: cargo build --workspace)",
+                s.program.display()
+            );
+        }
+    }
+
+    let children: Vec<_> = specs
+        .into_iter()
+        .map(|spec| tokio::spawn(supervise(spec, cancel.clone())))
+        .collect();
+
+    // Report when the cluster answers.
+    let store_opts = StoreOptions {
+        endpoints: vec![etcd.clone()],
+        cluster: args.cluster.clone(),
+    };
+    let want_exec = args.executors.max(1) as usize;
+    let report = {
+        let cancel = cancel.clone();
+        let args = args.clone();
+        let password_file = password_file.clone();
+        let services = services.clone();
+        tokio::spawn(async move {
+            let Some(store) = Store::connect_retrying(&store_opts, &cancel).await else {
+                return;
+            };
+            let mut gw = Discovery::watch(&store, role::GATEWAY, cancel.clone());
+            let mut ex = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
+            let ok_gw = gw
+                .wait_for(Duration::from_secs(60), |m| !m.is_empty())
+                .await;
+            let ok_ex = ex
+                .wait_for(Duration::from_secs(60), |m| m.len() >= want_exec)
+                .await;
+            if ok_gw && ok_ex {
+                println!(
+                    "\nShoal is up (cluster '{}', config store {}).\n  HTTP channels  http://{}\n  gRPC invoker   {}\n  admin API      http://{}/api/v1  (user admin, password in {} or $SHOAL_ADMIN_PASSWORD)\n  services from  {}\nTry: shoal invoke <service> --data '{{}}'   ·   shoal status   ·   Ctrl-C stops everything.\n",
+                    args.cluster,
+                    etcd,
+                    args.http_listen,
+                    args.grpc_listen,
+                    args.admin_listen,
+                    password_file.display(),
+                    services.display()
+                );
+            } else {
+                eprintln!("warning: the cluster did not come up within 60 s; see the logs above");
+            }
+        })
+    };
+
+    cancel.cancelled().await;
+    eprintln!("stopping Shoal...");
+    report.abort();
+    for c in children {
+        let _ = c.await;
+    }
+    if let Some((task, stop)) = store_task {
+        stop.cancel();
+        let _ = task.await;
+    }
+    Ok(0)
+}
+
+/// Runs one child until `cancel`, restarting it with backoff when it dies.
+async fn supervise(spec: ChildSpec, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let started = tokio::time::Instant::now();
+        let mut child = match Command::new(&spec.program)
+            .args(&spec.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(child = %spec.name, error = %e, "cannot start");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        tracing::info!(child = %spec.name, pid, "started");
+        let stdin = child.stdin.take();
+        tokio::select! {
+            status = child.wait() => {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                let how = match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = Duration::from_millis(200);
+                }
+                tracing::warn!(child = %spec.name, pid, status = %how, restart_in_ms = backoff.as_millis() as u64, "child exited; restarting");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            _ = cancel.cancelled() => {
+                // Closing stdin asks a --supervised child to drain and exit.
+                drop(stdin);
+                match tokio::time::timeout(Duration::from_secs(12), child.wait()).await {
+                    Ok(_) => tracing::info!(child = %spec.name, pid, "stopped"),
+                    Err(_) => {
+                        tracing::warn!(child = %spec.name, pid, "did not stop in time; killing");
+                        let _ = child.kill().await;
+                    }
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn sibling_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| anyhow::anyhow!("cannot locate the folder of the shoal binary"))
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
+}

@@ -1,0 +1,183 @@
+"""The service programming model (Zato 3.2 names)."""
+
+import logging
+import re
+import uuid
+
+
+class ServiceError(Exception):
+    """A failure with an error code from Shoal's error table (see docs)."""
+
+    code = 'service_error'
+
+    def __init__(self, message='', code=None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class BadRequest(ServiceError):
+    code = 'bad_request'
+
+
+class NotFound(ServiceError):
+    code = 'not_found'
+
+
+class Forbidden(ServiceError):
+    code = 'forbidden'
+
+
+class Bunch(dict):
+    """A dict whose keys are also attributes (Zato's ``request.input``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        self[name] = value
+
+    def __delattr__(self, name):
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_camel_1 = re.compile(r'(.)([A-Z][a-z]+)')
+_camel_2 = re.compile(r'([a-z0-9])([A-Z])')
+
+
+def uncamelify(s):
+    """``MyCamelService`` -> ``my-camel-service``."""
+    s = _camel_1.sub(r'\1-\2', s)
+    return _camel_2.sub(r'\1-\2', s).lower()
+
+
+def service_name(cls):
+    """A service's name: its ``name`` attribute, else module path + un-camel-cased class
+    name, underscores turned into dashes (``bar_svc.MyCamelService`` ->
+    ``bar-svc.my-camel-service``), as Zato names them."""
+    explicit = cls.__dict__.get('name')
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    return '{}.{}'.format(cls.__module__, uncamelify(cls.__name__)).replace('_', '-')
+
+
+class HTTPRequestData:
+    """``self.request.http``: method, GET (query), POST (form), path, params (URL path
+    parameters) and headers (lower-cased names)."""
+
+    def __init__(self, http=None):
+        http = http or {}
+        self.method = http.get('method', '')
+        self.path = http.get('path', '')
+        self.params = Bunch(http.get('params') or {})
+        self.GET = Bunch(http.get('query') or {})
+        self.POST = Bunch(http.get('form') or {})
+        self.headers = Bunch(http.get('headers') or {})
+
+
+class Request:
+    """``self.request``: ``payload`` (the parsed body), ``input`` (payload merged with
+    path and query parameters, attribute access), ``raw_request`` and ``http``."""
+
+    def __init__(self, payload=None, raw_request=b'', http=None):
+        self.payload = payload
+        self.raw_request = raw_request
+        self.http = HTTPRequestData(http)
+        data = Bunch()
+        if isinstance(payload, dict):
+            data.update(payload)
+        data.update(self.http.GET)
+        data.update(self.http.params)
+        self.input = data
+
+    @property
+    def text(self):
+        raw = self.raw_request
+        return raw.decode('utf-8', 'replace') if isinstance(raw, (bytes, bytearray)) else raw
+
+
+class Response:
+    """``self.response``: ``payload`` (dict, list, str or bytes), ``status_code`` (200),
+    ``headers`` and ``content_type``."""
+
+    def __init__(self):
+        self.payload = None
+        self.status_code = 200
+        self.headers = {}
+        self.content_type = None
+        self.content_encoding = None
+
+
+class ChannelInfo:
+    """``self.channel``: how the call reached Shoal."""
+
+    def __init__(self, info=None):
+        info = info or {}
+        self.name = info.get('name', '')
+        self.type = info.get('type', '')
+        self.data_format = info.get('data_format', '')
+        self.security = Bunch(name=info.get('security_name', ''),
+                              username=info.get('username', ''))
+        self.is_internal = self.type == 'invoke'
+
+    def __repr__(self):
+        return '<ChannelInfo name={!r} type={!r}>'.format(self.name, self.type)
+
+
+class Service:
+    """Base class of every service. Subclass it and implement ``handle()``."""
+
+    name = None
+
+    def __init__(self):
+        self.request = Request()
+        self.response = Response()
+        self.cid = ''
+        self.channel = ChannelInfo()
+        self.logger = logging.getLogger(type(self).__module__)
+        self.environ = {}
+        self._runtime = None
+
+    @classmethod
+    def get_name(cls):
+        return service_name(cls)
+
+    @property
+    def impl_name(self):
+        return '{}.{}'.format(type(self).__module__, type(self).__name__)
+
+    # Hooks, overridden by subclasses as needed.
+    def accept(self):
+        return True
+
+    def before_handle(self):
+        pass
+
+    def handle(self):
+        pass
+
+    def after_handle(self):
+        pass
+
+    def invoke(self, name, payload=None, **kwargs):
+        """Invokes another service synchronously and returns its response payload. With no
+        payload, keyword arguments become the payload."""
+        if payload is None or payload == '':
+            payload = dict(kwargs) if kwargs else None
+        if self._runtime is None:
+            raise ServiceError('invoke is not available outside a runtime')
+        target = name if isinstance(name, str) else service_name(name)
+        if target == self.name:
+            raise ServiceError('a service cannot invoke itself: {}'.format(target))
+        return self._runtime.invoke_from(self, target, payload)
+
+
+def new_cid():
+    return uuid.uuid4().hex[:24]

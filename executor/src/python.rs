@@ -1,0 +1,460 @@
+//! The embedded CPython and its worker threads.
+//!
+//! Python runs only on dedicated OS threads (never on tokio's), fed through a bounded job
+//! queue; each job takes the GIL, runs, and replies on a oneshot channel. A worker blocked
+//! in Python code that released the GIL (`time.sleep`, I/O) lets the other workers run.
+//! JSON payloads are converted to Python objects (and back) by walking `serde_json` values
+//! here in Rust: measured faster than Python's own `json` module.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde_json::Value;
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::executor::v1 as pb;
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+
+/// Work for a Python thread.
+pub enum Job {
+    Invoke {
+        req: pb::InvokeRequest,
+        enqueued: Instant,
+        reply: oneshot::Sender<pb::InvokeResponse>,
+    },
+    Deploy {
+        module: String,
+        source: String,
+        origin: String,
+        reply: oneshot::Sender<Result<(Vec<String>, String), ShoalError>>,
+    },
+    Undeploy {
+        module: String,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    List {
+        reply: oneshot::Sender<Vec<pb::ServiceInfo>>,
+    },
+}
+
+/// A handle on the pool; cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    tx: crossbeam_channel::Sender<Job>,
+}
+
+impl Pool {
+    /// Starts CPython (once per process), puts `sdk_dir` on `sys.path`, and starts
+    /// `workers` threads.
+    pub fn start(
+        workers: usize,
+        queue: usize,
+        sdk_dir: &std::path::Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Pool, String> {
+        Python::initialize();
+        Python::attach(|py| -> PyResult<()> {
+            let sys = py.import("sys")?;
+            let path = sys.getattr("path")?;
+            path.call_method1("insert", (0, sdk_dir.display().to_string()))?;
+            // Python's logging to stderr; Rust owns signals (Py_InitializeEx(0) left them).
+            py.run(
+                c"import logging, sys\nlogging.basicConfig(level=logging.INFO, stream=sys.stderr, format='%(asctime)s %(levelname)s python %(name)s: %(message)s')",
+                None,
+                None,
+            )?;
+            py.import("shoal._runtime")?;
+            Ok(())
+        })
+        .map_err(|e| Python::attach(|py| format!("cannot start the Python SDK: {}", e.value(py))))?;
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
+        for i in 0..workers.max(1) {
+            let rx = rx.clone();
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name(format!("python-{i}"))
+                .spawn(move || worker(rx, metrics))
+                .map_err(|e| format!("cannot start Python worker thread: {e}"))?;
+        }
+        Ok(Pool { tx })
+    }
+
+    /// Queues a job; fails at once when the queue is full or the pool is gone.
+    pub fn submit(&self, job: Job) -> Result<(), ShoalError> {
+        self.tx.try_send(job).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => ShoalError::new(
+                ErrorCode::TooManyRequests,
+                "executor queue is full; retry later",
+            ),
+            crossbeam_channel::TrySendError::Disconnected(_) => {
+                ShoalError::new(ErrorCode::Unavailable, "executor is shutting down")
+            }
+        })
+    }
+
+    /// Jobs waiting for a Python thread.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+fn worker(rx: crossbeam_channel::Receiver<Job>, metrics: Arc<Metrics>) {
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Invoke {
+                req,
+                enqueued,
+                reply,
+            } => {
+                metrics.queue_wait(enqueued.elapsed());
+                let started = Instant::now();
+                let resp = Python::attach(|py| invoke(py, req));
+                metrics.invoked(started.elapsed(), resp.error.is_some());
+                let _ = reply.send(resp);
+            }
+            Job::Deploy {
+                module,
+                source,
+                origin,
+                reply,
+            } => {
+                let r = Python::attach(|py| deploy(py, &module, &source, &origin));
+                let _ = reply.send(r);
+            }
+            Job::Undeploy { module, reply } => {
+                let r = Python::attach(|py| -> PyResult<Vec<String>> {
+                    runtime(py)?.call_method1("undeploy", (module,))?.extract()
+                })
+                .unwrap_or_default();
+                let _ = reply.send(r);
+            }
+            Job::List { reply } => {
+                let r = Python::attach(list).unwrap_or_default();
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+fn runtime(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    py.import("shoal._runtime")?.getattr("runtime")
+}
+
+fn error_response(cid: &str, err: ShoalError) -> pb::InvokeResponse {
+    let err = err.with_cid(cid);
+    pb::InvokeResponse {
+        status: u32::from(err.code.http_status().as_u16()),
+        error: Some(err.to_detail()),
+        cid: cid.to_owned(),
+        ..Default::default()
+    }
+}
+
+fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
+    let cid = req.cid.clone();
+    let result = (|| -> PyResult<Result<pb::InvokeResponse, ShoalError>> {
+        let payload = if req.payload.is_empty() {
+            py.None().into_bound(py)
+        } else {
+            match serde_json::from_slice::<Value>(&req.payload) {
+                Ok(v) => json_to_py(py, &v)?,
+                Err(e) => {
+                    return Ok(Err(ShoalError::new(
+                        ErrorCode::BadRequest,
+                        format!("payload is not valid JSON: {e}"),
+                    )));
+                }
+            }
+        };
+        let channel = PyDict::new(py);
+        if let Some(c) = &req.channel {
+            channel.set_item("name", &c.name)?;
+            channel.set_item("type", &c.r#type)?;
+            channel.set_item("data_format", &c.data_format)?;
+            channel.set_item("security_name", &c.security_name)?;
+            channel.set_item("username", &c.username)?;
+        }
+        let http = match &req.http {
+            Some(h) => {
+                let d = PyDict::new(py);
+                d.set_item("method", &h.method)?;
+                d.set_item("path", &h.path)?;
+                d.set_item("params", map_to_dict(py, &h.params)?)?;
+                d.set_item("query", map_to_dict(py, &h.query)?)?;
+                d.set_item("headers", map_to_dict(py, &h.headers)?)?;
+                d.set_item("form", map_to_dict(py, &h.form)?)?;
+                d.into_any()
+            }
+            None => py.None().into_bound(py),
+        };
+        let raw = PyBytes::new(py, &req.raw_request);
+        let out = runtime(py)?.call_method1(
+            "invoke",
+            (&req.service, payload, raw, &req.cid, channel, http),
+        )?;
+        let out = out.cast::<PyTuple>()?;
+        let status: u32 = out.get_item(0)?.extract()?;
+        let payload = out.get_item(1)?;
+        let headers: std::collections::HashMap<String, String> = match out.get_item(2)?.extract() {
+            Ok(h) => h,
+            Err(_) => {
+                return Ok(Err(ShoalError::new(
+                    ErrorCode::ServiceError,
+                    "response headers must map str to str",
+                )));
+            }
+        };
+        let content_type: Option<String> = out.get_item(3)?.extract().ok().flatten();
+        let (kind, bytes) = match encode_payload(&payload) {
+            Ok(k) => k,
+            Err(msg) => return Ok(Err(ShoalError::new(ErrorCode::ServiceError, msg))),
+        };
+        Ok(Ok(pb::InvokeResponse {
+            status,
+            payload: bytes,
+            kind: kind as i32,
+            headers,
+            content_type: content_type.unwrap_or_default(),
+            error: None,
+            cid: req.cid.clone(),
+        }))
+    })();
+    match result {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => error_response(&cid, e),
+        Err(err) => error_response(&cid, python_error(py, &req.service, &cid, err)),
+    }
+}
+
+/// Maps a Python exception to a client-safe error; the traceback goes to the log.
+fn python_error(py: Python<'_>, service: &str, cid: &str, err: PyErr) -> ShoalError {
+    let value = err.value(py);
+    let shoal_error = py
+        .import("shoal.service")
+        .and_then(|m| m.getattr("ServiceError"))
+        .ok();
+    if let Some(cls) = shoal_error
+        && value.is_instance(&cls).unwrap_or(false)
+    {
+        let code: String = value
+            .getattr("code")
+            .and_then(|c| c.extract())
+            .unwrap_or_else(|_| "service_error".into());
+        let message: String = value
+            .getattr("message")
+            .and_then(|m| m.extract())
+            .unwrap_or_default();
+        let code = ErrorCode::parse(&code);
+        if code == ErrorCode::NotFound && message.starts_with("no such service") {
+            return ShoalError::new(code, message);
+        }
+        tracing::info!(service, cid, code = %code, message = %message, "service refused the request");
+        return ShoalError::new(code, message);
+    }
+    let kind = value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "Exception".into());
+    let traceback = py
+        .import("shoal._runtime")
+        .and_then(|m| m.call_method1("format_exception", (value,)))
+        .and_then(|t| t.extract::<String>())
+        .unwrap_or_else(|_| value.to_string());
+    tracing::error!(service, cid, exception = %kind, traceback = %traceback, "service raised");
+    ShoalError::new(
+        ErrorCode::ServiceError,
+        format!("service {service} failed ({kind}); see the executor log for cid {cid}"),
+    )
+}
+
+fn deploy(
+    py: Python<'_>,
+    module: &str,
+    source: &str,
+    origin: &str,
+) -> Result<(Vec<String>, String), ShoalError> {
+    let r = runtime(py).and_then(|rt| rt.call_method1("deploy", (module, source, origin)));
+    match r {
+        Ok(out) => out
+            .extract::<(Vec<String>, String)>()
+            .map_err(|e| ShoalError::new(ErrorCode::Internal, e.to_string())),
+        Err(err) => {
+            let msg = err.value(py).to_string();
+            Err(ShoalError::new(ErrorCode::BadRequest, msg))
+        }
+    }
+}
+
+fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
+    type Row = (String, String, String, i64, u64, u64, u64, String);
+    let rows: Vec<Row> = runtime(py)?.call_method0("list_services")?.extract()?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(name, module, hash, deployed_at_ms, invocations, errors, mean_us, impl_name)| {
+                pb::ServiceInfo {
+                    name,
+                    module,
+                    hash,
+                    deployed_at_ms,
+                    invocations,
+                    errors,
+                    mean_us,
+                    impl_name,
+                    simple_io_json: String::new(),
+                }
+            },
+        )
+        .collect())
+}
+
+fn map_to_dict<'py>(
+    py: Python<'py>,
+    m: &std::collections::HashMap<String, String>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in m {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
+/// JSON value → Python object.
+pub fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into_pyobject(py)?.into_any()
+            } else if let Some(u) = n.as_u64() {
+                u.into_pyobject(py)?.into_any()
+            } else {
+                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
+            }
+        }
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let d = PyDict::new(py);
+            for (k, item) in map {
+                d.set_item(k, json_to_py(py, item)?)?;
+            }
+            d.into_any()
+        }
+    })
+}
+
+/// Python object → JSON value. Besides JSON's own types it takes tuples, sets, `Decimal`
+/// (as a string), `date`/`datetime`/`time` (ISO 8601), `UUID` (string), bytes (UTF-8), and
+/// objects with `to_dict()`.
+pub fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::from(i));
+        }
+        if let Ok(u) = obj.extract::<u64>() {
+            return Ok(Value::from(u));
+        }
+        // Beyond 64 bits: keep every digit as a string.
+        return Ok(Value::String(obj.str()?.to_string()));
+    }
+    if let Ok(f) = obj.cast::<PyFloat>() {
+        let v = f.value();
+        return serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| PyTypeError::new_err(format!("{v} cannot be represented in JSON")));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(s.to_str()?.to_owned()));
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        let mut map = serde_json::Map::with_capacity(d.len());
+        for (k, v) in d.iter() {
+            let key = match k.cast::<PyString>() {
+                Ok(s) => s.to_str()?.to_owned(),
+                Err(_) => k.str()?.to_string(),
+            };
+            map.insert(key, py_to_json(&v)?);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return l
+            .iter()
+            .map(|i| py_to_json(&i))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return t
+            .iter()
+            .map(|i| py_to_json(&i))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Value::String(
+            String::from_utf8_lossy(b.as_bytes()).into_owned(),
+        ));
+    }
+    if obj.hasattr("to_dict")? {
+        return py_to_json(&obj.call_method0("to_dict")?);
+    }
+    if obj.hasattr("isoformat")? {
+        return Ok(Value::String(obj.call_method0("isoformat")?.extract()?));
+    }
+    let type_name = obj.get_type().name()?.to_string();
+    if matches!(type_name.as_str(), "Decimal" | "UUID") {
+        return Ok(Value::String(obj.str()?.to_string()));
+    }
+    if matches!(
+        type_name.as_str(),
+        "set" | "frozenset" | "generator" | "map" | "filter"
+    ) {
+        return obj
+            .try_iter()?
+            .map(|i| i.and_then(|i| py_to_json(&i)))
+            .collect::<PyResult<Vec<_>>>()
+            .map(Value::Array);
+    }
+    Err(PyTypeError::new_err(format!(
+        "an object of type {type_name} cannot be serialised to JSON"
+    )))
+}
+
+fn encode_payload(payload: &Bound<'_, PyAny>) -> Result<(pb::PayloadKind, Vec<u8>), String> {
+    if payload.is_none() {
+        return Ok((pb::PayloadKind::Empty, Vec::new()));
+    }
+    if let Ok(s) = payload.cast::<PyString>() {
+        return s
+            .to_str()
+            .map(|s| (pb::PayloadKind::Text, s.as_bytes().to_vec()))
+            .map_err(|e| e.to_string());
+    }
+    if let Ok(b) = payload.cast::<PyBytes>() {
+        return Ok((pb::PayloadKind::Bytes, b.as_bytes().to_vec()));
+    }
+    let value = py_to_json(payload).map_err(|e| format!("response payload: {e}"))?;
+    serde_json::to_vec(&value)
+        .map(|b| (pb::PayloadKind::Json, b))
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,232 @@
+//! The admin REST API (`/api/v1/...`, Basic Auth as `admin`) on its own listener, beside
+//! `/live`, `/ready` and `/metrics` (unauthenticated).
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{HeaderValue, Request, StatusCode, header};
+use serde_json::{Value, json};
+use shoal_common::members::{Member, role};
+use shoal_common::store::Store;
+use shoal_common::{ErrorCode, ShoalError, leader};
+use shoal_proto::common::v1::ChannelInfo;
+use shoal_proto::executor::v1 as pb;
+
+use crate::auth::BasicAuth;
+use crate::respond;
+use crate::router::Router as ExecRouter;
+
+/// Admin request bodies above this are refused with 413.
+pub const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// What admin handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    pub auth: BasicAuth,
+    pub router: ExecRouter,
+    pub store: Store,
+}
+
+/// The admin router (API under auth, ops routes open).
+pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
+    let api = Router::new()
+        .route("/services", get(list_services))
+        .route("/services/{name}", get(get_service))
+        .route("/services/{name}/invoke", post(invoke))
+        .route("/cluster", get(cluster))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state);
+    Router::new().nest("/api/v1", api).merge(ops.router())
+}
+
+async fn require_admin(
+    State(state): State<AdminState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let auth = state.auth.clone();
+    // argon2 is CPU work: keep it off the async workers.
+    let ok = tokio::task::spawn_blocking(move || auth.check(value.as_deref()))
+        .await
+        .unwrap_or(false);
+    if ok {
+        return next.run(req).await;
+    }
+    let mut resp = respond::error(&ShoalError::new(
+        ErrorCode::Unauthorized,
+        "admin credentials required (HTTP Basic Auth, user admin)",
+    ));
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"Shoal admin\""),
+    );
+    resp
+}
+
+async fn not_found(req: Request<axum::body::Body>) -> Response {
+    respond::error(&ShoalError::new(
+        ErrorCode::NotFound,
+        format!(
+            "no admin API endpoint {} {}",
+            req.method(),
+            req.uri().path()
+        ),
+    ))
+}
+
+fn service_json(m: &Member, s: &pb::ServiceInfo) -> Value {
+    json!({
+        "name": s.name,
+        "module": s.module,
+        "impl_name": s.impl_name,
+        "hash": s.hash,
+        "deployed_at_ms": s.deployed_at_ms,
+        "executor": m.id,
+        "invocations": s.invocations,
+        "errors": s.errors,
+        "mean_us": s.mean_us,
+    })
+}
+
+/// Services across executors: one entry per service, with counts summed and the executors
+/// that hold it.
+async fn list_services(State(state): State<AdminState>) -> Response {
+    let mut by_name: BTreeMap<String, Value> = BTreeMap::new();
+    for (member, services) in state.router.list_services().await {
+        for s in services {
+            let entry = by_name.entry(s.name.clone()).or_insert_with(|| {
+                let mut v = service_json(&member, &s);
+                v["executors"] = json!([]);
+                v["invocations"] = json!(0);
+                v["errors"] = json!(0);
+                v
+            });
+            if let Some(list) = entry["executors"].as_array_mut() {
+                list.push(json!(member.id));
+            }
+            let inv = entry["invocations"].as_u64().unwrap_or(0) + s.invocations;
+            let err = entry["errors"].as_u64().unwrap_or(0) + s.errors;
+            entry["invocations"] = json!(inv);
+            entry["errors"] = json!(err);
+            if let Some(obj) = entry.as_object_mut() {
+                obj.remove("executor");
+            }
+        }
+    }
+    Json(json!({"services": by_name.into_values().collect::<Vec<_>>()})).into_response()
+}
+
+async fn get_service(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let mut found = Vec::new();
+    for (member, services) in state.router.list_services().await {
+        found.extend(
+            services
+                .iter()
+                .filter(|s| s.name == name)
+                .map(|s| service_json(&member, s)),
+        );
+    }
+    if found.is_empty() {
+        return respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no such service: {name}"),
+        ));
+    }
+    Json(json!({"name": name, "instances": found})).into_response()
+}
+
+/// `POST /api/v1/services/{name}/invoke`: the JSON body is the payload; the answer is what
+/// a JSON channel would answer.
+async fn invoke(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let cid = new_cid();
+    let payload = if body.iter().all(u8::is_ascii_whitespace) {
+        Vec::new()
+    } else {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            return respond::error(
+                &ShoalError::new(
+                    ErrorCode::BadRequest,
+                    format!("request body is not valid JSON: {e}"),
+                )
+                .with_cid(cid),
+            );
+        }
+        body.to_vec()
+    };
+    let req = pb::InvokeRequest {
+        service: name,
+        payload,
+        raw_request: body.to_vec(),
+        cid: cid.clone(),
+        channel: Some(ChannelInfo {
+            name: "admin.invoke".into(),
+            r#type: "admin".into(),
+            data_format: "json".into(),
+            security_name: "admin".into(),
+            username: crate::auth::ADMIN_USER.into(),
+        }),
+        http: None,
+        timeout_ms: 0,
+    };
+    match state.router.invoke(req).await {
+        Ok(resp) => respond::json_channel(resp),
+        Err(e) => respond::error(&e.with_cid(cid)),
+    }
+}
+
+/// `GET /api/v1/cluster`: members by role, with leaders.
+async fn cluster(State(state): State<AdminState>) -> Response {
+    let (entries, _) = match state.store.list("members/").await {
+        Ok(l) => l,
+        Err(e) => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::Unavailable,
+                format!("config store unavailable: {e}"),
+            ));
+        }
+    };
+    let mut by_role: BTreeMap<String, Vec<Value>> = role::ALL
+        .iter()
+        .map(|r| (r.to_string(), Vec::new()))
+        .collect();
+    for e in entries {
+        if let Ok(m) = serde_json::from_slice::<Member>(&e.value) {
+            by_role
+                .entry(m.role.clone())
+                .or_default()
+                .push(serde_json::to_value(&m).unwrap_or(Value::Null));
+        }
+    }
+    let mut leaders = serde_json::Map::new();
+    for r in role::ALL {
+        if let Some(l) = leader::current_leader(&state.store, r).await {
+            leaders.insert(r.to_string(), json!(l));
+        }
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"members": by_role, "leaders": leaders})),
+    )
+        .into_response()
+}
+
+/// A new correlation id (24 hex characters, as Zato's).
+pub fn new_cid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..24].to_owned()
+}

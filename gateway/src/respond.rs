@@ -1,0 +1,66 @@
+//! Turning an executor's answer (or a failure) into an HTTP response, the way a JSON
+//! channel answers: the service's status, headers and content type; JSON payloads as JSON;
+//! failures as `{"error": {"code", "message", "cid"}}` with the mapped status.
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, StatusCode, header};
+use shoal_common::ShoalError;
+use shoal_proto::executor::v1::{self as pb, PayloadKind};
+
+/// The JSON error response for `err`.
+pub fn error(err: &ShoalError) -> Response {
+    let mut resp = (err.code.http_status(), axum::Json(err.to_json())).into_response();
+    if !err.cid.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&err.cid)
+    {
+        resp.headers_mut().insert("x-shoal-cid", v);
+    }
+    resp
+}
+
+/// The HTTP response for an executor's answer on a JSON channel.
+pub fn json_channel(resp: pb::InvokeResponse) -> Response {
+    if let Some(e) = &resp.error {
+        return error(&ShoalError::from_detail(e));
+    }
+    let status = u16::try_from(resp.status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let kind = PayloadKind::try_from(resp.kind).unwrap_or(PayloadKind::Empty);
+    let default_type = match kind {
+        PayloadKind::Json => "application/json",
+        PayloadKind::Text => "text/plain; charset=utf-8",
+        PayloadKind::Bytes => "application/octet-stream",
+        PayloadKind::Empty | PayloadKind::Unspecified => "application/json",
+    };
+    let body = match kind {
+        PayloadKind::Empty | PayloadKind::Unspecified => Body::empty(),
+        _ => Body::from(resp.payload),
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    let headers = out.headers_mut();
+    let content_type = if resp.content_type.is_empty() {
+        default_type.to_owned()
+    } else {
+        resp.content_type
+    };
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    for (k, v) in resp.headers {
+        // Headers a service cannot set sensibly are skipped rather than failing the call.
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(&v))
+            && name != header::CONTENT_LENGTH
+            && name != header::TRANSFER_ENCODING
+        {
+            headers.insert(name, value);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&resp.cid) {
+        headers.insert("x-shoal-cid", v);
+    }
+    out
+}

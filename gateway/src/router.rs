@@ -1,0 +1,223 @@
+//! Routing invocations to executors: least outstanding requests over the live executors
+//! that hold the service.
+//!
+//! An executor that refuses the connection (gone before the request was sent) is marked
+//! down for a moment and the call is retried on another, which is safe because nothing ran.
+//! One that fails mid-request fails that request only (502), since the service may have
+//! run. Member leases remove dead executors from the view within their TTL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use shoal_common::members::{Discovery, Member};
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::executor::v1 as pb;
+use shoal_proto::executor::v1::executor_client::ExecutorClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long an executor that refused a connection is skipped.
+const DOWN_FOR: Duration = Duration::from_secs(2);
+
+struct Conn {
+    client: ExecutorClient<Channel>,
+    outstanding: Arc<AtomicUsize>,
+    down_until: Option<Instant>,
+}
+
+/// Picks executors and calls them; cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    discovery: Discovery,
+    conns: Arc<Mutex<HashMap<String, Conn>>>,
+}
+
+/// Decrements an executor's outstanding count when the call ends, however it ends.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Router {
+    pub fn new(discovery: Discovery) -> Router {
+        Router {
+            discovery,
+            conns: Arc::default(),
+        }
+    }
+
+    /// The executors known now.
+    pub fn executors(&self) -> Vec<Member> {
+        self.discovery.members()
+    }
+
+    fn pick(
+        &self,
+        service: &str,
+        tried: &[String],
+    ) -> Result<(String, ExecutorClient<Channel>, InFlight), ShoalError> {
+        let members = self.discovery.members();
+        if members.is_empty() {
+            return Err(ShoalError::new(
+                ErrorCode::Unavailable,
+                "no executor is running",
+            ));
+        }
+        let holders: Vec<&Member> = members
+            .iter()
+            .filter(|m| m.services.iter().any(|s| s == service))
+            .collect();
+        if holders.is_empty() {
+            return Err(ShoalError::new(
+                ErrorCode::NotFound,
+                format!("no such service: {service}"),
+            ));
+        }
+        let now = Instant::now();
+        let mut conns = self.conns.lock();
+        // Forget connections of members that left.
+        conns.retain(|addr, _| members.iter().any(|m| &m.grpc_addr == addr));
+        let mut best: Option<(&Member, usize)> = None;
+        for m in holders {
+            if tried.contains(&m.grpc_addr) {
+                continue;
+            }
+            let conn = match conns.get(&m.grpc_addr) {
+                Some(c) => c,
+                None => {
+                    let Some(c) = connect(&m.grpc_addr) else {
+                        continue;
+                    };
+                    conns.entry(m.grpc_addr.clone()).or_insert(c)
+                }
+            };
+            if conn.down_until.is_some_and(|t| t > now) {
+                continue;
+            }
+            let load = conn.outstanding.load(Ordering::Acquire);
+            if best.is_none_or(|(_, l)| load < l) {
+                best = Some((m, load));
+            }
+        }
+        let Some((m, _)) = best else {
+            return Err(ShoalError::new(
+                ErrorCode::Unavailable,
+                format!("no live executor holds {service} now; retry shortly"),
+            ));
+        };
+        let conn = conns
+            .get(&m.grpc_addr)
+            .ok_or_else(|| ShoalError::new(ErrorCode::Internal, "executor connection vanished"))?;
+        conn.outstanding.fetch_add(1, Ordering::AcqRel);
+        Ok((
+            m.grpc_addr.clone(),
+            conn.client.clone(),
+            InFlight(conn.outstanding.clone()),
+        ))
+    }
+
+    fn mark_down(&self, addr: &str) {
+        if let Some(c) = self.conns.lock().get_mut(addr) {
+            c.down_until = Some(Instant::now() + DOWN_FOR);
+        }
+    }
+
+    /// Invokes a service on the best executor; retries elsewhere only when the chosen one
+    /// could not be reached at all.
+    pub async fn invoke(&self, req: pb::InvokeRequest) -> Result<pb::InvokeResponse, ShoalError> {
+        let mut tried: Vec<String> = Vec::new();
+        let deadline = Duration::from_millis(if req.timeout_ms == 0 {
+            30_000
+        } else {
+            req.timeout_ms
+        }) + Duration::from_secs(1);
+        loop {
+            let (addr, mut client, _inflight) = self.pick(&req.service, &tried)?;
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(deadline);
+            match client.invoke(request).await {
+                Ok(resp) => return Ok(resp.into_inner()),
+                Err(status) if never_sent(&status) => {
+                    tracing::warn!(executor = %addr, error = %status.message(), "executor unreachable; trying another");
+                    self.mark_down(&addr);
+                    tried.push(addr);
+                }
+                Err(status) if status.code() == tonic::Code::DeadlineExceeded => {
+                    return Err(ShoalError::new(
+                        ErrorCode::Timeout,
+                        format!("service {} did not answer in time", req.service),
+                    ));
+                }
+                Err(status) => {
+                    tracing::warn!(executor = %addr, code = ?status.code(), error = %status.message(), "executor failed mid-request");
+                    self.mark_down(&addr);
+                    return Err(ShoalError::new(
+                        ErrorCode::BadGateway,
+                        format!("the executor running {} went away mid-request", req.service),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Lists services of every executor (for the admin API), keyed by executor id.
+    pub async fn list_services(&self) -> Vec<(Member, Vec<pb::ServiceInfo>)> {
+        let members = self.discovery.members();
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let client = {
+                let mut conns = self.conns.lock();
+                match conns.get(&m.grpc_addr) {
+                    Some(c) => Some(c.client.clone()),
+                    None => connect(&m.grpc_addr).map(|c| {
+                        let client = c.client.clone();
+                        conns.insert(m.grpc_addr.clone(), c);
+                        client
+                    }),
+                }
+            };
+            let Some(mut client) = client else { continue };
+            let mut req = tonic::Request::new(pb::ListServicesRequest {});
+            req.set_timeout(Duration::from_secs(3));
+            if let Ok(resp) = client.list_services(req).await {
+                out.push((m, resp.into_inner().services));
+            }
+        }
+        out
+    }
+}
+
+/// Whether a failed call certainly never reached the executor (connection refused or
+/// reset before the request went out), so retrying elsewhere cannot run it twice.
+fn never_sent(status: &tonic::Status) -> bool {
+    if status.code() != tonic::Code::Unavailable {
+        return false;
+    }
+    let mut text = status.message().to_ascii_lowercase();
+    let mut source = std::error::Error::source(status);
+    while let Some(s) = source {
+        text.push(' ');
+        text.push_str(&s.to_string().to_ascii_lowercase());
+        source = s.source();
+    }
+    text.contains("connect") || text.contains("connection refused")
+}
+
+fn connect(addr: &str) -> Option<Conn> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Some(Conn {
+        client: ExecutorClient::new(endpoint.connect_lazy()),
+        outstanding: Arc::default(),
+        down_until: None,
+    })
+}

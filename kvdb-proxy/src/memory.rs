@@ -1,0 +1,241 @@
+//! The in-memory KVDB backend (`shoal up`'s default when no Redis is configured): strings
+//! with expiry, counters, hashes, lists and sets, with Redis semantics where they matter
+//! (PTTL's -1/-2, INCRBY on a non-integer is an error, a type mismatch is an error).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tonic::Status;
+
+enum Value {
+    Str(Vec<u8>),
+    Hash(BTreeMap<String, Vec<u8>>),
+    List(VecDeque<Vec<u8>>),
+    Set(BTreeSet<Vec<u8>>),
+}
+
+struct Item {
+    value: Value,
+    expires: Option<Instant>,
+}
+
+/// The store; all operations are short and under one lock.
+#[derive(Default)]
+pub struct Memory {
+    items: Mutex<HashMap<String, Item>>,
+}
+
+fn wrong_type(key: &str) -> Status {
+    Status::failed_precondition(format!(
+        "WRONGTYPE: key {key} holds a value of another type"
+    ))
+}
+
+impl Memory {
+    fn live<'a>(items: &'a mut HashMap<String, Item>, key: &str) -> Option<&'a mut Item> {
+        let expired = items
+            .get(key)
+            .is_some_and(|i| i.expires.is_some_and(|e| e <= Instant::now()));
+        if expired {
+            items.remove(key);
+        }
+        items.get_mut(key)
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Status> {
+        let mut items = self.items.lock();
+        match Self::live(&mut items, key) {
+            None => Ok(None),
+            Some(Item {
+                value: Value::Str(v),
+                ..
+            }) => Ok(Some(v.clone())),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    pub fn set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expiry: Option<Duration>,
+        if_absent: bool,
+    ) -> bool {
+        let mut items = self.items.lock();
+        if if_absent && Self::live(&mut items, key).is_some() {
+            return false;
+        }
+        items.insert(
+            key.to_owned(),
+            Item {
+                value: Value::Str(value),
+                expires: expiry.map(|d| Instant::now() + d),
+            },
+        );
+        true
+    }
+
+    pub fn delete(&self, keys: &[String]) -> u64 {
+        let mut items = self.items.lock();
+        keys.iter()
+            .filter(|k| Self::live(&mut items, k).is_some() && items.remove(k.as_str()).is_some())
+            .count() as u64
+    }
+
+    pub fn exists(&self, key: &str) -> bool {
+        Self::live(&mut self.items.lock(), key).is_some()
+    }
+
+    pub fn expire(&self, key: &str, expiry: Duration) -> bool {
+        match Self::live(&mut self.items.lock(), key) {
+            Some(item) => {
+                item.expires = Some(Instant::now() + expiry);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Milliseconds left; -1 without expiry; -2 when missing.
+    pub fn ttl(&self, key: &str) -> i64 {
+        match Self::live(&mut self.items.lock(), key) {
+            None => -2,
+            Some(Item { expires: None, .. }) => -1,
+            Some(Item {
+                expires: Some(e), ..
+            }) => e.saturating_duration_since(Instant::now()).as_millis() as i64,
+        }
+    }
+
+    pub fn incr_by(&self, key: &str, by: i64) -> Result<i64, Status> {
+        let mut items = self.items.lock();
+        let current = match Self::live(&mut items, key) {
+            None => 0,
+            Some(Item {
+                value: Value::Str(v),
+                ..
+            }) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(|| {
+                    Status::failed_precondition(format!("value of {key} is not an integer"))
+                })?,
+            Some(_) => return Err(wrong_type(key)),
+        };
+        let next = current
+            .checked_add(by)
+            .ok_or_else(|| Status::out_of_range("increment or decrement would overflow"))?;
+        let expires = items.get(key).and_then(|i| i.expires);
+        items.insert(
+            key.to_owned(),
+            Item {
+                value: Value::Str(next.to_string().into_bytes()),
+                expires,
+            },
+        );
+        Ok(next)
+    }
+
+    pub fn scan(&self, prefix: &str, limit: usize) -> Vec<String> {
+        let now = Instant::now();
+        let items = self.items.lock();
+        let mut keys: Vec<String> = items
+            .iter()
+            .filter(|(k, i)| k.starts_with(prefix) && i.expires.is_none_or(|e| e > now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        if limit > 0 {
+            keys.truncate(limit);
+        }
+        keys
+    }
+
+    /// Runs `f` on the hash at `key` (created when `create`).
+    pub fn with_hash<T>(
+        &self,
+        key: &str,
+        create: bool,
+        f: impl FnOnce(Option<&mut BTreeMap<String, Vec<u8>>>) -> T,
+    ) -> Result<T, Status> {
+        let mut items = self.items.lock();
+        if create && Self::live(&mut items, key).is_none() {
+            items.insert(
+                key.to_owned(),
+                Item {
+                    value: Value::Hash(BTreeMap::new()),
+                    expires: None,
+                },
+            );
+        }
+        match Self::live(&mut items, key) {
+            None => Ok(f(None)),
+            Some(Item {
+                value: Value::Hash(h),
+                ..
+            }) => Ok(f(Some(h))),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    pub fn with_list<T>(
+        &self,
+        key: &str,
+        create: bool,
+        f: impl FnOnce(Option<&mut VecDeque<Vec<u8>>>) -> T,
+    ) -> Result<T, Status> {
+        let mut items = self.items.lock();
+        if create && Self::live(&mut items, key).is_none() {
+            items.insert(
+                key.to_owned(),
+                Item {
+                    value: Value::List(VecDeque::new()),
+                    expires: None,
+                },
+            );
+        }
+        match Self::live(&mut items, key) {
+            None => Ok(f(None)),
+            Some(Item {
+                value: Value::List(l),
+                ..
+            }) => Ok(f(Some(l))),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    pub fn with_set<T>(
+        &self,
+        key: &str,
+        create: bool,
+        f: impl FnOnce(Option<&mut BTreeSet<Vec<u8>>>) -> T,
+    ) -> Result<T, Status> {
+        let mut items = self.items.lock();
+        if create && Self::live(&mut items, key).is_none() {
+            items.insert(
+                key.to_owned(),
+                Item {
+                    value: Value::Set(BTreeSet::new()),
+                    expires: None,
+                },
+            );
+        }
+        match Self::live(&mut items, key) {
+            None => Ok(f(None)),
+            Some(Item {
+                value: Value::Set(s),
+                ..
+            }) => Ok(f(Some(s))),
+            Some(_) => Err(wrong_type(key)),
+        }
+    }
+
+    /// Drops expired keys (run now and then so memory does not grow).
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.items
+            .lock()
+            .retain(|_, i| i.expires.is_none_or(|e| e > now));
+    }
+}

@@ -1,0 +1,147 @@
+//! A whole cluster under `shoal up`, on free ports, in a temporary project folder.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::process::Proc;
+
+/// A running `shoal up`; stopped (SIGKILL of the supervisor, whose children then exit on
+/// stdin EOF) on drop.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub proc: Proc,
+    pub admin_url: String,
+    pub http_url: String,
+    pub grpc_addr: String,
+    pub gateway_ops: String,
+    pub store_url: String,
+    pub password: String,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts `shoal up` with `extra` arguments, services copied from `services`, and waits
+    /// until the gateway and `executors` executors are ready.
+    pub async fn start(services: &[&Path], executors: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let svc_dir = dir.path().join("services");
+        std::fs::create_dir_all(&svc_dir).expect("services dir");
+        for s in services {
+            std::fs::copy(s, svc_dir.join(s.file_name().expect("file name")))
+                .expect("copy service");
+        }
+        let port = crate::free_port;
+        let (store, http, grpc, admin, ops) = (port(), port(), port(), port(), port());
+        let executors_s = executors.to_string();
+        let addr = |p: u16| format!("127.0.0.1:{p}");
+        let (store_a, http_a, grpc_a, admin_a, ops_a) =
+            (addr(store), addr(http), addr(grpc), addr(admin), addr(ops));
+        let dir_s = dir.path().display().to_string();
+        let mut args = vec![
+            "up",
+            "--dir",
+            &dir_s,
+            "--executors",
+            &executors_s,
+            "--store-listen",
+            &store_a,
+            "--http-listen",
+            &http_a,
+            "--grpc-listen",
+            &grpc_a,
+            "--admin-listen",
+            &admin_a,
+            "--gateway-ops-listen",
+            &ops_a,
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn(
+            "shoal",
+            &args,
+            &[("SHOAL_ADMIN_PASSWORD", "test-password-1")],
+        );
+        let cluster = Cluster {
+            dir,
+            proc,
+            admin_url: format!("http://{admin_a}"),
+            http_url: format!("http://{http_a}"),
+            grpc_addr: grpc_a,
+            gateway_ops: ops_a,
+            store_url: format!("http://{store_a}"),
+            password: "test-password-1".into(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client"),
+        };
+        crate::eventually(Duration::from_secs(60), "cluster ready", || async {
+            let v = cluster.cluster_json().await?;
+            let execs = v["members"]["executor"].as_array()?.len();
+            let gw = v["members"]["gateway"].as_array()?.len();
+            (execs >= executors && gw >= 1).then_some(())
+        })
+        .await;
+        cluster
+    }
+
+    /// `GET /api/v1/cluster`, or None while it does not answer.
+    pub async fn cluster_json(&self) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/cluster", self.admin_url))
+            .basic_auth("admin", Some(&self.password))
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    /// Invokes through the admin API: (status, JSON body).
+    pub async fn invoke(&self, service: &str, payload: &Value) -> Result<(u16, Value), String> {
+        let r = self
+            .http
+            .post(format!(
+                "{}/api/v1/services/{service}/invoke",
+                self.admin_url
+            ))
+            .basic_auth("admin", Some(&self.password))
+            .json(payload)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        let body = r.json().await.unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    /// Runs the `shoal` CLI against this cluster; returns (exit code, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(crate::bin("shoal"))
+            .args(args)
+            .env("SHOAL_ADMIN_URL", &self.admin_url)
+            .env("SHOAL_ADMIN_PASSWORD", &self.password)
+            .output()
+            .await
+            .expect("run shoal");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The pickup folder.
+    pub fn services_dir(&self) -> PathBuf {
+        self.dir.path().join("services")
+    }
+}
+
+/// The repository's `examples/services` folder.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
+}
