@@ -28,18 +28,28 @@ impl Listeners {
     }
 }
 
+/// What a component serves.
+pub struct Spec {
+    /// Member role, e.g. `kvdb-proxy`.
+    pub role: &'static str,
+    /// The component's gRPC services.
+    pub routes: Routes,
+    /// Their full names, reported as serving by grpc.health.v1.
+    pub grpc_names: &'static [&'static str],
+    /// Readiness and metrics.
+    pub ops: Ops,
+}
+
 /// Runs a component until `cancel`. `on_store` runs once the store is reachable (before
 /// the component reports ready), e.g. to start a leader campaign.
 pub async fn serve(
-    role: &'static str,
+    spec: Spec,
     common: &CommonOptions,
     listeners: Listeners,
-    routes: Routes,
-    grpc_names: &[&str],
-    ops: Ops,
     cancel: CancellationToken,
     on_store: impl FnOnce(&Store, &Member),
 ) -> anyhow::Result<()> {
+    let Spec { role, routes, grpc_names, ops } = spec;
     let grpc_addr = listeners.grpc.local_addr()?;
     let ops_addr = listeners.ops.local_addr()?;
     let ops_task = tokio::spawn(crate::ops::serve(

@@ -107,12 +107,14 @@ pub async fn run(
         ConnectorsService,
     ));
     component::serve(
-        role::CONNECTORS,
+        component::Spec {
+            role: role::CONNECTORS,
+            routes,
+            grpc_names: &["shoal.connectors.v1.Connectors"],
+            ops: Ops::new("connectors"),
+        },
         &options.common,
         listeners,
-        routes,
-        &["shoal.connectors.v1.Connectors"],
-        Ops::new("connectors"),
         cancel,
         |_, _| {},
     )

@@ -117,7 +117,7 @@ impl Executor {
             }
         };
         if let Err(e) = self.pool.submit(Job::Invoke {
-            req,
+            req: Box::new(req),
             enqueued: std::time::Instant::now(),
             reply,
         }) {

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 /// Work for a Python thread.
 pub enum Job {
     Invoke {
-        req: pb::InvokeRequest,
+        req: Box<pb::InvokeRequest>,
         enqueued: Instant,
         reply: oneshot::Sender<pb::InvokeResponse>,
     },
@@ -112,7 +112,7 @@ fn worker(rx: crossbeam_channel::Receiver<Job>, metrics: Arc<Metrics>) {
             } => {
                 metrics.queue_wait(enqueued.elapsed());
                 let started = Instant::now();
-                let resp = Python::attach(|py| invoke(py, req));
+                let resp = Python::attach(|py| invoke(py, *req));
                 metrics.invoked(started.elapsed(), resp.error.is_some());
                 let _ = reply.send(resp);
             }

@@ -338,12 +338,14 @@ pub async fn run(
     });
     let routes = tonic::service::Routes::new(pb::kvdb_server::KvdbServer::new(service));
     component::serve(
-        role::KVDB,
+        component::Spec {
+            role: role::KVDB,
+            routes,
+            grpc_names: &["shoal.kvdb.v1.Kvdb"],
+            ops: Ops::new("kvdb-proxy"),
+        },
         &options.common,
         listeners,
-        routes,
-        &["shoal.kvdb.v1.Kvdb"],
-        Ops::new("kvdb-proxy"),
         cancel,
         |_, _| {},
     )

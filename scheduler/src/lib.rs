@@ -116,12 +116,14 @@ pub async fn run(
     let ttl = options.leader_ttl;
     let c = cancel.clone();
     component::serve(
-        role::SCHEDULER,
+        component::Spec {
+            role: role::SCHEDULER,
+            routes,
+            grpc_names: &["shoal.scheduler.v1.Scheduler"],
+            ops: Ops::new("scheduler"),
+        },
         &options.common,
         listeners,
-        routes,
-        &["shoal.scheduler.v1.Scheduler"],
-        Ops::new("scheduler"),
         cancel,
         move |store, member| {
             *service.store.lock() = Some(store.clone());

@@ -45,7 +45,7 @@ use tonic::{Request, Response, Status, Streaming};
 const HISTORY_LIMIT: usize = 50_000;
 /// etcd's minimum lease TTL with default timings, in seconds.
 const MIN_TTL: i64 = 2;
-const CLUSTER_ID: u64 = 0x5_4841_4c;
+const CLUSTER_ID: u64 = 0x0548_414c;
 const MEMBER_ID: u64 = 1;
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SHOALST1";
 
@@ -828,7 +828,7 @@ impl EmbeddedStore {
                     st.revision + 1
                 };
                 let created = PbWatchResponse {
-                    header: header.clone(),
+                    header,
                     watch_id: id,
                     created: true,
                     ..Default::default()
