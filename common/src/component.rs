@@ -49,7 +49,12 @@ pub async fn serve(
     cancel: CancellationToken,
     on_store: impl FnOnce(&Store, &Member),
 ) -> anyhow::Result<()> {
-    let Spec { role, routes, grpc_names, ops } = spec;
+    let Spec {
+        role,
+        routes,
+        grpc_names,
+        ops,
+    } = spec;
     let grpc_addr = listeners.grpc.local_addr()?;
     let ops_addr = listeners.ops.local_addr()?;
     let ops_task = tokio::spawn(crate::ops::serve(
