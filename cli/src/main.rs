@@ -36,8 +36,18 @@ enum Command {
         #[arg(long, short)]
         data: Option<String>,
     },
-    /// List deployed services with their module, hash and invocation counts.
+    /// List deployed services with their module, hash, deploy time, calls and timings.
     Services,
+    /// Deploy Python modules to every executor (validated first; the old version keeps
+    /// serving if a module does not import), or roll one back.
+    Deploy {
+        /// .py files to deploy.
+        #[arg(required_unless_present = "rollback")]
+        files: Vec<std::path::PathBuf>,
+        /// Restore the previous deployment of this module instead.
+        #[arg(long, value_name = "MODULE", conflicts_with = "files")]
+        rollback: Option<String>,
+    },
 }
 
 fn main() {
@@ -59,6 +69,7 @@ fn main() {
             Command::Status => status(&cli.admin).await,
             Command::Invoke { service, data } => invoke(&cli.admin, &service, data).await,
             Command::Services => services(&cli.admin).await,
+            Command::Deploy { files, rollback } => deploy(&cli.admin, files, rollback).await,
         };
         match result {
             Ok(code) => code,
@@ -144,12 +155,20 @@ async fn services(args: &AdminArgs) -> anyhow::Result<i32> {
     let admin = Admin::new(args)?;
     let v = admin.get_json("services").await?;
     println!(
-        "{:<36} {:<20} {:<14} {:>8} {:>7} {:>9}",
-        "SERVICE", "MODULE", "HASH", "CALLS", "ERRORS", "EXECUTORS"
+        "{:<34} {:<16} {:<13} {:<20} {:>7} {:>6} {:>8} {:>8} {:>5}",
+        "SERVICE",
+        "MODULE",
+        "HASH",
+        "DEPLOYED (UTC)",
+        "CALLS",
+        "ERRORS",
+        "MEAN_US",
+        "P99_US",
+        "EXECS"
     );
     for s in v["services"].as_array().cloned().unwrap_or_default() {
         println!(
-            "{:<36} {:<20} {:<14} {:>8} {:>7} {:>9}",
+            "{:<34} {:<16} {:<13} {:<20} {:>7} {:>6} {:>8} {:>8} {:>5}",
             s["name"].as_str().unwrap_or(""),
             s["module"].as_str().unwrap_or(""),
             s["hash"]
@@ -158,12 +177,101 @@ async fn services(args: &AdminArgs) -> anyhow::Result<i32> {
                 .chars()
                 .take(12)
                 .collect::<String>(),
+            format_ms(s["deployed_at_ms"].as_i64().unwrap_or(0)),
             s["invocations"].as_u64().unwrap_or(0),
             s["errors"].as_u64().unwrap_or(0),
+            s["mean_us"].as_u64().unwrap_or(0),
+            s["p99_us"].as_u64().unwrap_or(0),
             s["executors"].as_array().map_or(0, |a| a.len())
         );
     }
     Ok(0)
+}
+
+async fn deploy(
+    args: &AdminArgs,
+    files: Vec<std::path::PathBuf>,
+    rollback: Option<String>,
+) -> anyhow::Result<i32> {
+    let admin = Admin::new(args)?;
+    if let Some(module) = rollback {
+        let body = serde_json::to_vec(&serde_json::json!({"module": module}))?;
+        let (status, text) = admin
+            .send(reqwest::Method::POST, "deploy/rollback", Some(body))
+            .await?;
+        if !status.is_success() {
+            eprintln!("error: {}", error_message(&text));
+            return Ok(1);
+        }
+        let v: Value = serde_json::from_str(&text)?;
+        let hash: String = v["hash"].as_str().unwrap_or("").chars().take(12).collect();
+        println!("rolled back {module} to {hash}");
+        return Ok(0);
+    }
+    let mut list = Vec::new();
+    for f in &files {
+        let source = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?;
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        list.push(serde_json::json!({"name": name, "source": source}));
+    }
+    let body = serde_json::to_vec(&serde_json::json!({"files": list}))?;
+    let (status, text) = admin
+        .send(reqwest::Method::POST, "deploy", Some(body))
+        .await?;
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    for d in v["deployed"].as_array().cloned().unwrap_or_default() {
+        let services: Vec<&str> = d["services"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "deployed {} ({}): {}",
+            d["module"].as_str().unwrap_or(""),
+            d["hash"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(12)
+                .collect::<String>(),
+            services.join(", ")
+        );
+    }
+    if status.is_success() {
+        Ok(0)
+    } else {
+        eprintln!("error: {}", error_message(&text));
+        Ok(1)
+    }
+}
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn format_ms(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    let secs = ms / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Percent-encodes a path segment.
@@ -176,4 +284,14 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_unix_ms_as_utc() {
+        assert_eq!(super::format_ms(0), "-");
+        assert_eq!(super::format_ms(1_700_000_000_000), "2023-11-14 22:13:20");
+        assert_eq!(super::format_ms(951_782_400_000), "2000-02-29 00:00:00");
+    }
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod leader;
 pub mod members;
+pub mod modules;
 pub mod ops;
 pub mod shutdown;
 pub mod store;

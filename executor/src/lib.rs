@@ -6,6 +6,7 @@
 //! the pickup folder ([`pickup`]) or from `Deploy` calls. pyo3 and any `unsafe` it needs
 //! live in this crate only.
 
+pub mod follow;
 pub mod metrics;
 pub mod pickup;
 pub mod python;
@@ -309,6 +310,7 @@ pub async fn run(
 
     let reg_cancel = CancellationToken::new();
     if let Some(store) = Store::connect_retrying(&options.common.store(), &cancel).await {
+        tokio::spawn(follow::run(executor.clone(), store.clone(), cancel.clone()));
         let advertise = options
             .advertise
             .clone()

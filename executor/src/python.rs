@@ -291,12 +291,34 @@ fn deploy(
 }
 
 fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
-    type Row = (String, String, String, i64, u64, u64, u64, String);
+    type Row = (
+        String,
+        String,
+        String,
+        i64,
+        u64,
+        u64,
+        u64,
+        String,
+        u64,
+        String,
+    );
     let rows: Vec<Row> = runtime(py)?.call_method0("list_services")?.extract()?;
     Ok(rows
         .into_iter()
         .map(
-            |(name, module, hash, deployed_at_ms, invocations, errors, mean_us, impl_name)| {
+            |(
+                name,
+                module,
+                hash,
+                deployed_at_ms,
+                invocations,
+                errors,
+                mean_us,
+                impl_name,
+                p99_us,
+                simple_io_json,
+            )| {
                 pb::ServiceInfo {
                     name,
                     module,
@@ -306,7 +328,8 @@ fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
                     errors,
                     mean_us,
                     impl_name,
-                    simple_io_json: String::new(),
+                    simple_io_json,
+                    p99_us,
                 }
             },
         )

@@ -6,33 +6,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-/// (path relative to the SDK root, source).
-const FILES: &[(&str, &str)] = &[
-    (
-        "shoal/__init__.py",
-        include_str!("../python/shoal/__init__.py"),
-    ),
-    (
-        "shoal/service.py",
-        include_str!("../python/shoal/service.py"),
-    ),
-    (
-        "shoal/_runtime.py",
-        include_str!("../python/shoal/_runtime.py"),
-    ),
-    (
-        "zato/__init__.py",
-        include_str!("../python/zato/__init__.py"),
-    ),
-    (
-        "zato/server/__init__.py",
-        include_str!("../python/zato/server/__init__.py"),
-    ),
-    (
-        "zato/server/service/__init__.py",
-        include_str!("../python/zato/server/service/__init__.py"),
-    ),
-];
+/// (path relative to the SDK root, source): every `.py` under `python/shoal` and
+/// `python/zato`, listed by `build.rs`.
+const FILES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 
 /// Unpacks the SDK under `base` (once per SDK version) and returns its root, or returns
 /// `override_dir` when given (developers point it at `executor/python`).

@@ -39,6 +39,8 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
         .route("/services/{name}", get(get_service))
         .route("/services/{name}/invoke", post(invoke))
         .route("/cluster", get(cluster))
+        .route("/deploy", get(list_modules).post(deploy))
+        .route("/deploy/rollback", post(rollback))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -97,6 +99,7 @@ fn service_json(m: &Member, s: &pb::ServiceInfo) -> Value {
         "invocations": s.invocations,
         "errors": s.errors,
         "mean_us": s.mean_us,
+        "p99_us": s.p99_us,
     })
 }
 
@@ -187,6 +190,180 @@ async fn invoke(
     match state.router.invoke(req).await {
         Ok(resp) => respond::json_channel(resp),
         Err(e) => respond::error(&e.with_cid(cid)),
+    }
+}
+
+/// One module in a deploy request.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployFile {
+    /// File name (`crm.py`) or module name (`crm`).
+    name: String,
+    source: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    files: Vec<DeployFile>,
+}
+
+fn module_of(name: &str) -> Result<String, ShoalError> {
+    let base = name.rsplit('/').next().unwrap_or(name);
+    let stem = base.strip_suffix(".py").unwrap_or(base);
+    let valid = !stem.is_empty()
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !stem.starts_with(|c: char| c.is_ascii_digit());
+    if valid {
+        Ok(stem.to_owned())
+    } else {
+        Err(ShoalError::new(
+            ErrorCode::BadRequest,
+            format!("'{name}' is not a Python module file name (letters, digits and _ only, .py)"),
+        ))
+    }
+}
+
+/// `POST /api/v1/deploy` `{"files": [{"name": "crm.py", "source": "..."}]}`: each module is
+/// imported on one live executor first; if it imports, it is stored in the config store
+/// (with its history) and every executor loads it. A module that fails to import is
+/// answered with 400 and the error with its line; nothing is stored and the previous
+/// version keeps serving.
+async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
+    let parsed: DeployBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::BadRequest,
+                format!("deploy body must be {{\"files\": [{{\"name\", \"source\"}}]}}: {e}"),
+            ));
+        }
+    };
+    if parsed.files.is_empty() {
+        return respond::error(&ShoalError::new(
+            ErrorCode::BadRequest,
+            "no files to deploy",
+        ));
+    }
+    let mut deployed = Vec::new();
+    for f in parsed.files {
+        let module = match module_of(&f.name) {
+            Ok(m) => m,
+            Err(e) => return respond::error(&e),
+        };
+        let origin = if f.name.ends_with(".py") {
+            f.name.clone()
+        } else {
+            format!("{module}.py")
+        };
+        let check = state
+            .router
+            .deploy_on_one(pb::DeployRequest {
+                module: module.clone(),
+                source: f.source.clone(),
+                origin: origin.clone(),
+            })
+            .await;
+        let resp = match check {
+            Ok(r) => r,
+            Err(e) => return respond::error(&e),
+        };
+        if let Some(err) = resp.error {
+            let mut e = ShoalError::from_detail(&err);
+            e.message = format!("{} did not import: {}", f.name, e.message);
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"code": "bad_request", "message": e.message, "cid": ""}, "deployed": deployed})),
+            )
+                .into_response();
+        }
+        let rec = shoal_common::modules::ModuleRecord {
+            module: module.clone(),
+            hash: shoal_common::modules::source_hash(&f.source),
+            source: f.source,
+            origin,
+            deployed_at_ms: shoal_common::members::now_ms(),
+            services: resp.services.clone(),
+        };
+        if let Err(e) = shoal_common::modules::publish(&state.store, &rec).await {
+            return respond::error(&ShoalError::new(
+                ErrorCode::Unavailable,
+                format!("config store: {e}"),
+            ));
+        }
+        tracing::info!(module = %module, hash = %rec.hash, "module published");
+        deployed.push(json!({"module": module, "hash": rec.hash, "services": resp.services}));
+    }
+    Json(json!({"deployed": deployed})).into_response()
+}
+
+/// `GET /api/v1/deploy`: deployed modules (without their source) and their history.
+async fn list_modules(State(state): State<AdminState>) -> Response {
+    let (entries, _) = match state.store.list("modules/").await {
+        Ok(l) => l,
+        Err(e) => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::Unavailable,
+                format!("config store: {e}"),
+            ));
+        }
+    };
+    let mut modules = Vec::new();
+    for e in entries {
+        let Ok(rec) = serde_json::from_slice::<shoal_common::modules::ModuleRecord>(&e.value)
+        else {
+            continue;
+        };
+        let history = shoal_common::modules::history(&state.store, &rec.module)
+            .await
+            .unwrap_or_default();
+        modules.push(json!({
+            "module": rec.module,
+            "hash": rec.hash,
+            "origin": rec.origin,
+            "deployed_at_ms": rec.deployed_at_ms,
+            "services": rec.services,
+            "history": history.iter().map(|h| json!({"hash": h.hash, "deployed_at_ms": h.deployed_at_ms})).collect::<Vec<_>>(),
+        }));
+    }
+    Json(json!({"modules": modules})).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    module: String,
+}
+
+/// `POST /api/v1/deploy/rollback` `{"module": "crm"}`: the previous deployment becomes
+/// current again on every executor.
+async fn rollback(State(state): State<AdminState>, body: Bytes) -> Response {
+    let parsed: RollbackBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::BadRequest,
+                format!("rollback body must be {{\"module\": NAME}}: {e}"),
+            ));
+        }
+    };
+    let module = match module_of(&parsed.module) {
+        Ok(m) => m,
+        Err(e) => return respond::error(&e),
+    };
+    match shoal_common::modules::rollback(&state.store, &module).await {
+        Ok(Some(rec)) => {
+            Json(json!({"module": module, "hash": rec.hash, "deployed_at_ms": rec.deployed_at_ms}))
+                .into_response()
+        }
+        Ok(None) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("module {module} has no earlier deployment to roll back to"),
+        )),
+        Err(e) => respond::error(&ShoalError::new(
+            ErrorCode::Unavailable,
+            format!("config store: {e}"),
+        )),
     }
 }
 

@@ -165,6 +165,54 @@ impl Router {
         }
     }
 
+    /// Loads a module on one live executor, to validate it before it is published; the
+    /// executor's answer says whether it imported.
+    pub async fn deploy_on_one(
+        &self,
+        req: pb::DeployRequest,
+    ) -> Result<pb::DeployResponse, ShoalError> {
+        let members = self.discovery.members();
+        if members.is_empty() {
+            return Err(ShoalError::new(
+                ErrorCode::Unavailable,
+                "no executor is running to validate the module; start one and retry",
+            ));
+        }
+        for m in members {
+            let client = {
+                let mut conns = self.conns.lock();
+                if let Some(c) = conns.get(&m.grpc_addr) {
+                    Some(c.client.clone())
+                } else {
+                    connect(&m.grpc_addr).map(|c| {
+                        let client = c.client.clone();
+                        conns.insert(m.grpc_addr.clone(), c);
+                        client
+                    })
+                }
+            };
+            let Some(mut client) = client else { continue };
+            let mut call = tonic::Request::new(req.clone());
+            call.set_timeout(Duration::from_secs(30));
+            match client.deploy(call).await {
+                Ok(resp) => return Ok(resp.into_inner()),
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                    return Err(ShoalError::new(
+                        ErrorCode::BadRequest,
+                        status.message().to_owned(),
+                    ));
+                }
+                Err(status) => {
+                    tracing::warn!(executor = %m.grpc_addr, error = %status.message(), "deploy validation failed on this executor; trying another");
+                }
+            }
+        }
+        Err(ShoalError::new(
+            ErrorCode::Unavailable,
+            "no executor could be reached to validate the module",
+        ))
+    }
+
     /// Lists services of every executor (for the admin API), keyed by executor id.
     pub async fn list_services(&self) -> Vec<(Member, Vec<pb::ServiceInfo>)> {
         let members = self.discovery.members();

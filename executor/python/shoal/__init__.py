@@ -20,9 +20,18 @@ from shoal.service import (  # noqa: F401
     BadRequest,
     NotFound,
     Forbidden,
+    MethodNotAllowed,
     Bunch,
     service_name,
 )
 
+from shoal.simpleio import (  # noqa: F401,E402
+    AsIs, Bool, Boolean, CSV, Date, DateTime, Decimal, Dict, DictList, Float, Int, Integer, List,
+    ListOfDicts, Opaque, Secret, Text, UTC, UUID, Unicode,
+)
+
 __all__ = ['Service', 'Request', 'Response', 'ServiceError', 'BadRequest', 'NotFound',
-           'Forbidden', 'Bunch', 'service_name']
+           'Forbidden', 'MethodNotAllowed', 'Bunch', 'service_name',
+           'AsIs', 'Bool', 'Boolean', 'CSV', 'Date', 'DateTime', 'Decimal', 'Dict', 'DictList',
+           'Float', 'Int', 'Integer', 'List', 'ListOfDicts', 'Opaque', 'Secret', 'Text', 'UTC',
+           'UUID', 'Unicode']

@@ -4,9 +4,12 @@ The Rust executor calls ``deploy``, ``invoke`` and ``list_services``; nothing he
 Rust, so the GIL is only held while Python runs.
 """
 
+import ast
+import collections
 import hashlib
 import importlib.util
 import inspect
+import json
 import logging
 import sys
 import threading
@@ -14,7 +17,11 @@ import time
 import traceback
 import types
 
-from shoal.service import Service, ServiceError, Request, ChannelInfo, service_name, new_cid
+from shoal.service import (Service, ServiceError, MethodNotAllowed, Request, ChannelInfo, Payload,
+                           Bunch, service_name, new_cid)
+from shoal.simpleio import definition_for
+
+HTTP_VERBS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
 
 logger = logging.getLogger('shoal.executor')
 
@@ -24,7 +31,8 @@ class DeployError(Exception):
 
 
 class _Entry:
-    __slots__ = ('cls', 'module', 'hash', 'deployed_at_ms', 'invocations', 'errors', 'total_us')
+    __slots__ = ('cls', 'module', 'hash', 'deployed_at_ms', 'invocations', 'errors', 'total_us',
+                 'recent_us')
 
     def __init__(self, cls, module, digest, deployed_at_ms):
         self.cls = cls
@@ -34,19 +42,60 @@ class _Entry:
         self.invocations = 0
         self.errors = 0
         self.total_us = 0
+        # The last 1,024 handler times, for the p99 that `shoal services` shows.
+        self.recent_us = collections.deque(maxlen=1024)
+
+    def p99_us(self):
+        if not self.recent_us:
+            return 0
+        ordered = sorted(self.recent_us)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def imported_modules(source):
+    """Top-level module names a source imports (for redeploying dependents)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split('.')[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split('.')[0])
+    return names
 
 
 class Runtime:
     def __init__(self):
         self.services = {}       # name -> _Entry
         self.modules = {}        # module name -> (hash, [service names])
+        self.sources = {}        # module name -> (source, origin, imported module names)
         self.lock = threading.RLock()
 
     # -- deployment --------------------------------------------------------------------
     def deploy(self, module_name, source, origin):
         """Imports ``source`` as ``module_name``; on success its services replace the old
-        ones. Returns (service names, hash). Raises DeployError and keeps the old version
-        when the module does not import."""
+        ones and modules that import it are redeployed too. Returns (service names, hash).
+        Raises DeployError and keeps the old version when the module does not import."""
+        names, digest = self._deploy_one(module_name, source, origin)
+        self._redeploy_dependents(module_name, set([module_name]))
+        return names, digest
+
+    def _redeploy_dependents(self, changed, done):
+        for dep, (src, org, imports) in list(self.sources.items()):
+            if dep in done or changed not in imports:
+                continue
+            done.add(dep)
+            try:
+                self._deploy_one(dep, src, org)
+                logger.info('redeployed %s because it imports %s', dep, changed)
+            except DeployError as e:
+                logger.error('redeploying %s after %s changed failed: %s', dep, changed, e)
+            self._redeploy_dependents(dep, done)
+
+    def _deploy_one(self, module_name, source, origin):
         digest = hashlib.sha256(source.encode('utf-8')).hexdigest()
         code_origin = origin or '<{}>'.format(module_name)
         module = types.ModuleType(module_name)
@@ -76,6 +125,11 @@ class Runtime:
         for _, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, Service) and obj is not Service and obj.__module__ == module_name:
                 found.append(obj)
+        for cls in found:
+            try:
+                definition_for(cls)
+            except (ValueError, TypeError) as e:
+                raise DeployError('{}: {}: SimpleIO of {}: {}'.format(code_origin, type(e).__name__, cls.__name__, e)) from None
         with self.lock:
             old = self.modules.get(module_name, (None, []))[1]
             names = []
@@ -87,23 +141,30 @@ class Runtime:
             for gone in set(old) - set(names):
                 self.services.pop(gone, None)
             self.modules[module_name] = (digest, names)
+            self.sources[module_name] = (source, code_origin, imported_modules(source))
         return names, digest
 
     def undeploy(self, module_name):
         with self.lock:
             _, names = self.modules.pop(module_name, (None, []))
+            self.sources.pop(module_name, None)
             for n in names:
                 self.services.pop(n, None)
             sys.modules.pop(module_name, None)
         return names
+
+    def module_hash(self, module_name):
+        return self.modules.get(module_name, (None, []))[0]
 
     def list_services(self):
         with self.lock:
             out = []
             for name, e in sorted(self.services.items()):
                 mean = e.total_us // e.invocations if e.invocations else 0
+                sio = definition_for(e.cls)
                 out.append((name, e.module, e.hash, e.deployed_at_ms, e.invocations,
-                            e.errors, mean, '{}.{}'.format(e.cls.__module__, e.cls.__name__)))
+                            e.errors, mean, '{}.{}'.format(e.cls.__module__, e.cls.__name__),
+                            e.p99_us(), json.dumps(sio.describe()) if sio else ''))
             return out
 
     # -- invocation --------------------------------------------------------------------
@@ -120,22 +181,49 @@ class Runtime:
         svc.channel = ChannelInfo(channel)
         svc.request = Request(payload, raw_request, http)
         svc._runtime = self
+        sio = definition_for(entry.cls)
+        if sio is not None and sio.output:
+            svc.response.payload = Payload()
         started = time.perf_counter()
         ok = False
         try:
+            if sio is not None and sio.input:
+                svc.request.input = Bunch(sio.parse_input(svc.request.input))
+            handler = self._handler(svc, http)
             if svc.accept() is False:
                 raise ServiceError('request not accepted by service {}'.format(name), 'bad_request')
             svc.before_handle()
-            svc.handle()
+            handler()
             svc.after_handle()
+            if sio is not None and sio.output:
+                out = svc.response.payload
+                if isinstance(out, Payload):
+                    out = out.value()
+                if not isinstance(out, (str, bytes)):
+                    svc.response.payload = sio.serialise(out)
             ok = True
         finally:
+            took = int((time.perf_counter() - started) * 1_000_000)
             entry.invocations += 1
-            entry.total_us += int((time.perf_counter() - started) * 1_000_000)
+            entry.total_us += took
+            entry.recent_us.append(took)
             if not ok:
                 entry.errors += 1
         r = svc.response
         return (int(r.status_code or 200), r.payload, dict(r.headers or {}), r.content_type)
+
+    @staticmethod
+    def _handler(svc, http):
+        """``handle_<VERB>`` when the class has any and the call is HTTP, else ``handle``."""
+        verbs = [v for v in HTTP_VERBS if callable(getattr(svc, 'handle_' + v, None))]
+        method = (http or {}).get('method', '').upper()
+        if verbs and method:
+            h = getattr(svc, 'handle_' + method, None)
+            if h is None:
+                raise MethodNotAllowed('{} does not handle {}; it handles {}'.format(
+                    svc.name, method, ', '.join(verbs)))
+            return h
+        return svc.handle
 
     def invoke_from(self, caller, name, payload):
         """``self.invoke`` between services held by this executor."""

@@ -29,6 +29,10 @@ class Forbidden(ServiceError):
     code = 'forbidden'
 
 
+class MethodNotAllowed(ServiceError):
+    code = 'method_not_allowed'
+
+
 class Bunch(dict):
     """A dict whose keys are also attributes (Zato's ``request.input``)."""
 
@@ -66,6 +70,31 @@ def service_name(cls):
     if isinstance(explicit, str) and explicit:
         return explicit
     return '{}.{}'.format(cls.__module__, uncamelify(cls.__name__)).replace('_', '-')
+
+
+class Payload(Bunch):
+    """``self.response.payload`` of a service with SimpleIO output: set attributes
+    (``payload.name = 'x'``), assign a dict, or assign rows (``payload[:] = rows``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        dict.__setattr__(self, '_rows', None)
+
+    def __setitem__(self, key, value):
+        if isinstance(key, slice):
+            dict.__setattr__(self, '_rows', list(value))
+        else:
+            super().__setitem__(key, value)
+
+    def __setattr__(self, name, value):
+        if name == '_rows':
+            dict.__setattr__(self, name, value)
+        else:
+            self[name] = value
+
+    def value(self):
+        rows = dict.__getattribute__(self, '_rows')
+        return rows if rows is not None else dict(self)
 
 
 class HTTPRequestData:

@@ -1,0 +1,90 @@
+//! Deployed Python modules in the config store.
+//!
+//! `modules/<name>` holds the current [`ModuleRecord`] (source included); every executor
+//! watches the prefix and loads what changes. `modules-history/<name>/<deployed_at_ms>`
+//! keeps earlier deployments (newest last) so a rollback is one call.
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Store, StoreError};
+
+/// How many deployments of a module the history keeps.
+pub const HISTORY: usize = 20;
+
+/// One deployment of one module.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ModuleRecord {
+    pub module: String,
+    pub source: String,
+    /// SHA-256 of the source, hex.
+    pub hash: String,
+    /// Where it came from (file name, `admin-api`).
+    pub origin: String,
+    pub deployed_at_ms: i64,
+    /// Services the module defined when it was validated.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// SHA-256 of a module's source, hex (the same hash the executor reports).
+pub fn source_hash(source: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(source.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn history_prefix(module: &str) -> String {
+    format!("modules-history/{module}/")
+}
+
+/// Makes `rec` the current version and appends it to the history (trimmed to [`HISTORY`]).
+pub async fn publish(store: &Store, rec: &ModuleRecord) -> Result<(), StoreError> {
+    let value = serde_json::to_vec(rec).unwrap_or_default();
+    store
+        .put(
+            &format!("{}{:016}", history_prefix(&rec.module), rec.deployed_at_ms),
+            value.clone(),
+        )
+        .await?;
+    store.put(&format!("modules/{}", rec.module), value).await?;
+    let (entries, _) = store.list(&history_prefix(&rec.module)).await?;
+    if entries.len() > HISTORY {
+        for e in &entries[..entries.len() - HISTORY] {
+            store.delete(&e.key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The history of a module, oldest first.
+pub async fn history(store: &Store, module: &str) -> Result<Vec<ModuleRecord>, StoreError> {
+    let (entries, _) = store.list(&history_prefix(module)).await?;
+    Ok(entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect())
+}
+
+/// Restores the deployment before the current one: drops the newest history entry and
+/// makes the one before it current. Returns the restored record, or `None` when there is
+/// nothing to roll back to.
+pub async fn rollback(store: &Store, module: &str) -> Result<Option<ModuleRecord>, StoreError> {
+    let (entries, _) = store.list(&history_prefix(module)).await?;
+    if entries.len() < 2 {
+        return Ok(None);
+    }
+    let previous: ModuleRecord = match serde_json::from_slice(&entries[entries.len() - 2].value) {
+        Ok(r) => r,
+        Err(_) => return Ok(None),
+    };
+    store.delete(&entries[entries.len() - 1].key).await?;
+    store
+        .put(
+            &format!("modules/{module}"),
+            serde_json::to_vec(&previous).unwrap_or_default(),
+        )
+        .await?;
+    Ok(Some(previous))
+}

@@ -1,0 +1,145 @@
+//! Hot deployment end to end: the pickup folder, the admin API / `shoal deploy`, rollback,
+//! and two executors converging on the same version.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shoal_tests::cluster::{Cluster, examples_dir};
+use shoal_tests::eventually;
+
+fn module(version: u32) -> String {
+    format!(
+        "from shoal import Service\n\nclass Version(Service):\n    name = 'hot.version'\n\n    def handle(self):\n        self.response.payload = {{'version': {version}}}\n"
+    )
+}
+
+async fn version_everywhere(c: &Cluster, want: u64) {
+    // Ask enough times that both executors answer.
+    eventually(
+        Duration::from_secs(10),
+        &format!("version {want} served everywhere"),
+        || async {
+            for _ in 0..8 {
+                let (status, body) = c.invoke("hot.version", &json!({})).await.ok()?;
+                if status != 200 || body["version"].as_u64() != Some(want) {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pickup_folder_new_changed_broken_and_deleted_files() {
+    let c = Cluster::start(&[&examples_dir().join("hello.py")], 2, &[]).await;
+    let file = c.services_dir().join("hot.py");
+
+    // A new file serves within 2 s.
+    let started = Instant::now();
+    std::fs::write(&file, module(1)).expect("write");
+    version_everywhere(&c, 1).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "new file took {:?}",
+        started.elapsed()
+    );
+
+    // A changed file redeploys.
+    std::fs::write(&file, module(2)).expect("write");
+    version_everywhere(&c, 2).await;
+
+    // A broken file leaves version 2 serving.
+    std::fs::write(&file, "from shoal import Service\nclass Broken(Service:\n").expect("write");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    version_everywhere(&c, 2).await;
+
+    // A deleted file takes its services away.
+    std::fs::remove_file(&file).expect("remove");
+    eventually(Duration::from_secs(5), "service gone", || async {
+        let (status, _) = c.invoke("hot.version", &json!({})).await.ok()?;
+        (status == 404).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deploy_through_the_api_and_cli_with_rollback() {
+    let c = Cluster::start(&[], 2, &[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("hot.py");
+    let path = file.to_str().expect("utf8");
+
+    std::fs::write(&file, module(1)).expect("write");
+    let (code, out, err) = c.cli(&["deploy", path]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("deployed hot") && out.contains("hot.version"),
+        "{out}"
+    );
+    version_everywhere(&c, 1).await;
+
+    std::fs::write(&file, module(2)).expect("write");
+    assert_eq!(c.cli(&["deploy", path]).await.0, 0);
+    version_everywhere(&c, 2).await;
+
+    // A module that does not import is refused with its line; version 2 keeps serving.
+    std::fs::write(
+        &file,
+        "from shoal import Service\n\nraise RuntimeError('broken at import')\n",
+    )
+    .expect("write");
+    let (code, _, err) = c.cli(&["deploy", path]).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("hot.py:3") && err.contains("RuntimeError"),
+        "{err}"
+    );
+    version_everywhere(&c, 2).await;
+
+    // Rollback restores version 1 everywhere; a second rollback has nothing left.
+    let (code, out, err) = c.cli(&["deploy", "--rollback", "hot"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    version_everywhere(&c, 1).await;
+    let (code, _, err) = c.cli(&["deploy", "--rollback", "hot"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no earlier deployment"), "{err}");
+
+    // An executor started later loads what was deployed: restart both by killing them.
+    let v = c.cluster_json().await.expect("cluster");
+    for m in v["members"]["executor"].as_array().expect("executors") {
+        shoal_tests::process::signal(m["pid"].as_u64().expect("pid") as u32, libc::SIGKILL);
+    }
+    version_everywhere(&c, 1).await;
+
+    // The services listing shows module, hash and counts.
+    let (code, out, _) = c.cli(&["services"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("hot.version") && out.contains("P99_US"),
+        "{out}"
+    );
+
+    // Bad deploy requests are 400s naming the problem.
+    let http = reqwest::Client::new();
+    for (body, needle) in [
+        (
+            json!({"files": [{"name": "9bad.py", "source": ""}]}),
+            "not a Python module",
+        ),
+        (json!({"files": []}), "no files"),
+        (json!({"nope": 1}), "files"),
+    ] {
+        let r = http
+            .post(format!("{}/api/v1/deploy", c.admin_url))
+            .basic_auth("admin", Some(&c.password))
+            .json(&body)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 400, "{body}");
+        let text = r.text().await.expect("text");
+        assert!(text.contains(needle), "{text}");
+    }
+}
