@@ -43,8 +43,11 @@ pub struct Options {
     pub pickup_dir: Option<PathBuf>,
     /// How often the pickup folder is scanned, in milliseconds.
     pub pickup_interval_ms: u64,
-    /// Python worker threads.
+    /// Python worker threads kept ready.
     pub workers: usize,
+    /// Most Python worker threads, reached only while every worker is blocked (services
+    /// that sleep or wait on I/O).
+    pub max_workers: usize,
     /// Jobs that may wait for a Python thread before callers get 429.
     pub queue_size: usize,
     /// Default deadline of an invocation, in milliseconds.
@@ -64,7 +67,8 @@ impl Default for Options {
             advertise: None,
             pickup_dir: None,
             pickup_interval_ms: 300,
-            workers: 8,
+            workers: 4,
+            max_workers: 64,
             queue_size: 10_000,
             invoke_timeout_ms: 30_000,
             python_sdk: None,
@@ -87,13 +91,22 @@ impl Executor {
         let sdk = sdk::prepare(&std::env::temp_dir(), options.python_sdk.as_deref())
             .map_err(|e| format!("cannot unpack the Python SDK: {e}"))?;
         let metrics = Arc::new(metrics::Metrics::new(ops));
-        let pool = Pool::start(options.workers, options.queue_size, &sdk, metrics.clone())?;
+        let size = python::PoolSize {
+            min: options.workers,
+            max: options.max_workers,
+        };
+        let pool = Pool::start(size, options.queue_size, &sdk, metrics.clone())?;
         Ok(Executor {
             pool,
             invoke_timeout: Duration::from_millis(options.invoke_timeout_ms.max(1)),
             registration: Arc::default(),
             metrics,
         })
+    }
+
+    /// Python worker threads alive now.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 
     /// Runs one invocation, bounded by its deadline.
@@ -108,6 +121,7 @@ impl Executor {
         };
         let service = req.service.clone();
         let (reply, rx) = oneshot::channel();
+        let state = Arc::new(python::JobState::default());
         let fail = |e: ShoalError| {
             let e = e.with_cid(&cid);
             pb::InvokeResponse {
@@ -120,6 +134,7 @@ impl Executor {
         if let Err(e) = self.pool.submit(Job::Invoke {
             req: Box::new(req),
             enqueued: std::time::Instant::now(),
+            state: state.clone(),
             reply,
         }) {
             return fail(e);
@@ -131,7 +146,11 @@ impl Executor {
                 "Python worker went away",
             )),
             Err(_) => {
-                tracing::warn!(service = %service, cid = %cid, timeout_ms = timeout.as_millis() as u64, "invocation past its deadline");
+                // Stop the service where it is; the pool grows meanwhile if it must.
+                let interrupted = tokio::task::spawn_blocking(move || python::interrupt(&state))
+                    .await
+                    .unwrap_or(false);
+                tracing::warn!(service = %service, cid = %cid, timeout_ms = timeout.as_millis() as u64, interrupted, "invocation past its deadline");
                 fail(ShoalError::new(
                     ErrorCode::Timeout,
                     format!(

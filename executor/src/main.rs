@@ -26,10 +26,14 @@ struct Cli {
     #[arg(long, env = "SHOAL_PICKUP_DIR", value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pickup_dir: Option<PathBuf>,
-    /// Python worker threads.
+    /// Python worker threads kept ready.
     #[arg(long, env = "SHOAL_WORKERS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     workers: Option<usize>,
+    /// Most Python worker threads (reached only while every worker is blocked).
+    #[arg(long, env = "SHOAL_MAX_WORKERS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_workers: Option<usize>,
     /// Default invocation deadline in milliseconds.
     #[arg(long, env = "SHOAL_INVOKE_TIMEOUT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,7 +7,8 @@
 //! here in Rust: measured faster than Python's own `json` module.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -24,6 +25,8 @@ pub enum Job {
     Invoke {
         req: Box<pb::InvokeRequest>,
         enqueued: Instant,
+        /// Where the job is: queued, running on a thread, or done (see [`JobState`]).
+        state: Arc<JobState>,
         reply: oneshot::Sender<pb::InvokeResponse>,
     },
     Deploy {
@@ -41,17 +44,49 @@ pub enum Job {
     },
 }
 
+/// Progress of one invocation, shared between the caller (who may time out) and the
+/// worker thread (who runs it). Transitions happen with the GIL held, so a caller holding
+/// the GIL sees a consistent value.
+#[derive(Default)]
+pub struct JobState {
+    /// 0 queued (the default), 1 running, 2 done.
+    phase: AtomicU8,
+    /// Python thread ident (`threading.get_ident()`) of the worker running it.
+    thread: AtomicU64,
+}
+
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+/// Sizes of the elastic pool.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    /// Threads kept even when idle.
+    pub min: usize,
+    /// Upper bound while services block.
+    pub max: usize,
+}
+
+struct Shared {
+    rx: crossbeam_channel::Receiver<Job>,
+    size: PoolSize,
+    alive: AtomicUsize,
+    completed: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
 /// A handle on the pool; cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
     tx: crossbeam_channel::Sender<Job>,
+    shared: Arc<Shared>,
 }
 
 impl Pool {
-    /// Starts CPython (once per process), puts `sdk_dir` on `sys.path`, and starts
-    /// `workers` threads.
+    /// Starts CPython (once per process), puts `sdk_dir` on `sys.path`, starts `size.min`
+    /// worker threads and the manager that grows the pool while every worker is blocked.
     pub fn start(
-        workers: usize,
+        size: PoolSize,
         queue: usize,
         sdk_dir: &std::path::Path,
         metrics: Arc<Metrics>,
@@ -71,16 +106,32 @@ impl Pool {
             Ok(())
         })
         .map_err(|e| Python::attach(|py| format!("cannot start the Python SDK: {}", e.value(py))))?;
+        let size = PoolSize {
+            min: size.min.max(1),
+            max: size.max.max(size.min.max(1)),
+        };
         let (tx, rx) = crossbeam_channel::bounded::<Job>(queue.max(1));
-        for i in 0..workers.max(1) {
-            let rx = rx.clone();
-            let metrics = metrics.clone();
-            std::thread::Builder::new()
-                .name(format!("python-{i}"))
-                .spawn(move || worker(rx, metrics))
-                .map_err(|e| format!("cannot start Python worker thread: {e}"))?;
+        let shared = Arc::new(Shared {
+            rx,
+            size,
+            alive: AtomicUsize::new(0),
+            completed: AtomicU64::new(0),
+            metrics,
+        });
+        for _ in 0..size.min {
+            spawn_worker(&shared)?;
         }
-        Ok(Pool { tx })
+        let manager = shared.clone();
+        std::thread::Builder::new()
+            .name("python-pool".into())
+            .spawn(move || manage(manager))
+            .map_err(|e| format!("cannot start the pool manager: {e}"))?;
+        Ok(Pool { tx, shared })
+    }
+
+    /// Worker threads alive now.
+    pub fn threads(&self) -> usize {
+        self.shared.alive.load(Ordering::Acquire)
     }
 
     /// Queues a job; fails at once when the queue is full or the pool is gone.
@@ -102,42 +153,147 @@ impl Pool {
     }
 }
 
-fn worker(rx: crossbeam_channel::Receiver<Job>, metrics: Arc<Metrics>) {
-    while let Ok(job) = rx.recv() {
-        match job {
-            Job::Invoke {
-                req,
-                enqueued,
-                reply,
-            } => {
-                metrics.queue_wait(enqueued.elapsed());
-                let started = Instant::now();
-                let resp = Python::attach(|py| invoke(py, *req));
-                metrics.invoked(started.elapsed(), resp.error.is_some());
-                let _ = reply.send(resp);
+fn spawn_worker(shared: &Arc<Shared>) -> Result<(), String> {
+    let n = shared.alive.fetch_add(1, Ordering::AcqRel);
+    let s = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("python-{n}"))
+        .spawn(move || worker(s))
+        .map(|_| ())
+        .map_err(|e| {
+            shared.alive.fetch_sub(1, Ordering::AcqRel);
+            format!("cannot start a Python worker thread: {e}")
+        })
+}
+
+/// Grows the pool while jobs wait and none completes (every worker is blocked: sleeping,
+/// waiting on I/O, or stuck past a deadline). Trivial services complete jobs constantly,
+/// so they never grow it.
+fn manage(shared: Arc<Shared>) {
+    let mut last = shared.completed.load(Ordering::Acquire);
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        if shared.rx.is_empty() && Arc::strong_count(&shared) <= 1 {
+            return; // the pool is gone
+        }
+        let done = shared.completed.load(Ordering::Acquire);
+        let waiting = shared.rx.len();
+        let alive = shared.alive.load(Ordering::Acquire);
+        if waiting > 0 && done == last && alive < shared.size.max {
+            let add = waiting.min(shared.size.max - alive);
+            for _ in 0..add {
+                if spawn_worker(&shared).is_err() {
+                    break;
+                }
             }
-            Job::Deploy {
-                module,
-                source,
-                origin,
-                reply,
-            } => {
-                let r = Python::attach(|py| deploy(py, &module, &source, &origin));
-                let _ = reply.send(r);
+            tracing::debug!(
+                added = add,
+                alive = alive + add,
+                "every Python worker is blocked; grew the pool"
+            );
+        }
+        last = done;
+    }
+}
+
+/// Takes a job without the GIL, then keeps the GIL and drains the queue back to back, so
+/// one thread runs trivial services at full speed; when its Python code blocks (and so
+/// releases the GIL) a standby worker takes over. Extra workers retire after 30 s idle.
+fn worker(shared: Arc<Shared>) {
+    let ident = Python::attach(|py| {
+        py.import("threading")
+            .and_then(|t| t.call_method0("get_ident"))
+            .and_then(|i| i.extract::<u64>())
+            .unwrap_or(0)
+    });
+    loop {
+        let job = match shared.rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(job) => job,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                let alive = shared.alive.load(Ordering::Acquire);
+                if alive > shared.size.min
+                    && shared
+                        .alive
+                        .compare_exchange(alive, alive - 1, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                {
+                    return;
+                }
+                continue;
             }
-            Job::Undeploy { module, reply } => {
-                let r = Python::attach(|py| -> PyResult<Vec<String>> {
-                    runtime(py)?.call_method1("undeploy", (module,))?.extract()
-                })
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                shared.alive.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        };
+        Python::attach(|py| {
+            run_job(py, job, ident, &shared);
+            while let Ok(job) = shared.rx.try_recv() {
+                run_job(py, job, ident, &shared);
+            }
+        });
+    }
+}
+
+fn run_job(py: Python<'_>, job: Job, ident: u64, shared: &Shared) {
+    match job {
+        Job::Invoke {
+            req,
+            enqueued,
+            state,
+            reply,
+        } => {
+            shared.metrics.queue_wait(enqueued.elapsed());
+            if reply.is_closed() {
+                // The caller gave up while the job waited: do not run it.
+                state.phase.store(DONE, Ordering::Release);
+                return;
+            }
+            state.thread.store(ident, Ordering::Release);
+            state.phase.store(RUNNING, Ordering::Release);
+            let started = Instant::now();
+            let resp = invoke(py, *req);
+            state.phase.store(DONE, Ordering::Release);
+            shared
+                .metrics
+                .invoked(started.elapsed(), resp.error.is_some());
+            let _ = reply.send(resp);
+        }
+        Job::Deploy {
+            module,
+            source,
+            origin,
+            reply,
+        } => {
+            let _ = reply.send(deploy(py, &module, &source, &origin));
+        }
+        Job::Undeploy { module, reply } => {
+            let r = runtime(py)
+                .and_then(|rt| rt.call_method1("undeploy", (module,)))
+                .and_then(|v| v.extract())
                 .unwrap_or_default();
-                let _ = reply.send(r);
-            }
-            Job::List { reply } => {
-                let r = Python::attach(list).unwrap_or_default();
-                let _ = reply.send(r);
-            }
+            let _ = reply.send(r);
+        }
+        Job::List { reply } => {
+            let _ = reply.send(list(py).unwrap_or_default());
         }
     }
+    shared.completed.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Raises `DeadlineExceeded` inside the invocation if it is still running (called by the
+/// caller that timed out). Takes the GIL, so it never races the job's own transitions.
+pub fn interrupt(state: &JobState) -> bool {
+    Python::attach(|py| {
+        if state.phase.load(Ordering::Acquire) != RUNNING {
+            return false;
+        }
+        let ident = state.thread.load(Ordering::Acquire);
+        runtime(py)
+            .and_then(|rt| rt.call_method1("interrupt", (ident,)))
+            .and_then(|v| v.extract::<bool>())
+            .unwrap_or(false)
+    })
 }
 
 fn runtime(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {

@@ -26,6 +26,11 @@ HTTP_VERBS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
 logger = logging.getLogger('shoal.executor')
 
 
+class DeadlineExceeded(BaseException):
+    """Raised inside a service that ran past its deadline (its caller already got a 504).
+    A BaseException, so a broad ``except Exception`` in the service does not swallow it."""
+
+
 class DeployError(Exception):
     """A module failed to import; ``str()`` names the file and line."""
 
@@ -73,6 +78,7 @@ class Runtime:
         self.modules = {}        # module name -> (hash, [service names])
         self.sources = {}        # module name -> (source, origin, imported module names)
         self.lock = threading.RLock()
+        self.interrupted = set()   # thread idents that may hold a pending DeadlineExceeded
 
     # -- deployment --------------------------------------------------------------------
     def deploy(self, module_name, source, origin):
@@ -172,6 +178,8 @@ class Runtime:
         """Runs one invocation. Returns (status, payload, headers, content_type).
         Raises ServiceError for expected failures; anything else is a service error that
         the caller logs with its traceback."""
+        if self.interrupted:
+            self._clear_pending_interrupt()
         entry = self.services.get(name)
         if entry is None:
             raise ServiceError('no such service: {}'.format(name), 'not_found')
@@ -211,6 +219,21 @@ class Runtime:
                 entry.errors += 1
         r = svc.response
         return (int(r.status_code or 200), r.payload, dict(r.headers or {}), r.content_type)
+
+    def interrupt(self, ident):
+        """Raises DeadlineExceeded in the thread ``ident`` at its next bytecode."""
+        import ctypes
+        n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(DeadlineExceeded))
+        if n:
+            self.interrupted.add(ident)
+        return bool(n)
+
+    def _clear_pending_interrupt(self):
+        ident = threading.get_ident()
+        if ident in self.interrupted:
+            import ctypes
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+            self.interrupted.discard(ident)
 
     @staticmethod
     def _handler(svc, http):
