@@ -15,6 +15,7 @@ pub mod leader;
 pub mod members;
 pub mod modules;
 pub mod ops;
+pub mod routing;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -8,6 +8,7 @@
 
 pub mod follow;
 pub mod metrics;
+pub mod native;
 pub mod pickup;
 pub mod python;
 pub mod sdk;
@@ -82,6 +83,9 @@ pub struct Executor {
     pool: Pool,
     invoke_timeout: Duration,
     registration: Arc<parking_lot::Mutex<Option<Registration>>>,
+    store: Arc<parking_lot::Mutex<Option<Store>>>,
+    /// Service names this executor last published under `services/`.
+    published: Arc<parking_lot::Mutex<std::collections::BTreeSet<String>>>,
     metrics: Arc<metrics::Metrics>,
 }
 
@@ -100,6 +104,8 @@ impl Executor {
             pool,
             invoke_timeout: Duration::from_millis(options.invoke_timeout_ms.max(1)),
             registration: Arc::default(),
+            store: Arc::default(),
+            published: Arc::default(),
             metrics,
         })
     }
@@ -222,11 +228,48 @@ impl Executor {
         rx.await.unwrap_or_default()
     }
 
+    /// Publishes what this executor holds: the service names in its member record (for
+    /// routing) and each service's description with its SimpleIO under `services/<name>`
+    /// (for the gateway and the API docs generators).
     async fn publish_services(&self) {
+        let services = self.list().await;
         let reg = self.registration.lock().clone();
         if let Some(reg) = reg {
-            let names: Vec<String> = self.list().await.into_iter().map(|s| s.name).collect();
+            let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
             reg.update(|m| m.services = names);
+        }
+        let store = self.store.lock().clone();
+        let Some(store) = store else { return };
+        let now: std::collections::BTreeSet<String> =
+            services.iter().map(|s| s.name.clone()).collect();
+        for s in &services {
+            let sio: serde_json::Value =
+                serde_json::from_str(&s.simple_io_json).unwrap_or(serde_json::Value::Null);
+            let doc = serde_json::json!({
+                "name": s.name,
+                "module": s.module,
+                "impl_name": s.impl_name,
+                "hash": s.hash,
+                "simple_io": sio,
+            });
+            let key = format!("services/{}", s.name);
+            // Skip the write when another executor already stored the same description.
+            let current = store.get(&key).await.ok().flatten();
+            let bytes = serde_json::to_vec(&doc).unwrap_or_default();
+            if current.as_ref().map(|e| &e.value) != Some(&bytes)
+                && let Err(e) = store.put(&key, bytes).await
+            {
+                tracing::warn!(service = %s.name, error = %e, "cannot publish service metadata");
+            }
+        }
+        let gone: Vec<String> = {
+            let mut published = self.published.lock();
+            let gone = published.difference(&now).cloned().collect();
+            *published = now;
+            gone
+        };
+        for name in gone {
+            let _ = store.delete(&format!("services/{name}")).await;
         }
     }
 }
@@ -335,7 +378,18 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| grpc_addr.to_string());
         let mut member = members::Member::new(role::EXECUTOR, advertise, ops_addr.to_string());
+        let discovery = members::Discovery::watch(&store, role::EXECUTOR, cancel.clone());
+        let native = native::install(native::Ctx {
+            handle: tokio::runtime::Handle::current(),
+            store: store.clone(),
+            router: shoal_common::routing::Router::new(discovery),
+            holder: member.id.clone(),
+        });
+        if let Err(e) = native {
+            tracing::warn!(error = %e, "remote invoke and cluster locks unavailable");
+        }
         member.services = executor.list().await.into_iter().map(|s| s.name).collect();
+        *executor.store.lock() = Some(store.clone());
         let reg = members::register(store, member, options.common.member_ttl, reg_cancel.clone());
         *executor.registration.lock() = Some(reg);
         // The pickup folder may have deployed before we registered.

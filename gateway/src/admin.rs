@@ -19,7 +19,7 @@ use shoal_proto::executor::v1 as pb;
 
 use crate::auth::BasicAuth;
 use crate::respond;
-use crate::router::Router as ExecRouter;
+use shoal_common::routing::Router as ExecRouter;
 
 /// Admin request bodies above this are refused with 413.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;

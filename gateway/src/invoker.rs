@@ -9,7 +9,7 @@ use shoal_proto::invoker::v1 as ipb;
 use tonic::{Request, Response, Status};
 
 use crate::auth::BasicAuth;
-use crate::router::Router;
+use shoal_common::routing::Router;
 
 /// Serves `Invoker` over the executor router.
 #[derive(Clone)]

@@ -10,7 +10,6 @@ pub mod admin;
 pub mod auth;
 pub mod invoker;
 pub mod respond;
-pub mod router;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -115,7 +114,7 @@ pub async fn run(
         return Ok(());
     };
     let discovery = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
-    let exec_router = router::Router::new(discovery);
+    let exec_router = shoal_common::routing::Router::new(discovery);
 
     let admin_state = admin::AdminState {
         auth: auth.clone(),

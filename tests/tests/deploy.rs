@@ -113,6 +113,21 @@ async fn deploy_through_the_api_and_cli_with_rollback() {
     }
     version_everywhere(&c, 1).await;
 
+    // Service metadata (with SimpleIO) is in the config store for the gateway and docs.
+    let store = shoal_common::store::Store::connect(&shoal_common::store::StoreOptions {
+        endpoints: vec![c.store_url.clone()],
+        cluster: "default".into(),
+    })
+    .await
+    .expect("store");
+    let meta = store
+        .get("services/hot.version")
+        .await
+        .expect("get")
+        .expect("published");
+    let meta: serde_json::Value = serde_json::from_slice(&meta.value).expect("json");
+    assert_eq!(meta["module"], "hot");
+
     // The services listing shows module, hash and counts.
     let (code, out, _) = c.cli(&["services"]).await;
     assert_eq!(code, 0);

@@ -20,6 +20,7 @@ import types
 from shoal.service import (Service, ServiceError, MethodNotAllowed, Request, ChannelInfo, Payload,
                            Bunch, service_name, new_cid)
 from shoal.simpleio import definition_for
+from shoal.context import LocalLocks, ClusterLocks, background_pool
 
 HTTP_VERBS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
 
@@ -79,7 +80,14 @@ class Runtime:
         self.sources = {}        # module name -> (source, origin, imported module names)
         self.lock = threading.RLock()
         self.interrupted = set()   # thread idents that may hold a pending DeadlineExceeded
-
+        # Filled by the executor (or by shoal.testing stubs):
+        self.outgoing = {}         # kind -> {name: connection}
+        self.caches = {}           # name -> cache
+        self.kvdb_conn = None
+        self.stubs = {}            # service name -> callable(payload) -> response
+        self.native = None         # the executor's _shoal_native module, when running in one
+        self.locks = LocalLocks()
+        self._background = None
     # -- deployment --------------------------------------------------------------------
     def deploy(self, module_name, source, origin):
         """Imports ``source`` as ``module_name``; on success its services replace the old
@@ -248,11 +256,61 @@ class Runtime:
             return h
         return svc.handle
 
+    def attach_native(self, native):
+        """Called by the executor: remote invoke and cluster-wide locks go through Rust."""
+        self.native = native
+        self.locks = ClusterLocks(native)
+
+    @property
+    def background(self):
+        if self._background is None:
+            self._background = background_pool()
+        return self._background
+
     def invoke_from(self, caller, name, payload):
-        """``self.invoke`` between services held by this executor."""
-        _, out, _, _ = self.invoke(name, payload, b'', caller.cid,
-                                   {'name': caller.channel.name, 'type': 'invoke'}, None)
+        """``self.invoke``: a stub, a service of this executor, or one elsewhere."""
+        stub = self.stubs.get(name)
+        if stub is not None:
+            return stub(payload)
+        if name in self.services or self.native is None:
+            _, out, _, _ = self.invoke(name, payload, b'', caller.cid,
+                                       {'name': caller.channel.name, 'type': 'invoke'}, None)
+            return out
+        status, out, code, message = self.native.invoke_remote(name, json.dumps(payload, default=str).encode(), caller.cid)
+        if code:
+            raise ServiceError(message, code)
         return out
+
+    def invoke_async(self, caller, name, payload, callback, cid):
+        def run():
+            try:
+                response = self.invoke_from(caller, name, payload)
+            except Exception as e:
+                logger.error('invoke_async of %s failed (cid %s): %s', name, cid, e)
+                return
+            for cb in ([callback] if isinstance(callback, str) else list(callback or [])):
+                self.invoke_callback(caller, cb, response)
+        self.background.submit(run)
+        return cid
+
+    def invoke_callback(self, caller, name, payload):
+        try:
+            self.invoke_from(caller, name, payload)
+        except Exception as e:
+            logger.error('callback %s failed (cid %s): %s', name, caller.cid, e)
+
+    def register(self, module_name, classes, digest='', source='', origin=''):
+        """Adds service classes directly (``shoal.testing``), without importing a file."""
+        now_ms = int(time.time() * 1000)
+        names = []
+        with self.lock:
+            for cls in classes:
+                definition_for(cls)
+                name = service_name(cls)
+                cls.name = name
+                self.services[name] = _Entry(cls, module_name, digest, now_ms)
+                names.append(name)
+        return names
 
 
 runtime = Runtime()

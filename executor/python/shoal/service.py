@@ -195,17 +195,63 @@ class Service:
     def after_handle(self):
         pass
 
+    # -- what the runtime provides ------------------------------------------------------
+    def _rt(self):
+        if self._runtime is None:
+            raise ServiceError('this service is not running inside a Shoal runtime')
+        return self._runtime
+
+    @property
+    def out(self):
+        """Outgoing connections: ``self.out.rest['name']``, ``self.out.amqp.send(...)``."""
+        from shoal.context import Outgoing
+        return Outgoing(self._rt().outgoing)
+
+    outgoing = out
+
+    @property
+    def cache(self):
+        """Zato 3.2's cache API: ``self.cache.default.get(key)``."""
+        from shoal.context import Caches
+        return Caches(self._rt().caches)
+
+    @property
+    def kvdb(self):
+        """Zato 2.0's KVDB: ``self.kvdb.conn.get(key)``."""
+        from shoal.context import KVDB
+        return KVDB(self._rt().kvdb_conn)
+
+    @property
+    def time(self):
+        from shoal.context import TimeUtil
+        return TimeUtil()
+
+    @property
+    def patterns(self):
+        from shoal.context import Patterns
+        return Patterns(self)
+
+    def lock(self, name='', ttl=20, block=10):
+        """A lock shared by the whole cluster (``with self.lock('x'):``); it expires after
+        ``ttl`` seconds even if its holder dies; waits up to ``block`` seconds."""
+        return self._rt().locks.lock(name or self.name, ttl, block)
+
     def invoke(self, name, payload=None, **kwargs):
         """Invokes another service synchronously and returns its response payload. With no
-        payload, keyword arguments become the payload."""
+        payload, keyword arguments become the payload. Services held by this executor run
+        in-process; others are invoked on an executor that holds them."""
         if payload is None or payload == '':
             payload = dict(kwargs) if kwargs else None
-        if self._runtime is None:
-            raise ServiceError('invoke is not available outside a runtime')
         target = name if isinstance(name, str) else service_name(name)
         if target == self.name:
             raise ServiceError('a service cannot invoke itself: {}'.format(target))
-        return self._runtime.invoke_from(self, target, payload)
+        return self._rt().invoke_from(self, target, payload)
+
+    def invoke_async(self, name, payload=None, callback=None, cid='', **_kwargs):
+        """Invokes a service in the background and returns its cid at once. ``callback``
+        (a service name or a list of names) is invoked with the response."""
+        target = name if isinstance(name, str) else service_name(name)
+        return self._rt().invoke_async(self, target, payload, callback, cid or new_cid())
 
 
 def new_cid():

@@ -82,9 +82,11 @@ class Text(Elem):
         return value if isinstance(value, str) else str(value)
 
     def to_output(self, value):
+        # Input is stringified (as Zato's Text.from_json does); output passes other JSON
+        # types through so a number the service returns stays a number.
         if isinstance(value, bytes):
             return value.decode('utf-8', 'replace')
-        return value if isinstance(value, (str, type(None))) else str(value)
+        return value
 
 
 Unicode = Text

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::members::{Discovery, Member};
+use crate::{ErrorCode, ShoalError};
 use parking_lot::Mutex;
-use shoal_common::members::{Discovery, Member};
-use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::executor::v1 as pb;
 use shoal_proto::executor::v1::executor_client::ExecutorClient;
 use tonic::transport::{Channel, Endpoint};
