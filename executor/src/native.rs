@@ -29,15 +29,13 @@ fn ctx() -> PyResult<&'static Ctx> {
         .ok_or_else(|| PyRuntimeError::new_err("the executor is not connected to its cluster yet"))
 }
 
+/// (status, payload, error code, error message) of a remote invocation.
+type Remote = (u32, Py<PyAny>, Option<String>, Option<String>);
+
 /// Invokes `name` on an executor that holds it. Returns (status, payload, error code,
 /// error message); the payload is the decoded JSON, text or bytes.
 #[pyfunction]
-fn invoke_remote(
-    py: Python<'_>,
-    name: &str,
-    payload: &[u8],
-    cid: &str,
-) -> PyResult<(u32, Py<PyAny>, Option<String>, Option<String>)> {
+fn invoke_remote(py: Python<'_>, name: &str, payload: &[u8], cid: &str) -> PyResult<Remote> {
     let ctx = ctx()?;
     let payload = if payload == b"null" {
         Vec::new()
