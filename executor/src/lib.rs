@@ -6,6 +6,7 @@
 //! the pickup folder ([`pickup`]) or from `Deploy` calls. pyo3 and any `unsafe` it needs
 //! live in this crate only.
 
+pub mod convert;
 pub mod follow;
 pub mod metrics;
 pub mod native;

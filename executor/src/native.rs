@@ -69,24 +69,21 @@ fn invoke_remote(py: Python<'_>, name: &str, payload: &[u8], cid: &str) -> PyRes
     if let Some(e) = resp.error {
         return Ok((resp.status, py.None(), Some(e.code), Some(e.message)));
     }
-    let value: Py<PyAny> = match pb::PayloadKind::try_from(resp.kind)
-        .unwrap_or(pb::PayloadKind::Empty)
-    {
-        pb::PayloadKind::Json => {
-            let v: serde_json::Value = serde_json::from_slice(&resp.payload)
-                .map_err(|e| PyRuntimeError::new_err(format!("remote payload is not JSON: {e}")))?;
-            crate::python::json_to_py(py, &v)?.unbind()
-        }
-        pb::PayloadKind::Text => String::from_utf8_lossy(&resp.payload)
-            .into_owned()
-            .into_pyobject(py)?
-            .into_any()
-            .unbind(),
-        pb::PayloadKind::Bytes => pyo3::types::PyBytes::new(py, &resp.payload)
-            .into_any()
-            .unbind(),
-        _ => py.None(),
-    };
+    let value: Py<PyAny> =
+        match pb::PayloadKind::try_from(resp.kind).unwrap_or(pb::PayloadKind::Empty) {
+            pb::PayloadKind::Json => crate::convert::loads(py, &resp.payload)
+                .map_err(|e| PyRuntimeError::new_err(format!("remote payload is not JSON: {e}")))?
+                .unbind(),
+            pb::PayloadKind::Text => String::from_utf8_lossy(&resp.payload)
+                .into_owned()
+                .into_pyobject(py)?
+                .into_any()
+                .unbind(),
+            pb::PayloadKind::Bytes => pyo3::types::PyBytes::new(py, &resp.payload)
+                .into_any()
+                .unbind(),
+            _ => py.None(),
+        };
     Ok((resp.status, value, None, None))
 }
 

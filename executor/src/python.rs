@@ -10,10 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use serde_json::Value;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::executor::v1 as pb;
 use tokio::sync::oneshot;
@@ -67,12 +65,74 @@ pub struct PoolSize {
     pub max: usize,
 }
 
+/// Run permits: only permit holders take jobs, so idle workers wait on a condvar rather
+/// than on the GIL. There is one base permit; the manager adds single-use extra permits
+/// while the runner is blocked. Invariant: in use + available = 1 + extra.
+struct Permits {
+    available: usize,
+    extra: usize,
+    /// Workers waiting for a permit.
+    waiting: usize,
+}
+
 struct Shared {
     rx: crossbeam_channel::Receiver<Job>,
     size: PoolSize,
     alive: AtomicUsize,
     completed: AtomicU64,
+    /// Mirrors `Permits::extra`, read without the lock by draining runners.
+    extra: AtomicUsize,
+    permits: parking_lot::Mutex<Permits>,
+    permit_cv: parking_lot::Condvar,
     metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// Waits up to `idle` for a run permit.
+    fn acquire(&self, idle: Duration) -> bool {
+        let mut p = self.permits.lock();
+        let deadline = Instant::now() + idle;
+        p.waiting += 1;
+        while p.available == 0 {
+            if self.permit_cv.wait_until(&mut p, deadline).timed_out() && p.available == 0 {
+                p.waiting -= 1;
+                return false;
+            }
+        }
+        p.waiting -= 1;
+        p.available -= 1;
+        true
+    }
+
+    /// Gives a permit back; an extra one is destroyed instead.
+    fn release(&self) {
+        let mut p = self.permits.lock();
+        if p.extra > 0 {
+            p.extra -= 1;
+            self.extra.store(p.extra, Ordering::Release);
+        } else {
+            p.available += 1;
+            self.permit_cv.notify_one();
+        }
+    }
+
+    /// Adds up to `n` single-use permits; returns how many workers should be spawned
+    /// because none is waiting to use them.
+    fn grant(&self, n: usize) -> usize {
+        let mut p = self.permits.lock();
+        let in_play = 1 + p.extra;
+        let n = n.min(self.size.max.saturating_sub(in_play));
+        if n == 0 {
+            return 0;
+        }
+        p.extra += n;
+        p.available += n;
+        self.extra.store(p.extra, Ordering::Release);
+        for _ in 0..n {
+            self.permit_cv.notify_one();
+        }
+        n.saturating_sub(p.waiting)
+    }
 }
 
 /// A handle on the pool; cheap to clone.
@@ -116,12 +176,20 @@ impl Pool {
             size,
             alive: AtomicUsize::new(0),
             completed: AtomicU64::new(0),
+            extra: AtomicUsize::new(0),
+            permits: parking_lot::Mutex::new(Permits {
+                available: 1,
+                extra: 0,
+                waiting: 0,
+            }),
+            permit_cv: parking_lot::Condvar::new(),
             metrics,
         });
         for _ in 0..size.min {
             spawn_worker(&shared)?;
         }
         let manager = shared.clone();
+        // The manager lives as long as the process (the pool is never torn down).
         std::thread::Builder::new()
             .name("python-pool".into())
             .spawn(move || manage(manager))
@@ -166,39 +234,36 @@ fn spawn_worker(shared: &Arc<Shared>) -> Result<(), String> {
         })
 }
 
-/// Grows the pool while jobs wait and none completes (every worker is blocked: sleeping,
-/// waiting on I/O, or stuck past a deadline). Trivial services complete jobs constantly,
-/// so they never grow it.
+/// Hands out extra run permits while jobs wait and none completed for 5 ms (the runner
+/// is blocked: sleeping, waiting on I/O, or stuck past a deadline), spawning workers up
+/// to the maximum when none is free. Trivial services complete jobs constantly, so they
+/// never get a second runner.
 fn manage(shared: Arc<Shared>) {
     let mut last = shared.completed.load(Ordering::Acquire);
     loop {
-        std::thread::sleep(Duration::from_millis(10));
-        if shared.rx.is_empty() && Arc::strong_count(&shared) <= 1 {
-            return; // the pool is gone
-        }
+        std::thread::sleep(Duration::from_millis(5));
         let done = shared.completed.load(Ordering::Acquire);
         let waiting = shared.rx.len();
-        let alive = shared.alive.load(Ordering::Acquire);
-        if waiting > 0 && done == last && alive < shared.size.max {
-            let add = waiting.min(shared.size.max - alive);
-            for _ in 0..add {
+        if waiting > 0 && done == last {
+            let spawn = shared.grant(waiting.min(8));
+            let room = shared
+                .size
+                .max
+                .saturating_sub(shared.alive.load(Ordering::Acquire));
+            for _ in 0..spawn.min(room) {
                 if spawn_worker(&shared).is_err() {
                     break;
                 }
             }
-            tracing::debug!(
-                added = add,
-                alive = alive + add,
-                "every Python worker is blocked; grew the pool"
-            );
         }
         last = done;
     }
 }
 
-/// Takes a job without the GIL, then keeps the GIL and drains the queue back to back, so
-/// one thread runs trivial services at full speed; when its Python code blocks (and so
-/// releases the GIL) a standby worker takes over. Extra workers retire after 30 s idle.
+/// A worker: waits for a run permit (not for the GIL), takes a job, and runs it. The base
+/// permit's holder keeps the GIL and drains the queue back to back; a holder of an extra
+/// permit runs one job and gives the permit up. Workers beyond the minimum retire after
+/// 30 s without a permit.
 fn worker(shared: Arc<Shared>) {
     let ident = Python::attach(|py| {
         py.import("threading")
@@ -207,31 +272,40 @@ fn worker(shared: Arc<Shared>) {
             .unwrap_or(0)
     });
     loop {
-        let job = match shared.rx.recv_timeout(Duration::from_secs(30)) {
+        if !shared.acquire(Duration::from_secs(30)) {
+            let alive = shared.alive.load(Ordering::Acquire);
+            if alive > shared.size.min
+                && shared
+                    .alive
+                    .compare_exchange(alive, alive - 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                return;
+            }
+            continue;
+        }
+        let job = match shared.rx.recv_timeout(Duration::from_secs(1)) {
             Ok(job) => job,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                let alive = shared.alive.load(Ordering::Acquire);
-                if alive > shared.size.min
-                    && shared
-                        .alive
-                        .compare_exchange(alive, alive - 1, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                {
-                    return;
-                }
+                shared.release();
                 continue;
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                shared.release();
                 shared.alive.fetch_sub(1, Ordering::AcqRel);
                 return;
             }
         };
         Python::attach(|py| {
             run_job(py, job, ident, &shared);
-            while let Ok(job) = shared.rx.try_recv() {
-                run_job(py, job, ident, &shared);
+            while shared.extra.load(Ordering::Acquire) == 0 {
+                match shared.rx.try_recv() {
+                    Ok(job) => run_job(py, job, ident, &shared),
+                    Err(_) => break,
+                }
             }
         });
+        shared.release();
     }
 }
 
@@ -296,8 +370,25 @@ pub fn interrupt(state: &JobState) -> bool {
     })
 }
 
+static RUNTIME: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+static INVOKE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// `shoal._runtime.runtime`, looked up once.
 fn runtime(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    py.import("shoal._runtime")?.getattr("runtime")
+    RUNTIME
+        .get_or_try_init(py, || {
+            py.import("shoal._runtime")?
+                .getattr("runtime")
+                .map(Bound::unbind)
+        })
+        .map(|r| r.bind(py).clone())
+}
+
+/// The bound method `runtime.invoke`, looked up once (it is on the hot path).
+fn invoke_method(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    INVOKE
+        .get_or_try_init(py, || runtime(py)?.getattr("invoke").map(Bound::unbind))
+        .map(|r| r.bind(py).clone())
 }
 
 fn error_response(cid: &str, err: ShoalError) -> pb::InvokeResponse {
@@ -316,8 +407,8 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
         let payload = if req.payload.is_empty() {
             py.None().into_bound(py)
         } else {
-            match serde_json::from_slice::<Value>(&req.payload) {
-                Ok(v) => json_to_py(py, &v)?,
+            match crate::convert::loads(py, &req.payload) {
+                Ok(v) => v,
                 Err(e) => {
                     return Ok(Err(ShoalError::new(
                         ErrorCode::BadRequest,
@@ -326,14 +417,18 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
                 }
             }
         };
-        let channel = PyDict::new(py);
-        if let Some(c) = &req.channel {
-            channel.set_item("name", &c.name)?;
-            channel.set_item("type", &c.r#type)?;
-            channel.set_item("data_format", &c.data_format)?;
-            channel.set_item("security_name", &c.security_name)?;
-            channel.set_item("username", &c.username)?;
-        }
+        let channel = match &req.channel {
+            Some(c) => {
+                let d = PyDict::new(py);
+                d.set_item("name", &c.name)?;
+                d.set_item("type", &c.r#type)?;
+                d.set_item("data_format", &c.data_format)?;
+                d.set_item("security_name", &c.security_name)?;
+                d.set_item("username", &c.username)?;
+                d.into_any()
+            }
+            None => py.None().into_bound(py),
+        };
         let http = match &req.http {
             Some(h) => {
                 let d = PyDict::new(py);
@@ -348,10 +443,8 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
             None => py.None().into_bound(py),
         };
         let raw = PyBytes::new(py, &req.raw_request);
-        let out = runtime(py)?.call_method1(
-            "invoke",
-            (&req.service, payload, raw, &req.cid, channel, http),
-        )?;
+        let out =
+            invoke_method(py)?.call1((&req.service, payload, raw, &req.cid, channel, http))?;
         let out = out.cast::<PyTuple>()?;
         let status: u32 = out.get_item(0)?.extract()?;
         let payload = out.get_item(1)?;
@@ -503,122 +596,6 @@ fn map_to_dict<'py>(
     Ok(d)
 }
 
-/// JSON value → Python object.
-pub fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match v {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.into_pyobject(py)?.into_any()
-            } else if let Some(u) = n.as_u64() {
-                u.into_pyobject(py)?.into_any()
-            } else {
-                n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any()
-            }
-        }
-        Value::String(s) => PyString::new(py, s).into_any(),
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(json_to_py(py, item)?)?;
-            }
-            list.into_any()
-        }
-        Value::Object(map) => {
-            let d = PyDict::new(py);
-            for (k, item) in map {
-                d.set_item(k, json_to_py(py, item)?)?;
-            }
-            d.into_any()
-        }
-    })
-}
-
-/// Python object → JSON value. Besides JSON's own types it takes tuples, sets, `Decimal`
-/// (as a string), `date`/`datetime`/`time` (ISO 8601), `UUID` (string), bytes (UTF-8), and
-/// objects with `to_dict()`.
-pub fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    if obj.is_none() {
-        return Ok(Value::Null);
-    }
-    if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
-    if obj.is_instance_of::<PyInt>() {
-        if let Ok(i) = obj.extract::<i64>() {
-            return Ok(Value::from(i));
-        }
-        if let Ok(u) = obj.extract::<u64>() {
-            return Ok(Value::from(u));
-        }
-        // Beyond 64 bits: keep every digit as a string.
-        return Ok(Value::String(obj.str()?.to_string()));
-    }
-    if let Ok(f) = obj.cast::<PyFloat>() {
-        let v = f.value();
-        return serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| PyTypeError::new_err(format!("{v} cannot be represented in JSON")));
-    }
-    if let Ok(s) = obj.cast::<PyString>() {
-        return Ok(Value::String(s.to_str()?.to_owned()));
-    }
-    if let Ok(d) = obj.cast::<PyDict>() {
-        let mut map = serde_json::Map::with_capacity(d.len());
-        for (k, v) in d.iter() {
-            let key = match k.cast::<PyString>() {
-                Ok(s) => s.to_str()?.to_owned(),
-                Err(_) => k.str()?.to_string(),
-            };
-            map.insert(key, py_to_json(&v)?);
-        }
-        return Ok(Value::Object(map));
-    }
-    if let Ok(l) = obj.cast::<PyList>() {
-        return l
-            .iter()
-            .map(|i| py_to_json(&i))
-            .collect::<PyResult<Vec<_>>>()
-            .map(Value::Array);
-    }
-    if let Ok(t) = obj.cast::<PyTuple>() {
-        return t
-            .iter()
-            .map(|i| py_to_json(&i))
-            .collect::<PyResult<Vec<_>>>()
-            .map(Value::Array);
-    }
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Value::String(
-            String::from_utf8_lossy(b.as_bytes()).into_owned(),
-        ));
-    }
-    if obj.hasattr("to_dict")? {
-        return py_to_json(&obj.call_method0("to_dict")?);
-    }
-    if obj.hasattr("isoformat")? {
-        return Ok(Value::String(obj.call_method0("isoformat")?.extract()?));
-    }
-    let type_name = obj.get_type().name()?.to_string();
-    if matches!(type_name.as_str(), "Decimal" | "UUID") {
-        return Ok(Value::String(obj.str()?.to_string()));
-    }
-    if matches!(
-        type_name.as_str(),
-        "set" | "frozenset" | "generator" | "map" | "filter"
-    ) {
-        return obj
-            .try_iter()?
-            .map(|i| i.and_then(|i| py_to_json(&i)))
-            .collect::<PyResult<Vec<_>>>()
-            .map(Value::Array);
-    }
-    Err(PyTypeError::new_err(format!(
-        "an object of type {type_name} cannot be serialised to JSON"
-    )))
-}
-
 fn encode_payload(payload: &Bound<'_, PyAny>) -> Result<(pb::PayloadKind, Vec<u8>), String> {
     if payload.is_none() {
         return Ok((pb::PayloadKind::Empty, Vec::new()));
@@ -632,8 +609,7 @@ fn encode_payload(payload: &Bound<'_, PyAny>) -> Result<(pb::PayloadKind, Vec<u8
     if let Ok(b) = payload.cast::<PyBytes>() {
         return Ok((pb::PayloadKind::Bytes, b.as_bytes().to_vec()));
     }
-    let value = py_to_json(payload).map_err(|e| format!("response payload: {e}"))?;
-    serde_json::to_vec(&value)
+    crate::convert::dumps(payload)
         .map(|b| (pb::PayloadKind::Json, b))
-        .map_err(|e| e.to_string())
+        .map_err(|e| format!("response payload: {e}"))
 }

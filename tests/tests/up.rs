@@ -321,3 +321,30 @@ async fn sigterm_stops_every_child() {
         );
     }
 }
+
+/// The benchmark harness keeps working: a few thousand calls, no thresholds (speed is
+/// measured by `bench/`, not by tests).
+#[test]
+fn executor_benchmark_smoke() {
+    let out = std::process::Command::new(shoal_tests::bin("shoal-bench-executor"))
+        .args(["--calls", "2000", "--concurrency", "32"])
+        .output()
+        .expect("run the benchmark");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("in-process Rust->Python invoke") && text.contains("gRPC Executor.Invoke"),
+        "{text}"
+    );
+    for line in text
+        .lines()
+        .filter(|l| l.contains("invoke") || l.contains("Invoke"))
+    {
+        let errors: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(errors[errors.len() - 2], "0", "errors in: {line}");
+    }
+}

@@ -19,7 +19,7 @@ import types
 
 from shoal.service import (Service, ServiceError, MethodNotAllowed, Request, ChannelInfo, Payload,
                            Bunch, service_name, new_cid)
-from shoal.simpleio import definition_for
+from shoal.simpleio import definition_for, NotGiven
 from shoal.context import LocalLocks, ClusterLocks, background_pool
 
 HTTP_VERBS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
@@ -191,13 +191,16 @@ class Runtime:
         entry = self.services.get(name)
         if entry is None:
             raise ServiceError('no such service: {}'.format(name), 'not_found')
-        svc = entry.cls()
+        cls = entry.cls
+        svc = cls()
         svc.name = name
         svc.cid = cid or new_cid()
-        svc.channel = ChannelInfo(channel)
+        svc._channel_info = channel
         svc.request = Request(payload, raw_request, http)
         svc._runtime = self
-        sio = definition_for(entry.cls)
+        sio = cls.__dict__.get('_shoal_sio', NotGiven)
+        if sio is NotGiven:
+            sio = definition_for(cls)
         if sio is not None and sio.output:
             svc.response.payload = Payload()
         started = time.perf_counter()
@@ -246,8 +249,14 @@ class Runtime:
     @staticmethod
     def _handler(svc, http):
         """``handle_<VERB>`` when the class has any and the call is HTTP, else ``handle``."""
-        verbs = [v for v in HTTP_VERBS if callable(getattr(svc, 'handle_' + v, None))]
-        method = (http or {}).get('method', '').upper()
+        method = http.get('method', '').upper() if http else ''
+        if not method:
+            return svc.handle
+        cls = type(svc)
+        verbs = cls.__dict__.get('_shoal_verbs')
+        if verbs is None:
+            verbs = [v for v in HTTP_VERBS if callable(getattr(cls, 'handle_' + v, None))]
+            cls._shoal_verbs = verbs
         if verbs and method:
             h = getattr(svc, 'handle_' + method, None)
             if h is None:

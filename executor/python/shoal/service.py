@@ -115,16 +115,28 @@ class Request:
     """``self.request``: ``payload`` (the parsed body), ``input`` (payload merged with
     path and query parameters, attribute access), ``raw_request`` and ``http``."""
 
+    __slots__ = ('payload', 'raw_request', '_http', '_http_data', 'input')
+
     def __init__(self, payload=None, raw_request=b'', http=None):
         self.payload = payload
         self.raw_request = raw_request
-        self.http = HTTPRequestData(http)
-        data = Bunch()
-        if isinstance(payload, dict):
-            data.update(payload)
-        data.update(self.http.GET)
-        data.update(self.http.params)
+        self._http = http
+        self._http_data = None
+        data = Bunch(payload) if isinstance(payload, dict) else Bunch()
+        if http:
+            query = http.get('query')
+            if query:
+                data.update(query)
+            params = http.get('params')
+            if params:
+                data.update(params)
         self.input = data
+
+    @property
+    def http(self):
+        if self._http_data is None:
+            self._http_data = HTTPRequestData(self._http)
+        return self._http_data
 
     @property
     def text(self):
@@ -136,12 +148,15 @@ class Response:
     """``self.response``: ``payload`` (dict, list, str or bytes), ``status_code`` (200),
     ``headers`` and ``content_type``."""
 
+    __slots__ = ('payload', 'status_code', 'status_message', 'headers', 'content_type', 'content_encoding')
+
     def __init__(self):
         self.payload = None
         self.status_code = 200
         self.headers = {}
         self.content_type = None
         self.content_encoding = None
+        self.status_message = ''
 
 
 class ChannelInfo:
@@ -164,15 +179,42 @@ class Service:
     """Base class of every service. Subclass it and implement ``handle()``."""
 
     name = None
+    _runtime = None
+    _channel_info = None
+    _logger = None
 
     def __init__(self):
-        self.request = Request()
+        # Kept cheap: the runtime sets request, channel and cid for every call.
+        self.request = None
         self.response = Response()
         self.cid = ''
-        self.channel = ChannelInfo()
-        self.logger = logging.getLogger(type(self).__module__)
         self.environ = {}
-        self._runtime = None
+
+    @property
+    def logger(self):
+        """A logger named after the service's module."""
+        if self._logger is None:
+            self._logger = logging.getLogger(type(self).__module__)
+        return self._logger
+
+    @logger.setter
+    def logger(self, value):
+        self._logger = value
+
+    @property
+    def channel(self):
+        """How the call reached Shoal (``.name``, ``.type``, ``.security.username``)."""
+        info = self._channel_info
+        if not isinstance(info, ChannelInfo):
+            info = ChannelInfo(info)
+            self._channel_info = info
+        return info
+
+    @channel.setter
+    def channel(self, value):
+        self._channel_info = value
+
+    chan = channel
 
     @classmethod
     def get_name(cls):
