@@ -25,6 +25,10 @@ struct Args {
     /// Python worker threads kept ready (the pool only grows when all are blocked).
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Only measure gRPC, against a running shoal-executor at this address that holds
+    /// `bench.echo` (put bench/services/bench.py in its pickup folder).
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
 }
 
 const SERVICE: &str = r#"
@@ -69,10 +73,65 @@ fn rate(calls: usize, took: Duration) -> f64 {
     calls as f64 / took.as_secs_f64()
 }
 
+/// gRPC calls against an executor in another process.
+async fn grpc_only(
+    addr: &str,
+    args: &Args,
+    payload: &[u8],
+) -> Result<(f64, usize, usize), Box<dyn std::error::Error>> {
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        clients.push(pb::executor_client::ExecutorClient::new(channel));
+    }
+    let run = |n: usize| {
+        let clients = clients.clone();
+        async move {
+            let started = Instant::now();
+            let errors = futures::stream::iter(0..n)
+                .map(|i| {
+                    let mut c = clients[i % clients.len()].clone();
+                    let r = req(payload);
+                    async move {
+                        c.invoke(r)
+                            .await
+                            .map(|r| r.into_inner().error.is_some())
+                            .unwrap_or(true)
+                    }
+                })
+                .buffer_unordered(args.concurrency.min(128))
+                .filter(|failed| futures::future::ready(*failed))
+                .count()
+                .await;
+            (started.elapsed(), errors)
+        }
+    };
+    run(args.calls / 10).await;
+    let (took, errors) = run(args.calls).await;
+    Ok((rate(args.calls, took), args.calls, errors))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let cmd: Vec<String> = std::env::args().collect();
+    if let Some(addr) = &args.connect {
+        let payload = payload_1kb();
+        let (rate, calls, errors) = grpc_only(addr, &args, &payload).await?;
+        println!("command: {}", cmd.join(" "));
+        println!(
+            "{:<44} {:>12} {:>10} {:>8} {:>10}",
+            "measurement", "calls/s", "calls", "errors", "target"
+        );
+        println!(
+            "{:<44} {:>12.0} {:>10} {:>8} {:>10}",
+            "gRPC Executor.Invoke, separate client", rate, calls, errors, ">= 25000"
+        );
+        return Ok(());
+    }
     let ops = shoal_common::ops::Ops::new("bench");
     let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../executor/python");
     let options = Options {
@@ -111,7 +170,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     let server = pb::executor_server::ExecutorServer::new(executor.clone());
     tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let _ = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(server)

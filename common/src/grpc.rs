@@ -36,7 +36,7 @@ pub async fn serve(
     routes: Routes,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_routes(routes)

@@ -598,7 +598,8 @@ impl EmbeddedStore {
             c.cancelled().await;
             closing.cancel();
         });
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let result = tonic::transport::Server::builder()
             .add_routes(self.router())
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())

@@ -1,0 +1,8 @@
+from shoal import Service
+
+
+class Echo(Service):
+    name = 'bench.echo'
+
+    def handle(self):
+        self.response.payload = self.request.payload
