@@ -185,6 +185,16 @@ async fn services(args: &AdminArgs) -> anyhow::Result<i32> {
             s["executors"].as_array().map_or(0, |a| a.len())
         );
     }
+    // Modules that failed to import (the previous version keeps serving).
+    let deploys = admin.get_json("deploy").await?;
+    for e in deploys["errors"].as_array().cloned().unwrap_or_default() {
+        eprintln!(
+            "deploy error: {} ({}): {}",
+            e["module"].as_str().unwrap_or(""),
+            e["origin"].as_str().unwrap_or(""),
+            e["error"].as_str().unwrap_or("")
+        );
+    }
     Ok(0)
 }
 

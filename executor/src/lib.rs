@@ -193,14 +193,43 @@ impl Executor {
             Ok((services, hash)) => {
                 self.metrics.deployments.inc();
                 tracing::info!(module, origin, hash = &hash[..12.min(hash.len())], services = ?services, "deployed");
+                self.record_deploy_error(module, None).await;
                 self.publish_services().await;
             }
             Err(e) => {
                 self.metrics.deploy_failures.inc();
                 tracing::error!(module, origin, error = %e.message, "deployment failed; the previous version keeps serving");
+                self.record_deploy_error(module, Some((origin, &e.message)))
+                    .await;
             }
         }
         r
+    }
+
+    /// Records (or clears, with `None`) the last import error of a module under
+    /// `deploy-errors/<module>`, so the admin API and the CLI show it, not only the log.
+    async fn record_deploy_error(&self, module: &str, error: Option<(&str, &str)>) {
+        let store = self.store.lock().clone();
+        let Some(store) = store else { return };
+        let key = format!("deploy-errors/{module}");
+        let result = match error {
+            None => store.delete(&key).await.map(|_| ()),
+            Some((origin, message)) => {
+                let doc = serde_json::json!({
+                    "module": module,
+                    "origin": origin,
+                    "error": message,
+                    "at_ms": members::now_ms(),
+                });
+                store
+                    .put(&key, serde_json::to_vec(&doc).unwrap_or_default())
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(module, error = %e, "cannot record the deploy status");
+        }
     }
 
     /// Removes a module's services.

@@ -326,7 +326,14 @@ async fn list_modules(State(state): State<AdminState>) -> Response {
             "history": history.iter().map(|h| json!({"hash": h.hash, "deployed_at_ms": h.deployed_at_ms})).collect::<Vec<_>>(),
         }));
     }
-    Json(json!({"modules": modules})).into_response()
+    let errors: Vec<serde_json::Value> = match state.store.list("deploy-errors/").await {
+        Ok((entries, _)) => entries
+            .iter()
+            .filter_map(|e| serde_json::from_slice(&e.value).ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Json(json!({"modules": modules, "errors": errors})).into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]

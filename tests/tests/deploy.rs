@@ -54,6 +54,22 @@ async fn pickup_folder_new_changed_broken_and_deleted_files() {
     std::fs::write(&file, "from shoal import Service\nclass Broken(Service:\n").expect("write");
     tokio::time::sleep(Duration::from_millis(1200)).await;
     version_everywhere(&c, 2).await;
+    // The import error is visible through the CLI (and GET /api/v1/deploy), with its line.
+    let (code, _, err) = c.cli(&["services"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("deploy error: hot") && err.contains("hot.py:2"),
+        "{err}"
+    );
+
+    // Fixed again: the error goes away.
+    std::fs::write(&file, module(3)).expect("write");
+    version_everywhere(&c, 3).await;
+    eventually(Duration::from_secs(5), "deploy error cleared", || async {
+        let (_, _, err) = c.cli(&["services"]).await;
+        (!err.contains("deploy error")).then_some(())
+    })
+    .await;
 
     // A deleted file takes its services away.
     std::fs::remove_file(&file).expect("remove");
