@@ -11,7 +11,7 @@ use shoal_executor::{Executor, Options};
 use shoal_proto::executor::v1 as pb;
 
 /// Executor benchmark.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 struct Args {
     /// Invocations per measurement.
     #[arg(long, default_value_t = 200_000)]
@@ -178,41 +178,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .serve_with_incoming(incoming)
             .await;
     });
-    let mut clients = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
-        clients.push(pb::executor_client::ExecutorClient::new(channel));
-    }
-    let run_grpc = |n: usize| {
-        let clients = clients.clone();
-        let payload = payload.clone();
-        async move {
-            let started = Instant::now();
-            let errors = futures::stream::iter(0..n)
-                .map(|i| {
-                    let mut c = clients[i % clients.len()].clone();
-                    let r = req(&payload);
-                    async move {
-                        c.invoke(r)
-                            .await
-                            .map(|r| r.into_inner().error.is_some())
-                            .unwrap_or(true)
-                    }
-                })
-                .buffer_unordered(args.concurrency.min(128))
-                .filter(|failed| futures::future::ready(*failed))
-                .count()
-                .await;
-            (started.elapsed(), errors)
-        }
+    let grpc_args = Args {
+        calls: args.calls / 4,
+        ..args.clone()
     };
-    let grpc_calls = args.calls / 4;
-    run_grpc(grpc_calls / 10).await;
-    let (gtook, gerrors) = run_grpc(grpc_calls).await;
-    let grpc = rate(grpc_calls, gtook);
+    let (grpc, grpc_calls, gerrors) = grpc_only(&addr.to_string(), &grpc_args, &payload).await?;
 
     println!("command: {}", cmd.join(" "));
     println!(

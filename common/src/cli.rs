@@ -148,3 +148,48 @@ where
     });
     std::process::exit(code)
 }
+
+/// The whole `main` of a component whose only own flag is `--listen` (its gRPC address):
+/// parses flags, loads the layered config, starts telemetry and runs
+/// `$krate::run(options, listeners, cancel)` with signal handling.
+///
+/// ```ignore
+/// shoal_common::component_main!("shoal-kvdb-proxy", "Serves the KVDB API.", shoal_kvdb_proxy);
+/// ```
+#[macro_export]
+macro_rules! component_main {
+    ($name:literal, $about:literal, $krate:ident) => {
+        #[derive(clap::Parser, Debug, serde::Serialize)]
+        #[command(name = $name, version, about = $about)]
+        struct Cli {
+            #[command(flatten)]
+            #[serde(skip)]
+            common: $crate::cli::CommonArgs,
+            /// gRPC listen address.
+            #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            listen: Option<String>,
+        }
+
+        fn main() {
+            let cli = <Cli as clap::Parser>::parse();
+            let options: $krate::Options = $crate::cli::load_or_exit(
+                $krate::Options::default(),
+                &cli.common,
+                &$crate::cli::overrides(&cli.common, &cli),
+            );
+            $crate::telemetry::init(options.common.log_json);
+            $crate::cli::run_main(
+                move |cancel| async move {
+                    let listeners = $crate::component::Listeners::bind(
+                        &options.listen,
+                        &options.common.ops_listen,
+                    )
+                    .await?;
+                    $krate::run(options, listeners, cancel).await
+                },
+                cli.common.supervised,
+            );
+        }
+    };
+}

@@ -1,37 +1,7 @@
 //! `shoal-connectors`: outgoing connections. See `shoal-connectors --help`.
 
-use clap::Parser;
-use serde::Serialize;
-use shoal_common::cli::{CommonArgs, load_or_exit, overrides};
-use shoal_common::component::Listeners;
-use shoal_connectors::{Options, run};
-
-/// Serves outgoing connections (HTTP, SOAP, AMQP, ZeroMQ, SQL, FTP, IBM MQ) to services.
-#[derive(Parser, Debug, Serialize)]
-#[command(name = "shoal-connectors", version)]
-struct Cli {
-    #[command(flatten)]
-    #[serde(skip)]
-    common: CommonArgs,
-    /// gRPC listen address.
-    #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    listen: Option<String>,
-}
-
-fn main() {
-    let cli = Cli::parse();
-    let options: Options = load_or_exit(
-        Options::default(),
-        &cli.common,
-        &overrides(&cli.common, &cli),
-    );
-    shoal_common::telemetry::init(options.common.log_json);
-    shoal_common::cli::run_main(
-        move |cancel| async move {
-            let listeners = Listeners::bind(&options.listen, &options.common.ops_listen).await?;
-            run(options, listeners, cancel).await
-        },
-        cli.common.supervised,
-    );
-}
+shoal_common::component_main!(
+    "shoal-connectors",
+    "Serves outgoing connections (HTTP, SOAP, AMQP, ZeroMQ, SQL, FTP, IBM MQ) to services.",
+    shoal_connectors
+);

@@ -152,6 +152,35 @@ impl Memory {
         keys
     }
 
+    /// Runs `f` on the collection at `key` (created empty by `make` when `create`);
+    /// `pick` selects the variant, and a key of another type is a WRONGTYPE error.
+    fn with_collection<C, T>(
+        &self,
+        key: &str,
+        create: bool,
+        make: fn() -> Value,
+        pick: fn(&mut Value) -> Option<&mut C>,
+        f: impl FnOnce(Option<&mut C>) -> T,
+    ) -> Result<T, Status> {
+        let mut items = self.items.lock();
+        if create && Self::live(&mut items, key).is_none() {
+            items.insert(
+                key.to_owned(),
+                Item {
+                    value: make(),
+                    expires: None,
+                },
+            );
+        }
+        match Self::live(&mut items, key) {
+            None => Ok(f(None)),
+            Some(item) => match pick(&mut item.value) {
+                Some(c) => Ok(f(Some(c))),
+                None => Err(wrong_type(key)),
+            },
+        }
+    }
+
     /// Runs `f` on the hash at `key` (created when `create`).
     pub fn with_hash<T>(
         &self,
@@ -159,76 +188,54 @@ impl Memory {
         create: bool,
         f: impl FnOnce(Option<&mut BTreeMap<String, Vec<u8>>>) -> T,
     ) -> Result<T, Status> {
-        let mut items = self.items.lock();
-        if create && Self::live(&mut items, key).is_none() {
-            items.insert(
-                key.to_owned(),
-                Item {
-                    value: Value::Hash(BTreeMap::new()),
-                    expires: None,
-                },
-            );
-        }
-        match Self::live(&mut items, key) {
-            None => Ok(f(None)),
-            Some(Item {
-                value: Value::Hash(h),
-                ..
-            }) => Ok(f(Some(h))),
-            Some(_) => Err(wrong_type(key)),
-        }
+        self.with_collection(
+            key,
+            create,
+            || Value::Hash(BTreeMap::new()),
+            |v| match v {
+                Value::Hash(h) => Some(h),
+                _ => None,
+            },
+            f,
+        )
     }
 
+    /// Runs `f` on the list at `key` (created when `create`).
     pub fn with_list<T>(
         &self,
         key: &str,
         create: bool,
         f: impl FnOnce(Option<&mut VecDeque<Vec<u8>>>) -> T,
     ) -> Result<T, Status> {
-        let mut items = self.items.lock();
-        if create && Self::live(&mut items, key).is_none() {
-            items.insert(
-                key.to_owned(),
-                Item {
-                    value: Value::List(VecDeque::new()),
-                    expires: None,
-                },
-            );
-        }
-        match Self::live(&mut items, key) {
-            None => Ok(f(None)),
-            Some(Item {
-                value: Value::List(l),
-                ..
-            }) => Ok(f(Some(l))),
-            Some(_) => Err(wrong_type(key)),
-        }
+        self.with_collection(
+            key,
+            create,
+            || Value::List(VecDeque::new()),
+            |v| match v {
+                Value::List(l) => Some(l),
+                _ => None,
+            },
+            f,
+        )
     }
 
+    /// Runs `f` on the set at `key` (created when `create`).
     pub fn with_set<T>(
         &self,
         key: &str,
         create: bool,
         f: impl FnOnce(Option<&mut BTreeSet<Vec<u8>>>) -> T,
     ) -> Result<T, Status> {
-        let mut items = self.items.lock();
-        if create && Self::live(&mut items, key).is_none() {
-            items.insert(
-                key.to_owned(),
-                Item {
-                    value: Value::Set(BTreeSet::new()),
-                    expires: None,
-                },
-            );
-        }
-        match Self::live(&mut items, key) {
-            None => Ok(f(None)),
-            Some(Item {
-                value: Value::Set(s),
-                ..
-            }) => Ok(f(Some(s))),
-            Some(_) => Err(wrong_type(key)),
-        }
+        self.with_collection(
+            key,
+            create,
+            || Value::Set(BTreeSet::new()),
+            |v| match v {
+                Value::Set(s) => Some(s),
+                _ => None,
+            },
+            f,
+        )
     }
 
     /// Drops expired keys (run now and then so memory does not grow).
