@@ -448,7 +448,13 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
         let out = out.cast::<PyTuple>()?;
         let status: u32 = out.get_item(0)?.extract()?;
         let payload = out.get_item(1)?;
-        let headers: std::collections::HashMap<String, String> = match out.get_item(2)?.extract() {
+        let headers_obj = out.get_item(2)?;
+        let no_headers = headers_obj.cast::<PyDict>().is_ok_and(|d| d.is_empty());
+        let headers: std::collections::HashMap<String, String> = match if no_headers {
+            Ok(Default::default())
+        } else {
+            headers_obj.extract()
+        } {
             Ok(h) => h,
             Err(_) => {
                 return Ok(Err(ShoalError::new(
