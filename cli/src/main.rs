@@ -38,6 +38,16 @@ enum Command {
     },
     /// List deployed services with their module, hash, deploy time, calls and timings.
     Services,
+    /// Create or update security definitions and channels from a YAML file (idempotent;
+    /// ${VAR} values come from the environment).
+    Apply {
+        /// The file, e.g. shoal.yaml.
+        #[arg(short = 'f', long = "file")]
+        file: std::path::PathBuf,
+    },
+    /// Print every security definition and channel as `shoal apply` takes them, without
+    /// secrets.
+    Export,
     /// Deploy Python modules to every executor (validated first; the old version keeps
     /// serving if a module does not import), or roll one back.
     Deploy {
@@ -70,6 +80,8 @@ fn main() {
             Command::Invoke { service, data } => invoke(&cli.admin, &service, data).await,
             Command::Services => services(&cli.admin).await,
             Command::Deploy { files, rollback } => deploy(&cli.admin, files, rollback).await,
+            Command::Apply { file } => apply(&cli.admin, &file).await,
+            Command::Export => export(&cli.admin).await,
         };
         match result {
             Ok(code) => code,
@@ -257,6 +269,46 @@ async fn deploy(
         eprintln!("error: {}", error_message(&text));
         Ok(1)
     }
+}
+
+async fn apply(args: &AdminArgs, file: &std::path::Path) -> anyhow::Result<i32> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let text = shoal_common::objects::substitute_env(&text, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // Parse here first, so a mistake is reported with its line and the key's name.
+    let doc: shoal_common::objects::ApplyDoc =
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let admin = Admin::new(args)?;
+    let (status, text) = admin
+        .send(
+            reqwest::Method::POST,
+            "apply",
+            Some(serde_json::to_vec(&doc)?),
+        )
+        .await?;
+    if !status.is_success() {
+        eprintln!("error: {}", error_message(&text));
+        return Ok(1);
+    }
+    let v: Value = serde_json::from_str(&text)?;
+    for what in ["created", "updated", "unchanged"] {
+        let items: Vec<&str> = v[what]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
+            .unwrap_or_default();
+        if !items.is_empty() {
+            println!("{what}: {}", items.join(", "));
+        }
+    }
+    Ok(0)
+}
+
+async fn export(args: &AdminArgs) -> anyhow::Result<i32> {
+    let admin = Admin::new(args)?;
+    let v = admin.get_json("export").await?;
+    print!("{}", serde_yaml::to_string(&v)?);
+    Ok(0)
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).

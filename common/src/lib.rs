@@ -14,6 +14,7 @@ pub mod grpc;
 pub mod leader;
 pub mod members;
 pub mod modules;
+pub mod objects;
 pub mod ops;
 pub mod routing;
 pub mod shutdown;

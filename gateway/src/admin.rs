@@ -41,6 +41,22 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
         .route("/cluster", get(cluster))
         .route("/deploy", get(list_modules).post(deploy))
         .route("/deploy/rollback", post(rollback))
+        .route("/apply", post(crate::objects_api::apply))
+        .route("/export", get(crate::objects_api::export))
+        .route("/channels", get(crate::objects_api::list_channels))
+        .route(
+            "/channels/{name}",
+            get(crate::objects_api::get_channel)
+                .put(crate::objects_api::put_channel)
+                .delete(crate::objects_api::delete_channel),
+        )
+        .route("/security", get(crate::objects_api::list_security))
+        .route(
+            "/security/{name}",
+            get(crate::objects_api::get_security)
+                .put(crate::objects_api::put_security)
+                .delete(crate::objects_api::delete_security),
+        )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(DefaultBodyLimit::max(MAX_BODY))

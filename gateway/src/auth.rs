@@ -1,7 +1,7 @@
-//! Admin credentials: user `admin`, password from `SHOAL_ADMIN_PASSWORD` or the password
-//! file. Only an argon2 hash of the password is kept in memory; a check verifies against
-//! it (constant time inside argon2). Verified `Authorization` values are remembered by
-//! their SHA-256 for a minute so the admin API does not spend an argon2 run per call.
+//! Credentials: secrets are kept only as argon2 hashes (PHC strings) and checked with
+//! argon2's verification. A verified presented value is remembered by its SHA-256 for a
+//! minute, so a busy client does not cost an argon2 run per request; a wrong one is never
+//! remembered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,34 +17,47 @@ use sha2::{Digest, Sha256};
 pub const ADMIN_USER: &str = "admin";
 const CACHE_FOR: Duration = Duration::from_secs(60);
 
-/// Checks Basic credentials against one user's hashed password. Cheap to clone.
+/// Hashes a secret with argon2 (a random salt each time).
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| format!("cannot make a salt: {e}"))?;
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| format!("cannot hash a secret: {e}"))
+}
+
+/// Whether `secret` matches a stored argon2 hash.
+pub fn verify_secret(secret: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(secret.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A stored secret with a cache of recently verified presented values. Cheap to clone.
 #[derive(Clone)]
-pub struct BasicAuth {
-    user: String,
+pub struct Secret {
     hash: Arc<String>,
     verified: Arc<Mutex<HashMap<[u8; 32], Instant>>>,
 }
 
-impl BasicAuth {
-    /// Hashes `password` for `user`.
-    pub fn new(user: &str, password: &str) -> Result<BasicAuth, String> {
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-            .map_err(|e| format!("cannot make a salt: {e}"))?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| format!("cannot hash the admin password: {e}"))?
-            .to_string();
-        Ok(BasicAuth {
-            user: user.to_owned(),
+impl Secret {
+    /// From an argon2 PHC string.
+    pub fn from_hash(hash: String) -> Secret {
+        Secret {
             hash: Arc::new(hash),
             verified: Arc::default(),
-        })
+        }
     }
 
-    /// Whether an `Authorization` header value holds this user's credentials.
-    pub fn check(&self, header: Option<&str>) -> bool {
-        let Some(value) = header else { return false };
-        let digest: [u8; 32] = Sha256::digest(value.as_bytes()).into();
+    /// Whether `presented` (the whole credential as it came, e.g. a header value) holds
+    /// the secret; `extract` takes the secret out of it.
+    pub fn check(&self, presented: &str, extract: impl FnOnce(&str) -> Option<String>) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         {
             let mut cache = self.verified.lock();
             let now = Instant::now();
@@ -53,18 +66,7 @@ impl BasicAuth {
                 return true;
             }
         }
-        let Some((user, password)) = parse_basic(value) else {
-            return false;
-        };
-        let user_ok = subtle::ConstantTimeEq::ct_eq(user.as_bytes(), self.user.as_bytes()).into();
-        let pass_ok = PasswordHash::new(&self.hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        let ok = user_ok && pass_ok;
+        let ok = extract(presented).is_some_and(|secret| verify_secret(&secret, &self.hash));
         if ok {
             let mut cache = self.verified.lock();
             if cache.len() < 1024 {
@@ -72,6 +74,44 @@ impl BasicAuth {
             }
         }
         ok
+    }
+}
+
+/// Checks HTTP Basic credentials of one user. Cheap to clone.
+#[derive(Clone)]
+pub struct BasicAuth {
+    user: String,
+    secret: Secret,
+}
+
+impl BasicAuth {
+    /// Hashes `password` for `user`.
+    pub fn new(user: &str, password: &str) -> Result<BasicAuth, String> {
+        Ok(Self::from_hash(user, hash_secret(password)?))
+    }
+
+    /// From a stored hash.
+    pub fn from_hash(user: &str, hash: String) -> BasicAuth {
+        BasicAuth {
+            user: user.to_owned(),
+            secret: Secret::from_hash(hash),
+        }
+    }
+
+    /// Whether an `Authorization` header value holds this user's credentials.
+    pub fn check(&self, header: Option<&str>) -> bool {
+        let Some(value) = header else { return false };
+        self.secret.check(value, |v| {
+            let (user, password) = parse_basic(v)?;
+            let user_ok: bool =
+                subtle::ConstantTimeEq::ct_eq(user.as_bytes(), self.user.as_bytes()).into();
+            user_ok.then_some(password)
+        })
+    }
+
+    /// The user name the definition admits.
+    pub fn user(&self) -> &str {
+        &self.user
     }
 }
 
@@ -110,6 +150,13 @@ mod tests {
         assert!(!a.check(Some("Bearer x")));
         assert!(!a.check(Some("Basic !!!notbase64")));
         assert!(!a.check(None));
-        assert!(!a.hash.contains("s3cret"));
+        assert!(!a.secret.hash.contains("s3cret"));
+    }
+
+    #[test]
+    fn api_key_secret() {
+        let s = Secret::from_hash(hash_secret("k-0123456789").expect("hash"));
+        assert!(s.check("k-0123456789", |v| Some(v.to_owned())));
+        assert!(!s.check("k-012345678", |v| Some(v.to_owned())));
     }
 }

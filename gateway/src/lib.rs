@@ -8,19 +8,20 @@
 
 pub mod admin;
 pub mod auth;
+pub mod channels;
 pub mod invoker;
+pub mod objects_api;
 pub mod respond;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use shoal_common::cli::CommonOptions;
 use shoal_common::members::{self, Discovery, role};
 use shoal_common::ops::Ops;
 use shoal_common::store::Store;
-use shoal_common::{ErrorCode, ShoalError};
+
 use tokio_util::sync::CancellationToken;
 
 /// Gateway configuration.
@@ -128,7 +129,13 @@ pub async fn run(
         cancel.clone(),
     ));
 
-    let http_app = axum::Router::new().fallback(no_channel);
+    let channels = channels::Channels::follow(&store, &ops, cancel.clone());
+    let http_app = axum::Router::new()
+        .fallback(channels::serve)
+        .with_state(channels::HttpState {
+            channels,
+            router: exec_router.clone(),
+        });
     let http_task = tokio::spawn(shoal_common::ops::serve(
         listeners.http,
         http_app,
@@ -171,11 +178,4 @@ pub async fn run(
     )
     .await;
     Ok(())
-}
-
-async fn no_channel(req: http::Request<axum::body::Body>) -> Response {
-    respond::error(&ShoalError::new(
-        ErrorCode::NotFound,
-        format!("no channel matches {} {}", req.method(), req.uri().path()),
-    ))
 }

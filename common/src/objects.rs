@@ -1,0 +1,424 @@
+//! Config objects users declare (`shoal apply -f shoal.yaml`): security definitions and
+//! channels, as they are written and as they are stored.
+//!
+//! Secrets never reach the store in clear: a security definition's password or API key is
+//! replaced by its argon2 hash (PHC string) before it is stored, and `shoal export` prints
+//! definitions without them.
+
+use serde::{Deserialize, Serialize};
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// A security definition as a user writes it (secrets in clear).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecurityInput {
+    /// HTTP Basic Auth.
+    BasicAuth {
+        name: String,
+        #[serde(default = "yes")]
+        is_active: bool,
+        username: String,
+        password: String,
+        /// Realm of the `WWW-Authenticate` challenge; defaults to the definition's name.
+        #[serde(default)]
+        realm: String,
+    },
+    /// An API key sent in a header.
+    Apikey {
+        name: String,
+        #[serde(default = "yes")]
+        is_active: bool,
+        /// Header that carries the key, e.g. `X-API-Key`.
+        header: String,
+        key: String,
+    },
+}
+
+impl SecurityInput {
+    pub fn name(&self) -> &str {
+        match self {
+            SecurityInput::BasicAuth { name, .. } | SecurityInput::Apikey { name, .. } => name,
+        }
+    }
+}
+
+/// A security definition as stored under `security/<name>` (secrets hashed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SecurityDef {
+    BasicAuth {
+        name: String,
+        is_active: bool,
+        username: String,
+        /// argon2 PHC string of the password.
+        password_hash: String,
+        realm: String,
+    },
+    Apikey {
+        name: String,
+        is_active: bool,
+        header: String,
+        /// argon2 PHC string of the key.
+        key_hash: String,
+    },
+}
+
+impl SecurityDef {
+    pub fn name(&self) -> &str {
+        match self {
+            SecurityDef::BasicAuth { name, .. } | SecurityDef::Apikey { name, .. } => name,
+        }
+    }
+
+    /// The definition as `shoal export` prints it: no secret, not even hashed.
+    pub fn public(&self) -> serde_json::Value {
+        match self {
+            SecurityDef::BasicAuth {
+                name,
+                is_active,
+                username,
+                realm,
+                ..
+            } => serde_json::json!({
+                "name": name, "type": "basic_auth", "is_active": is_active, "username": username, "realm": realm,
+            }),
+            SecurityDef::Apikey {
+                name,
+                is_active,
+                header,
+                ..
+            } => serde_json::json!({
+                "name": name, "type": "apikey", "is_active": is_active, "header": header,
+            }),
+        }
+    }
+}
+
+/// `data_format` of an HTTP channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    /// JSON request and response bodies.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded` request bodies, JSON responses.
+    Form,
+    /// Bodies passed through as text.
+    Plain,
+}
+
+impl DataFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataFormat::Json => "json",
+            DataFormat::Form => "form",
+            DataFormat::Plain => "plain",
+        }
+    }
+}
+
+/// Default body limit of a channel: 10 MB.
+pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
+
+fn default_max_body() -> u64 {
+    DEFAULT_MAX_BODY
+}
+
+fn is_default_max_body(v: &u64) -> bool {
+    *v == DEFAULT_MAX_BODY
+}
+
+/// A channel, as written and as stored under `channels/<name>` (it holds no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChannelDef {
+    /// An HTTP channel: REST/JSON, form or plain.
+    Http {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        is_active: bool,
+        service: String,
+        /// Path with `{param}` segments, e.g. `/api/customer/{cust_id}`.
+        url_path: String,
+        /// HTTP method; empty (or absent) accepts any.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        method: String,
+        #[serde(default)]
+        data_format: DataFormat,
+        /// Security definition name; none means the channel is open.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security: Option<String>,
+        /// Largest request body in bytes (default 10 MB); larger bodies get 413.
+        #[serde(
+            default = "default_max_body",
+            skip_serializing_if = "is_default_max_body"
+        )]
+        max_body: u64,
+    },
+}
+
+impl ChannelDef {
+    pub fn name(&self) -> &str {
+        match self {
+            ChannelDef::Http { name, .. } => name,
+        }
+    }
+
+    /// Checks what serde cannot: names, paths, methods.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ChannelDef::Http {
+                name,
+                url_path,
+                method,
+                service,
+                ..
+            } => {
+                check_name(name)?;
+                if service.is_empty() {
+                    return Err(format!("channel {name}: service is required"));
+                }
+                if !url_path.starts_with('/') {
+                    return Err(format!(
+                        "channel {name}: url_path must start with '/' (got '{url_path}')"
+                    ));
+                }
+                for seg in url_path.split('/') {
+                    if seg.contains('{') || seg.contains('}') {
+                        let inner = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+                        match inner {
+                            Some(p)
+                                if !p.is_empty()
+                                    && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                            }
+                            _ => {
+                                return Err(format!(
+                                    "channel {name}: bad path parameter '{seg}' in url_path (use {{name}} as a whole segment)"
+                                ));
+                            }
+                        }
+                    }
+                }
+                if !method.is_empty()
+                    && http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).is_err()
+                {
+                    return Err(format!("channel {name}: '{method}' is not an HTTP method"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Object names: letters, digits, `.`, `-`, `_`; 1 to 200 characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a valid name (letters, digits, '.', '-', '_')"
+        ))
+    }
+}
+
+/// The `shoal apply` document. Sections this version does not manage yet are refused by
+/// name rather than silently ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyDoc {
+    #[serde(default)]
+    pub security: Vec<SecurityInput>,
+    #[serde(default)]
+    pub channels: Vec<ChannelDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outgoing: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<serde_json::Value>,
+}
+
+impl ApplyDoc {
+    /// Validates the whole document: unsupported sections, names, duplicate names, and
+    /// channels that name a security definition that exists neither in the document nor
+    /// in `known_security`.
+    pub fn validate(&self, known_security: &[String]) -> Result<(), String> {
+        if !self.outgoing.is_empty() {
+            return Err("'outgoing' connections cannot be applied by this version yet".into());
+        }
+        if !self.jobs.is_empty() {
+            return Err("'jobs' cannot be applied by this version yet".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.security {
+            check_name(s.name())?;
+            if !seen.insert(("security", s.name())) {
+                return Err(format!(
+                    "security definition {} is declared twice",
+                    s.name()
+                ));
+            }
+            match s {
+                SecurityInput::BasicAuth {
+                    username, password, ..
+                } => {
+                    if username.is_empty() || password.is_empty() {
+                        return Err(format!(
+                            "security {}: username and password are required",
+                            s.name()
+                        ));
+                    }
+                }
+                SecurityInput::Apikey { header, key, .. } => {
+                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                        return Err(format!(
+                            "security {}: '{header}' is not a valid header name",
+                            s.name()
+                        ));
+                    }
+                    if key.len() < 8 {
+                        return Err(format!(
+                            "security {}: an API key must have at least 8 characters",
+                            s.name()
+                        ));
+                    }
+                }
+            }
+        }
+        for c in &self.channels {
+            c.validate()?;
+            if !seen.insert(("channel", c.name())) {
+                return Err(format!("channel {} is declared twice", c.name()));
+            }
+            let ChannelDef::Http {
+                security: Some(sec),
+                ..
+            } = c
+            else {
+                continue;
+            };
+            let declared = self.security.iter().any(|s| s.name() == sec);
+            if !declared && !known_security.iter().any(|k| k == sec) {
+                return Err(format!(
+                    "channel {}: security definition '{sec}' does not exist",
+                    c.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Replaces `${VAR}` with the environment's value; a missing variable is an error naming it.
+/// `$${` escapes a literal `${`.
+pub fn substitute_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            format!(
+                "unclosed '${{' near '{}'",
+                &rest[pos..rest.len().min(pos + 20)]
+            )
+        })?;
+        let var = &after[..end];
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("'${{{var}}}' is not a valid variable reference"));
+        }
+        let value = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_design_example_sections() {
+        let yaml = r#"
+security:
+  - {name: partner, type: basic_auth, username: partner, password: "pw"}
+  - {name: k, type: apikey, header: X-API-Key, key: "0123456789"}
+channels:
+  - {name: get-customer, type: http, service: crm.get-customer, url_path: "/api/customer/{cust_id}",
+     method: GET, data_format: json, security: partner}
+"#;
+        let doc: ApplyDoc = serde_yaml::from_str(yaml).expect("parses");
+        doc.validate(&[]).expect("valid");
+        assert_eq!(doc.channels.len(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_types_are_named() {
+        let e = serde_yaml::from_str::<ApplyDoc>(
+            "channels:\n  - {name: a, type: http, service: s, url_path: /a, colour: red}\n",
+        )
+        .expect_err("unknown key");
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = serde_yaml::from_str::<ApplyDoc>(
+            "channels:\n  - {name: a, type: telnet, service: s}\n",
+        )
+        .expect_err("bad type");
+        assert!(e.to_string().contains("telnet"), "{e}");
+        let e = serde_yaml::from_str::<ApplyDoc>("chanels: []\n").expect_err("bad section");
+        assert!(e.to_string().contains("chanels"), "{e}");
+    }
+
+    #[test]
+    fn validation() {
+        let doc: ApplyDoc = serde_yaml::from_str(
+            "channels:\n  - {name: a, type: http, service: s, url_path: \"/a/{x}\", security: nope}\n",
+        )
+        .expect("parses");
+        assert!(doc.validate(&[]).expect_err("missing sec").contains("nope"));
+        assert!(doc.validate(&["nope".into()]).is_ok());
+        for bad in ["a/b", "/a/{x-y}", "/a/pre{x}"] {
+            let c = ChannelDef::Http {
+                name: "c".into(),
+                is_active: true,
+                service: "s".into(),
+                url_path: bad.into(),
+                method: String::new(),
+                data_format: DataFormat::Json,
+                security: None,
+                max_body: DEFAULT_MAX_BODY,
+            };
+            assert!(c.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_substitution() {
+        let env = |k: &str| (k == "A").then(|| "va".to_string());
+        assert_eq!(substitute_env("x ${A} y", env).expect("ok"), "x va y");
+        assert_eq!(substitute_env("$${A}", env).expect("ok"), "${A}");
+        assert!(
+            substitute_env("${B}", env)
+                .expect_err("missing")
+                .contains("B")
+        );
+        assert!(substitute_env("${A", env).is_err());
+    }
+}

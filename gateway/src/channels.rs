@@ -1,0 +1,595 @@
+//! HTTP channels, live from the config store.
+//!
+//! [`Channels::follow`] watches `channels/` and `security/` and rebuilds an immutable
+//! [`Table`] on every change, so a new channel serves its first request as soon as the
+//! watch delivers it, and a deleted one answers 404 at once. [`serve`] is the HTTP
+//! listener's handler: match method and path, check security, read the body within the
+//! channel's limit, parse it by data format, invoke the service, answer as a JSON channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
+use http_body_util::BodyExt;
+use parking_lot::RwLock;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use shoal_common::objects::{ChannelDef, DataFormat, SecurityDef};
+use shoal_common::routing::Router;
+use shoal_common::store::{Store, WatchEvent};
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::common::v1::{ChannelInfo, HttpInfo};
+use shoal_proto::executor::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{BasicAuth, Secret};
+use crate::respond;
+
+enum Seg {
+    Lit(String),
+    Param(String),
+}
+
+/// One HTTP channel, ready to match.
+pub struct Compiled {
+    pub name: String,
+    pub service: String,
+    pub method: Option<Method>,
+    pub data_format: DataFormat,
+    pub security: Option<String>,
+    pub max_body: u64,
+    segments: Vec<Seg>,
+    literals: usize,
+}
+
+/// How a channel's callers prove who they are.
+pub enum Guard {
+    Basic { auth: BasicAuth, realm: String },
+    ApiKey { header: HeaderName, secret: Secret },
+    Inactive,
+}
+
+/// An immutable snapshot of the channels and security definitions.
+#[derive(Default)]
+pub struct Table {
+    channels: Vec<Arc<Compiled>>,
+    guards: HashMap<String, Arc<Guard>>,
+}
+
+/// What a request path matched.
+pub enum Match {
+    Found(Arc<Compiled>, HashMap<String, String>),
+    /// The path matches channels, but none for this method.
+    MethodNotAllowed(Vec<String>),
+    NotFound,
+}
+
+impl Table {
+    fn build(
+        channels: &BTreeMap<String, ChannelDef>,
+        security: &BTreeMap<String, SecurityDef>,
+    ) -> Table {
+        let mut compiled: Vec<Arc<Compiled>> = channels
+            .values()
+            .filter_map(|c| match c {
+                ChannelDef::Http {
+                    name,
+                    is_active,
+                    service,
+                    url_path,
+                    method,
+                    data_format,
+                    security,
+                    max_body,
+                } => {
+                    if !*is_active {
+                        return None;
+                    }
+                    let segments: Vec<Seg> = url_path
+                        .trim_matches('/')
+                        .split('/')
+                        .filter(|s| !s.is_empty())
+                        .map(
+                            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                                Some(p) => Seg::Param(p.to_owned()),
+                                None => Seg::Lit(s.to_owned()),
+                            },
+                        )
+                        .collect();
+                    let literals = segments.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
+                    let method = if method.is_empty() {
+                        None
+                    } else {
+                        Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
+                    };
+                    Some(Arc::new(Compiled {
+                        name: name.clone(),
+                        service: service.clone(),
+                        method,
+                        data_format: *data_format,
+                        security: security.clone(),
+                        max_body: *max_body,
+                        segments,
+                        literals,
+                    }))
+                }
+            })
+            .collect();
+        // The most specific path wins: more literal segments first.
+        compiled.sort_by(|a, b| {
+            b.literals
+                .cmp(&a.literals)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let guards = security
+            .values()
+            .map(|s| {
+                let guard = match s {
+                    SecurityDef::BasicAuth {
+                        is_active: false, ..
+                    }
+                    | SecurityDef::Apikey {
+                        is_active: false, ..
+                    } => Guard::Inactive,
+                    SecurityDef::BasicAuth {
+                        name,
+                        username,
+                        password_hash,
+                        realm,
+                        ..
+                    } => Guard::Basic {
+                        auth: BasicAuth::from_hash(username, password_hash.clone()),
+                        realm: if realm.is_empty() {
+                            name.clone()
+                        } else {
+                            realm.clone()
+                        },
+                    },
+                    SecurityDef::Apikey {
+                        header, key_hash, ..
+                    } => match HeaderName::from_bytes(header.as_bytes()) {
+                        Ok(h) => Guard::ApiKey {
+                            header: h,
+                            secret: Secret::from_hash(key_hash.clone()),
+                        },
+                        Err(_) => Guard::Inactive,
+                    },
+                };
+                (s.name().to_owned(), Arc::new(guard))
+            })
+            .collect();
+        Table {
+            channels: compiled,
+            guards,
+        }
+    }
+
+    /// Matches a request.
+    pub fn lookup(&self, method: &Method, path: &str) -> Match {
+        let parts: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut allowed = Vec::new();
+        for c in &self.channels {
+            if c.segments.len() != parts.len() {
+                continue;
+            }
+            let mut params = HashMap::new();
+            let fits = c.segments.iter().zip(&parts).all(|(seg, part)| match seg {
+                Seg::Lit(l) => l == part,
+                Seg::Param(p) => {
+                    let value = percent_encoding::percent_decode_str(part)
+                        .decode_utf8_lossy()
+                        .into_owned();
+                    params.insert(p.clone(), value);
+                    true
+                }
+            });
+            if !fits {
+                continue;
+            }
+            match &c.method {
+                Some(m) if m != method => allowed.push(m.to_string()),
+                _ => return Match::Found(c.clone(), params),
+            }
+        }
+        if allowed.is_empty() {
+            Match::NotFound
+        } else {
+            Match::MethodNotAllowed(allowed)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+    class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelOnly {
+    channel: String,
+}
+
+/// Per-channel metrics: `shoal_gateway_channel_requests_total{channel,class}` and
+/// `shoal_gateway_channel_seconds{channel}`.
+#[derive(Clone)]
+struct Metrics {
+    requests: Family<ChannelLabels, Counter>,
+    seconds: Family<ChannelOnly, Histogram>,
+}
+
+/// The live channel table; cheap to clone.
+#[derive(Clone)]
+pub struct Channels {
+    table: Arc<RwLock<Arc<Table>>>,
+    metrics: Metrics,
+}
+
+impl Channels {
+    /// Follows `channels/` and `security/` in the store until `cancel`.
+    pub fn follow(
+        store: &Store,
+        ops: &shoal_common::ops::Ops,
+        cancel: CancellationToken,
+    ) -> Channels {
+        let metrics = Metrics {
+            requests: Family::default(),
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+                ])
+            }),
+        };
+        ops.register(|r| {
+            r.register(
+                "gateway_channel_requests",
+                "Requests per channel and status class",
+                metrics.requests.clone(),
+            );
+            r.register(
+                "gateway_channel_seconds",
+                "Request latency per channel",
+                metrics.seconds.clone(),
+            );
+        });
+        let me = Channels {
+            table: Arc::new(RwLock::new(Arc::new(Table::default()))),
+            metrics,
+        };
+        let mut chan_rx = store.watch_prefix("channels/", cancel.clone());
+        let mut sec_rx = store.watch_prefix("security/", cancel.clone());
+        let table = me.table.clone();
+        tokio::spawn(async move {
+            let mut channels: BTreeMap<String, ChannelDef> = BTreeMap::new();
+            let mut security: BTreeMap<String, SecurityDef> = BTreeMap::new();
+            loop {
+                tokio::select! {
+                    ev = chan_rx.recv() => match ev {
+                        Some(ev) => apply_event(&mut channels, ev, "channels/"),
+                        None => return,
+                    },
+                    ev = sec_rx.recv() => match ev {
+                        Some(ev) => apply_event(&mut security, ev, "security/"),
+                        None => return,
+                    },
+                }
+                *table.write() = Arc::new(Table::build(&channels, &security));
+                tracing::debug!(
+                    channels = channels.len(),
+                    security = security.len(),
+                    "channel table rebuilt"
+                );
+            }
+        });
+        me
+    }
+
+    /// The table now.
+    pub fn table(&self) -> Arc<Table> {
+        self.table.read().clone()
+    }
+}
+
+fn apply_event<T: serde::de::DeserializeOwned>(
+    map: &mut BTreeMap<String, T>,
+    ev: WatchEvent,
+    prefix: &str,
+) {
+    let parse = |key: &str, value: &[u8]| match serde_json::from_slice::<T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "unreadable config object; ignored");
+            None
+        }
+    };
+    match ev {
+        WatchEvent::Reset { entries, .. } => {
+            map.clear();
+            for e in entries {
+                if let Some(v) = parse(&e.key, &e.value) {
+                    map.insert(e.key.trim_start_matches(prefix).to_owned(), v);
+                }
+            }
+        }
+        WatchEvent::Put(e) => {
+            if let Some(v) = parse(&e.key, &e.value) {
+                map.insert(e.key.trim_start_matches(prefix).to_owned(), v);
+            }
+        }
+        WatchEvent::Delete { key, .. } => {
+            map.remove(key.trim_start_matches(prefix));
+        }
+    }
+}
+
+/// What the HTTP listener's handler needs.
+#[derive(Clone)]
+pub struct HttpState {
+    pub channels: Channels,
+    pub router: Router,
+}
+
+/// The HTTP channels listener's handler.
+pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let cid = crate::admin::new_cid();
+    let table = state.channels.table();
+    let (channel, params) = match table.lookup(req.method(), req.uri().path()) {
+        Match::Found(c, p) => (c, p),
+        Match::NotFound => {
+            return respond::error(
+                &ShoalError::new(
+                    ErrorCode::NotFound,
+                    format!("no channel matches {} {}", req.method(), req.uri().path()),
+                )
+                .with_cid(cid),
+            );
+        }
+        Match::MethodNotAllowed(allowed) => {
+            let mut resp = respond::error(
+                &ShoalError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!(
+                        "{} is not allowed here; allowed: {}",
+                        req.method(),
+                        allowed.join(", ")
+                    ),
+                )
+                .with_cid(cid),
+            );
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+            return resp;
+        }
+    };
+    let resp = handle(&state, &table, &channel, params, req, &cid).await;
+    let class = format!("{}xx", resp.status().as_u16() / 100);
+    state
+        .channels
+        .metrics
+        .requests
+        .get_or_create(&ChannelLabels {
+            channel: channel.name.clone(),
+            class,
+        })
+        .inc();
+    state
+        .channels
+        .metrics
+        .seconds
+        .get_or_create(&ChannelOnly {
+            channel: channel.name.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn handle(
+    state: &HttpState,
+    table: &Table,
+    channel: &Compiled,
+    params: HashMap<String, String>,
+    req: Request<Body>,
+    cid: &str,
+) -> Response {
+    let fail =
+        |code: ErrorCode, msg: String| respond::error(&ShoalError::new(code, msg).with_cid(cid));
+    // Security.
+    let mut username = String::new();
+    let mut hidden_header: Option<HeaderName> = None;
+    if let Some(sec) = &channel.security {
+        let Some(guard) = table.guards.get(sec) else {
+            // Fail closed: the definition was deleted or is unreadable.
+            return fail(
+                ErrorCode::Unavailable,
+                format!("security definition '{sec}' of this channel is not available"),
+            );
+        };
+        let headers = req.headers().clone();
+        let guard = guard.clone();
+        let outcome = tokio::task::spawn_blocking(move || check(&guard, &headers)).await;
+        match outcome {
+            Ok(Ok((user, hide))) => {
+                username = user;
+                hidden_header = hide;
+            }
+            Ok(Err(challenge)) => {
+                let mut resp = fail(
+                    ErrorCode::Unauthorized,
+                    "invalid or missing credentials".into(),
+                );
+                if let Some(c) = challenge
+                    && let Ok(v) = HeaderValue::from_str(&c)
+                {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                return resp;
+            }
+            Err(_) => return fail(ErrorCode::Internal, "credential check failed".into()),
+        }
+    }
+    // Body, within the channel's limit.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > channel.max_body) {
+        return fail(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "request body is over this channel's limit of {} bytes",
+                channel.max_body
+            ),
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let limit = usize::try_from(channel.max_body).unwrap_or(usize::MAX);
+    let body = match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return fail(
+                    ErrorCode::PayloadTooLarge,
+                    format!(
+                        "request body is over this channel's limit of {} bytes",
+                        channel.max_body
+                    ),
+                );
+            }
+            return fail(
+                ErrorCode::BadRequest,
+                format!("cannot read the request body: {e}"),
+            );
+        }
+    };
+    // Payload by data format.
+    let mut form = HashMap::new();
+    let payload: Vec<u8> = match channel.data_format {
+        DataFormat::Json => {
+            if body.iter().all(u8::is_ascii_whitespace) {
+                Vec::new()
+            } else {
+                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                    return fail(
+                        ErrorCode::BadRequest,
+                        format!("request body is not valid JSON: {e}"),
+                    );
+                }
+                body.to_vec()
+            }
+        }
+        DataFormat::Form => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in form_urlencoded::parse(&body) {
+                form.insert(k.to_string(), v.to_string());
+                map.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
+            }
+            serde_json::to_vec(&map).unwrap_or_default()
+        }
+        DataFormat::Plain => match std::str::from_utf8(&body) {
+            Ok(text) if !text.is_empty() => serde_json::to_vec(text).unwrap_or_default(),
+            Ok(_) => Vec::new(),
+            Err(_) => {
+                return fail(
+                    ErrorCode::BadRequest,
+                    "request body is not UTF-8 text".into(),
+                );
+            }
+        },
+    };
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let headers = forwarded_headers(&parts.headers, hidden_header.as_ref());
+    let invoke = pb::InvokeRequest {
+        service: channel.service.clone(),
+        payload,
+        raw_request: body.to_vec(),
+        cid: cid.to_owned(),
+        channel: Some(ChannelInfo {
+            name: channel.name.clone(),
+            r#type: "http".into(),
+            data_format: channel.data_format.as_str().into(),
+            security_name: channel.security.clone().unwrap_or_default(),
+            username,
+        }),
+        http: Some(HttpInfo {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            params,
+            query,
+            headers,
+            form,
+        }),
+        timeout_ms: 0,
+    };
+    match state.router.invoke(invoke).await {
+        Ok(resp) => respond::json_channel(resp),
+        Err(e) => respond::error(&e.with_cid(cid)),
+    }
+}
+
+/// Checks credentials: Ok((user name, a header to hide from the service)) or
+/// Err(optional challenge).
+fn check(
+    guard: &Guard,
+    headers: &HeaderMap,
+) -> Result<(String, Option<HeaderName>), Option<String>> {
+    match guard {
+        Guard::Inactive => Err(None),
+        Guard::Basic { auth, realm } => {
+            let value = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if auth.check(value) {
+                Ok((auth.user().to_owned(), None))
+            } else {
+                Err(Some(format!("Basic realm=\"{}\"", realm.replace('"', "'"))))
+            }
+        }
+        Guard::ApiKey { header, secret } => {
+            let value = headers.get(header).and_then(|v| v.to_str().ok());
+            match value {
+                Some(v) if secret.check(v, |v| Some(v.to_owned())) => {
+                    Ok((String::new(), Some(header.clone())))
+                }
+                _ => Err(None),
+            }
+        }
+    }
+}
+
+/// Request headers for the service: names lower-cased, repeated ones joined; credentials
+/// (Authorization, Cookie, the channel's API key header) are not passed on.
+fn forwarded_headers(headers: &HeaderMap, hide: Option<&HeaderName>) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (name, value) in headers {
+        if name == header::AUTHORIZATION || name == header::COOKIE || Some(name) == hide {
+            continue;
+        }
+        let Ok(v) = value.to_str() else { continue };
+        out.entry(name.as_str().to_owned())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(v);
+            })
+            .or_insert_with(|| v.to_owned());
+    }
+    out
+}

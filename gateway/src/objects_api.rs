@@ -1,0 +1,353 @@
+//! Admin API for config objects: `POST apply` and `GET export` (what `shoal apply` and
+//! `shoal export` call), and CRUD under `channels/` and `security/`. Secrets are hashed
+//! here, before anything is stored.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shoal_common::objects::{ApplyDoc, ChannelDef, SecurityDef, SecurityInput, check_name};
+use shoal_common::store::Store;
+use shoal_common::{ErrorCode, ShoalError};
+
+use crate::admin::AdminState;
+use crate::auth::{hash_secret, verify_secret};
+use crate::respond;
+
+fn bad(msg: impl Into<String>) -> Response {
+    respond::error(&ShoalError::new(ErrorCode::BadRequest, msg))
+}
+
+fn store_err(e: impl std::fmt::Display) -> Response {
+    respond::error(&ShoalError::new(
+        ErrorCode::Unavailable,
+        format!("config store: {e}"),
+    ))
+}
+
+async fn load_all<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    prefix: &str,
+) -> Result<Vec<T>, Response> {
+    let (entries, _) = store.list(prefix).await.map_err(store_err)?;
+    Ok(entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect())
+}
+
+async fn load_one<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    key: &str,
+) -> Result<Option<T>, Response> {
+    let e = store.get(key).await.map_err(store_err)?;
+    Ok(e.and_then(|e| serde_json::from_slice(&e.value).ok()))
+}
+
+/// The stored form of a security definition; keeps the existing hash when the secret
+/// still matches it, so applying the same file twice changes nothing.
+async fn to_stored(
+    input: SecurityInput,
+    existing: Option<SecurityDef>,
+) -> Result<SecurityDef, Response> {
+    let result = tokio::task::spawn_blocking(move || -> Result<SecurityDef, String> {
+        Ok(match input {
+            SecurityInput::BasicAuth {
+                name,
+                is_active,
+                username,
+                password,
+                realm,
+            } => {
+                let password_hash = match &existing {
+                    Some(SecurityDef::BasicAuth { password_hash, .. })
+                        if verify_secret(&password, password_hash) =>
+                    {
+                        password_hash.clone()
+                    }
+                    _ => hash_secret(&password)?,
+                };
+                SecurityDef::BasicAuth {
+                    name,
+                    is_active,
+                    username,
+                    password_hash,
+                    realm,
+                }
+            }
+            SecurityInput::Apikey {
+                name,
+                is_active,
+                header,
+                key,
+            } => {
+                let key_hash = match &existing {
+                    Some(SecurityDef::Apikey { key_hash, .. }) if verify_secret(&key, key_hash) => {
+                        key_hash.clone()
+                    }
+                    _ => hash_secret(&key)?,
+                };
+                SecurityDef::Apikey {
+                    name,
+                    is_active,
+                    header,
+                    key_hash,
+                }
+            }
+        })
+    })
+    .await;
+    match result {
+        Ok(Ok(def)) => Ok(def),
+        Ok(Err(e)) => Err(respond::error(&ShoalError::new(ErrorCode::Internal, e))),
+        Err(_) => Err(respond::error(&ShoalError::new(
+            ErrorCode::Internal,
+            "hashing failed",
+        ))),
+    }
+}
+
+/// Writes `value` under `key` unless it is already there; "created", "updated" or "unchanged".
+async fn put_if_changed<T: serde::Serialize + PartialEq + serde::de::DeserializeOwned>(
+    store: &Store,
+    key: &str,
+    value: &T,
+) -> Result<&'static str, Response> {
+    let existing: Option<T> = load_one(store, key).await?;
+    if existing.as_ref() == Some(value) {
+        return Ok("unchanged");
+    }
+    store
+        .put(key, serde_json::to_vec(value).unwrap_or_default())
+        .await
+        .map_err(store_err)?;
+    Ok(if existing.is_some() {
+        "updated"
+    } else {
+        "created"
+    })
+}
+
+/// `POST /api/v1/apply`: the `shoal apply` document as JSON; idempotent; objects not in
+/// the document are left alone.
+pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
+    let doc: ApplyDoc = match serde_json::from_slice(&body) {
+        Ok(d) => d,
+        Err(e) => return bad(format!("invalid apply document: {e}")),
+    };
+    let known: Vec<String> = match load_all::<SecurityDef>(&state.store, "security/").await {
+        Ok(l) => l.iter().map(|s| s.name().to_owned()).collect(),
+        Err(r) => return r,
+    };
+    if let Err(e) = doc.validate(&known) {
+        return bad(e);
+    }
+    let mut report = serde_json::Map::new();
+    for s in doc.security {
+        let key = format!("security/{}", s.name());
+        let name = s.name().to_owned();
+        let existing = match load_one::<SecurityDef>(&state.store, &key).await {
+            Ok(e) => e,
+            Err(r) => return r,
+        };
+        let stored = match to_stored(s, existing).await {
+            Ok(d) => d,
+            Err(r) => return r,
+        };
+        match put_if_changed(&state.store, &key, &stored).await {
+            Ok(what) => push(&mut report, what, format!("security/{name}")),
+            Err(r) => return r,
+        }
+    }
+    for c in doc.channels {
+        let key = format!("channels/{}", c.name());
+        match put_if_changed(&state.store, &key, &c).await {
+            Ok(what) => push(&mut report, what, key),
+            Err(r) => return r,
+        }
+    }
+    Json(serde_json::Value::Object(report)).into_response()
+}
+
+fn push(report: &mut serde_json::Map<String, serde_json::Value>, what: &str, item: String) {
+    if let Some(list) = report
+        .entry(what)
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+    {
+        list.push(json!(item));
+    }
+}
+
+/// `GET /api/v1/export`: every object as `shoal apply` takes it, without secrets.
+pub async fn export(State(state): State<AdminState>) -> Response {
+    let security = match load_all::<SecurityDef>(&state.store, "security/").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let channels = match load_all::<ChannelDef>(&state.store, "channels/").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    Json(json!({
+        "security": security.iter().map(SecurityDef::public).collect::<Vec<_>>(),
+        "channels": channels,
+    }))
+    .into_response()
+}
+
+pub async fn list_channels(State(state): State<AdminState>) -> Response {
+    match load_all::<ChannelDef>(&state.store, "channels/").await {
+        Ok(l) => Json(json!({"channels": l})).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn get_channel(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match load_one::<ChannelDef>(&state.store, &format!("channels/{name}")).await {
+        Ok(Some(c)) => Json(c).into_response(),
+        Ok(None) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no channel {name}"),
+        )),
+        Err(r) => r,
+    }
+}
+
+/// `PUT /api/v1/channels/{name}`: creates or replaces a channel.
+pub async fn put_channel(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let c: ChannelDef = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return bad(format!("invalid channel: {e}")),
+    };
+    if c.name() != name {
+        return bad(format!(
+            "the body names channel '{}' but the URL names '{name}'",
+            c.name()
+        ));
+    }
+    let known: Vec<String> = match load_all::<SecurityDef>(&state.store, "security/").await {
+        Ok(l) => l.iter().map(|s| s.name().to_owned()).collect(),
+        Err(r) => return r,
+    };
+    let doc = ApplyDoc {
+        channels: vec![c.clone()],
+        ..Default::default()
+    };
+    if let Err(e) = doc.validate(&known) {
+        return bad(e);
+    }
+    match put_if_changed(&state.store, &format!("channels/{name}"), &c).await {
+        Ok(what) => Json(json!({"channel": name, "result": what})).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn delete_channel(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match state.store.delete(&format!("channels/{name}")).await {
+        Ok(true) => Json(json!({"deleted": name})).into_response(),
+        Ok(false) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no channel {name}"),
+        )),
+        Err(e) => store_err(e),
+    }
+}
+
+pub async fn list_security(State(state): State<AdminState>) -> Response {
+    match load_all::<SecurityDef>(&state.store, "security/").await {
+        Ok(l) => Json(json!({"security": l.iter().map(SecurityDef::public).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn get_security(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match load_one::<SecurityDef>(&state.store, &format!("security/{name}")).await {
+        Ok(Some(s)) => Json(s.public()).into_response(),
+        Ok(None) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no security definition {name}"),
+        )),
+        Err(r) => r,
+    }
+}
+
+/// `PUT /api/v1/security/{name}`: the secret in clear in the body; stored hashed.
+pub async fn put_security(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s: SecurityInput = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => return bad(format!("invalid security definition: {e}")),
+    };
+    if s.name() != name {
+        return bad(format!(
+            "the body names '{}' but the URL names '{name}'",
+            s.name()
+        ));
+    }
+    let doc = ApplyDoc {
+        security: vec![s.clone()],
+        ..Default::default()
+    };
+    if let Err(e) = doc.validate(&[]) {
+        return bad(e);
+    }
+    let key = format!("security/{name}");
+    let existing = match load_one::<SecurityDef>(&state.store, &key).await {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let stored = match to_stored(s, existing).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    match put_if_changed(&state.store, &key, &stored).await {
+        Ok(what) => Json(json!({"security": name, "result": what})).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `DELETE /api/v1/security/{name}`: refused (409) while a channel uses it.
+pub async fn delete_security(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Response {
+    if check_name(&name).is_err() {
+        return bad(format!("'{name}' is not a valid name"));
+    }
+    let channels = match load_all::<ChannelDef>(&state.store, "channels/").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let users: Vec<&str> = channels
+        .iter()
+        .filter(|c| matches!(c, ChannelDef::Http { security: Some(s), .. } if *s == name))
+        .map(ChannelDef::name)
+        .collect();
+    if !users.is_empty() {
+        return respond::error(&ShoalError::new(
+            ErrorCode::Conflict,
+            format!(
+                "security definition {name} is used by channel(s) {}",
+                users.join(", ")
+            ),
+        ));
+    }
+    match state.store.delete(&format!("security/{name}")).await {
+        Ok(true) => Json(json!({"deleted": name})).into_response(),
+        Ok(false) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no security definition {name}"),
+        )),
+        Err(e) => store_err(e),
+    }
+}

@@ -1,0 +1,357 @@
+//! HTTP channels end to end: `shoal apply`, security, live changes, bad input.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shoal_tests::cluster::{Cluster, examples_dir};
+use shoal_tests::eventually;
+
+const CONFIG: &str = r#"
+security:
+  - {name: partner, type: basic_auth, username: partner, password: "${PARTNER_PASSWORD}", realm: Partners}
+  - {name: machines, type: apikey, header: X-API-Key, key: "${MACHINE_KEY}"}
+channels:
+  - {name: get-customer, type: http, service: crm.get-customer, url_path: "/api/customer/{cust_code}",
+     method: GET, data_format: json, security: partner}
+  - {name: create-order, type: http, service: orders.create, url_path: /api/orders, method: POST,
+     security: machines, max_body: 1024}
+  - {name: order-status, type: http, service: orders.status, url_path: "/api/orders/{order_id}"}
+  - {name: client, type: http, service: zato-style.get-client-details, url_path: /api/client}
+  - {name: form-client, type: http, service: zato-style.get-client-details, url_path: /api/form-client,
+     data_format: form}
+"#;
+
+async fn apply(c: &Cluster, text: &str, envs: &[(&str, &str)]) -> (i32, String, String) {
+    let f = c.dir.path().join("shoal.yaml");
+    std::fs::write(&f, text).expect("write config");
+    let out = tokio::process::Command::new(shoal_tests::bin("shoal"))
+        .args(["apply", "-f", f.to_str().expect("utf8")])
+        .env("SHOAL_ADMIN_URL", &c.admin_url)
+        .env("SHOAL_ADMIN_PASSWORD", &c.password)
+        .envs(envs.iter().copied())
+        .output()
+        .await
+        .expect("run shoal apply");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const ENVS: &[(&str, &str)] = &[
+    ("PARTNER_PASSWORD", "partner-pw-1"),
+    ("MACHINE_KEY", "mk-0123456789"),
+];
+
+#[tokio::test]
+async fn channels_security_and_live_changes() {
+    let c = Cluster::start(&[&examples_dir().join("zato_style.py")], 1, &[]).await;
+    let (code, out, err) = apply(&c, CONFIG, ENVS).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("created: security/partner, security/machines, channels/get-customer"),
+        "{out}"
+    );
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", c.http_url);
+
+    // Basic Auth: the path parameter merges into the input; the service's JSON comes back.
+    let ok = eventually(Duration::from_secs(5), "channel live", || async {
+        let r = http
+            .get(url("/api/customer/C42"))
+            .basic_auth("partner", Some("partner-pw-1"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(ok.headers()["content-type"], "application/json");
+    assert_eq!(
+        ok.json::<serde_json::Value>().await.expect("json"),
+        json!({"cust_code": "C42", "name": "Alice", "email": null})
+    );
+    for (user, pw) in [("partner", "wrong"), ("other", "partner-pw-1")] {
+        let r = http
+            .get(url("/api/customer/C42"))
+            .basic_auth(user, Some(pw))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"Partners\"");
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
+    let r = http
+        .get(url("/api/customer/C42"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 401);
+    // Method not allowed by the channel.
+    let r = http
+        .post(url("/api/customer/C42"))
+        .basic_auth("partner", Some("partner-pw-1"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+
+    // API key: status, headers and hooks from the service.
+    let r = http
+        .post(url("/api/orders"))
+        .header("X-API-Key", "mk-0123456789")
+        .json(&json!({"sku": "A", "qty": 2}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["location"], "/orders/1001");
+    assert_eq!(r.headers()["x-handled-by"], "orders.create");
+    let r = http
+        .post(url("/api/orders"))
+        .header("X-API-Key", "nope-nope-nope")
+        .json(&json!({"sku": "A", "qty": 2}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 401);
+    // Bad input: malformed JSON, wrong type, missing element, oversized body.
+    let key = ("X-API-Key", "mk-0123456789");
+    for (body, status, needle) in [
+        ("{\"sku\": ", 400, "not valid JSON"),
+        (
+            "{\"sku\": \"A\", \"qty\": \"two\"}",
+            400,
+            "'qty' is not a valid Int",
+        ),
+        ("{\"qty\": 1}", 400, "Element missing: sku"),
+    ] {
+        let r = http
+            .post(url("/api/orders"))
+            .header(key.0, key.1)
+            .body(body)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), status, "{body}");
+        let text = r.text().await.expect("text");
+        assert!(text.contains(needle), "{text}");
+        assert!(!text.contains("Traceback"));
+    }
+    let big = format!("{{\"sku\": \"{}\", \"qty\": 1}}", "x".repeat(2000));
+    let r = http
+        .post(url("/api/orders"))
+        .header(key.0, key.1)
+        .body(big)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 413);
+
+    // Any method: verb dispatch in the service (handle_GET / handle_DELETE, else 405).
+    let r = http
+        .get(url("/api/orders/77"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json"),
+        json!({"order_id": "77", "status": "shipped"})
+    );
+    assert_eq!(
+        http.delete(url("/api/orders/77"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        204
+    );
+    assert_eq!(
+        http.put(url("/api/orders/77"))
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        405
+    );
+
+    // Query string into SimpleIO input; form bodies.
+    let r = http
+        .get(url("/api/client?client_code=Q1&age=30"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["response"]["name"],
+        "Client Q1"
+    );
+    let r = http
+        .post(url("/api/form-client"))
+        .form(&[("client_code", "F1"), ("age", "5")])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["response"]["age"],
+        5
+    );
+
+    // Unknown path.
+    let r = http.get(url("/nope")).send().await.expect("answer");
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["error"]["code"],
+        "not_found"
+    );
+
+    // Applying the same file again changes nothing.
+    let (code, out, _) = apply(&c, CONFIG, ENVS).await;
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains("created") && !out.contains("updated") && out.contains("unchanged"),
+        "{out}"
+    );
+    // A changed password is an update, and the old one stops working.
+    let envs = [
+        ("PARTNER_PASSWORD", "partner-pw-2"),
+        ("MACHINE_KEY", "mk-0123456789"),
+    ];
+    let (code, out, _) = apply(&c, CONFIG, &envs).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("updated: security/partner"), "{out}");
+    eventually(Duration::from_secs(5), "new password live", || async {
+        let r = http
+            .get(url("/api/customer/C1"))
+            .basic_auth("partner", Some("partner-pw-2"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let r = http
+        .get(url("/api/customer/C1"))
+        .basic_auth("partner", Some("partner-pw-1"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 401);
+
+    // Export: the same objects, no secrets.
+    let (code, out, _) = c.cli(&["export"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("get-customer") && out.contains("X-API-Key"),
+        "{out}"
+    );
+    for secret in [
+        "partner-pw",
+        "mk-0123456789",
+        "argon2",
+        "password",
+        "key_hash",
+    ] {
+        assert!(!out.contains(secret), "export leaks {secret}:\n{out}");
+    }
+
+    // Live: a new channel serves within 1 s, a deleted one is gone at once.
+    let admin = |m: reqwest::Method, p: &str| {
+        http.request(m, format!("{}/api/v1/{p}", c.admin_url))
+            .basic_auth("admin", Some(&c.password))
+    };
+    let started = Instant::now();
+    let r = admin(reqwest::Method::PUT, "channels/camel")
+        .json(&json!({"name": "camel", "type": "http", "service": "zato-style.my-camel-service", "url_path": "/camel"}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(1), "new channel within 1 s", || async {
+        let r = http.get(url("/camel")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        admin(reqwest::Method::DELETE, "channels/camel")
+            .send()
+            .await
+            .expect("answer")
+            .status(),
+        200
+    );
+    eventually(Duration::from_secs(1), "deleted channel gone", || async {
+        let r = http.get(url("/camel")).send().await.ok()?;
+        (r.status() == 404).then_some(())
+    })
+    .await;
+    // A security definition in use cannot be deleted.
+    let r = admin(reqwest::Method::DELETE, "security/partner")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 409);
+
+    // Per-channel metrics.
+    let metrics = http
+        .get(format!("http://{}/metrics", c.gateway_ops))
+        .send()
+        .await
+        .expect("m")
+        .text()
+        .await
+        .expect("t");
+    assert!(
+        metrics.contains(
+            "shoal_gateway_channel_requests_total{channel=\"create-order\",class=\"4xx\"}"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn apply_errors_are_precise() {
+    let c = Cluster::start(&[], 1, &[]).await;
+    for (text, envs, needle) in [
+        (
+            "channels:\n  - {name: a, type: http, service: s, url_path: /a, colour: red}\n",
+            &[][..],
+            "colour",
+        ),
+        (
+            "channels:\n  - {name: a, type: telnet, service: s}\n",
+            &[][..],
+            "telnet",
+        ),
+        (
+            "security:\n  - {name: p, type: basic_auth, username: u, password: \"${NOT_SET_ANYWHERE}\"}\n",
+            &[][..],
+            "NOT_SET_ANYWHERE",
+        ),
+        (
+            "channels:\n  - {name: a, type: http, service: s, url_path: /a, security: ghost}\n",
+            &[][..],
+            "ghost",
+        ),
+        (
+            "channels:\n  - {name: a, type: http, service: s, url_path: no-slash}\n",
+            &[][..],
+            "url_path",
+        ),
+        (
+            "outgoing:\n  - {name: o, type: http}\n",
+            &[][..],
+            "outgoing",
+        ),
+    ] {
+        let (code, out, err) = apply(&c, text, envs).await;
+        assert_ne!(code, 0, "{text}");
+        assert!(err.contains(needle), "{text}\n{out}{err}");
+    }
+}
