@@ -30,6 +30,17 @@ pub struct Admin {
 }
 
 impl Admin {
+    /// A client for `base` with `password` (used by `shoal up` for its own gateway).
+    pub fn with(base: &str, password: String) -> anyhow::Result<Admin> {
+        Ok(Admin {
+            base: base.trim_end_matches('/').to_owned(),
+            password,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()?,
+        })
+    }
+
     pub fn new(args: &AdminArgs) -> anyhow::Result<Admin> {
         let password = crate::password::read(&args.dir).ok_or_else(|| {
             anyhow::anyhow!(
@@ -89,4 +100,42 @@ pub fn error_message(text: &str) -> String {
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| text.trim().to_owned())
+}
+
+/// Reads a `shoal apply` file (`${VAR}` from the environment), checks it, and sends it to
+/// the admin API. Outer error: the file is unusable or the API unreachable; inner error:
+/// the API refused it (its message); Ok: the report, one line per outcome.
+pub async fn apply_file(
+    admin: &Admin,
+    file: &std::path::Path,
+) -> anyhow::Result<Result<String, String>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let text = shoal_common::objects::substitute_env(&text, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    // Parse here first, so a mistake is reported with its line and the key's name.
+    let doc: shoal_common::objects::ApplyDoc =
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let (status, text) = admin
+        .send(
+            reqwest::Method::POST,
+            "apply",
+            Some(serde_json::to_vec(&doc)?),
+        )
+        .await?;
+    if !status.is_success() {
+        return Ok(Err(error_message(&text)));
+    }
+    let v: Value = serde_json::from_str(&text)?;
+    let mut report = String::new();
+    for what in ["created", "updated", "unchanged"] {
+        let items: Vec<&str> = v[what]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
+            .unwrap_or_default();
+        if !items.is_empty() {
+            report.push_str(&format!("{what}: {}\n", items.join(", ")));
+        }
+    }
+    Ok(Ok(report))
 }

@@ -272,36 +272,17 @@ async fn deploy(
 }
 
 async fn apply(args: &AdminArgs, file: &std::path::Path) -> anyhow::Result<i32> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let text = shoal_common::objects::substitute_env(&text, |k| std::env::var(k).ok())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    // Parse here first, so a mistake is reported with its line and the key's name.
-    let doc: shoal_common::objects::ApplyDoc =
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let admin = Admin::new(args)?;
-    let (status, text) = admin
-        .send(
-            reqwest::Method::POST,
-            "apply",
-            Some(serde_json::to_vec(&doc)?),
-        )
-        .await?;
-    if !status.is_success() {
-        eprintln!("error: {}", error_message(&text));
-        return Ok(1);
-    }
-    let v: Value = serde_json::from_str(&text)?;
-    for what in ["created", "updated", "unchanged"] {
-        let items: Vec<&str> = v[what]
-            .as_array()
-            .map(|a| a.iter().filter_map(|i| i.as_str()).collect())
-            .unwrap_or_default();
-        if !items.is_empty() {
-            println!("{what}: {}", items.join(", "));
+    match client::apply_file(&admin, file).await? {
+        Ok(report) => {
+            print!("{report}");
+            Ok(0)
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            Ok(1)
         }
     }
-    Ok(0)
 }
 
 async fn export(args: &AdminArgs) -> anyhow::Result<i32> {

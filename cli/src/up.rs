@@ -14,7 +14,8 @@ use shoal_common::store::{Store, StoreOptions, embedded::EmbeddedStore};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-/// What `shoal up` was asked for.
+/// What `shoal up` was asked for. `DIR/shoal.yaml`, when present, is applied once the
+/// cluster answers.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
     /// Project folder: services in DIR/services (the pickup folder), state in DIR/.shoal.
@@ -198,6 +199,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
         let args = args.clone();
         let password_file = password_file.clone();
         let services = services.clone();
+        let dir_of_config = dir.clone();
         tokio::spawn(async move {
             let Some(store) = Store::connect_retrying(&store_opts, &cancel).await else {
                 return;
@@ -210,6 +212,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
             let ok_ex = ex
                 .wait_for(Duration::from_secs(60), |m| m.len() >= want_exec)
                 .await;
+            let config = dir_of_config.join("shoal.yaml");
+            if ok_gw && config.exists() {
+                apply_config(&config, &args.admin_listen, &password_file).await;
+            }
             if ok_gw && ok_ex {
                 println!(
                     "\nShoal is up (cluster '{}', config store {}).\n  HTTP channels  http://{}\n  gRPC invoker   {}\n  admin API      http://{}/api/v1  (user admin, password in {} or $SHOAL_ADMIN_PASSWORD)\n  services from  {}\nTry: shoal invoke <service> --data '{{}}'   ·   shoal status   ·   Ctrl-C stops everything.\n",
@@ -238,6 +244,45 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
         let _ = task.await;
     }
     Ok(0)
+}
+
+/// Applies `DIR/shoal.yaml` once the gateway answers (as `shoal apply -f` would).
+async fn apply_config(file: &Path, admin_listen: &str, password_file: &Path) {
+    let password = std::fs::read_to_string(password_file)
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned();
+    let admin = match crate::client::Admin::with(&format!("http://{admin_listen}"), password) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("warning: cannot apply {}: {e}", file.display());
+            return;
+        }
+    };
+    // The admin API may need a moment after the gateway registers.
+    for _ in 0..50 {
+        match crate::client::apply_file(&admin, file).await {
+            Ok(Ok(report)) => {
+                print!("applied {}:\n{report}", file.display());
+                return;
+            }
+            Ok(Err(message)) => {
+                eprintln!("error: {} was not applied: {message}", file.display());
+                return;
+            }
+            Err(e) if e.to_string().contains("cannot reach") => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                eprintln!("error: {} was not applied: {e}", file.display());
+                return;
+            }
+        }
+    }
+    eprintln!(
+        "error: {} was not applied: the admin API did not answer",
+        file.display()
+    );
 }
 
 /// Runs one child until `cancel`, restarting it with backoff when it dies.

@@ -25,7 +25,21 @@ impl Cluster {
     /// Starts `shoal up` with `extra` arguments, services copied from `services`, and waits
     /// until the gateway and `executors` executors are ready.
     pub async fn start(services: &[&Path], executors: usize, extra: &[&str]) -> Cluster {
+        Self::start_with(services, executors, extra, None).await
+    }
+
+    /// As [`Cluster::start`], with `config` written to `DIR/shoal.yaml` first (which
+    /// `shoal up` applies).
+    pub async fn start_with(
+        services: &[&Path],
+        executors: usize,
+        extra: &[&str],
+        config: Option<&str>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("shoal.yaml"), text).expect("write shoal.yaml");
+        }
         let svc_dir = dir.path().join("services");
         std::fs::create_dir_all(&svc_dir).expect("services dir");
         for s in services {

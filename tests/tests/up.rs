@@ -346,3 +346,43 @@ fn executor_benchmark_smoke() {
         assert_eq!(cols[cols.len() - 3], "0", "errors in: {line}");
     }
 }
+
+/// `shoal up --dir examples` as the README runs it: the example services, and
+/// `examples/shoal.yaml` applied, so they answer on plain HTTP channels.
+#[tokio::test]
+async fn up_applies_shoal_yaml_from_the_project_folder() {
+    let config =
+        std::fs::read_to_string(examples_dir().join("../shoal.yaml")).expect("examples/shoal.yaml");
+    let c = Cluster::start_with(
+        &[
+            &examples_dir().join("hello.py"),
+            &examples_dir().join("zato_style.py"),
+        ],
+        1,
+        &[],
+        Some(&config),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let body: serde_json::Value =
+        eventually(Duration::from_secs(10), "the hello channel", || async {
+            let r = http
+                .get(format!("{}/hello?name=Shoal", c.http_url))
+                .send()
+                .await
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.json().await.ok()
+        })
+        .await;
+    assert_eq!(body["greeting"], "Hello, Shoal!");
+    let r = http
+        .get(format!("{}/clients/C9?age=40", c.http_url))
+        .send()
+        .await
+        .expect("answer");
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["response"]["name"], "Client C9");
+}
