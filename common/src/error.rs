@@ -23,6 +23,8 @@ pub enum ErrorCode {
     Conflict,
     /// The request body is over the channel's limit.
     PayloadTooLarge,
+    /// The request URL is longer than the gateway accepts.
+    UriTooLong,
     /// Too many requests in flight; retry later.
     TooManyRequests,
     /// The service raised an exception.
@@ -39,7 +41,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -47,6 +49,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::UriTooLong,
         ErrorCode::TooManyRequests,
         ErrorCode::ServiceError,
         ErrorCode::Unavailable,
@@ -65,6 +68,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::ServiceError => "service_error",
             ErrorCode::Unavailable => "unavailable",
@@ -93,6 +97,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict => S::CONFLICT,
             ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
+            ErrorCode::UriTooLong => S::URI_TOO_LONG,
             ErrorCode::TooManyRequests => S::TOO_MANY_REQUESTS,
             ErrorCode::ServiceError | ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => S::SERVICE_UNAVAILABLE,
@@ -111,7 +116,7 @@ impl ErrorCode {
             ErrorCode::NotFound => C::NotFound,
             ErrorCode::MethodNotAllowed => C::Unimplemented,
             ErrorCode::Conflict => C::AlreadyExists,
-            ErrorCode::PayloadTooLarge => C::OutOfRange,
+            ErrorCode::PayloadTooLarge | ErrorCode::UriTooLong => C::OutOfRange,
             ErrorCode::TooManyRequests => C::ResourceExhausted,
             ErrorCode::ServiceError => C::Unknown,
             ErrorCode::Unavailable | ErrorCode::BadGateway => C::Unavailable,
@@ -261,6 +266,7 @@ mod tests {
             match code {
                 ErrorCode::MethodNotAllowed => assert_eq!(back, ErrorCode::Internal),
                 ErrorCode::BadGateway => assert_eq!(back, ErrorCode::Unavailable),
+                ErrorCode::UriTooLong => assert_eq!(back, ErrorCode::PayloadTooLarge),
                 _ => assert_eq!(back, code),
             }
         }

@@ -11,6 +11,7 @@ pub mod component;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod leader;
 pub mod members;
 pub mod modules;

@@ -38,6 +38,14 @@ pub struct Options {
     pub admin_listen: String,
     /// File holding the admin password (used when SHOAL_ADMIN_PASSWORD is unset).
     pub admin_password_file: Option<PathBuf>,
+    /// Requests the HTTP channels listener works on at once; more get 503 + Retry-After.
+    pub max_in_flight: usize,
+    /// Longest request URL in bytes; longer ones get 414.
+    pub max_url_bytes: usize,
+    /// Seconds a client has to send its request headers.
+    pub header_read_timeout_secs: u64,
+    /// Largest request head (request line and headers) in bytes.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Options {
@@ -51,6 +59,10 @@ impl Default for Options {
             grpc_listen: "127.0.0.1:11224".into(),
             admin_listen: "127.0.0.1:11225".into(),
             admin_password_file: None,
+            max_in_flight: 2048,
+            max_url_bytes: 8 * 1024,
+            header_read_timeout_secs: 10,
+            max_header_bytes: 64 * 1024,
         }
     }
 }
@@ -123,9 +135,15 @@ pub async fn run(
         store: store.clone(),
     };
     let admin_app = admin::router(admin_state, &ops);
-    let admin_task = tokio::spawn(shoal_common::ops::serve(
+    let limits = shoal_common::http::HttpLimits {
+        header_read_timeout: Duration::from_secs(options.header_read_timeout_secs.max(1)),
+        max_header_bytes: options.max_header_bytes,
+        grace: Duration::from_secs(options.common.grace_period),
+    };
+    let admin_task = tokio::spawn(shoal_common::http::serve(
         listeners.admin,
         admin_app,
+        limits,
         cancel.clone(),
     ));
 
@@ -135,10 +153,15 @@ pub async fn run(
         .with_state(channels::HttpState {
             channels,
             router: exec_router.clone(),
-        });
-    let http_task = tokio::spawn(shoal_common::ops::serve(
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            channels::Admission::new(options.max_in_flight, options.max_url_bytes),
+            channels::admit,
+        ));
+    let http_task = tokio::spawn(shoal_common::http::serve(
         listeners.http,
         http_app,
+        limits,
         cancel.clone(),
     ));
 

@@ -26,6 +26,14 @@ struct Cli {
     #[arg(long, env = "SHOAL_ADMIN_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_listen: Option<String>,
+    /// Requests the HTTP channels listener works on at once (more get 503).
+    #[arg(long, env = "SHOAL_MAX_IN_FLIGHT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_in_flight: Option<usize>,
+    /// Seconds a client has to send its request headers (slowloris protection).
+    #[arg(long, env = "SHOAL_HEADER_READ_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_read_timeout_secs: Option<u64>,
     /// File holding the admin password (when SHOAL_ADMIN_PASSWORD is unset).
     #[arg(long, env = "SHOAL_ADMIN_PASSWORD_FILE", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -36,6 +36,17 @@ impl Cluster {
         extra: &[&str],
         config: Option<&str>,
     ) -> Cluster {
+        Self::start_env(services, executors, extra, config, &[]).await
+    }
+
+    /// As [`Cluster::start_with`], with extra environment for `shoal up` and its children.
+    pub async fn start_env(
+        services: &[&Path],
+        executors: usize,
+        extra: &[&str],
+        config: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         if let Some(text) = config {
             std::fs::write(dir.path().join("shoal.yaml"), text).expect("write shoal.yaml");
@@ -71,11 +82,9 @@ impl Cluster {
             &ops_a,
         ];
         args.extend_from_slice(extra);
-        let proc = Proc::spawn(
-            "shoal",
-            &args,
-            &[("SHOAL_ADMIN_PASSWORD", "test-password-1")],
-        );
+        let mut envs = vec![("SHOAL_ADMIN_PASSWORD", "test-password-1")];
+        envs.extend_from_slice(env);
+        let proc = Proc::spawn("shoal", &args, &envs);
         let cluster = Cluster {
             dir,
             proc,

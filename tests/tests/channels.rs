@@ -355,3 +355,97 @@ async fn apply_errors_are_precise() {
         assert!(err.contains(needle), "{text}\n{out}{err}");
     }
 }
+
+/// Limits of the HTTP channels listener: URL length, header size, slow headers, requests
+/// in flight. After all of it the gateway still answers.
+#[tokio::test]
+async fn listener_limits() {
+    let slow = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/slow.py");
+    let config = "channels:\n  - {name: slow, type: http, service: slow.sleep, url_path: /slow}\n";
+    let c = Cluster::start_env(
+        &[&slow],
+        1,
+        &[],
+        Some(config),
+        &[
+            ("SHOAL_MAX_IN_FLIGHT", "2"),
+            ("SHOAL_HEADER_READ_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", c.http_url);
+    eventually(Duration::from_secs(10), "slow channel live", || async {
+        let r = http.get(url("/slow?s=0")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    // URL over 8 KB: 414.
+    let r = http
+        .get(url(&format!("/slow?pad={}", "x".repeat(9000))))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 414);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["error"]["code"],
+        "uri_too_long"
+    );
+    // Headers over 64 KB: 431 from the HTTP layer (or the connection is refused outright).
+    let r = http
+        .get(url("/slow?s=0"))
+        .header("X-Big", "y".repeat(100 * 1024))
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 431);
+    }
+
+    // Slowloris: headers that never finish are cut off after the header read timeout.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = c.http_url.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a slow client kept its connection for 5 s");
+    assert!(started.elapsed() < Duration::from_secs(4));
+
+    // Requests in flight over the cap (2): 503 with Retry-After; nothing hangs.
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let http = http.clone();
+            let u = url("/slow?s=1");
+            tokio::spawn(async move { http.get(u).send().await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for call in calls {
+        let r = call.await.expect("join").expect("answer");
+        if r.status() == 503 {
+            assert_eq!(r.headers()["retry-after"], "1");
+        }
+        statuses.push(r.status().as_u16());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        4,
+        "{statuses:?}"
+    );
+
+    // Still healthy.
+    let r = http.get(url("/slow?s=0")).send().await.expect("answer");
+    assert_eq!(r.status(), 200);
+}

@@ -28,7 +28,7 @@ from shoal.service import Service, ServiceError, new_cid
 # The same table as Shoal's error codes (common/src/error.rs).
 STATUS = {
     'bad_request': 400, 'unauthorized': 401, 'forbidden': 403, 'not_found': 404,
-    'method_not_allowed': 405, 'conflict': 409, 'payload_too_large': 413,
+    'method_not_allowed': 405, 'conflict': 409, 'payload_too_large': 413, 'uri_too_long': 414,
     'too_many_requests': 429, 'service_error': 500, 'internal': 500, 'bad_gateway': 502,
     'unavailable': 503, 'timeout': 504,
 }
