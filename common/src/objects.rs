@@ -162,18 +162,54 @@ pub enum ChannelDef {
         )]
         max_body: u64,
     },
+
+    /// A generic invocation channel: the caller names the service. `wire: zato` speaks the
+    /// zato-client package's `AnyServiceInvoker` format (service and base64 payload in the
+    /// body); `wire: json` takes the service from a `{service}` path segment and answers as
+    /// a JSON channel (Zato's `APIClient`).
+    Invoke {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        is_active: bool,
+        url_path: String,
+        wire: Wire,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security: Option<String>,
+        #[serde(
+            default = "default_max_body",
+            skip_serializing_if = "is_default_max_body"
+        )]
+        max_body: u64,
+    },
+}
+
+/// Wire format of an `invoke` channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wire {
+    Zato,
+    Json,
 }
 
 impl ChannelDef {
     pub fn name(&self) -> &str {
         match self {
-            ChannelDef::Http { name, .. } => name,
+            ChannelDef::Http { name, .. } | ChannelDef::Invoke { name, .. } => name,
+        }
+    }
+
+    /// The security definition the channel names, if any.
+    pub fn security(&self) -> Option<&str> {
+        match self {
+            ChannelDef::Http { security, .. } | ChannelDef::Invoke { security, .. } => {
+                security.as_deref()
+            }
         }
     }
 
     /// Checks what serde cannot: names, paths, methods.
     pub fn validate(&self) -> Result<(), String> {
-        match self {
+        let (name, url_path, method) = match self {
             ChannelDef::Http {
                 name,
                 url_path,
@@ -181,39 +217,50 @@ impl ChannelDef {
                 service,
                 ..
             } => {
-                check_name(name)?;
                 if service.is_empty() {
                     return Err(format!("channel {name}: service is required"));
                 }
-                if !url_path.starts_with('/') {
+                (name, url_path, method.as_str())
+            }
+            ChannelDef::Invoke {
+                name,
+                url_path,
+                wire,
+                ..
+            } => {
+                if *wire == Wire::Json && !url_path.split('/').any(|s| s == "{service}") {
                     return Err(format!(
-                        "channel {name}: url_path must start with '/' (got '{url_path}')"
+                        "channel {name}: a wire: json invoke channel needs a {{service}} segment in url_path"
                     ));
                 }
-                for seg in url_path.split('/') {
-                    if seg.contains('{') || seg.contains('}') {
-                        let inner = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
-                        match inner {
-                            Some(p)
-                                if !p.is_empty()
-                                    && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-                            }
-                            _ => {
-                                return Err(format!(
-                                    "channel {name}: bad path parameter '{seg}' in url_path (use {{name}} as a whole segment)"
-                                ));
-                            }
-                        }
-                    }
+                (name, url_path, "")
+            }
+        };
+        check_name(name)?;
+        if !url_path.starts_with('/') {
+            return Err(format!(
+                "channel {name}: url_path must start with '/' (got '{url_path}')"
+            ));
+        }
+        for seg in url_path.split('/') {
+            if seg.contains('{') || seg.contains('}') {
+                let inner = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+                let ok = inner.is_some_and(|p| {
+                    !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+                if !ok {
+                    return Err(format!(
+                        "channel {name}: bad path parameter '{seg}' in url_path (use {{name}} as a whole segment)"
+                    ));
                 }
-                if !method.is_empty()
-                    && http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).is_err()
-                {
-                    return Err(format!("channel {name}: '{method}' is not an HTTP method"));
-                }
-                Ok(())
             }
         }
+        if !method.is_empty()
+            && http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).is_err()
+        {
+            return Err(format!("channel {name}: '{method}' is not an HTTP method"));
+        }
+        Ok(())
     }
 }
 
@@ -300,11 +347,7 @@ impl ApplyDoc {
             if !seen.insert(("channel", c.name())) {
                 return Err(format!("channel {} is declared twice", c.name()));
             }
-            let ChannelDef::Http {
-                security: Some(sec),
-                ..
-            } = c
-            else {
+            let Some(sec) = c.security() else {
                 continue;
             };
             let declared = self.security.iter().any(|s| s.name() == sec);

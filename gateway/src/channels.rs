@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::BodyExt;
 use parking_lot::RwLock;
@@ -20,7 +20,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use shoal_common::objects::{ChannelDef, DataFormat, SecurityDef};
+use shoal_common::objects::{ChannelDef, DataFormat, SecurityDef, Wire};
 use shoal_common::routing::Router;
 use shoal_common::store::{Store, WatchEvent};
 use shoal_common::{ErrorCode, ShoalError};
@@ -39,7 +39,10 @@ enum Seg {
 /// One HTTP channel, ready to match.
 pub struct Compiled {
     pub name: String,
+    /// The service (HTTP channels); invoke channels take it from the request.
     pub service: String,
+    /// Set for `invoke` channels.
+    pub wire: Option<Wire>,
     pub method: Option<Method>,
     pub data_format: DataFormat,
     pub security: Option<String>,
@@ -70,57 +73,88 @@ pub enum Match {
     NotFound,
 }
 
+/// A channel definition ready to match; `None` when it is inactive.
+fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
+    let (name, is_active, service, url_path, method, data_format, security, max_body, wire) =
+        match c {
+            ChannelDef::Http {
+                name,
+                is_active,
+                service,
+                url_path,
+                method,
+                data_format,
+                security,
+                max_body,
+            } => (
+                name,
+                *is_active,
+                service.clone(),
+                url_path,
+                method.as_str(),
+                *data_format,
+                security,
+                *max_body,
+                None,
+            ),
+            ChannelDef::Invoke {
+                name,
+                is_active,
+                url_path,
+                wire,
+                security,
+                max_body,
+            } => (
+                name,
+                *is_active,
+                String::new(),
+                url_path,
+                "",
+                DataFormat::Json,
+                security,
+                *max_body,
+                Some(*wire),
+            ),
+        };
+    if !is_active {
+        return None;
+    }
+    let segments: Vec<Seg> = url_path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(p) => Seg::Param(p.to_owned()),
+                None => Seg::Lit(s.to_owned()),
+            },
+        )
+        .collect();
+    let literals = segments.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
+    let method = if method.is_empty() {
+        None
+    } else {
+        Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
+    };
+    Some(Arc::new(Compiled {
+        name: name.clone(),
+        service,
+        wire,
+        method,
+        data_format,
+        security: security.clone(),
+        max_body,
+        segments,
+        literals,
+    }))
+}
+
 impl Table {
     fn build(
         channels: &BTreeMap<String, ChannelDef>,
         security: &BTreeMap<String, SecurityDef>,
     ) -> Table {
-        let mut compiled: Vec<Arc<Compiled>> = channels
-            .values()
-            .filter_map(|c| match c {
-                ChannelDef::Http {
-                    name,
-                    is_active,
-                    service,
-                    url_path,
-                    method,
-                    data_format,
-                    security,
-                    max_body,
-                } => {
-                    if !*is_active {
-                        return None;
-                    }
-                    let segments: Vec<Seg> = url_path
-                        .trim_matches('/')
-                        .split('/')
-                        .filter(|s| !s.is_empty())
-                        .map(
-                            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                                Some(p) => Seg::Param(p.to_owned()),
-                                None => Seg::Lit(s.to_owned()),
-                            },
-                        )
-                        .collect();
-                    let literals = segments.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
-                    let method = if method.is_empty() {
-                        None
-                    } else {
-                        Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
-                    };
-                    Some(Arc::new(Compiled {
-                        name: name.clone(),
-                        service: service.clone(),
-                        method,
-                        data_format: *data_format,
-                        security: security.clone(),
-                        max_body: *max_body,
-                        segments,
-                        literals,
-                    }))
-                }
-            })
-            .collect();
+        let mut compiled: Vec<Arc<Compiled>> = channels.values().filter_map(compile).collect();
         // The most specific path wins: more literal segments first.
         compiled.sort_by(|a, b| {
             b.literals
@@ -399,7 +433,7 @@ async fn handle(
     state: &HttpState,
     table: &Table,
     channel: &Compiled,
-    params: HashMap<String, String>,
+    mut params: HashMap<String, String>,
     req: Request<Body>,
     cid: &str,
 ) -> Response {
@@ -476,40 +510,62 @@ async fn handle(
             );
         }
     };
-    // Payload by data format.
+    // Which service, and its payload: invoke channels let the caller name the service.
     let mut form = HashMap::new();
-    let payload: Vec<u8> = match channel.data_format {
-        DataFormat::Json => {
-            if body.iter().all(u8::is_ascii_whitespace) {
-                Vec::new()
-            } else {
-                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+    let zato_wire = channel.wire == Some(Wire::Zato);
+    let (service, payload) = if zato_wire {
+        if parts.method != Method::POST {
+            return fail(
+                ErrorCode::MethodNotAllowed,
+                "the zato invoke wire takes POST".into(),
+            );
+        }
+        match zato_request(&body) {
+            Ok(sp) => sp,
+            Err(msg) => return zato_error(ErrorCode::BadRequest, &msg, cid),
+        }
+    } else {
+        let service = match channel.wire {
+            Some(Wire::Json) => match params.remove("service") {
+                Some(s) if !s.is_empty() => s,
+                _ => return fail(ErrorCode::BadRequest, "no service named in the URL".into()),
+            },
+            _ => channel.service.clone(),
+        };
+        let payload: Vec<u8> = match channel.data_format {
+            DataFormat::Json => {
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    Vec::new()
+                } else {
+                    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                        return fail(
+                            ErrorCode::BadRequest,
+                            format!("request body is not valid JSON: {e}"),
+                        );
+                    }
+                    body.to_vec()
+                }
+            }
+            DataFormat::Form => {
+                let mut map = serde_json::Map::new();
+                for (k, v) in form_urlencoded::parse(&body) {
+                    form.insert(k.to_string(), v.to_string());
+                    map.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
+                }
+                serde_json::to_vec(&map).unwrap_or_default()
+            }
+            DataFormat::Plain => match std::str::from_utf8(&body) {
+                Ok(text) if !text.is_empty() => serde_json::to_vec(text).unwrap_or_default(),
+                Ok(_) => Vec::new(),
+                Err(_) => {
                     return fail(
                         ErrorCode::BadRequest,
-                        format!("request body is not valid JSON: {e}"),
+                        "request body is not UTF-8 text".into(),
                     );
                 }
-                body.to_vec()
-            }
-        }
-        DataFormat::Form => {
-            let mut map = serde_json::Map::new();
-            for (k, v) in form_urlencoded::parse(&body) {
-                form.insert(k.to_string(), v.to_string());
-                map.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
-            }
-            serde_json::to_vec(&map).unwrap_or_default()
-        }
-        DataFormat::Plain => match std::str::from_utf8(&body) {
-            Ok(text) if !text.is_empty() => serde_json::to_vec(text).unwrap_or_default(),
-            Ok(_) => Vec::new(),
-            Err(_) => {
-                return fail(
-                    ErrorCode::BadRequest,
-                    "request body is not UTF-8 text".into(),
-                );
-            }
-        },
+            },
+        };
+        (service, payload)
     };
     let query: HashMap<String, String> = parts
         .uri
@@ -518,7 +574,7 @@ async fn handle(
         .unwrap_or_default();
     let headers = forwarded_headers(&parts.headers, hidden_header.as_ref());
     let invoke = pb::InvokeRequest {
-        service: channel.service.clone(),
+        service,
         payload,
         raw_request: body.to_vec(),
         cid: cid.to_owned(),
@@ -539,10 +595,87 @@ async fn handle(
         }),
         timeout_ms: 0,
     };
-    match state.router.invoke(invoke).await {
-        Ok(resp) => respond::json_channel(resp),
-        Err(e) => respond::error(&e.with_cid(cid)),
+    let result = state.router.invoke(invoke).await;
+    let mut resp = match (zato_wire, result) {
+        (true, Ok(resp)) => zato_response(resp, cid),
+        (true, Err(e)) => zato_error(e.code, &e.message, cid),
+        (false, Ok(resp)) => respond::json_channel(resp),
+        (false, Err(e)) => respond::error(&e.with_cid(cid)),
+    };
+    if channel.wire.is_some()
+        && let Ok(v) = HeaderValue::from_str(cid)
+    {
+        resp.headers_mut().insert("x-zato-cid", v);
     }
+    resp
+}
+
+/// Reads an `AnyServiceInvoker` request: `{"name", "payload": base64(JSON)}` (other keys
+/// are the client's options and are ignored). Returns the service and its JSON payload.
+fn zato_request(body: &[u8]) -> Result<(String, Vec<u8>), String> {
+    #[derive(serde::Deserialize)]
+    struct ZatoInvoke {
+        name: Option<String>,
+        #[serde(default)]
+        payload: Option<String>,
+    }
+    let req: ZatoInvoke =
+        serde_json::from_slice(body).map_err(|e| format!("request body is not valid JSON: {e}"))?;
+    let name = req
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or("no service name ('name') in the request")?;
+    let payload = match req.payload.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(b64) => {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|e| format!("'payload' is not base64: {e}"))?;
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&raw).is_err() {
+                return Err("'payload' does not hold JSON".into());
+            }
+            // The client sends json.dumps('') for no payload.
+            if raw.as_slice() == b"\"\"" || raw.as_slice() == b"null" {
+                Vec::new()
+            } else {
+                raw
+            }
+        }
+    };
+    Ok((name, payload))
+}
+
+/// The `AnyServiceInvoker` answer: the service's response, base64-encoded, beside
+/// `zato_env` with `ZATO_OK`.
+fn zato_response(resp: pb::InvokeResponse, cid: &str) -> Response {
+    use base64::Engine;
+    if let Some(e) = &resp.error {
+        let e = ShoalError::from_detail(e);
+        return zato_error(e.code, &e.message, cid);
+    }
+    let body = serde_json::json!({
+        "response": base64::engine::general_purpose::STANDARD.encode(&resp.payload),
+        "zato_env": {"result": "ZATO_OK", "cid": cid, "details": ""},
+    });
+    axum::Json(body).into_response()
+}
+
+/// An `AnyServiceInvoker` failure: the mapped status and `zato_env` with `ZATO_ERROR`.
+fn zato_error(code: ErrorCode, message: &str, cid: &str) -> Response {
+    let body =
+        serde_json::json!({"zato_env": {"result": "ZATO_ERROR", "cid": cid, "details": message}});
+    (code.http_status(), axum::Json(body)).into_response()
+}
+
+/// `GET /zato/ping`, as Zato answers it (load balancers probe it).
+pub async fn zato_ping() -> Response {
+    let cid = crate::admin::new_cid();
+    axum::Json(serde_json::json!({
+        "zato_env": {"result": "ZATO_OK", "cid": cid, "details": ""},
+        "zato_ping_response": {"pong": "zato"},
+    }))
+    .into_response()
 }
 
 /// Checks credentials: Ok((user name, a header to hide from the service)) or

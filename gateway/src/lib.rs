@@ -149,6 +149,7 @@ pub async fn run(
 
     let channels = channels::Channels::follow(&store, &ops, cancel.clone());
     let http_app = axum::Router::new()
+        .route("/zato/ping", axum::routing::get(channels::zato_ping))
         .fallback(channels::serve)
         .with_state(channels::HttpState {
             channels,

@@ -449,3 +449,85 @@ async fn listener_limits() {
     let r = http.get(url("/slow?s=0")).send().await.expect("answer");
     assert_eq!(r.status(), 200);
 }
+
+/// The Zato wire, tested with the real zato-client 3.2.1 from PyPI (installed by
+/// `scripts/test` into a Python 3.10 venv, as it installs on nothing newer).
+#[tokio::test]
+async fn zato_client_invokes_services() {
+    let venv = std::env::var("SHOAL_ZATO_CLIENT_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/shoal-zato-client")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/test once (it installs the real zato-client)",
+        python.display()
+    );
+    let config = r#"
+security:
+  - {name: zato-admin, type: basic_auth, username: admin.invoke, password: "zato-pw-1"}
+channels:
+  - {name: zato-invoke, type: invoke, wire: zato, url_path: /zato/admin/invoke, security: zato-admin}
+  - {name: zato-api, type: invoke, wire: json, url_path: "/zato/api/invoke/{service}", security: zato-admin}
+"#;
+    let c = Cluster::start_with(
+        &[
+            &examples_dir().join("hello.py"),
+            &examples_dir().join("zato_style.py"),
+        ],
+        1,
+        &[],
+        Some(config),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(10), "invoke channel live", || async {
+        let r = http
+            .post(format!("{}/zato/admin/invoke", c.http_url))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 401).then_some(())
+    })
+    .await;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/zato_client_check.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .args([c.http_url.as_str(), "admin.invoke", "zato-pw-1"])
+        .output()
+        .await
+        .expect("run the zato client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(v["invoke"]["ok"], true, "{v}");
+    assert_eq!(v["invoke"]["data"]["greeting"], "Hello, Zato!");
+    assert_eq!(v["invoke"]["cid"].as_str().map(str::len), Some(24));
+    // The client strips a single top-level key starting with "zato"; "response" stays.
+    assert_eq!(v["invoke_sio"]["ok"], true, "{v}");
+    assert_eq!(v["invoke_sio"]["data"]["response"]["name"], "Client Z1");
+    assert_eq!(v["invoke_missing"]["ok"], false);
+    assert!(
+        v["invoke_missing"]["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no such service"),
+        "{v}"
+    );
+    assert_eq!(v["invoke_bad_auth"]["ok"], false);
+    assert_eq!(v["invoke_bad_auth"]["status"], 401);
+    assert_eq!(v["api"]["ok"], true, "{v}");
+    assert_eq!(v["api"]["data"]["greeting"], "Hello, API!");
+    assert_eq!(v["api"]["cid"].as_str().map(str::len), Some(24));
+    assert_eq!(v["api_get"]["data"]["name"], "zato-style.my-camel-service");
+    assert_eq!(v["ping"]["zato_ping_response"]["pong"], "zato");
+    assert_eq!(v["ping"]["zato_env"]["result"], "ZATO_OK");
+}
