@@ -43,6 +43,7 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
         .route("/deploy/rollback", post(rollback))
         .route("/apply", post(crate::objects_api::apply))
         .route("/export", get(crate::objects_api::export))
+        .route("/openapi.json", get(crate::openapi::openapi))
         .route("/channels", get(crate::objects_api::list_channels))
         .route(
             "/channels/{name}",

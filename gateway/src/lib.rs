@@ -11,6 +11,7 @@ pub mod auth;
 pub mod channels;
 pub mod invoker;
 pub mod objects_api;
+pub mod openapi;
 pub mod respond;
 
 use std::path::PathBuf;

@@ -531,3 +531,61 @@ channels:
     assert_eq!(v["ping"]["zato_ping_response"]["pong"], "zato");
     assert_eq!(v["ping"]["zato_env"]["result"], "ZATO_OK");
 }
+
+/// OpenAPI 3.1 from the channels and the services' SimpleIO.
+#[tokio::test]
+async fn openapi_from_simpleio() {
+    let c = Cluster::start(&[&examples_dir().join("zato_style.py")], 1, &[]).await;
+    let (code, out, err) = apply(&c, CONFIG, ENVS).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let http = reqwest::Client::new();
+    let spec: serde_json::Value =
+        eventually(Duration::from_secs(10), "openapi with SimpleIO", || async {
+            let r = http
+                .get(format!("{}/api/v1/openapi.json", c.admin_url))
+                .basic_auth("admin", Some(&c.password))
+                .send()
+                .await
+                .ok()?;
+            let v: serde_json::Value = r.json().await.ok()?;
+            v["paths"]["/api/client"]["get"]["parameters"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+                .then_some(v)
+        })
+        .await;
+    assert_eq!(spec["openapi"], "3.1.0");
+    let get_client = &spec["paths"]["/api/client"]["get"];
+    let params = get_client["parameters"].as_array().expect("params");
+    let age = params.iter().find(|p| p["name"] == "age").expect("age");
+    assert_eq!(
+        (
+            age["in"].as_str(),
+            age["required"].as_bool(),
+            age["schema"]["type"].as_str()
+        ),
+        (Some("query"), Some(true), Some("integer"))
+    );
+    let ok = &get_client["responses"]["200"]["content"]["application/json"]["schema"];
+    assert_eq!(
+        ok["properties"]["response"]["properties"]["member_since"]["format"],
+        "date"
+    );
+    let create = &spec["paths"]["/api/orders"]["post"];
+    let body = &create["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["properties"]["qty"]["type"], "integer");
+    assert_eq!(create["security"][0]["machines"], serde_json::json!([]));
+    assert_eq!(
+        spec["components"]["securitySchemes"]["machines"]["name"],
+        "X-API-Key"
+    );
+    assert_eq!(
+        spec["components"]["securitySchemes"]["partner"]["scheme"],
+        "basic"
+    );
+    let cust = &spec["paths"]["/api/customer/{cust_code}"]["get"]["parameters"][0];
+    assert_eq!(
+        (cust["name"].as_str(), cust["in"].as_str()),
+        (Some("cust_code"), Some("path"))
+    );
+}

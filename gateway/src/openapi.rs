@@ -1,0 +1,205 @@
+//! OpenAPI 3.1 for the REST channels, generated from the config store: every active HTTP
+//! channel is an operation; its service's SimpleIO (published by executors under
+//! `services/<name>`) gives the parameters, request body and response schemas; its
+//! security definition gives the security scheme.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use shoal_common::objects::{ChannelDef, DataFormat, SecurityDef};
+use shoal_common::{ErrorCode, ShoalError};
+
+use crate::admin::AdminState;
+use crate::respond;
+
+/// JSON Schema of a SimpleIO element type.
+fn schema_of(type_name: &str) -> Value {
+    match type_name {
+        "Int" => json!({"type": "integer"}),
+        "Float" => json!({"type": "number"}),
+        "Decimal" => json!({"type": "string", "format": "decimal"}),
+        "Bool" => json!({"type": "boolean"}),
+        "Date" => json!({"type": "string", "format": "date"}),
+        "DateTime" => json!({"type": "string", "format": "date-time"}),
+        "UUID" => json!({"type": "string", "format": "uuid"}),
+        "List" => json!({"type": "array", "items": {}}),
+        "CSV" => json!({"type": "string", "description": "comma-separated values"}),
+        "Dict" => json!({"type": "object"}),
+        "DictList" => json!({"type": "array", "items": {"type": "object"}}),
+        "Secret" => json!({"type": "string", "format": "password"}),
+        "AsIs" | "Opaque" => json!({}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// An object schema from a list of SimpleIO elements.
+fn object_schema(elems: &[Value], skip: &[String]) -> Value {
+    let mut props = serde_json::Map::new();
+    let mut required = Vec::new();
+    for e in elems {
+        let Some(name) = e["name"].as_str() else {
+            continue;
+        };
+        if skip.iter().any(|s| s == name) {
+            continue;
+        }
+        let mut s = schema_of(e["type"].as_str().unwrap_or("Text"));
+        if let Some(d) = e.get("default")
+            && let Some(obj) = s.as_object_mut()
+        {
+            obj.insert("default".into(), d.clone());
+        }
+        props.insert(name.to_owned(), s);
+        if e["required"].as_bool().unwrap_or(false) {
+            required.push(json!(name));
+        }
+    }
+    json!({"type": "object", "properties": props, "required": required})
+}
+
+fn error_schema() -> Value {
+    json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "cid": {"type": "string"}}}}})
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi(State(state): State<AdminState>) -> Response {
+    let load = |prefix: &'static str| {
+        let store = state.store.clone();
+        async move { store.list(prefix).await.map(|(e, _)| e) }
+    };
+    let (channels, security, services) = match (
+        load("channels/").await,
+        load("security/").await,
+        load("services/").await,
+    ) {
+        (Ok(c), Ok(s), Ok(v)) => (c, s, v),
+        _ => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::Unavailable,
+                "config store unavailable",
+            ));
+        }
+    };
+    let sio: BTreeMap<String, Value> = services
+        .iter()
+        .filter_map(|e| serde_json::from_slice::<Value>(&e.value).ok())
+        .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v["simple_io"].clone())))
+        .collect();
+    let mut schemes = serde_json::Map::new();
+    for e in &security {
+        match serde_json::from_slice::<SecurityDef>(&e.value) {
+            Ok(SecurityDef::BasicAuth { name, .. }) => {
+                schemes.insert(name, json!({"type": "http", "scheme": "basic"}));
+            }
+            Ok(SecurityDef::Apikey { name, header, .. }) => {
+                schemes.insert(
+                    name,
+                    json!({"type": "apiKey", "in": "header", "name": header}),
+                );
+            }
+            Err(_) => {}
+        }
+    }
+    let mut paths: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+    for e in &channels {
+        let Ok(ChannelDef::Http {
+            name,
+            is_active: true,
+            service,
+            url_path,
+            method,
+            data_format,
+            security,
+            ..
+        }) = serde_json::from_slice::<ChannelDef>(&e.value)
+        else {
+            continue;
+        };
+        let path_params: Vec<String> = url_path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_owned)
+            .collect();
+        let io = sio.get(&service).cloned().unwrap_or(Value::Null);
+        let input: Vec<Value> = io["input"].as_array().cloned().unwrap_or_default();
+        let output: Vec<Value> = io["output"].as_array().cloned().unwrap_or_default();
+        let methods: Vec<String> = if method.is_empty() {
+            vec!["get".into(), "post".into()]
+        } else {
+            vec![method.to_ascii_lowercase()]
+        };
+        for m in methods {
+            let mut params: Vec<Value> = path_params
+                .iter()
+                .map(|p| {
+                    let t = input
+                        .iter()
+                        .find(|e| e["name"] == p.as_str())
+                        .and_then(|e| e["type"].as_str())
+                        .unwrap_or("Text");
+                    json!({"name": p, "in": "path", "required": true, "schema": schema_of(t)})
+                })
+                .collect();
+            let body_less = matches!(m.as_str(), "get" | "delete" | "head");
+            let mut op = json!({
+                "operationId": if method.is_empty() { format!("{name}.{m}") } else { name.clone() },
+                "summary": format!("Invokes {service}"),
+                "tags": [service.split('.').next().unwrap_or(&service)],
+            });
+            if body_less {
+                for e in &input {
+                    let Some(n) = e["name"].as_str() else {
+                        continue;
+                    };
+                    if path_params.iter().any(|p| p == n) {
+                        continue;
+                    }
+                    params.push(json!({"name": n, "in": "query", "required": e["required"].as_bool().unwrap_or(false),
+                        "schema": schema_of(e["type"].as_str().unwrap_or("Text"))}));
+                }
+            } else if !input.is_empty() {
+                let media = match data_format {
+                    DataFormat::Form => "application/x-www-form-urlencoded",
+                    DataFormat::Plain => "text/plain",
+                    DataFormat::Json => "application/json",
+                };
+                op["requestBody"] = json!({"required": true, "content": {media: {"schema": object_schema(&input, &path_params)}}});
+            }
+            op["parameters"] = json!(params);
+            let ok_schema = if output.is_empty() {
+                json!({})
+            } else {
+                let obj = object_schema(&output, &[]);
+                match io["response_elem"].as_str() {
+                    Some(elem) => {
+                        json!({"type": "object", "properties": {elem: obj}, "required": [elem]})
+                    }
+                    None => obj,
+                }
+            };
+            op["responses"] = json!({
+                "200": {"description": "the service's answer", "content": {"application/json": {"schema": ok_schema}}},
+                "400": {"description": "bad input (names the element)", "content": {"application/json": {"schema": error_schema()}}},
+                "default": {"description": "an error", "content": {"application/json": {"schema": error_schema()}}},
+            });
+            if let Some(sec) = &security {
+                op["security"] = json!([{sec: []}]);
+                op["responses"]["401"] = json!({"description": "missing or wrong credentials"});
+            }
+            // OpenAPI paths use the same {param} syntax as channels.
+            paths.entry(url_path.clone()).or_default().insert(m, op);
+        }
+    }
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Shoal REST channels", "version": env!("CARGO_PKG_VERSION")},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"securitySchemes": schemes},
+    }))
+    .into_response()
+}
