@@ -1,0 +1,438 @@
+//! The bad-input corpus: well over 100 malformed, mistyped, oversized and hostile requests
+//! against real channels. Every one must get the right 4xx with a JSON error body (or the
+//! Zato wire's error envelope), never a 5xx, and the gateway must be healthy after.
+
+use std::time::Duration;
+
+use base64::Engine;
+use shoal_tests::cluster::{Cluster, examples_dir};
+use shoal_tests::eventually;
+
+const CONFIG: &str = r#"
+security:
+  - {name: partner, type: basic_auth, username: partner, password: "partner-pw-1"}
+  - {name: machines, type: apikey, header: X-API-Key, key: "mk-0123456789"}
+channels:
+  - {name: get-customer, type: http, service: crm.get-customer, url_path: "/api/customer/{cust_code}", method: GET, security: partner}
+  - {name: create-order, type: http, service: orders.create, url_path: /api/orders, method: POST, security: machines, max_body: 4096}
+  - {name: client, type: http, service: zato-style.get-client-details, url_path: /api/client}
+  - {name: form-client, type: http, service: zato-style.get-client-details, url_path: /api/form-client, data_format: form}
+  - {name: zato-invoke, type: invoke, wire: zato, url_path: /zato/admin/invoke, security: partner}
+  - {name: zato-api, type: invoke, wire: json, url_path: "/zato/api/invoke/{service}", security: partner}
+"#;
+
+/// One request of the corpus.
+struct Case {
+    what: String,
+    method: reqwest::Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    expect: &'static [u16],
+}
+
+fn case(
+    what: impl Into<String>,
+    method: reqwest::Method,
+    path: &str,
+    body: impl Into<Vec<u8>>,
+    expect: &'static [u16],
+) -> Case {
+    Case {
+        what: what.into(),
+        method,
+        path: path.into(),
+        headers: Vec::new(),
+        body: body.into(),
+        expect,
+    }
+}
+
+fn basic(user: &str, pw: &str) -> (String, String) {
+    (
+        "authorization".into(),
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+        ),
+    )
+}
+
+fn corpus() -> Vec<Case> {
+    use reqwest::Method as M;
+    let mut cases = Vec::new();
+    let malformed: Vec<Vec<u8>> = vec![
+        b"{".to_vec(),
+        b"}".to_vec(),
+        b"[".to_vec(),
+        b"{\"a\":".to_vec(),
+        b"{\"a\" 1}".to_vec(),
+        b"{'a': 1}".to_vec(),
+        b"nul".to_vec(),
+        b"tru".to_vec(),
+        b"\"unterminated".to_vec(),
+        b"{\"a\":1,}".to_vec(),
+        b"[1,2,]".to_vec(),
+        b"{\"a\":NaN}".to_vec(),
+        b"{\"a\":Infinity}".to_vec(),
+        b"\x00".to_vec(),
+        vec![0xff, 0xfe, 0xfd],
+        b"{\"a\":\"\\x\"}".to_vec(),
+        b"{\"a\":\"\\ud800\"}".to_vec(),
+        b"1 2".to_vec(),
+        b"{}{}".to_vec(),
+        b"{\"a\":01}".to_vec(),
+        b"{\"a\":-}".to_vec(),
+        b"{\"a\":1e}".to_vec(),
+        "[".repeat(300).into_bytes(),
+        format!("{}1{}", "{\"a\":".repeat(300), "}".repeat(300)).into_bytes(),
+        b"\xef\xbb\xbf{\"a\":1}".to_vec(),
+    ];
+    for (i, body) in malformed.iter().enumerate() {
+        cases.push(case(
+            format!("malformed JSON #{i} on an HTTP channel"),
+            M::POST,
+            "/api/client",
+            body.clone(),
+            &[400],
+        ));
+        let mut c = case(
+            format!("malformed JSON #{i} on the json invoke wire"),
+            M::POST,
+            "/zato/api/invoke/zato-style.get-client-details",
+            body.clone(),
+            &[400],
+        );
+        c.headers.push(basic("partner", "partner-pw-1"));
+        cases.push(c);
+    }
+    let mistyped = [
+        r#"{"client_code": "c", "age": "forty"}"#,
+        r#"{"client_code": "c", "age": true}"#,
+        r#"{"client_code": "c", "age": 1.5}"#,
+        r#"{"client_code": "c", "age": []}"#,
+        r#"{"client_code": "c", "age": {}}"#,
+        r#"{"client_code": "c", "age": "1e3"}"#,
+        r#"{"client_code": "c", "age": ""}"#,
+        r#"{"client_code": "c", "age": " "}"#,
+        r#"{"client_code": {}, "age": 1}"#,
+        r#"{"client_code": [], "age": 1}"#,
+        r#"{"age": 1}"#,
+        r#"{"client_code": "c"}"#,
+        r#"{"client_code": null, "age": 1}"#,
+        r#"{"client_code": "c", "age": 1, "is_vip": "maybe"}"#,
+        r#"{"client_code": "c", "age": 1, "tags": {"x": 1}}"#,
+        "[1]",
+        "\"x\"",
+        "5",
+        "true",
+        "null",
+    ];
+    for (i, body) in mistyped.iter().enumerate() {
+        cases.push(case(
+            format!("mistyped SimpleIO input #{i}"),
+            M::POST,
+            "/api/client",
+            *body,
+            &[400],
+        ));
+        let mut c = case(
+            format!("mistyped SimpleIO input #{i} on the json invoke wire"),
+            M::POST,
+            "/zato/api/invoke/zato-style.get-client-details",
+            *body,
+            &[400],
+        );
+        c.headers.push(basic("partner", "partner-pw-1"));
+        cases.push(c);
+    }
+    for (i, body) in [
+        "age=abc&client_code=c",
+        "client_code=c",
+        "age=1",
+        "age=%ZZ&client_code=c",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut c = case(
+            format!("bad form #{i}"),
+            M::POST,
+            "/api/form-client",
+            *body,
+            &[400],
+        );
+        c.headers.push((
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        ));
+        cases.push(c);
+    }
+    // Credentials.
+    let bad_auth: Vec<Option<String>> = vec![
+        None,
+        Some(basic("partner", "wrong").1),
+        Some(basic("Partner", "partner-pw-1").1),
+        Some(basic("partner", "").1),
+        Some(basic("", "").1),
+        Some("Basic !!!".into()),
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("no-colon")
+        )),
+        Some("Bearer abc".into()),
+        Some(String::new()),
+        Some("Basic".into()),
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode([0xffu8, 0xfe, b':', b'x'])
+        )),
+    ];
+    for (i, auth) in bad_auth.iter().enumerate() {
+        let mut c = case(
+            format!("bad Basic credentials #{i}"),
+            M::GET,
+            "/api/customer/C1",
+            "",
+            &[401],
+        );
+        if let Some(a) = auth {
+            c.headers.push(("authorization".into(), a.clone()));
+        }
+        cases.push(c);
+        let mut z = case(
+            format!("bad Basic credentials #{i} on the zato wire"),
+            M::POST,
+            "/zato/admin/invoke",
+            "{}",
+            &[401],
+        );
+        if let Some(a) = auth {
+            z.headers.push(("authorization".into(), a.clone()));
+        }
+        cases.push(z);
+    }
+    for (i, key) in [
+        None,
+        Some("wrong-key-123"),
+        Some(""),
+        Some("xmk-0123456789"),
+        Some("MK-0123456789"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut c = case(
+            format!("bad API key #{i}"),
+            M::POST,
+            "/api/orders",
+            r#"{"sku": "a", "qty": 1}"#,
+            &[401],
+        );
+        if let Some(k) = key {
+            c.headers.push(("x-api-key".into(), (*k).into()));
+        }
+        cases.push(c);
+    }
+    // The Zato wire.
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let zato_bodies: Vec<(String, &'static [u16])> = vec![
+        ("{bad".into(), &[400]),
+        ("{}".into(), &[400]),
+        (r#"{"name": ""}"#.into(), &[400]),
+        (r#"{"name": 5}"#.into(), &[400]),
+        (
+            r#"{"name": "hello.say-hello", "payload": "%%%"}"#.into(),
+            &[400],
+        ),
+        (
+            format!(
+                r#"{{"name": "hello.say-hello", "payload": "{}"}}"#,
+                b64("{not json")
+            ),
+            &[400],
+        ),
+        (
+            format!(r#"{{"name": "no.such", "payload": "{}"}}"#, b64("{}")),
+            &[404],
+        ),
+        (
+            format!(
+                r#"{{"name": "zato-style.get-client-details", "payload": "{}"}}"#,
+                b64(r#"{"age": "x"}"#)
+            ),
+            &[400],
+        ),
+        ("[]".into(), &[400]),
+    ];
+    for (i, (body, expect)) in zato_bodies.into_iter().enumerate() {
+        let mut c = case(
+            format!("zato wire body #{i}"),
+            M::POST,
+            "/zato/admin/invoke",
+            body,
+            expect,
+        );
+        c.headers.push(basic("partner", "partner-pw-1"));
+        cases.push(c);
+    }
+    let mut c = case(
+        "zato wire with GET",
+        M::GET,
+        "/zato/admin/invoke",
+        "",
+        &[405],
+    );
+    c.headers.push(basic("partner", "partner-pw-1"));
+    cases.push(c);
+    let mut c = case(
+        "json wire, unknown service",
+        M::POST,
+        "/zato/api/invoke/no.such",
+        "{}",
+        &[404],
+    );
+    c.headers.push(basic("partner", "partner-pw-1"));
+    cases.push(c);
+    // Paths, methods, sizes.
+    cases.push(case("unknown path", M::GET, "/nope", "", &[404]));
+    cases.push(case(
+        "unknown nested path",
+        M::GET,
+        "/api/customer/C1/extra",
+        "",
+        &[404],
+    ));
+    cases.push(case("root", M::GET, "/", "", &[404]));
+    let mut c = case(
+        "wrong method for the channel",
+        M::POST,
+        "/api/customer/C1",
+        "",
+        &[405],
+    );
+    c.headers.push(basic("partner", "partner-pw-1"));
+    cases.push(c);
+    cases.push(case(
+        "URL over 8 KB",
+        M::GET,
+        &format!("/api/client?x={}", "a".repeat(9000)),
+        "",
+        &[414],
+    ));
+    let mut c = case(
+        "body over the channel limit",
+        M::POST,
+        "/api/orders",
+        format!("{{\"sku\": \"{}\", \"qty\": 1}}", "x".repeat(5000)),
+        &[413],
+    );
+    c.headers.push(("x-api-key".into(), "mk-0123456789".into()));
+    cases.push(c);
+    cases.push(case(
+        "body over 10 MB",
+        M::POST,
+        "/api/client",
+        vec![b' '; 10 * 1024 * 1024 + 10],
+        &[413],
+    ));
+    let mut c = case(
+        "order with a negative quantity (the service refuses with 422)",
+        M::POST,
+        "/api/orders",
+        r#"{"sku": "a", "qty": -1}"#,
+        &[422],
+    );
+    c.headers.push(("x-api-key".into(), "mk-0123456789".into()));
+    cases.push(c);
+    cases
+}
+
+#[tokio::test]
+async fn bad_input_corpus_gets_4xx_and_never_5xx() {
+    let c = Cluster::start_with(
+        &[
+            &examples_dir().join("hello.py"),
+            &examples_dir().join("zato_style.py"),
+        ],
+        1,
+        &[],
+        Some(CONFIG),
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    eventually(Duration::from_secs(10), "channels live", || async {
+        let r = http
+            .get(format!("{}/api/client?client_code=a&age=1", c.http_url))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let cases = corpus();
+    assert!(cases.len() >= 100, "the corpus has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut req = http
+            .request(case.method.clone(), format!("{}{}", c.http_url, case.path))
+            .body(case.body.clone());
+        for (k, v) in &case.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{}: no answer: {e}", case.what));
+                continue;
+            }
+        };
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        if !case.expect.contains(&status) {
+            failures.push(format!(
+                "{}: got {status}, expected {:?}: {}",
+                case.what,
+                case.expect,
+                text.chars().take(200).collect::<String>()
+            ));
+        }
+        if status >= 500 {
+            failures.push(format!("{}: a 5xx", case.what));
+        }
+        if text.contains("Traceback") {
+            failures.push(format!("{}: a traceback leaked", case.what));
+        }
+        if status != 422 && !(text.contains("\"error\"") || text.contains("ZATO_ERROR")) {
+            failures.push(format!("{}: no error body: {text}", case.what));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    eprintln!(
+        "bad-input corpus: {} cases, all answered as expected",
+        cases.len()
+    );
+
+    // Still healthy.
+    let r = http
+        .get(format!("{}/api/client?client_code=ok&age=2", c.http_url))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(format!("http://{}/ready", c.gateway_ops))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(r.status(), 200);
+}
