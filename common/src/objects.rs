@@ -377,10 +377,9 @@ pub fn substitute_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Resul
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
         let end = after.find('}').ok_or_else(|| {
-            format!(
-                "unclosed '${{' near '{}'",
-                &rest[pos..rest.len().min(pos + 20)]
-            )
+            // Quote a little of the text, by characters (never split a UTF-8 sequence).
+            let near: String = rest[pos..].chars().take(20).collect();
+            format!("unclosed '${{' near '{near}'")
         })?;
         let var = &after[..end];
         if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -463,5 +462,46 @@ channels:
                 .contains("B")
         );
         assert!(substitute_env("${A", env).is_err());
+        // Found by the property test: an unclosed reference before multi-byte text.
+        assert!(substitute_env("${🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴", env).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Arbitrary text never panics the apply-document parser or its validation.
+        #[test]
+        fn apply_doc_parsing_never_panics(text in ".{0,400}") {
+            if let Ok(doc) = serde_yaml::from_str::<ApplyDoc>(&text) {
+                let _ = doc.validate(&[]);
+            }
+        }
+
+        /// Arbitrary text never panics `${VAR}` substitution; text without `${` is unchanged.
+        #[test]
+        fn env_substitution_never_panics(text in ".{0,200}") {
+            let out = substitute_env(&text, |k| Some(k.to_lowercase()));
+            if !text.contains("${") {
+                prop_assert_eq!(out.expect("no references"), text);
+            }
+        }
+
+        /// Any channel that validates has a well-formed path.
+        #[test]
+        fn validated_channels_have_sane_paths(path in "[/a-z{}_0-9-]{0,40}", method in "[A-Za-z]{0,8}") {
+            let c = ChannelDef::Http {
+                name: "c".into(), is_active: true, service: "s".into(), url_path: path.clone(), method,
+                data_format: DataFormat::Json, security: None, max_body: DEFAULT_MAX_BODY,
+            };
+            if c.validate().is_ok() {
+                prop_assert!(path.starts_with('/'));
+            }
+        }
     }
 }

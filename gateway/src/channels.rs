@@ -317,6 +317,14 @@ impl Channels {
                         None => return,
                     },
                 }
+                // Events of one change arrive together: take all that are waiting, then
+                // rebuild once, so no half-applied configuration is ever served.
+                while let Ok(ev) = chan_rx.try_recv() {
+                    apply_event(&mut channels, ev, "channels/");
+                }
+                while let Ok(ev) = sec_rx.try_recv() {
+                    apply_event(&mut security, ev, "security/");
+                }
                 *table.write() = Arc::new(Table::build(&channels, &security));
                 tracing::debug!(
                     channels = channels.len(),
@@ -474,36 +482,19 @@ async fn handle(
         }
     }
     // Body, within the channel's limit.
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > channel.max_body) {
-        return fail(
-            ErrorCode::PayloadTooLarge,
-            format!(
-                "request body is over this channel's limit of {} bytes",
-                channel.max_body
-            ),
-        );
-    }
     let (parts, body) = req.into_parts();
-    let limit = usize::try_from(channel.max_body).unwrap_or(usize::MAX);
-    let body = match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return fail(
-                    ErrorCode::PayloadTooLarge,
-                    format!(
-                        "request body is over this channel's limit of {} bytes",
-                        channel.max_body
-                    ),
-                );
-            }
+    let body = match read_limited(body, channel.max_body).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
+            return fail(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "request body is over this channel's limit of {} bytes",
+                    channel.max_body
+                ),
+            );
+        }
+        Err(BodyError::Read(e)) => {
             return fail(
                 ErrorCode::BadRequest,
                 format!("cannot read the request body: {e}"),
@@ -771,4 +762,142 @@ pub async fn admit(
         return resp;
     };
     next.run(req).await
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Most bytes read and thrown away after a body went over its limit, and for how long:
+/// enough that a client that sends a too-large body gets to read its 413 instead of a
+/// connection reset (closing a socket with unread data resets it), bounded so that a
+/// hostile client cannot keep the gateway reading.
+const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a body up to `limit` bytes; past that, drains (within bounds) and reports TooLarge.
+async fn read_limited(mut body: Body, limit: u64) -> Result<bytes::Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut over = false;
+    let mut drained: u64 = 0;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    loop {
+        let frame = if over {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if over {
+            drained += data.len() as u64;
+            if drained > DRAIN_BYTES {
+                break;
+            }
+        } else if buf.len() as u64 + data.len() as u64 > limit {
+            over = true;
+            buf.clear();
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if over {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn table() -> Table {
+        let mut channels = BTreeMap::new();
+        for (name, path, method) in [
+            ("a", "/api/customer/{id}", "GET"),
+            ("b", "/api/orders", ""),
+            ("c", "/x/{p}/y/{q}", "POST"),
+        ] {
+            channels.insert(
+                name.to_owned(),
+                ChannelDef::Http {
+                    name: name.into(),
+                    is_active: true,
+                    service: "s".into(),
+                    url_path: path.into(),
+                    method: method.into(),
+                    data_format: DataFormat::Json,
+                    security: None,
+                    max_body: shoal_common::objects::DEFAULT_MAX_BODY,
+                },
+            );
+        }
+        Table::build(&channels, &BTreeMap::new())
+    }
+
+    #[test]
+    fn matching() {
+        let t = table();
+        match t.lookup(&Method::GET, "/api/customer/C%201") {
+            Match::Found(c, p) => {
+                assert_eq!(c.name, "a");
+                assert_eq!(p["id"], "C 1");
+            }
+            _ => panic!("no match"),
+        }
+        assert!(
+            matches!(t.lookup(&Method::POST, "/api/customer/1"), Match::MethodNotAllowed(m) if m == ["GET"])
+        );
+        assert!(matches!(
+            t.lookup(&Method::DELETE, "/api/orders"),
+            Match::Found(..)
+        ));
+        assert!(matches!(
+            t.lookup(&Method::GET, "/api/nope"),
+            Match::NotFound
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Arbitrary paths and methods never panic the matcher.
+        #[test]
+        fn lookup_never_panics(path in "(/[a-zA-Z0-9%{}._~-]{0,12}){0,6}", m in "[A-Z]{1,7}") {
+            let t = table();
+            if let Ok(method) = Method::from_bytes(m.as_bytes()) {
+                let _ = t.lookup(&method, &path);
+            }
+        }
+
+        /// Arbitrary bodies never panic the Zato wire's request parser.
+        #[test]
+        fn zato_request_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = zato_request(&body);
+        }
+
+        /// Valid Zato wire requests always parse, whatever JSON payload they carry.
+        #[test]
+        fn zato_request_round_trips(name in "[a-z][a-z.-]{0,20}", n in any::<i64>(), s in ".{0,20}") {
+            use base64::Engine;
+            let payload = serde_json::json!({"n": n, "s": s}).to_string();
+            let body = serde_json::json!({
+                "name": name,
+                "payload": base64::engine::general_purpose::STANDARD.encode(&payload),
+                "channel": "invoke", "data_format": "json", "transport": null,
+            });
+            let (svc, got) = zato_request(body.to_string().as_bytes()).expect("parses");
+            prop_assert_eq!(svc, name);
+            prop_assert_eq!(got, payload.into_bytes());
+        }
+    }
 }

@@ -129,6 +129,20 @@ async fn put_if_changed<T: serde::Serialize + PartialEq + serde::de::Deserialize
     })
 }
 
+/// What writing `value` under `key` would do: "created", "updated" or "unchanged".
+async fn classify<T: serde::Serialize + PartialEq + serde::de::DeserializeOwned>(
+    store: &Store,
+    key: &str,
+    value: &T,
+) -> Result<&'static str, Response> {
+    let existing: Option<T> = load_one(store, key).await?;
+    Ok(match existing {
+        Some(e) if &e == value => "unchanged",
+        Some(_) => "updated",
+        None => "created",
+    })
+}
+
 /// `POST /api/v1/apply`: the `shoal apply` document as JSON; idempotent; objects not in
 /// the document are left alone.
 pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
@@ -143,10 +157,12 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
     if let Err(e) = doc.validate(&known) {
         return bad(e);
     }
+    // Every change of the document is written in one transaction, so the gateways see
+    // the new configuration at once, never half of it.
     let mut report = serde_json::Map::new();
+    let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
     for s in doc.security {
         let key = format!("security/{}", s.name());
-        let name = s.name().to_owned();
         let existing = match load_one::<SecurityDef>(&state.store, &key).await {
             Ok(e) => e,
             Err(r) => return r,
@@ -155,17 +171,30 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
             Ok(d) => d,
             Err(r) => return r,
         };
-        match put_if_changed(&state.store, &key, &stored).await {
-            Ok(what) => push(&mut report, what, format!("security/{name}")),
+        match classify(&state.store, &key, &stored).await {
+            Ok(what) => {
+                if what != "unchanged" {
+                    writes.push((key.clone(), serde_json::to_vec(&stored).unwrap_or_default()));
+                }
+                push(&mut report, what, key);
+            }
             Err(r) => return r,
         }
     }
     for c in doc.channels {
         let key = format!("channels/{}", c.name());
-        match put_if_changed(&state.store, &key, &c).await {
-            Ok(what) => push(&mut report, what, key),
+        match classify(&state.store, &key, &c).await {
+            Ok(what) => {
+                if what != "unchanged" {
+                    writes.push((key.clone(), serde_json::to_vec(&c).unwrap_or_default()));
+                }
+                push(&mut report, what, key);
+            }
             Err(r) => return r,
         }
+    }
+    if let Err(e) = state.store.put_many(writes).await {
+        return store_err(e);
     }
     Json(serde_json::Value::Object(report)).into_response()
 }

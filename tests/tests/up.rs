@@ -378,11 +378,22 @@ async fn up_applies_shoal_yaml_from_the_project_folder() {
         })
         .await;
     assert_eq!(body["greeting"], "Hello, Shoal!");
-    let r = http
-        .get(format!("{}/clients/C9?age=40", c.http_url))
-        .send()
-        .await
-        .expect("answer");
-    let body: serde_json::Value = r.json().await.expect("json");
+    // The file's channels are written one by one: wait for this one too.
+    let body: serde_json::Value = eventually(
+        Duration::from_secs(10),
+        "the client-details channel",
+        || async {
+            let r = http
+                .get(format!("{}/clients/C9?age=40", c.http_url))
+                .send()
+                .await
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.json().await.ok()
+        },
+    )
+    .await;
     assert_eq!(body["response"]["name"], "Client C9");
 }

@@ -171,6 +171,19 @@ impl Store {
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
     }
 
+    /// Writes several keys in one transaction, so watchers see them at one revision
+    /// (in chunks of 128 operations, etcd's default `--max-txn-ops`).
+    pub async fn put_many(&self, items: Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
+        for chunk in items.chunks(128) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(rel, value)| TxnOp::put(self.key(rel), value.clone(), None))
+                .collect();
+            self.client.clone().txn(Txn::new().and_then(ops)).await?;
+        }
+        Ok(())
+    }
+
     /// Writes a key attached to a lease (it goes when the lease does).
     pub async fn put_leased(
         &self,
