@@ -342,6 +342,32 @@ impl Channels {
     }
 }
 
+impl Table {
+    /// Checks credentials against every active security definition (the gRPC Invoker's
+    /// rule: any definition admits). Returns (definition name, user name) on success.
+    /// Blocking (argon2): call it off the async threads.
+    pub fn authenticate_any(&self, headers: &HeaderMap) -> Option<(String, String)> {
+        self.guards
+            .iter()
+            .find_map(|(name, guard)| match guard.as_ref() {
+                Guard::Basic { auth, .. } => {
+                    let value = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())?;
+                    auth.check(Some(value))
+                        .then(|| (name.clone(), auth.user().to_owned()))
+                }
+                Guard::ApiKey { header, secret } => {
+                    let value = headers.get(header).and_then(|v| v.to_str().ok())?;
+                    secret
+                        .check(value, |v| Some(v.to_owned()))
+                        .then(|| (name.clone(), String::new()))
+                }
+                Guard::Inactive => None,
+            })
+    }
+}
+
 fn apply_event<T: serde::de::DeserializeOwned>(
     map: &mut BTreeMap<String, T>,
     ev: WatchEvent,

@@ -1,6 +1,7 @@
-//! The public gRPC `shoal.invoker.v1.Invoker`. Until security definitions exist for it,
-//! it takes the admin credentials as `authorization: Basic …` metadata, so nothing is
-//! callable anonymously by default.
+//! The public gRPC `shoal.invoker.v1.Invoker`. Callers authenticate with any active
+//! security definition of the cluster — Basic credentials as `authorization` metadata, an
+//! API key under its header's name — or with the admin credentials. Nothing is callable
+//! anonymously.
 
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::common::v1::ChannelInfo;
@@ -16,6 +17,7 @@ use shoal_common::routing::Router;
 pub struct InvokerService {
     pub router: Router,
     pub auth: BasicAuth,
+    pub channels: crate::channels::Channels,
 }
 
 #[tonic::async_trait]
@@ -24,20 +26,24 @@ impl ipb::invoker_server::Invoker for InvokerService {
         &self,
         req: Request<ipb::InvokeRequest>,
     ) -> Result<Response<ipb::InvokeResponse>, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let headers = req.metadata().clone().into_headers();
         let auth = self.auth.clone();
-        let ok = tokio::task::spawn_blocking(move || auth.check(header.as_deref()))
-            .await
-            .unwrap_or(false);
-        if !ok {
+        let table = self.channels.table();
+        let who = tokio::task::spawn_blocking(move || {
+            let admin = headers.get("authorization").and_then(|v| v.to_str().ok());
+            if auth.check(admin) {
+                return Some(("admin".to_owned(), crate::auth::ADMIN_USER.to_owned()));
+            }
+            table.authenticate_any(&headers)
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((security_name, username)) = who else {
             return Err(Status::unauthenticated(
-                "credentials required: authorization metadata with HTTP Basic credentials",
+                "credentials required: Basic credentials in `authorization` metadata, or an API key",
             ));
-        }
+        };
         let timeout_ms = req
             .metadata()
             .get("grpc-timeout")
@@ -69,8 +75,8 @@ impl ipb::invoker_server::Invoker for InvokerService {
                 name: "grpc.invoker".into(),
                 r#type: "grpc".into(),
                 data_format: "json".into(),
-                security_name: "admin".into(),
-                username: crate::auth::ADMIN_USER.into(),
+                security_name,
+                username,
             }),
             http: None,
             timeout_ms,

@@ -153,9 +153,11 @@ pub async fn run(
         .route("/zato/ping", axum::routing::get(channels::zato_ping))
         .fallback(channels::serve)
         .with_state(channels::HttpState {
-            channels,
+            channels: channels.clone(),
             router: exec_router.clone(),
         })
+        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .layer(axum::middleware::from_fn_with_state(
             channels::Admission::new(options.max_in_flight, options.max_url_bytes),
             channels::admit,
@@ -170,6 +172,7 @@ pub async fn run(
     let invoker = invoker::InvokerService {
         router: exec_router,
         auth,
+        channels: channels.clone(),
     };
     let routes = tonic::service::Routes::new(
         shoal_proto::invoker::v1::invoker_server::InvokerServer::new(invoker),

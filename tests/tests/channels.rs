@@ -589,3 +589,202 @@ async fn openapi_from_simpleio() {
         (Some("cust_code"), Some("path"))
     );
 }
+
+/// The public gRPC Invoker admits any active security definition (and the admin), and
+/// answers with gRPC statuses from the one error table. grpc.health.v1 is served.
+#[tokio::test]
+async fn grpc_invoker_with_security_definitions() {
+    use base64::Engine;
+    use shoal_proto::invoker::v1::{InvokeRequest, invoker_client::InvokerClient};
+    let c = Cluster::start(
+        &[
+            &examples_dir().join("zato_style.py"),
+            &examples_dir().join("hello.py"),
+        ],
+        1,
+        &[],
+    )
+    .await;
+    let (code, out, err) = apply(&c, CONFIG, ENVS).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc_addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = InvokerClient::new(channel.clone());
+    let req = |meta: &[(&'static str, String)], service: &str, payload: &str| {
+        let mut r = tonic::Request::new(InvokeRequest {
+            service: service.into(),
+            payload: payload.as_bytes().to_vec(),
+            cid: String::new(),
+        });
+        for (k, v) in meta {
+            r.metadata_mut().insert(*k, v.parse().expect("metadata"));
+        }
+        r
+    };
+    let basic = |u: &str, p: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    };
+    // No credentials, wrong ones: Unauthenticated.
+    let e = client
+        .invoke(req(&[], "hello.say-hello", "{}"))
+        .await
+        .expect_err("anonymous");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let e = client
+        .invoke(req(
+            &[("authorization", basic("partner", "nope"))],
+            "hello.say-hello",
+            "{}",
+        ))
+        .await
+        .expect_err("wrong");
+    assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    // A channel's Basic definition, an API key, the admin: all admitted.
+    let ok = eventually(Duration::from_secs(10), "partner admitted", || {
+        let mut client = client.clone();
+        let r = req(
+            &[("authorization", basic("partner", "partner-pw-1"))],
+            "hello.say-hello",
+            r#"{"name": "gRPC"}"#,
+        );
+        async move { client.invoke(r).await.ok() }
+    })
+    .await
+    .into_inner();
+    let body: serde_json::Value = serde_json::from_slice(&ok.payload).expect("json");
+    assert_eq!(body["greeting"], "Hello, gRPC!");
+    assert_eq!(ok.content_type, "application/json");
+    assert_eq!(ok.cid.len(), 24);
+    let r = client
+        .invoke(req(
+            &[("x-api-key", "mk-0123456789".into())],
+            "hello.say-hello",
+            "{}",
+        ))
+        .await
+        .expect("api key");
+    assert_eq!(r.into_inner().status, 200);
+    let r = client
+        .invoke(req(
+            &[("authorization", basic("admin", &c.password))],
+            "hello.say-hello",
+            "",
+        ))
+        .await
+        .expect("admin");
+    assert_eq!(r.into_inner().status, 200);
+    // Errors as gRPC statuses.
+    let auth = [("authorization", basic("partner", "partner-pw-1"))];
+    let e = client
+        .invoke(req(&auth, "no.such", "{}"))
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = client
+        .invoke(req(&auth, "hello.say-hello", "{bad"))
+        .await
+        .expect_err("bad json");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    let e = client
+        .invoke(req(
+            &auth,
+            "zato-style.get-client-details",
+            r#"{"age": "x"}"#,
+        ))
+        .await
+        .expect_err("sio");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("Element"), "{}", e.message());
+    // Health.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "shoal.invoker.v1.Invoker".into(),
+        })
+        .await
+        .expect("health");
+    assert_eq!(
+        h.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+/// gzip both ways: a gzipped request body is inflated (and still limited), and a client
+/// that accepts gzip gets a gzipped answer.
+#[tokio::test]
+async fn gzip_requests_and_responses() {
+    use std::io::{Read, Write};
+    let c = Cluster::start(
+        &[
+            &examples_dir().join("zato_style.py"),
+            &examples_dir().join("hello.py"),
+        ],
+        1,
+        &[],
+    )
+    .await;
+    let config = "channels:\n  - {name: echo, type: http, service: hello.echo, url_path: /echo, max_body: 100000}\n";
+    let (code, out, err) = apply(&c, config, &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let http = reqwest::Client::new();
+    let doc =
+        serde_json::json!({"items": (0..200).map(|i| format!("item-{i}")).collect::<Vec<_>>()});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(doc.to_string().as_bytes()).expect("gzip");
+    let body = gz.finish().expect("gzip");
+    let r = eventually(Duration::from_secs(10), "echo channel", || {
+        let http = http.clone();
+        let body = body.clone();
+        let url = format!("{}/echo", c.http_url);
+        async move {
+            let r = http
+                .post(url)
+                .header("content-encoding", "gzip")
+                .header("accept-encoding", "gzip")
+                .body(body)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let bytes = r.bytes().await.expect("body");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).expect("json"),
+        doc
+    );
+    // A small gzip body that inflates past the channel's limit is a 413, not a memory spike.
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    bomb.write_all(&vec![b' '; 5_000_000]).expect("gzip");
+    let bomb = bomb.finish().expect("gzip");
+    assert!(bomb.len() < 20_000);
+    let r = http
+        .post(format!("{}/echo", c.http_url))
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 413);
+    // Corrupt gzip: a 400.
+    let r = http
+        .post(format!("{}/echo", c.http_url))
+        .header("content-encoding", "gzip")
+        .body("not gzip at all")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 400, "{:?}", r.text().await);
+}
