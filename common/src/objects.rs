@@ -127,6 +127,10 @@ impl DataFormat {
 /// Default body limit of a channel: 10 MB.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 
+fn soap_11() -> String {
+    "1.1".into()
+}
+
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY
 }
@@ -163,6 +167,31 @@ pub enum ChannelDef {
         max_body: u64,
     },
 
+    /// A SOAP 1.1 or 1.2 channel: the first element inside `Body` is the request, its
+    /// children the input; the answer is an Envelope (or a Fault). WSDL at `?wsdl`.
+    Soap {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        is_active: bool,
+        service: String,
+        url_path: String,
+        /// `"1.1"` (default) or `"1.2"`.
+        #[serde(default = "soap_11")]
+        soap_version: String,
+        /// Namespace of the response element and the WSDL; default `urn:shoal:<service>`.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        namespace: String,
+        /// SOAPAction that selects this channel when several share a path.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        soap_action: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security: Option<String>,
+        #[serde(
+            default = "default_max_body",
+            skip_serializing_if = "is_default_max_body"
+        )]
+        max_body: u64,
+    },
     /// A generic invocation channel: the caller names the service. `wire: zato` speaks the
     /// zato-client package's `AnyServiceInvoker` format (service and base64 payload in the
     /// body); `wire: json` takes the service from a `{service}` path segment and answers as
@@ -194,16 +223,18 @@ pub enum Wire {
 impl ChannelDef {
     pub fn name(&self) -> &str {
         match self {
-            ChannelDef::Http { name, .. } | ChannelDef::Invoke { name, .. } => name,
+            ChannelDef::Http { name, .. }
+            | ChannelDef::Soap { name, .. }
+            | ChannelDef::Invoke { name, .. } => name,
         }
     }
 
     /// The security definition the channel names, if any.
     pub fn security(&self) -> Option<&str> {
         match self {
-            ChannelDef::Http { security, .. } | ChannelDef::Invoke { security, .. } => {
-                security.as_deref()
-            }
+            ChannelDef::Http { security, .. }
+            | ChannelDef::Soap { security, .. }
+            | ChannelDef::Invoke { security, .. } => security.as_deref(),
         }
     }
 
@@ -221,6 +252,23 @@ impl ChannelDef {
                     return Err(format!("channel {name}: service is required"));
                 }
                 (name, url_path, method.as_str())
+            }
+            ChannelDef::Soap {
+                name,
+                url_path,
+                service,
+                soap_version,
+                ..
+            } => {
+                if service.is_empty() {
+                    return Err(format!("channel {name}: service is required"));
+                }
+                if soap_version != "1.1" && soap_version != "1.2" {
+                    return Err(format!(
+                        "channel {name}: soap_version must be \"1.1\" or \"1.2\" (got '{soap_version}')"
+                    ));
+                }
+                (name, url_path, "")
             }
             ChannelDef::Invoke {
                 name,

@@ -31,6 +31,14 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{BasicAuth, Secret};
 use crate::respond;
 
+/// What a SOAP channel adds.
+#[derive(Debug, Clone)]
+pub struct SoapSpec {
+    pub version: crate::soap::Version,
+    pub namespace: String,
+    pub action: String,
+}
+
 enum Seg {
     Lit(String),
     Param(String),
@@ -43,6 +51,8 @@ pub struct Compiled {
     pub service: String,
     /// Set for `invoke` channels.
     pub wire: Option<Wire>,
+    /// Set for SOAP channels.
+    pub soap: Option<SoapSpec>,
     pub method: Option<Method>,
     pub data_format: DataFormat,
     pub security: Option<String>,
@@ -75,6 +85,7 @@ pub enum Match {
 
 /// A channel definition ready to match; `None` when it is inactive.
 fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
+    let mut soap = None;
     let (name, is_active, service, url_path, method, data_format, security, max_body, wire) =
         match c {
             ChannelDef::Http {
@@ -97,6 +108,39 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
                 *max_body,
                 None,
             ),
+            ChannelDef::Soap {
+                name,
+                is_active,
+                service,
+                url_path,
+                soap_version,
+                namespace,
+                soap_action,
+                security,
+                max_body,
+            } => {
+                soap = Some(SoapSpec {
+                    version: crate::soap::Version::parse(soap_version)
+                        .unwrap_or(crate::soap::Version::V11),
+                    namespace: if namespace.is_empty() {
+                        format!("urn:shoal:{service}")
+                    } else {
+                        namespace.clone()
+                    },
+                    action: soap_action.clone(),
+                });
+                (
+                    name,
+                    *is_active,
+                    service.clone(),
+                    url_path,
+                    "",
+                    DataFormat::Plain,
+                    security,
+                    *max_body,
+                    None,
+                )
+            }
             ChannelDef::Invoke {
                 name,
                 is_active,
@@ -140,6 +184,7 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
         name: name.clone(),
         service,
         wire,
+        soap,
         method,
         data_format,
         security: security.clone(),
@@ -202,6 +247,36 @@ impl Table {
             channels: compiled,
             guards,
         }
+    }
+
+    /// Among SOAP channels sharing `found`'s path, the one whose `soap_action` matches
+    /// `action` (quotes and case aside), else `found`.
+    pub fn soap_by_action(&self, found: &Arc<Compiled>, action: &str) -> Arc<Compiled> {
+        let action = action.trim().trim_matches('"');
+        if action.is_empty() {
+            return found.clone();
+        }
+        let same_path = |c: &Compiled| {
+            c.segments.len() == found.segments.len()
+                && c.segments
+                    .iter()
+                    .zip(&found.segments)
+                    .all(|(a, b)| match (a, b) {
+                        (Seg::Lit(x), Seg::Lit(y)) => x == y,
+                        (Seg::Param(_), Seg::Param(_)) => true,
+                        _ => false,
+                    })
+        };
+        self.channels
+            .iter()
+            .find(|c| {
+                c.soap
+                    .as_ref()
+                    .is_some_and(|s| s.action.eq_ignore_ascii_case(action))
+                    && same_path(c)
+            })
+            .cloned()
+            .unwrap_or_else(|| found.clone())
     }
 
     /// Matches a request.
@@ -405,6 +480,8 @@ fn apply_event<T: serde::de::DeserializeOwned>(
 pub struct HttpState {
     pub channels: Channels,
     pub router: Router,
+    /// For SOAP channels' WSDL (the services' SimpleIO).
+    pub store: Store,
 }
 
 /// The HTTP channels listener's handler.
@@ -413,6 +490,9 @@ pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Respon
     let cid = crate::admin::new_cid();
     let table = state.channels.table();
     let (channel, params) = match table.lookup(req.method(), req.uri().path()) {
+        Match::Found(c, p) if c.soap.is_some() => {
+            (table.soap_by_action(&c, &soap_action(req.headers())), p)
+        }
         Match::Found(c, p) => (c, p),
         Match::NotFound => {
             return respond::error(
@@ -471,8 +551,10 @@ async fn handle(
     req: Request<Body>,
     cid: &str,
 ) -> Response {
-    let fail =
-        |code: ErrorCode, msg: String| respond::error(&ShoalError::new(code, msg).with_cid(cid));
+    let fail = |code: ErrorCode, msg: String| match &channel.soap {
+        Some(spec) => soap_fault(spec.version, code, &msg, cid),
+        None => respond::error(&ShoalError::new(code, msg).with_cid(cid)),
+    };
     // Security.
     let mut username = String::new();
     let mut hidden_header: Option<HeaderName> = None;
@@ -507,6 +589,45 @@ async fn handle(
             Err(_) => return fail(ErrorCode::Internal, "credential check failed".into()),
         }
     }
+    // SOAP: the WSDL on GET ?wsdl; otherwise only POST.
+    if let Some(spec) = &channel.soap {
+        let wants_wsdl = req
+            .uri()
+            .query()
+            .is_some_and(|q| q.eq_ignore_ascii_case("wsdl"));
+        if req.method() == Method::GET && wants_wsdl {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            let address = format!("http://{host}{}", req.uri().path());
+            let sio = match state
+                .store
+                .get(&format!("services/{}", channel.service))
+                .await
+            {
+                Ok(Some(e)) => serde_json::from_slice::<serde_json::Value>(&e.value)
+                    .map(|v| v["simple_io"].clone())
+                    .unwrap_or(serde_json::Value::Null),
+                _ => serde_json::Value::Null,
+            };
+            let wsdl = crate::soap::wsdl(
+                spec.version,
+                &spec.namespace,
+                &channel.service,
+                &address,
+                &sio,
+            );
+            return ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], wsdl).into_response();
+        }
+        if req.method() != Method::POST {
+            return fail(
+                ErrorCode::MethodNotAllowed,
+                "SOAP takes POST (and GET ?wsdl)".into(),
+            );
+        }
+    }
     // Body, within the channel's limit.
     let (parts, body) = req.into_parts();
     let body = match read_limited(body, channel.max_body).await {
@@ -527,6 +648,9 @@ async fn handle(
             );
         }
     };
+    if let Some(spec) = &channel.soap {
+        return soap_call(state, channel, spec, parts, body, params, username, cid).await;
+    }
     // Which service, and its payload: invoke channels let the caller name the service.
     let mut form = HashMap::new();
     let zato_wire = channel.wire == Some(Wire::Zato);
@@ -625,6 +749,119 @@ async fn handle(
         resp.headers_mut().insert("x-zato-cid", v);
     }
     resp
+}
+
+/// The SOAPAction of a request: the header (SOAP 1.1) or the `action` parameter of the
+/// content type (SOAP 1.2).
+fn soap_action(headers: &HeaderMap) -> String {
+    if let Some(a) = headers.get("soapaction").and_then(|v| v.to_str().ok()) {
+        return a.trim().trim_matches('"').to_owned();
+    }
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| {
+            ct.split(';')
+                .filter_map(|p| p.trim().strip_prefix("action="))
+                .map(|a| a.trim_matches('"').to_owned())
+                .next()
+        })
+        .unwrap_or_default()
+}
+
+fn soap_fault(
+    version: crate::soap::Version,
+    code: ErrorCode,
+    message: &str,
+    cid: &str,
+) -> Response {
+    let body = crate::soap::fault(version, code, message, cid);
+    (
+        code.http_status(),
+        [(header::CONTENT_TYPE, version.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+/// A SOAP call: the Envelope's request element becomes the input, the service's answer
+/// the response Envelope, any failure a Fault.
+#[allow(clippy::too_many_arguments)]
+async fn soap_call(
+    state: &HttpState,
+    channel: &Compiled,
+    spec: &SoapSpec,
+    parts: http::request::Parts,
+    body: bytes::Bytes,
+    params: HashMap<String, String>,
+    username: String,
+    cid: &str,
+) -> Response {
+    let req = match crate::soap::parse(&body) {
+        Ok(r) => r,
+        Err(msg) => return soap_fault(spec.version, ErrorCode::BadRequest, &msg, cid),
+    };
+    if req.version != spec.version {
+        return soap_fault(
+            spec.version,
+            ErrorCode::BadRequest,
+            "the Envelope's SOAP version does not match this channel's",
+            cid,
+        );
+    }
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let invoke = pb::InvokeRequest {
+        service: channel.service.clone(),
+        payload: serde_json::to_vec(&req.input).unwrap_or_default(),
+        raw_request: body.to_vec(),
+        cid: cid.to_owned(),
+        channel: Some(ChannelInfo {
+            name: channel.name.clone(),
+            r#type: "soap".into(),
+            data_format: "xml".into(),
+            security_name: channel.security.clone().unwrap_or_default(),
+            username,
+        }),
+        http: Some(HttpInfo {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            params,
+            query,
+            headers: forwarded_headers(&parts.headers, None),
+            form: HashMap::new(),
+        }),
+        timeout_ms: 0,
+    };
+    let resp = match state.router.invoke(invoke).await {
+        Ok(r) => r,
+        Err(e) => return soap_fault(spec.version, e.code, &e.message, cid),
+    };
+    if let Some(e) = &resp.error {
+        let e = ShoalError::from_detail(e);
+        return soap_fault(spec.version, e.code, &e.message, cid);
+    }
+    let payload = match pb::PayloadKind::try_from(resp.kind).unwrap_or(pb::PayloadKind::Empty) {
+        pb::PayloadKind::Json => {
+            serde_json::from_slice(&resp.payload).unwrap_or(serde_json::Value::Null)
+        }
+        pb::PayloadKind::Text => {
+            serde_json::Value::String(String::from_utf8_lossy(&resp.payload).into_owned())
+        }
+        _ => serde_json::Value::Null,
+    };
+    let xml = crate::soap::response(spec.version, &spec.namespace, &channel.service, &payload);
+    let status = http::StatusCode::from_u16(u16::try_from(resp.status).unwrap_or(200))
+        .unwrap_or(http::StatusCode::OK);
+    (
+        status,
+        [(header::CONTENT_TYPE, spec.version.content_type())],
+        xml,
+    )
+        .into_response()
 }
 
 /// Reads an `AnyServiceInvoker` request: `{"name", "payload": base64(JSON)}` (other keys

@@ -13,6 +13,7 @@ pub mod invoker;
 pub mod objects_api;
 pub mod openapi;
 pub mod respond;
+pub mod soap;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -155,6 +156,7 @@ pub async fn run(
         .with_state(channels::HttpState {
             channels: channels.clone(),
             router: exec_router.clone(),
+            store: store.clone(),
         })
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
