@@ -312,7 +312,11 @@ pub fn response(version: Version, namespace: &str, service: &str, payload: &Valu
 /// ours, with the cid in the detail.
 pub fn fault(version: Version, code: ErrorCode, message: &str, cid: &str) -> String {
     let client = code.soap_fault_code() == "Client";
-    let detail = format!("<cid>{}</cid><code>{}</code>", escape_text(cid), code.as_str());
+    let detail = format!(
+        "<cid>{}</cid><code>{}</code>",
+        escape_text(cid),
+        code.as_str()
+    );
     let inner = match version {
         Version::V11 => format!(
             "<soap:Fault><faultcode>soap:{}</faultcode><faultstring>{}</faultstring><detail>{detail}</detail></soap:Fault>",
