@@ -53,3 +53,29 @@ pub fn read(dir: &Path) -> Option<String> {
         .map(|s| s.trim_end().to_owned())
         .filter(|s| !s.is_empty())
 }
+
+/// Makes sure `DIR/.shoal/secret-key` exists (32 random bytes, base64, mode 0600): the key
+/// the gateway seals readable secrets with. Returns its path.
+pub fn ensure_secret_key(state_dir: &Path) -> std::io::Result<PathBuf> {
+    use base64::Engine;
+    let path = state_dir.join("secret-key");
+    if path.exists() {
+        return Ok(path);
+    }
+    let key: [u8; 32] = rand::random();
+    let tmp = state_dir.join("secret-key.tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(
+        base64::engine::general_purpose::STANDARD
+            .encode(key)
+            .as_bytes(),
+    )?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}

@@ -64,6 +64,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(&state)?;
     std::fs::create_dir_all(&services)?;
     let password_file = crate::password::ensure(&state)?;
+    let secret_key_file = crate::password::ensure_secret_key(&state)?;
     let bins = sibling_dir()?;
     let cancel = shoal_common::shutdown::install(false);
 
@@ -170,6 +171,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
                 args.admin_listen.clone(),
                 "--admin-password-file".into(),
                 password_file.display().to_string(),
+                "--secret-key-file".into(),
+                secret_key_file.display().to_string(),
             ],
         ]
         .concat(),

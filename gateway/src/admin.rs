@@ -30,6 +30,8 @@ pub struct AdminState {
     pub auth: BasicAuth,
     pub router: ExecRouter,
     pub store: Store,
+    /// Seals secrets that must be read back (WS-Security PasswordDigest).
+    pub secret_key: Option<crate::secret::SecretKey>,
 }
 
 /// The admin router (API under auth, ops routes open).

@@ -63,8 +63,16 @@ pub struct Compiled {
 
 /// How a channel's callers prove who they are.
 pub enum Guard {
-    Basic { auth: BasicAuth, realm: String },
-    ApiKey { header: HeaderName, secret: Secret },
+    Basic {
+        auth: BasicAuth,
+        realm: String,
+    },
+    /// WS-Security: checked on the SOAP envelope, after the body is read.
+    Wss(crate::wss::Policy),
+    ApiKey {
+        header: HeaderName,
+        secret: Secret,
+    },
     Inactive,
 }
 
@@ -198,6 +206,7 @@ impl Table {
     fn build(
         channels: &BTreeMap<String, ChannelDef>,
         security: &BTreeMap<String, SecurityDef>,
+        key: Option<&crate::secret::SecretKey>,
     ) -> Table {
         let mut compiled: Vec<Arc<Compiled>> = channels.values().filter_map(compile).collect();
         // The most specific path wins: more literal segments first.
@@ -239,6 +248,26 @@ impl Table {
                         },
                         Err(_) => Guard::Inactive,
                     },
+                    SecurityDef::Wss { is_active: false, .. } => Guard::Inactive,
+                    SecurityDef::Wss { name, username, password_type, password_hash, password_encrypted, nonce_freshness, max_age, .. } => {
+                        let digest_password = if password_encrypted.is_empty() {
+                            None
+                        } else {
+                            let opened = key.and_then(|k| k.decrypt(password_encrypted));
+                            if opened.is_none() {
+                                tracing::error!(security = %name, "cannot decrypt this definition's password: no or another secret key");
+                            }
+                            opened
+                        };
+                        Guard::Wss(crate::wss::Policy {
+                            username: username.clone(),
+                            password_type: *password_type,
+                            text: (!password_hash.is_empty()).then(|| Secret::from_hash(password_hash.clone())),
+                            digest_password,
+                            nonce_freshness: *nonce_freshness,
+                            max_age: *max_age,
+                        })
+                    }
                 };
                 (s.name().to_owned(), Arc::new(guard))
             })
@@ -350,6 +379,7 @@ impl Channels {
         store: &Store,
         ops: &shoal_common::ops::Ops,
         cancel: CancellationToken,
+        key: Option<crate::secret::SecretKey>,
     ) -> Channels {
         let metrics = Metrics {
             requests: Family::default(),
@@ -400,7 +430,7 @@ impl Channels {
                 while let Ok(ev) = sec_rx.try_recv() {
                     apply_event(&mut security, ev, "security/");
                 }
-                *table.write() = Arc::new(Table::build(&channels, &security));
+                *table.write() = Arc::new(Table::build(&channels, &security, key.as_ref()));
                 tracing::debug!(
                     channels = channels.len(),
                     security = security.len(),
@@ -438,7 +468,7 @@ impl Table {
                         .check(value, |v| Some(v.to_owned()))
                         .then(|| (name.clone(), String::new()))
                 }
-                Guard::Inactive => None,
+                Guard::Inactive | Guard::Wss(_) => None,
             })
     }
 }
@@ -566,6 +596,12 @@ async fn handle(
                 format!("security definition '{sec}' of this channel is not available"),
             );
         };
+        if matches!(guard.as_ref(), Guard::Wss(_)) && channel.soap.is_none() {
+            return fail(
+                ErrorCode::Unauthorized,
+                format!("security definition '{sec}' is WS-Security, which needs a SOAP channel"),
+            );
+        }
         let headers = req.headers().clone();
         let guard = guard.clone();
         let outcome = tokio::task::spawn_blocking(move || check(&guard, &headers)).await;
@@ -649,7 +685,10 @@ async fn handle(
         }
     };
     if let Some(spec) = &channel.soap {
-        return soap_call(state, channel, spec, parts, body, params, username, cid).await;
+        return soap_call(
+            state, table, channel, spec, parts, body, params, username, cid,
+        )
+        .await;
     }
     // Which service, and its payload: invoke channels let the caller name the service.
     let mut form = HashMap::new();
@@ -789,6 +828,7 @@ fn soap_fault(
 #[allow(clippy::too_many_arguments)]
 async fn soap_call(
     state: &HttpState,
+    table: &Table,
     channel: &Compiled,
     spec: &SoapSpec,
     parts: http::request::Parts,
@@ -808,6 +848,69 @@ async fn soap_call(
             "the Envelope's SOAP version does not match this channel's",
             cid,
         );
+    }
+    let mut username = username;
+    if let Some(sec) = &channel.security
+        && let Some(guard) = table.guards.get(sec)
+        && matches!(guard.as_ref(), Guard::Wss(_))
+    {
+        let Some(token) = req.token.clone() else {
+            return soap_fault(
+                spec.version,
+                ErrorCode::Unauthorized,
+                "a WS-Security UsernameToken is required",
+                cid,
+            );
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let g = guard.clone();
+        let t = token.clone();
+        let verdict = tokio::task::spawn_blocking(move || match g.as_ref() {
+            Guard::Wss(policy) => {
+                crate::wss::check(policy, &t, now).map(|()| policy.nonce_freshness)
+            }
+            _ => Err("not a WS-Security definition"),
+        })
+        .await
+        .unwrap_or(Err("credential check failed"));
+        let freshness = match verdict {
+            Ok(f) => f,
+            Err(reason) => {
+                tracing::info!(channel = %channel.name, reason, "WS-Security check failed");
+                return soap_fault(
+                    spec.version,
+                    ErrorCode::Unauthorized,
+                    "invalid WS-Security credentials",
+                    cid,
+                );
+            }
+        };
+        if let Some(nonce) = &token.nonce {
+            match crate::wss::first_use(&state.store, &token.username, nonce, freshness).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(channel = %channel.name, "WS-Security nonce replayed");
+                    return soap_fault(
+                        spec.version,
+                        ErrorCode::Unauthorized,
+                        "the nonce was already used",
+                        cid,
+                    );
+                }
+                Err(e) => {
+                    return soap_fault(
+                        spec.version,
+                        ErrorCode::Unavailable,
+                        &format!("cannot check the nonce: {e}"),
+                        cid,
+                    );
+                }
+            }
+        }
+        username = token.username;
     }
     let query: HashMap<String, String> = parts
         .uri
@@ -940,6 +1043,8 @@ fn check(
 ) -> Result<(String, Option<HeaderName>), Option<String>> {
     match guard {
         Guard::Inactive => Err(None),
+        // Checked on the envelope by the SOAP path (a non-SOAP channel is refused there).
+        Guard::Wss(_) => Ok((String::new(), None)),
         Guard::Basic { auth, realm } => {
             let value = headers
                 .get(header::AUTHORIZATION)
@@ -1104,7 +1209,7 @@ mod fuzz {
                 },
             );
         }
-        Table::build(&channels, &BTreeMap::new())
+        Table::build(&channels, &BTreeMap::new(), None)
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub mod invoker;
 pub mod objects_api;
 pub mod openapi;
 pub mod respond;
+pub mod secret;
 pub mod soap;
+pub mod wss;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub struct Options {
     pub admin_listen: String,
     /// File holding the admin password (used when SHOAL_ADMIN_PASSWORD is unset).
     pub admin_password_file: Option<PathBuf>,
+    /// File holding the cluster secret key (used when SHOAL_SECRET_KEY is unset).
+    pub secret_key_file: Option<PathBuf>,
     /// Requests the HTTP channels listener works on at once; more get 503 + Retry-After.
     pub max_in_flight: usize,
     /// Longest request URL in bytes; longer ones get 414.
@@ -61,6 +65,7 @@ impl Default for Options {
             grpc_listen: "127.0.0.1:11224".into(),
             admin_listen: "127.0.0.1:11225".into(),
             admin_password_file: None,
+            secret_key_file: None,
             max_in_flight: 2048,
             max_url_bytes: 8 * 1024,
             header_read_timeout_secs: 10,
@@ -112,6 +117,8 @@ pub async fn run(
     let password = options.admin_password().map_err(anyhow::Error::msg)?;
     let auth = auth::BasicAuth::new(auth::ADMIN_USER, &password).map_err(anyhow::Error::msg)?;
     drop(password);
+    let secret_key =
+        secret::SecretKey::load(options.secret_key_file.as_deref()).map_err(anyhow::Error::msg)?;
     let ops = Ops::new("gateway");
     let addrs = (
         listeners.http.local_addr()?,
@@ -135,6 +142,7 @@ pub async fn run(
         auth: auth.clone(),
         router: exec_router.clone(),
         store: store.clone(),
+        secret_key: secret_key.clone(),
     };
     let admin_app = admin::router(admin_state, &ops);
     let limits = shoal_common::http::HttpLimits {
@@ -149,7 +157,7 @@ pub async fn run(
         cancel.clone(),
     ));
 
-    let channels = channels::Channels::follow(&store, &ops, cancel.clone());
+    let channels = channels::Channels::follow(&store, &ops, cancel.clone(), secret_key.clone());
     let http_app = axum::Router::new()
         .route("/zato/ping", axum::routing::get(channels::zato_ping))
         .fallback(channels::serve)

@@ -50,6 +50,7 @@ async fn load_one<T: serde::de::DeserializeOwned>(
 async fn to_stored(
     input: SecurityInput,
     existing: Option<SecurityDef>,
+    key: Option<crate::secret::SecretKey>,
 ) -> Result<SecurityDef, Response> {
     let result = tokio::task::spawn_blocking(move || -> Result<SecurityDef, String> {
         Ok(match input {
@@ -95,12 +96,43 @@ async fn to_stored(
                     key_hash,
                 }
             }
+            SecurityInput::Wss { name, is_active, username, password, password_type, nonce_freshness, max_age } => {
+                let (password_hash, password_encrypted) = match password_type {
+                    shoal_common::objects::PasswordType::Text => {
+                        let hash = match &existing {
+                            Some(SecurityDef::Wss { password_hash, .. })
+                                if !password_hash.is_empty() && verify_secret(&password, password_hash) =>
+                            {
+                                password_hash.clone()
+                            }
+                            _ => hash_secret(&password)?,
+                        };
+                        (hash, String::new())
+                    }
+                    shoal_common::objects::PasswordType::Digest => {
+                        let key = key.as_ref().ok_or(
+                            "a wss definition with password_type digest needs the cluster secret key \
+                             (SHOAL_SECRET_KEY or the gateway's --secret-key-file; shoal up creates one)",
+                        )?;
+                        let sealed = match &existing {
+                            Some(SecurityDef::Wss { password_encrypted, .. })
+                                if key.decrypt(password_encrypted).as_deref() == Some(password.as_str()) =>
+                            {
+                                password_encrypted.clone()
+                            }
+                            _ => key.encrypt(&password)?,
+                        };
+                        (String::new(), sealed)
+                    }
+                };
+                SecurityDef::Wss { name, is_active, username, password_type, password_hash, password_encrypted, nonce_freshness, max_age }
+            }
         })
     })
     .await;
     match result {
         Ok(Ok(def)) => Ok(def),
-        Ok(Err(e)) => Err(respond::error(&ShoalError::new(ErrorCode::Internal, e))),
+        Ok(Err(e)) => Err(respond::error(&ShoalError::new(ErrorCode::BadRequest, e))),
         Err(_) => Err(respond::error(&ShoalError::new(
             ErrorCode::Internal,
             "hashing failed",
@@ -167,7 +199,7 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
             Ok(e) => e,
             Err(r) => return r,
         };
-        let stored = match to_stored(s, existing).await {
+        let stored = match to_stored(s, existing, state.secret_key.clone()).await {
             Ok(d) => d,
             Err(r) => return r,
         };
@@ -335,7 +367,7 @@ pub async fn put_security(
         Ok(e) => e,
         Err(r) => return r,
     };
-    let stored = match to_stored(s, existing).await {
+    let stored = match to_stored(s, existing, state.secret_key.clone()).await {
         Ok(d) => d,
         Err(r) => return r,
     };

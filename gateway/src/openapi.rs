@@ -95,6 +95,7 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
             Ok(SecurityDef::BasicAuth { name, .. }) => {
                 schemes.insert(name, json!({"type": "http", "scheme": "basic"}));
             }
+            Ok(SecurityDef::Wss { .. }) => {}
             Ok(SecurityDef::Apikey { name, header, .. }) => {
                 schemes.insert(
                     name,

@@ -55,6 +55,8 @@ pub struct Request {
     pub version: Version,
     pub element: String,
     pub input: Value,
+    /// The WS-Security UsernameToken of the header, if any.
+    pub token: Option<crate::wss::Token>,
 }
 
 struct Node {
@@ -80,6 +82,8 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
     let mut version: Option<Version> = None;
     let mut in_body = false;
     let mut result: Option<(String, Value)> = None;
+    let mut envelope: Option<Value> = None;
+    let mut password_type = String::new();
     loop {
         let event = reader
             .read_event()
@@ -129,6 +133,13 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
                 let name = local(e.name().as_ref());
                 if stack.len() == 1 && name == "Body" {
                     in_body = true;
+                }
+                if name == "Password" {
+                    for a in e.attributes().flatten() {
+                        if local(a.key.as_ref()) == "Type" {
+                            password_type = a.value.to_string();
+                        }
+                    }
                 }
                 stack.push(Node {
                     name,
@@ -204,8 +215,9 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
                 if stack.len() == 1 && node.name == "Body" {
                     in_body = false;
                 }
-                if let Some(parent) = stack.last_mut() {
-                    parent.children.push((node.name, value));
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push((node.name, value)),
+                    None => envelope = Some(value),
                 }
             }
             Event::Eof => break,
@@ -221,10 +233,22 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
         Value::String(s) if s.is_empty() => Value::Object(Map::new()),
         v => v,
     };
+    let token = envelope.as_ref().and_then(|env| {
+        let t = &env["Header"]["Security"]["UsernameToken"];
+        let text = |k: &str| t[k].as_str().map(str::to_owned);
+        Some(crate::wss::Token {
+            username: text("Username")?,
+            password: text("Password").unwrap_or_default(),
+            password_type: password_type.clone(),
+            nonce: text("Nonce"),
+            created: text("Created"),
+        })
+    });
     Ok(Request {
         version,
         element,
         input,
+        token,
     })
 }
 

@@ -226,3 +226,268 @@ async fn soap_channels() {
         assert!(wsdl.contains(needle), "{needle} not in:\n{wsdl}");
     }
 }
+
+fn rfc3339(unix: i64) -> String {
+    let (days, rem) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+const TEXT: &str = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText";
+const DIGEST: &str = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest";
+
+/// An envelope with a UsernameToken; `digest_of` computes a PasswordDigest from it.
+fn wss_env(user: &str, password: &str, ptype: &str, nonce: &[u8], created: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let nonce_b64 = b64.encode(nonce);
+    let pw = if ptype == DIGEST {
+        use sha1::Digest;
+        let mut h = sha1::Sha1::new();
+        h.update(nonce);
+        h.update(created.as_bytes());
+        h.update(password.as_bytes());
+        b64.encode(h.finalize())
+    } else {
+        password.to_owned()
+    };
+    format!(
+        r#"<s:Envelope xmlns:s="{NS11}"><s:Header><wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd" xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"><wsse:UsernameToken><wsse:Username>{user}</wsse:Username><wsse:Password Type="{ptype}">{pw}</wsse:Password><wsse:Nonce EncodingType="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary">{nonce_b64}</wsse:Nonce><wsu:Created>{created}</wsu:Created></wsse:UsernameToken></wsse:Security></s:Header><s:Body><GetCustomer><cust_code>W1</cust_code></GetCustomer></s:Body></s:Envelope>"#
+    )
+}
+
+const WSS_CONFIG: &str = r#"
+security:
+  - {name: wss-text, type: wss, username: acme, password: "acme-pw-1"}
+  - {name: wss-digest, type: wss, username: acme2, password: "acme-pw-2", password_type: digest, nonce_freshness: 60, max_age: 120}
+channels:
+  - {name: crm-text, type: soap, service: crm.get-customer, url_path: /soap/text, security: wss-text}
+  - {name: crm-digest, type: soap, service: crm.get-customer, url_path: /soap/digest, security: wss-digest}
+  - {name: crm-http, type: http, service: crm.get-customer, url_path: /http/wss, security: wss-text}
+"#;
+
+/// WS-Security UsernameToken: PasswordText and PasswordDigest, Created freshness, and nonce
+/// replay refused across two gateways of one cluster.
+#[tokio::test]
+async fn ws_security_username_token() {
+    let c = Cluster::start_with(
+        &[&examples_dir().join("zato_style.py")],
+        1,
+        &[],
+        Some(WSS_CONFIG),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let post = |base: String, path: &str, body: String| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+    };
+    let base = c.http_url.clone();
+    let fresh = || rand_nonce();
+    let created = rfc3339(now());
+
+    // PasswordText.
+    let r = eventually(Duration::from_secs(10), "wss channel live", || {
+        let body = wss_env("acme", "acme-pw-1", TEXT, &fresh(), &created);
+        let f = post(base.clone(), "/soap/text", body);
+        async move {
+            let r = f.await.ok()?;
+            (r.status() == 200).then_some(r)
+        }
+    })
+    .await;
+    assert!(
+        r.text()
+            .await
+            .expect("text")
+            .contains("<cust_code>W1</cust_code>")
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "/soap/text",
+            wss_env("acme", "wrong", TEXT, &fresh(), &created),
+            "invalid WS-Security credentials",
+        ),
+        (
+            "/soap/text",
+            wss_env("nobody", "acme-pw-1", TEXT, &fresh(), &created),
+            "invalid WS-Security credentials",
+        ),
+        (
+            "/soap/text",
+            env(NS11, "<GetCustomer><cust_code>x</cust_code></GetCustomer>"),
+            "UsernameToken is required",
+        ),
+        (
+            "/soap/digest",
+            wss_env("acme2", "wrong", DIGEST, &fresh(), &created),
+            "invalid WS-Security credentials",
+        ),
+        (
+            "/soap/digest",
+            wss_env("acme2", "acme-pw-2", TEXT, &fresh(), &created),
+            "invalid WS-Security credentials",
+        ),
+        (
+            "/soap/digest",
+            wss_env(
+                "acme2",
+                "acme-pw-2",
+                DIGEST,
+                &fresh(),
+                &rfc3339(now() - 3600),
+            ),
+            "invalid WS-Security credentials",
+        ),
+        (
+            "/soap/digest",
+            wss_env(
+                "acme2",
+                "acme-pw-2",
+                DIGEST,
+                &fresh(),
+                &rfc3339(now() + 3600),
+            ),
+            "invalid WS-Security credentials",
+        ),
+        (
+            "/soap/digest",
+            wss_env("acme2", "acme-pw-2", DIGEST, &fresh(), "not-a-date"),
+            "invalid WS-Security credentials",
+        ),
+    ];
+    for (path, body, needle) in cases {
+        let r = post(base.clone(), path, body).await.expect("answer");
+        assert_eq!(r.status(), 401, "{path} {needle}");
+        let text = r.text().await.expect("text");
+        assert!(
+            text.contains("soap:Client") && text.contains(needle),
+            "{needle}: {text}"
+        );
+    }
+    // WS-Security on a plain HTTP channel is refused.
+    let r = http
+        .get(format!("{base}/http/wss"))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 401);
+
+    // PasswordDigest, then the same token again: a replay.
+    let nonce = fresh();
+    let token = wss_env("acme2", "acme-pw-2", DIGEST, &nonce, &created);
+    let r = post(base.clone(), "/soap/digest", token.clone())
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let r = post(base.clone(), "/soap/digest", token.clone())
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .expect("text")
+            .contains("the nonce was already used")
+    );
+
+    // A second gateway of the same cluster refuses a nonce the first one saw.
+    let (h2, g2, a2, o2) = (
+        shoal_tests::free_port(),
+        shoal_tests::free_port(),
+        shoal_tests::free_port(),
+        shoal_tests::free_port(),
+    );
+    let state = c.dir.path().join(".shoal");
+    let addr = |p: u16| format!("127.0.0.1:{p}");
+    let _gw2 = shoal_tests::process::Proc::spawn(
+        "shoal-gateway",
+        &[
+            "--supervised",
+            "--etcd",
+            &c.store_url,
+            "--http-listen",
+            &addr(h2),
+            "--grpc-listen",
+            &addr(g2),
+            "--admin-listen",
+            &addr(a2),
+            "--ops-listen",
+            &addr(o2),
+            "--admin-password-file",
+            state.join("admin-password").to_str().expect("utf8"),
+            "--secret-key-file",
+            state.join("secret-key").to_str().expect("utf8"),
+        ],
+        &[],
+    );
+    let base2 = format!("http://{}", addr(h2));
+    let nonce2 = fresh();
+    let token2 = wss_env("acme2", "acme-pw-2", DIGEST, &nonce2, &rfc3339(now()));
+    let r = post(base.clone(), "/soap/digest", token2.clone())
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    let r = eventually(Duration::from_secs(10), "second gateway answers", || {
+        let f = post(base2.clone(), "/soap/digest", token2.clone());
+        async move {
+            let r = f.await.ok()?;
+            (r.status() != 404 && r.status() != 503).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .expect("text")
+            .contains("the nonce was already used")
+    );
+
+    // Export shows the definitions, never their secrets.
+    let (code, out, _) = c.cli(&["export"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("wss-digest") && out.contains("digest"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("acme-pw")
+            && !out.contains("password_encrypted")
+            && !out.contains("password_hash"),
+        "{out}"
+    );
+}
+
+fn rand_nonce() -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{t:032x}{n:08x}").into_bytes()
+}
