@@ -171,6 +171,8 @@ pub enum DataFormat {
     Json,
     /// `application/x-www-form-urlencoded` request bodies, JSON responses.
     Form,
+    /// XML request and response bodies (the root element is the request).
+    Xml,
     /// Bodies passed through as text.
     Plain,
 }
@@ -180,6 +182,7 @@ impl DataFormat {
         match self {
             DataFormat::Json => "json",
             DataFormat::Form => "form",
+            DataFormat::Xml => "xml",
             DataFormat::Plain => "plain",
         }
     }

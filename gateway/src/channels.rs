@@ -583,6 +583,7 @@ async fn handle(
 ) -> Response {
     let fail = |code: ErrorCode, msg: String| match &channel.soap {
         Some(spec) => soap_fault(spec.version, code, &msg, cid),
+        None if channel.data_format == DataFormat::Xml => xml_error(code, &msg, cid),
         None => respond::error(&ShoalError::new(code, msg).with_cid(cid)),
     };
     // Security.
@@ -726,6 +727,16 @@ async fn handle(
                     body.to_vec()
                 }
             }
+            DataFormat::Xml => {
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    Vec::new()
+                } else {
+                    match crate::soap::parse_plain(&body) {
+                        Ok((_, input)) => serde_json::to_vec(&input).unwrap_or_default(),
+                        Err(msg) => return fail(ErrorCode::BadRequest, msg),
+                    }
+                }
+            }
             DataFormat::Form => {
                 let mut map = serde_json::Map::new();
                 for (k, v) in form_urlencoded::parse(&body) {
@@ -779,6 +790,10 @@ async fn handle(
     let mut resp = match (zato_wire, result) {
         (true, Ok(resp)) => zato_response(resp, cid),
         (true, Err(e)) => zato_error(e.code, &e.message, cid),
+        (false, Ok(resp)) if channel.data_format == DataFormat::Xml => xml_answer(resp, cid),
+        (false, Err(e)) if channel.data_format == DataFormat::Xml => {
+            xml_error(e.code, &e.message, cid)
+        }
         (false, Ok(resp)) => respond::json_channel(resp),
         (false, Err(e)) => respond::error(&e.with_cid(cid)),
     };
@@ -806,6 +821,47 @@ fn soap_action(headers: &HeaderMap) -> String {
                 .next()
         })
         .unwrap_or_default()
+}
+
+fn xml_error(code: ErrorCode, message: &str, cid: &str) -> Response {
+    let body = crate::soap::plain_error(code, message, cid);
+    (
+        code.http_status(),
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// The answer of an `xml` channel: the service's JSON output as an XML document (str and
+/// bytes payloads pass through as they are).
+fn xml_answer(resp: pb::InvokeResponse, cid: &str) -> Response {
+    if let Some(e) = &resp.error {
+        let e = ShoalError::from_detail(e);
+        return xml_error(e.code, &e.message, cid);
+    }
+    if resp.kind != pb::PayloadKind::Json as i32 {
+        return respond::json_channel(resp);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&resp.payload).unwrap_or(serde_json::Value::Null);
+    let status = http::StatusCode::from_u16(u16::try_from(resp.status).unwrap_or(200))
+        .unwrap_or(http::StatusCode::OK);
+    let mut out = (
+        status,
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+        crate::soap::plain_response(&value),
+    )
+        .into_response();
+    for (k, v) in &resp.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+            && name != header::CONTENT_LENGTH
+            && name != header::CONTENT_TYPE
+        {
+            out.headers_mut().insert(name, value);
+        }
+    }
+    out
 }
 
 fn soap_fault(

@@ -166,6 +166,7 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
                 let media = match data_format {
                     DataFormat::Form => "application/x-www-form-urlencoded",
                     DataFormat::Plain => "text/plain",
+                    DataFormat::Xml => "application/xml",
                     DataFormat::Json => "application/json",
                 };
                 op["requestBody"] = json!({"required": true, "content": {media: {"schema": object_schema(&input, &path_params)}}});

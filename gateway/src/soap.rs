@@ -74,10 +74,23 @@ fn local(name: &str) -> String {
 
 /// Reads a SOAP request. Errors are client mistakes, phrased for a Client fault.
 pub fn parse(body: &[u8]) -> Result<Request, String> {
+    parse_document(body, true)
+}
+
+/// Reads a plain XML document (an `xml` HTTP channel): the root element is the request,
+/// its children the input. Same safety rules as SOAP.
+pub fn parse_plain(body: &[u8]) -> Result<(String, Value), String> {
+    let r = parse_document(body, false)?;
+    Ok((r.element, r.input))
+}
+
+fn parse_document(body: &[u8], soap: bool) -> Result<Request, String> {
     use quick_xml::events::Event;
     let text = std::str::from_utf8(body).map_err(|_| "the request is not UTF-8".to_owned())?;
     let mut reader = quick_xml::Reader::from_str(text);
-    reader.config_mut().trim_text(true);
+    // Text is trimmed per leaf once assembled, never per fragment: fragments split at
+    // entity references, and trimming them would eat the spaces around an `&amp;`.
+    reader.config_mut().trim_text(false);
     let mut stack: Vec<Node> = Vec::new();
     let mut version: Option<Version> = None;
     let mut in_body = false;
@@ -90,6 +103,20 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
             .map_err(|e| format!("malformed XML at byte {}: {e}", reader.buffer_position()))?;
         match event {
             Event::DocType(_) => return Err("a DTD is not allowed in a SOAP message".into()),
+            Event::Start(e) if !soap && stack.is_empty() && envelope.is_none() => {
+                stack.push(Node {
+                    name: local(e.name().as_ref()),
+                    children: Vec::new(),
+                    text: String::new(),
+                });
+            }
+            Event::Empty(e) if !soap && stack.is_empty() && envelope.is_none() => {
+                result = Some((local(e.name().as_ref()), Value::Object(Map::new())));
+                envelope = Some(Value::Object(Map::new()));
+            }
+            Event::Start(_) | Event::Empty(_) if !soap && stack.is_empty() => {
+                return Err("more than one root element".into());
+            }
             Event::Start(e) | Event::Empty(e) if stack.is_empty() && version.is_none() => {
                 // The root must be a SOAP Envelope.
                 if local(e.name().as_ref()) != "Envelope" {
@@ -191,7 +218,7 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
                     return Err("unbalanced end tag".into());
                 };
                 let value = if node.children.is_empty() {
-                    Value::String(node.text)
+                    Value::String(node.text.trim().to_owned())
                 } else {
                     let mut map: Map<String, Value> = Map::new();
                     for (k, v) in node.children {
@@ -217,7 +244,16 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
                 }
                 match stack.last_mut() {
                     Some(parent) => parent.children.push((node.name, value)),
-                    None => envelope = Some(value),
+                    None => {
+                        if !soap {
+                            let v = match &value {
+                                Value::String(t) if t.is_empty() => Value::Object(Map::new()),
+                                other => other.clone(),
+                            };
+                            result = Some((node.name, v));
+                        }
+                        envelope = Some(value);
+                    }
                 }
             }
             Event::Eof => break,
@@ -226,6 +262,18 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
     }
     if !stack.is_empty() {
         return Err("the document ends before its elements are closed".into());
+    }
+    if !soap {
+        let input = match (result, envelope) {
+            (Some((name, v)), _) => (name, v),
+            _ => return Err("the document has no root element".into()),
+        };
+        return Ok(Request {
+            version: Version::V11,
+            element: input.0,
+            input: input.1,
+            token: None,
+        });
     }
     let version = version.ok_or("not a SOAP message (no Envelope)")?;
     let (element, input) = result.ok_or("the SOAP Body holds no request element")?;
@@ -329,6 +377,27 @@ pub fn response(version: Version, namespace: &str, service: &str, payload: &Valu
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<soap:Envelope xmlns:soap=\"{}\"><soap:Body><{elem} xmlns=\"{}\">{body}</{elem}></soap:Body></soap:Envelope>",
         version.namespace(),
         escape(namespace)
+    )
+}
+
+/// The answer of an `xml` HTTP channel: `<response>` holding the payload's elements.
+pub fn plain_response(payload: &Value) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let payload = match payload {
+        Value::Object(m) if m.len() == 1 && m.contains_key("response") => &m["response"],
+        other => other,
+    };
+    write_value(&mut out, "response", payload);
+    out
+}
+
+/// The error document of an `xml` HTTP channel.
+pub fn plain_error(code: ErrorCode, message: &str, cid: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<error><code>{}</code><message>{}</message><cid>{}</cid></error>",
+        code.as_str(),
+        escape_text(message),
+        escape_text(cid)
     )
 }
 
@@ -506,6 +575,26 @@ mod tests {
     }
 
     #[test]
+    fn plain_documents() {
+        let (name, input) =
+            parse_plain(b"<?xml version=\"1.0\"?><order><sku>A</sku><qty>2</qty></order>")
+                .expect("parses");
+        assert_eq!(
+            (name.as_str(), input),
+            ("order", json!({"sku": "A", "qty": "2"}))
+        );
+        assert_eq!(parse_plain(b"<ping/>").expect("empty").1, json!({}));
+        assert!(parse_plain(b"<a/><b/>").is_err());
+        assert!(parse_plain(b"<!DOCTYPE a [<!ENTITY x \"y\">]><a>&x;</a>").is_err());
+        assert!(parse_plain(b"").is_err());
+        let out = plain_response(&json!({"response": {"id": 1, "tags": ["a", "b"]}}));
+        assert!(
+            out.ends_with("<response><id>1</id><tags>a</tags><tags>b</tags></response>"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn writes_responses_and_faults() {
         let x = response(
             Version::V11,
@@ -535,4 +624,53 @@ mod tests {
         let f = fault(Version::V12, ErrorCode::ServiceError, "boom", "c2");
         assert!(f.contains("soap:Receiver") && f.contains(NS_12));
     }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Arbitrary bytes never panic either parser.
+        #[test]
+        fn parsers_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse(&body);
+            let _ = parse_plain(&body);
+        }
+
+        /// Arbitrary XML-ish text (tags, entities, CDATA) never panics them either.
+        #[test]
+        fn xmlish_never_panics(parts in proptest::collection::vec(prop_oneof![
+            Just("<a>".to_string()), Just("</a>".to_string()), Just("<b/>".to_string()),
+            Just("&amp;".to_string()), Just("&#x41;".to_string()), Just("&bad;".to_string()),
+            Just("<![CDATA[x]]>".to_string()), Just("<!--c-->".to_string()), Just("<?pi x?>".to_string()),
+            Just(format!("<s:Envelope xmlns:s=\"{NS_11}\">")), Just("</s:Envelope>".to_string()),
+            Just("<s:Body>".to_string()), Just("</s:Body>".to_string()), "[a-z <>/&;=\"]{0,8}",
+        ], 0..24)) {
+            let text = parts.concat();
+            let _ = parse(text.as_bytes());
+            let _ = parse_plain(text.as_bytes());
+        }
+
+        /// What `response` writes, `parse_plain` reads back (leaves as strings).
+        #[test]
+        fn responses_read_back(fields in proptest::collection::btree_map("[a-z][a-z0-9_]{0,8}", "[ -~]{0,20}", 0..8)) {
+            let payload = Value::Object(fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+            let doc = plain_response(&payload);
+            let (name, back) = parse_plain(doc.as_bytes()).expect("our own output parses");
+            prop_assert_eq!(name, "response");
+            if fields.is_empty() {
+                prop_assert_eq!(back, json!({}));
+            } else {
+                // Leading/trailing spaces are trimmed by the reader.
+                let expected: Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), Value::String(v.trim().to_owned()))).collect();
+                prop_assert_eq!(back, Value::Object(expected));
+            }
+        }
+    }
+
+    use serde_json::json;
 }

@@ -12,6 +12,7 @@ const CONFIG: &str = r#"
 security:
   - {name: partner, type: basic_auth, username: partner, password: "partner-pw-1"}
   - {name: machines, type: apikey, header: X-API-Key, key: "mk-0123456789"}
+  - {name: wss, type: wss, username: acme, password: "acme-pw-1", max_age: 60}
 channels:
   - {name: get-customer, type: http, service: crm.get-customer, url_path: "/api/customer/{cust_code}", method: GET, security: partner}
   - {name: create-order, type: http, service: orders.create, url_path: /api/orders, method: POST, security: machines, max_body: 4096}
@@ -19,6 +20,9 @@ channels:
   - {name: form-client, type: http, service: zato-style.get-client-details, url_path: /api/form-client, data_format: form}
   - {name: zato-invoke, type: invoke, wire: zato, url_path: /zato/admin/invoke, security: partner}
   - {name: zato-api, type: invoke, wire: json, url_path: "/zato/api/invoke/{service}", security: partner}
+  - {name: soap-open, type: soap, service: zato-style.get-client-details, url_path: /soap/open}
+  - {name: soap-wss, type: soap, service: crm.get-customer, url_path: /soap/wss, security: wss}
+  - {name: xml-client, type: http, service: zato-style.get-client-details, url_path: /xml/client, data_format: xml}
 "#;
 
 /// One request of the corpus.
@@ -345,6 +349,98 @@ fn corpus() -> Vec<Case> {
     );
     c.headers.push(("x-api-key".into(), "mk-0123456789".into()));
     cases.push(c);
+    // SOAP and XML: hostile documents, bad SimpleIO input, WS-Security failures.
+    let ns = "http://schemas.xmlsoap.org/soap/envelope/";
+    let env = |header: &str, body: &str| {
+        format!(
+            r#"<s:Envelope xmlns:s="{ns}"><s:Header>{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>"#
+        )
+    };
+    let token = |user: &str, pw: &str, created: &str| {
+        format!(
+            r#"<wsse:Security xmlns:wsse="x"><wsse:UsernameToken><wsse:Username>{user}</wsse:Username><wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText">{pw}</wsse:Password><wsse:Nonce>{}</wsse:Nonce><wsu:Created xmlns:wsu="y">{created}</wsu:Created></wsse:UsernameToken></wsse:Security>"#,
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}{pw}{created}"))
+        )
+    };
+    let xml_hostile = [
+        format!(
+            r#"<?xml version="1.0"?><!DOCTYPE s [<!ENTITY x SYSTEM "file:///etc/passwd">]><s:Envelope xmlns:s="{ns}"><s:Body><a>&x;</a></s:Body></s:Envelope>"#
+        ),
+        format!(
+            r#"<!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;">]><s:Envelope xmlns:s="{ns}"><s:Body><a>&c;</a></s:Body></s:Envelope>"#
+        ),
+        env("", &format!("{}x{}", "<d>".repeat(500), "</d>".repeat(500))),
+        env("", "<a>&undefined;</a>"),
+        env("", "<a><b></a>"),
+        env("", ""),
+        "<s:Envelope xmlns:s=\"urn:nope\"><s:Body><a/></s:Body></s:Envelope>".to_string(),
+        "plain text".to_string(),
+        String::from_utf8_lossy(&[0x3c, 0xff, 0xfe]).into_owned(),
+        env("", "<GetClientDetails><age>1</age></GetClientDetails>"),
+        env(
+            "",
+            "<GetClientDetails><client_code>c</client_code><age>old</age></GetClientDetails>",
+        ),
+        env(
+            "",
+            "<GetClientDetails><client_code><x>1</x></client_code><age>1</age></GetClientDetails>",
+        ),
+    ];
+    for (i, body) in xml_hostile.iter().enumerate() {
+        cases.push(case(
+            format!("hostile or invalid SOAP #{i}"),
+            M::POST,
+            "/soap/open",
+            body.clone(),
+            &[400],
+        ));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stale = "2001-01-01T00:00:00Z";
+    let _ = now;
+    for (i, (header, expect)) in [
+        (String::new(), &[401u16][..]),
+        (token("acme", "wrong", "2999-01-01T00:00:00Z"), &[401][..]),
+        (token("acme", "acme-pw-1", stale), &[401][..]),
+        (token("nobody", "acme-pw-1", stale), &[401][..]),
+        (token("acme", "", stale), &[401][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cases.push(case(
+            format!("bad or stale WS-Security #{i}"),
+            M::POST,
+            "/soap/wss",
+            env(
+                &header,
+                "<GetCustomer><cust_code>c</cust_code></GetCustomer>",
+            ),
+            expect,
+        ));
+    }
+    for (i, body) in [
+        "<a><b></a>",
+        "",
+        "<a/><b/>",
+        "<!DOCTYPE a><a/>",
+        "<request><age>x</age><client_code>c</client_code></request>",
+        "<request><age>1</age></request>",
+    ]
+    .iter()
+    .enumerate()
+    {
+        cases.push(case(
+            format!("bad XML channel body #{i}"),
+            M::POST,
+            "/xml/client",
+            *body,
+            &[400],
+        ));
+    }
     cases
 }
 
@@ -406,7 +502,11 @@ async fn bad_input_corpus_gets_4xx_and_never_5xx() {
         if text.contains("Traceback") {
             failures.push(format!("{}: a traceback leaked", case.what));
         }
-        if status != 422 && !(text.contains("\"error\"") || text.contains("ZATO_ERROR")) {
+        let error_body = text.contains("\"error\"")
+            || text.contains("ZATO_ERROR")
+            || text.contains("<soap:Fault>")
+            || text.contains("<error>");
+        if status != 422 && !error_body {
             failures.push(format!("{}: no error body: {text}", case.what));
         }
     }

@@ -788,3 +788,86 @@ async fn gzip_requests_and_responses() {
         .expect("answer");
     assert_eq!(r.status(), 400, "{:?}", r.text().await);
 }
+
+/// `xml` and `plain` data formats.
+#[tokio::test]
+async fn xml_and_plain_channels() {
+    let c = Cluster::start(
+        &[
+            &examples_dir().join("zato_style.py"),
+            &examples_dir().join("hello.py"),
+        ],
+        1,
+        &[],
+    )
+    .await;
+    let config = "channels:\n  - {name: client-xml, type: http, service: zato-style.get-client-details, url_path: /xml/client, data_format: xml}\n  - {name: echo-plain, type: http, service: hello.echo, url_path: /plain/echo, data_format: plain}\n";
+    let (code, out, err) = apply(&c, config, &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let http = reqwest::Client::new();
+    let r = eventually(Duration::from_secs(10), "xml channel", || {
+        let f = http
+            .post(format!("{}/xml/client", c.http_url))
+            .header("content-type", "application/xml")
+            .body("<?xml version=\"1.0\"?><request><client_code>X1</client_code><age>33</age></request>")
+            .send();
+        async move {
+            let r = f.await.ok()?;
+            (r.status() == 200).then_some(r)
+        }
+    })
+    .await;
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("application/xml")
+    );
+    let text = r.text().await.expect("text");
+    assert!(
+        text.contains("<response><name>Client X1</name><age>33</age><segment>regular</segment>"),
+        "{text}"
+    );
+    // Errors as XML documents naming the problem.
+    for (body, status, needle) in [
+        (
+            "<request><age>1</age></request>",
+            400,
+            "Element missing: client_code",
+        ),
+        ("<request><unclosed></request>", 400, "malformed XML"),
+        (
+            "<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><request>&x;</request>",
+            400,
+            "DTD",
+        ),
+    ] {
+        let r = http
+            .post(format!("{}/xml/client", c.http_url))
+            .body(body)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(r.status(), status);
+        let text = r.text().await.expect("text");
+        assert!(
+            text.contains("<error><code>bad_request</code>") && text.contains(needle),
+            "{needle}: {text}"
+        );
+    }
+    // Plain: the body arrives as a string; a str payload goes back as text/plain.
+    let r = http
+        .post(format!("{}/plain/echo", c.http_url))
+        .body("just text ü")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/plain")
+    );
+    assert_eq!(r.text().await.expect("text"), "just text ü");
+}
