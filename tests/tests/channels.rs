@@ -871,3 +871,39 @@ async fn xml_and_plain_channels() {
     );
     assert_eq!(r.text().await.expect("text"), "just text ü");
 }
+
+/// HTTP/2 without TLS (h2c, prior knowledge) on the channels listener, beside HTTP/1.1.
+#[tokio::test]
+async fn h2c_prior_knowledge() {
+    use http_body_util::{BodyExt, Full};
+    let c = Cluster::start(&[&examples_dir().join("hello.py")], 1, &[]).await;
+    let (code, out, err) = apply(
+        &c,
+        "channels:\n  - {name: echo, type: http, service: hello.echo, url_path: /echo}\n",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<bytes::Bytes>>();
+    let resp = eventually(Duration::from_secs(10), "h2c answer", || {
+        let client = client.clone();
+        let uri: http::Uri = format!("{}/echo", c.http_url).parse().expect("uri");
+        async move {
+            let req = http::Request::post(uri)
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::from_static(b"{\"over\": \"h2\"}")))
+                .ok()?;
+            let r = client.request(req).await.ok()?;
+            (r.status() == 200).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
+        serde_json::json!({"over": "h2"})
+    );
+}
