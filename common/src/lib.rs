@@ -21,5 +21,6 @@ pub mod routing;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 
 pub use error::{ErrorCode, ShoalError};
