@@ -63,6 +63,7 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(drain_oversized))
         .with_state(state);
     Router::new().nest("/api/v1", api).merge(ops.router())
 }
@@ -94,6 +95,24 @@ async fn require_admin(
         HeaderValue::from_static("Basic realm=\"Shoal admin\""),
     );
     resp
+}
+
+/// A body declared over the limit is answered 413 after a bounded drain, so the client
+/// reads the answer instead of a connection reset (closing with unread data resets).
+async fn drain_oversized(req: Request<axum::body::Body>, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        let _ = crate::channels::read_limited(req.into_body(), MAX_BODY as u64).await;
+        return respond::error(&ShoalError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is over the admin API's limit of {MAX_BODY} bytes"),
+        ));
+    }
+    next.run(req).await
 }
 
 async fn not_found(req: Request<axum::body::Body>) -> Response {

@@ -1188,7 +1188,7 @@ pub async fn admit(
     next.run(req).await
 }
 
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge,
     Read(String),
 }
@@ -1201,7 +1201,7 @@ const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads a body up to `limit` bytes; past that, drains (within bounds) and reports TooLarge.
-async fn read_limited(mut body: Body, limit: u64) -> Result<bytes::Bytes, BodyError> {
+pub(crate) async fn read_limited(mut body: Body, limit: u64) -> Result<bytes::Bytes, BodyError> {
     let mut buf = bytes::BytesMut::new();
     let mut over = false;
     let mut drained: u64 = 0;
