@@ -147,7 +147,7 @@ impl pb::kvdb_server::Kvdb for KvdbService {
                     ));
                 }
                 out.count = self.mem.with_hash(&r.key, true, |h| {
-                    let h = h.expect("created");
+                    let Some(h) = h else { return 0 };
                     r.fields
                         .iter()
                         .zip(r.values)
@@ -221,7 +221,7 @@ impl pb::kvdb_server::Kvdb for KvdbService {
                 let values = strings(&r.values);
                 let left = r.op == "lpush";
                 out.count = self.mem.with_list(&r.key, true, |l| {
-                    let l = l.expect("created");
+                    let Some(l) = l else { return 0 };
                     for v in values {
                         if left {
                             l.push_front(v)
@@ -278,7 +278,7 @@ impl pb::kvdb_server::Kvdb for KvdbService {
         match r.op.as_str() {
             "sadd" => {
                 out.count = self.mem.with_set(&r.key, true, |s| {
-                    let s = s.expect("created");
+                    let Some(s) = s else { return 0 };
                     r.members.iter().filter(|m| s.insert((*m).clone())).count() as i64
                 })?;
             }
@@ -350,4 +350,240 @@ pub async fn run(
         |_, _| {},
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::kvdb_server::Kvdb;
+
+    fn b(s: &str) -> Vec<u8> {
+        s.as_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn strings_expiry_and_counters() {
+        let k = KvdbService::default();
+        let set = |key: &str, v: &str, ms: u64, nx: bool| pb::SetRequest {
+            key: key.into(),
+            value: b(v),
+            expiry_ms: ms,
+            if_absent: nx,
+        };
+        assert!(
+            k.set(Request::new(set("a", "1", 0, false)))
+                .await
+                .expect("set")
+                .into_inner()
+                .written
+        );
+        assert!(
+            !k.set(Request::new(set("a", "2", 0, true)))
+                .await
+                .expect("set nx")
+                .into_inner()
+                .written
+        );
+        let got = k
+            .get(Request::new(pb::GetRequest { key: "a".into() }))
+            .await
+            .expect("get")
+            .into_inner();
+        assert_eq!((got.found, got.value), (true, b("1")));
+        assert_eq!(
+            k.ttl(Request::new(pb::TtlRequest { key: "a".into() }))
+                .await
+                .expect("ttl")
+                .into_inner()
+                .ttl_ms,
+            -1
+        );
+        assert_eq!(
+            k.ttl(Request::new(pb::TtlRequest { key: "nope".into() }))
+                .await
+                .expect("ttl")
+                .into_inner()
+                .ttl_ms,
+            -2
+        );
+        k.set(Request::new(set("short", "x", 50, false)))
+            .await
+            .expect("set");
+        let ttl = k
+            .ttl(Request::new(pb::TtlRequest {
+                key: "short".into(),
+            }))
+            .await
+            .expect("ttl")
+            .into_inner()
+            .ttl_ms;
+        assert!((1..=50).contains(&ttl), "{ttl}");
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+        assert!(
+            !k.get(Request::new(pb::GetRequest {
+                key: "short".into()
+            }))
+            .await
+            .expect("get")
+            .into_inner()
+            .found
+        );
+        let v = k
+            .incr_by(Request::new(pb::IncrByRequest {
+                key: "n".into(),
+                by: 5,
+            }))
+            .await
+            .expect("incr")
+            .into_inner()
+            .value;
+        let v2 = k
+            .incr_by(Request::new(pb::IncrByRequest {
+                key: "n".into(),
+                by: -2,
+            }))
+            .await
+            .expect("incr")
+            .into_inner()
+            .value;
+        assert_eq!((v, v2), (5, 3));
+        k.set(Request::new(set("s", "text", 0, false)))
+            .await
+            .expect("set");
+        let e = k
+            .incr_by(Request::new(pb::IncrByRequest {
+                key: "s".into(),
+                by: 1,
+            }))
+            .await
+            .expect_err("not an integer");
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+        let keys = k
+            .scan(Request::new(pb::ScanRequest {
+                prefix: "".into(),
+                limit: 0,
+            }))
+            .await
+            .expect("scan")
+            .into_inner()
+            .keys;
+        assert_eq!(keys, vec!["a", "n", "s"]);
+        let d = k
+            .delete(Request::new(pb::DeleteRequest {
+                keys: vec!["a".into(), "zz".into()],
+            }))
+            .await
+            .expect("del")
+            .into_inner()
+            .deleted;
+        assert_eq!(d, 1);
+        assert_eq!(
+            k.get(Request::new(pb::GetRequest { key: String::new() }))
+                .await
+                .expect_err("empty key")
+                .code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_lists_sets_and_wrong_types() {
+        let k = KvdbService::default();
+        let h = |op: &str, fields: &[&str], values: &[&str]| pb::HashRequest {
+            op: op.into(),
+            key: "h".into(),
+            fields: fields.iter().map(|f| f.to_string()).collect(),
+            values: values.iter().map(|v| b(v)).collect(),
+        };
+        assert_eq!(
+            k.hash_op(Request::new(h("hset", &["a", "b"], &["1", "2"])))
+                .await
+                .expect("hset")
+                .into_inner()
+                .count,
+            2
+        );
+        let got = k
+            .hash_op(Request::new(h("hget", &["b"], &[])))
+            .await
+            .expect("hget")
+            .into_inner();
+        assert_eq!((got.found, got.values), (true, vec![b("2")]));
+        let all = k
+            .hash_op(Request::new(h("hgetall", &[], &[])))
+            .await
+            .expect("hgetall")
+            .into_inner();
+        assert_eq!(all.fields, vec!["a", "b"]);
+        assert!(
+            k.hash_op(Request::new(h("hset", &["a"], &[])))
+                .await
+                .is_err(),
+            "fields and values must pair up"
+        );
+        assert!(k.hash_op(Request::new(h("hnope", &[], &[]))).await.is_err());
+        let l = |op: &str, values: &[&str], start: i64, stop: i64| pb::ListRequest {
+            op: op.into(),
+            key: "l".into(),
+            values: values.iter().map(|v| b(v)).collect(),
+            start,
+            stop,
+        };
+        k.list_op(Request::new(l("rpush", &["x", "y"], 0, 0)))
+            .await
+            .expect("rpush");
+        k.list_op(Request::new(l("lpush", &["w"], 0, 0)))
+            .await
+            .expect("lpush");
+        let r = k
+            .list_op(Request::new(l("lrange", &[], 0, -1)))
+            .await
+            .expect("lrange")
+            .into_inner();
+        assert_eq!(r.values, vec![b("w"), b("x"), b("y")]);
+        let p = k
+            .list_op(Request::new(l("rpop", &[], 0, 0)))
+            .await
+            .expect("rpop")
+            .into_inner();
+        assert_eq!(p.values, vec![b("y")]);
+        let s = |op: &str, m: &[&str]| pb::SetOpRequest {
+            op: op.into(),
+            key: "s".into(),
+            members: m.iter().map(|v| b(v)).collect(),
+        };
+        assert_eq!(
+            k.set_op(Request::new(s("sadd", &["a", "b", "a"])))
+                .await
+                .expect("sadd")
+                .into_inner()
+                .count,
+            2
+        );
+        assert!(
+            k.set_op(Request::new(s("sismember", &["a"])))
+                .await
+                .expect("sismember")
+                .into_inner()
+                .found
+        );
+        assert_eq!(
+            k.set_op(Request::new(s("scard", &[])))
+                .await
+                .expect("scard")
+                .into_inner()
+                .count,
+            2
+        );
+        // A key holding another type is a WRONGTYPE error, not a panic or a silent overwrite.
+        let e = k
+            .set_op(Request::new(pb::SetOpRequest {
+                op: "sadd".into(),
+                key: "h".into(),
+                members: vec![b("x")],
+            }))
+            .await
+            .expect_err("wrong type");
+        assert!(e.message().contains("WRONGTYPE"));
+    }
 }
