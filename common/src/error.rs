@@ -217,11 +217,6 @@ impl ShoalError {
             cid: d.cid.clone(),
         }
     }
-
-    /// From a peer's gRPC status.
-    pub fn from_status(s: &tonic::Status) -> Self {
-        ShoalError::new(ErrorCode::from_grpc(s.code()), s.message().to_owned())
-    }
 }
 
 #[cfg(test)]

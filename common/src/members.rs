@@ -87,11 +87,6 @@ impl Registration {
     pub fn update(&self, f: impl FnOnce(&mut Member)) {
         self.tx.send_modify(f);
     }
-
-    /// The current record.
-    pub fn member(&self) -> Member {
-        self.tx.borrow().clone()
-    }
 }
 
 /// Registers `member` with a lease of `ttl` seconds and keeps it registered until `cancel`;

@@ -51,11 +51,6 @@ impl Router {
         }
     }
 
-    /// The executors known now.
-    pub fn executors(&self) -> Vec<Member> {
-        self.discovery.members()
-    }
-
     fn pick(
         &self,
         service: &str,

@@ -214,11 +214,6 @@ impl Pool {
             }
         })
     }
-
-    /// Jobs waiting for a Python thread.
-    pub fn queued(&self) -> usize {
-        self.tx.len()
-    }
 }
 
 fn spawn_worker(shared: &Arc<Shared>) -> Result<(), String> {

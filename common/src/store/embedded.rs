@@ -501,11 +501,6 @@ impl EmbeddedStore {
         }
     }
 
-    /// The current revision.
-    pub fn revision(&self) -> i64 {
-        self.inner.state.lock().revision
-    }
-
     /// Runs lease expiry and snapshot persistence until `cancel`; writes a last snapshot.
     pub async fn run_background(&self, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
