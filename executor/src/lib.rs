@@ -272,6 +272,17 @@ impl Executor {
         let Some(store) = store else { return };
         let now: std::collections::BTreeSet<String> =
             services.iter().map(|s| s.name.clone()).collect();
+        // One range read, then one transaction with only what differs: every executor
+        // publishes after every deploy, so per-service round trips would add up.
+        let current: std::collections::HashMap<String, Vec<u8>> =
+            match store.list("services/").await {
+                Ok((entries, _)) => entries.into_iter().map(|e| (e.key, e.value)).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read service metadata; not publishing");
+                    return;
+                }
+            };
+        let mut writes = Vec::new();
         for s in &services {
             let sio: serde_json::Value =
                 serde_json::from_str(&s.simple_io_json).unwrap_or(serde_json::Value::Null);
@@ -283,14 +294,13 @@ impl Executor {
                 "simple_io": sio,
             });
             let key = format!("services/{}", s.name);
-            // Skip the write when another executor already stored the same description.
-            let current = store.get(&key).await.ok().flatten();
             let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-            if current.as_ref().map(|e| &e.value) != Some(&bytes)
-                && let Err(e) = store.put(&key, bytes).await
-            {
-                tracing::warn!(service = %s.name, error = %e, "cannot publish service metadata");
+            if current.get(&key) != Some(&bytes) {
+                writes.push((key, bytes));
             }
+        }
+        if let Err(e) = store.put_many(writes).await {
+            tracing::warn!(error = %e, "cannot publish service metadata");
         }
         let gone: Vec<String> = {
             let mut published = self.published.lock();

@@ -139,6 +139,14 @@ async fn to_stored(
         ))),
     }
 }
+/// What writing `value` over `existing` does: "created", "updated" or "unchanged".
+fn classify<T: PartialEq>(existing: Option<&T>, value: &T) -> &'static str {
+    match existing {
+        Some(e) if e == value => "unchanged",
+        Some(_) => "updated",
+        None => "created",
+    }
+}
 
 /// Writes `value` under `key` unless it is already there; "created", "updated" or "unchanged".
 async fn put_if_changed<T: serde::Serialize + PartialEq + serde::de::DeserializeOwned>(
@@ -147,32 +155,14 @@ async fn put_if_changed<T: serde::Serialize + PartialEq + serde::de::Deserialize
     value: &T,
 ) -> Result<&'static str, Response> {
     let existing: Option<T> = load_one(store, key).await?;
-    if existing.as_ref() == Some(value) {
-        return Ok("unchanged");
+    let what = classify(existing.as_ref(), value);
+    if what != "unchanged" {
+        store
+            .put(key, serde_json::to_vec(value).unwrap_or_default())
+            .await
+            .map_err(store_err)?;
     }
-    store
-        .put(key, serde_json::to_vec(value).unwrap_or_default())
-        .await
-        .map_err(store_err)?;
-    Ok(if existing.is_some() {
-        "updated"
-    } else {
-        "created"
-    })
-}
-
-/// What writing `value` under `key` would do: "created", "updated" or "unchanged".
-async fn classify<T: serde::Serialize + PartialEq + serde::de::DeserializeOwned>(
-    store: &Store,
-    key: &str,
-    value: &T,
-) -> Result<&'static str, Response> {
-    let existing: Option<T> = load_one(store, key).await?;
-    Ok(match existing {
-        Some(e) if &e == value => "unchanged",
-        Some(_) => "updated",
-        None => "created",
-    })
+    Ok(what)
 }
 
 /// `POST /api/v1/apply`: the `shoal apply` document as JSON; idempotent; objects not in
@@ -182,10 +172,18 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
         Ok(d) => d,
         Err(e) => return bad(format!("invalid apply document: {e}")),
     };
-    let known: Vec<String> = match load_all::<SecurityDef>(&state.store, "security/").await {
-        Ok(l) => l.iter().map(|s| s.name().to_owned()).collect(),
-        Err(r) => return r,
-    };
+    // What is there now: one read per kind of object.
+    let security: std::collections::HashMap<String, SecurityDef> =
+        match load_all::<SecurityDef>(&state.store, "security/").await {
+            Ok(l) => l.into_iter().map(|s| (s.name().to_owned(), s)).collect(),
+            Err(r) => return r,
+        };
+    let channels: std::collections::HashMap<String, ChannelDef> =
+        match load_all::<ChannelDef>(&state.store, "channels/").await {
+            Ok(l) => l.into_iter().map(|c| (c.name().to_owned(), c)).collect(),
+            Err(r) => return r,
+        };
+    let known: Vec<String> = security.keys().cloned().collect();
     if let Err(e) = doc.validate(&known) {
         return bad(e);
     }
@@ -194,36 +192,25 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
     let mut report = serde_json::Map::new();
     let mut writes: Vec<(String, Vec<u8>)> = Vec::new();
     for s in doc.security {
+        let existing = security.get(s.name()).cloned();
         let key = format!("security/{}", s.name());
-        let existing = match load_one::<SecurityDef>(&state.store, &key).await {
-            Ok(e) => e,
-            Err(r) => return r,
-        };
-        let stored = match to_stored(s, existing, state.secret_key.clone()).await {
+        let stored = match to_stored(s, existing.clone(), state.secret_key.clone()).await {
             Ok(d) => d,
             Err(r) => return r,
         };
-        match classify(&state.store, &key, &stored).await {
-            Ok(what) => {
-                if what != "unchanged" {
-                    writes.push((key.clone(), serde_json::to_vec(&stored).unwrap_or_default()));
-                }
-                push(&mut report, what, key);
-            }
-            Err(r) => return r,
+        let what = classify(existing.as_ref(), &stored);
+        if what != "unchanged" {
+            writes.push((key.clone(), serde_json::to_vec(&stored).unwrap_or_default()));
         }
+        push(&mut report, what, key);
     }
     for c in doc.channels {
         let key = format!("channels/{}", c.name());
-        match classify(&state.store, &key, &c).await {
-            Ok(what) => {
-                if what != "unchanged" {
-                    writes.push((key.clone(), serde_json::to_vec(&c).unwrap_or_default()));
-                }
-                push(&mut report, what, key);
-            }
-            Err(r) => return r,
+        let what = classify(channels.get(c.name()), &c);
+        if what != "unchanged" {
+            writes.push((key.clone(), serde_json::to_vec(&c).unwrap_or_default()));
         }
+        push(&mut report, what, key);
     }
     if let Err(e) = state.store.put_many(writes).await {
         return store_err(e);
