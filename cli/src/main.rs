@@ -38,16 +38,21 @@ enum Command {
     },
     /// List deployed services with their module, hash, deploy time, calls and timings.
     Services,
-    /// Create or update security definitions and channels from a YAML file (idempotent;
+    /// Create or update security definitions, channels and jobs from a YAML file (idempotent;
     /// ${VAR} values come from the environment).
     Apply {
         /// The file, e.g. shoal.yaml.
         #[arg(short = 'f', long = "file")]
         file: std::path::PathBuf,
     },
-    /// Print every security definition and channel as `shoal apply` takes them, without
+    /// Print every security definition, channel and job as `shoal apply` takes them, without
     /// secrets.
     Export,
+    /// List scheduler jobs with their last and next run and last result, or run one now.
+    Jobs {
+        #[command(subcommand)]
+        action: Option<JobsAction>,
+    },
     /// Deploy Python modules to every executor (validated first; the old version keeps
     /// serving if a module does not import), or roll one back.
     Deploy {
@@ -57,6 +62,17 @@ enum Command {
         /// Restore the previous deployment of this module instead.
         #[arg(long, value_name = "MODULE", conflicts_with = "files")]
         rollback: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobsAction {
+    /// List the jobs (the default).
+    List,
+    /// Run a job now, outside its schedule.
+    Run {
+        /// Job name.
+        name: String,
     },
 }
 
@@ -82,6 +98,7 @@ fn main() {
             Command::Deploy { files, rollback } => deploy(&cli.admin, files, rollback).await,
             Command::Apply { file } => apply(&cli.admin, &file).await,
             Command::Export => export(&cli.admin).await,
+            Command::Jobs { action } => jobs(&cli.admin, action.unwrap_or(JobsAction::List)).await,
         };
         match result {
             Ok(code) => code,
@@ -290,6 +307,56 @@ async fn export(args: &AdminArgs) -> anyhow::Result<i32> {
     let v = admin.get_json("export").await?;
     print!("{}", serde_yaml::to_string(&v)?);
     Ok(0)
+}
+
+async fn jobs(args: &AdminArgs, action: JobsAction) -> anyhow::Result<i32> {
+    let admin = Admin::new(args)?;
+    match action {
+        JobsAction::Run { name } => {
+            let path = format!("jobs/{}/run", urlencode(&name));
+            let (status, text) = admin.send(reqwest::Method::POST, &path, None).await?;
+            if status.is_success() {
+                println!("{text}");
+                Ok(0)
+            } else {
+                eprintln!("{status}: {}", error_message(&text));
+                Ok(if status.is_client_error() { 2 } else { 1 })
+            }
+        }
+        JobsAction::List => {
+            let v = admin.get_json("jobs").await?;
+            let empty = Vec::new();
+            let list = v["jobs"].as_array().unwrap_or(&empty);
+            println!(
+                "{:<24} {:<9} {:<28} {:>5}  {:<24} {:<24} LAST RESULT",
+                "JOB", "TYPE", "SERVICE", "RUNS", "LAST RUN", "NEXT RUN"
+            );
+            for j in list {
+                let s = |k: &str| j[k].as_str().unwrap_or("-").to_owned();
+                let active = j.get("is_active").and_then(Value::as_bool).unwrap_or(true);
+                let result = j["last_result"]["result"].as_str().unwrap_or("-");
+                println!(
+                    "{:<24} {:<9} {:<28} {:>5}  {:<24} {:<24} {}{}",
+                    s("name"),
+                    s("type"),
+                    s("service"),
+                    j["runs"].as_u64().unwrap_or(0),
+                    s("last_run"),
+                    if active {
+                        s("next_run")
+                    } else {
+                        "inactive".into()
+                    },
+                    result,
+                    match j["last_result"]["message"].as_str() {
+                        Some(m) => format!(" ({m})"),
+                        None => String::new(),
+                    }
+                );
+            }
+            Ok(0)
+        }
+    }
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC).

@@ -178,6 +178,14 @@ impl ShoalError {
         }
     }
 
+    /// A peer's gRPC status as an error, keeping its message.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        ShoalError::new(
+            ErrorCode::from_grpc(status.code()),
+            status.message().to_owned(),
+        )
+    }
+
     /// Attaches a correlation id.
     pub fn with_cid(mut self, cid: impl Into<String>) -> Self {
         self.cid = cid.into();

@@ -404,7 +404,7 @@ pub struct ApplyDoc {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outgoing: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub jobs: Vec<serde_json::Value>,
+    pub jobs: Vec<crate::jobs::JobDef>,
 }
 
 impl ApplyDoc {
@@ -414,9 +414,6 @@ impl ApplyDoc {
     pub fn validate(&self, known_security: &[String]) -> Result<(), String> {
         if !self.outgoing.is_empty() {
             return Err("'outgoing' connections cannot be applied by this version yet".into());
-        }
-        if !self.jobs.is_empty() {
-            return Err("'jobs' cannot be applied by this version yet".into());
         }
         let mut seen = std::collections::HashSet::new();
         for s in &self.security {
@@ -472,6 +469,12 @@ impl ApplyDoc {
                         ));
                     }
                 }
+            }
+        }
+        for j in &self.jobs {
+            j.validate()?;
+            if !seen.insert(("job", &j.name)) {
+                return Err(format!("job {} is declared twice", j.name));
             }
         }
         for c in &self.channels {
@@ -538,10 +541,13 @@ security:
 channels:
   - {name: get-customer, type: http, service: crm.get-customer, url_path: "/api/customer/{cust_id}",
      method: GET, data_format: json, security: partner}
+jobs:
+  - {name: nightly, type: cron, cron: "0 0 2 * * *", service: reports.nightly, extra: {kind: full}}
 "#;
         let doc: ApplyDoc = serde_yaml::from_str(yaml).expect("parses");
         doc.validate(&[]).expect("valid");
         assert_eq!(doc.channels.len(), 1);
+        assert_eq!(doc.jobs[0].cron.as_deref(), Some("0 0 2 * * *"));
     }
 
     #[test]

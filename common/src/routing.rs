@@ -237,7 +237,9 @@ impl Router {
 
 /// Whether a failed call certainly never reached the executor (connection refused or
 /// reset before the request went out), so retrying elsewhere cannot run it twice.
-fn never_sent(status: &tonic::Status) -> bool {
+/// Whether a gRPC status means the request never reached the peer (connection refused
+/// or not established), so trying another peer cannot run anything twice.
+pub fn never_sent(status: &tonic::Status) -> bool {
     if status.code() != tonic::Code::Unavailable {
         return false;
     }

@@ -32,6 +32,10 @@ pub struct AdminState {
     pub store: Store,
     /// Seals secrets that must be read back (WS-Security PasswordDigest).
     pub secret_key: Option<crate::secret::SecretKey>,
+    /// The cluster's schedulers (for "run job now").
+    pub schedulers: shoal_common::peers::Peers,
+    /// The cluster's KVDB proxies (for `kvdb/{key}`).
+    pub kvdb: shoal_common::peers::Peers,
 }
 
 /// The admin router (API under auth, ops routes open).
@@ -59,6 +63,20 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
             get(crate::objects_api::get_security)
                 .put(crate::objects_api::put_security)
                 .delete(crate::objects_api::delete_security),
+        )
+        .route("/jobs", get(crate::jobs_api::list_jobs))
+        .route(
+            "/jobs/{name}",
+            get(crate::jobs_api::get_job)
+                .put(crate::jobs_api::put_job)
+                .delete(crate::jobs_api::delete_job),
+        )
+        .route("/jobs/{name}/run", post(crate::jobs_api::run_job))
+        .route(
+            "/kvdb/{*key}",
+            get(crate::kvdb_api::get_key)
+                .put(crate::kvdb_api::put_key)
+                .delete(crate::kvdb_api::delete_key),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
@@ -221,6 +239,7 @@ async fn invoke(
             data_format: "json".into(),
             security_name: "admin".into(),
             username: crate::auth::ADMIN_USER.into(),
+            meta: Default::default(),
         }),
         http: None,
         timeout_ms: 0,

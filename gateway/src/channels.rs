@@ -775,6 +775,7 @@ async fn handle(
             data_format: channel.data_format.as_str().into(),
             security_name: channel.security.clone().unwrap_or_default(),
             username,
+            meta: Default::default(),
         }),
         http: Some(HttpInfo {
             method: parts.method.to_string(),
@@ -984,6 +985,7 @@ async fn soap_call(
             data_format: "xml".into(),
             security_name: channel.security.clone().unwrap_or_default(),
             username,
+            meta: Default::default(),
         }),
         http: Some(HttpInfo {
             method: parts.method.to_string(),

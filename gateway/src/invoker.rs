@@ -77,6 +77,7 @@ impl ipb::invoker_server::Invoker for InvokerService {
                 data_format: "json".into(),
                 security_name,
                 username,
+                meta: Default::default(),
             }),
             http: None,
             timeout_ms,

@@ -10,6 +10,8 @@ pub mod admin;
 pub mod auth;
 pub mod channels;
 pub mod invoker;
+pub mod jobs_api;
+pub mod kvdb_api;
 pub mod objects_api;
 pub mod openapi;
 pub mod respond;
@@ -143,6 +145,16 @@ pub async fn run(
         router: exec_router.clone(),
         store: store.clone(),
         secret_key: secret_key.clone(),
+        schedulers: shoal_common::peers::Peers::new(
+            role::SCHEDULER,
+            Discovery::watch(&store, role::SCHEDULER, cancel.clone()),
+            Duration::from_secs(10),
+        ),
+        kvdb: shoal_common::peers::Peers::new(
+            role::KVDB,
+            Discovery::watch(&store, role::KVDB, cancel.clone()),
+            Duration::from_secs(10),
+        ),
     };
     let admin_app = admin::router(admin_state, &ops);
     let limits = shoal_common::http::HttpLimits {

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use shoal_common::jobs::{self, JobDef};
 use shoal_common::objects::{ApplyDoc, ChannelDef, SecurityDef, SecurityInput, check_name};
 use shoal_common::store::Store;
 use shoal_common::{ErrorCode, ShoalError};
@@ -15,18 +16,18 @@ use crate::admin::AdminState;
 use crate::auth::{hash_secret, verify_secret};
 use crate::respond;
 
-fn bad(msg: impl Into<String>) -> Response {
+pub(crate) fn bad(msg: impl Into<String>) -> Response {
     respond::error(&ShoalError::new(ErrorCode::BadRequest, msg))
 }
 
-fn store_err(e: impl std::fmt::Display) -> Response {
+pub(crate) fn store_err(e: impl std::fmt::Display) -> Response {
     respond::error(&ShoalError::new(
         ErrorCode::Unavailable,
         format!("config store: {e}"),
     ))
 }
 
-async fn load_all<T: serde::de::DeserializeOwned>(
+pub(crate) async fn load_all<T: serde::de::DeserializeOwned>(
     store: &Store,
     prefix: &str,
 ) -> Result<Vec<T>, Response> {
@@ -37,7 +38,7 @@ async fn load_all<T: serde::de::DeserializeOwned>(
         .collect())
 }
 
-async fn load_one<T: serde::de::DeserializeOwned>(
+pub(crate) async fn load_one<T: serde::de::DeserializeOwned>(
     store: &Store,
     key: &str,
 ) -> Result<Option<T>, Response> {
@@ -149,7 +150,9 @@ fn classify<T: PartialEq>(existing: Option<&T>, value: &T) -> &'static str {
 }
 
 /// Writes `value` under `key` unless it is already there; "created", "updated" or "unchanged".
-async fn put_if_changed<T: serde::Serialize + PartialEq + serde::de::DeserializeOwned>(
+pub(crate) async fn put_if_changed<
+    T: serde::Serialize + PartialEq + serde::de::DeserializeOwned,
+>(
     store: &Store,
     key: &str,
     value: &T,
@@ -183,6 +186,11 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
             Ok(l) => l.into_iter().map(|c| (c.name().to_owned(), c)).collect(),
             Err(r) => return r,
         };
+    let jobs: std::collections::HashMap<String, JobDef> =
+        match load_all::<JobDef>(&state.store, "jobs/").await {
+            Ok(l) => l.into_iter().map(|j| (j.name.clone(), j)).collect(),
+            Err(r) => return r,
+        };
     let known: Vec<String> = security.keys().cloned().collect();
     if let Err(e) = doc.validate(&known) {
         return bad(e);
@@ -212,6 +220,14 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
         }
         push(&mut report, what, key);
     }
+    for j in doc.jobs {
+        let key = jobs::def_key(&j.name);
+        let what = classify(jobs.get(&j.name), &j);
+        if what != "unchanged" {
+            writes.push((key.clone(), serde_json::to_vec(&j).unwrap_or_default()));
+        }
+        push(&mut report, what, key);
+    }
     if let Err(e) = state.store.put_many(writes).await {
         return store_err(e);
     }
@@ -238,9 +254,14 @@ pub async fn export(State(state): State<AdminState>) -> Response {
         Ok(l) => l,
         Err(r) => return r,
     };
+    let jobs = match load_all::<JobDef>(&state.store, "jobs/").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     Json(json!({
         "security": security.iter().map(SecurityDef::public).collect::<Vec<_>>(),
         "channels": channels,
+        "jobs": jobs,
     }))
     .into_response()
 }

@@ -1,17 +1,23 @@
 //! `shoal-scheduler`: one-time, interval and cron jobs, fired once per cluster. Two or more
 //! schedulers campaign for `leaders/scheduler`; only the leader fires.
 //!
-//! This version campaigns, reports leadership and lists the jobs stored under `jobs/`;
-//! firing lands together with job definitions in `shoal apply`.
+//! Jobs live under `jobs/` (written by `shoal apply` or the admin API); see [`engine`] for
+//! how runs are claimed so that each fires once per cluster, and
+//! [`shoal_common::jobs`] for the schedules and the misfire policy.
+
+pub mod engine;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use shoal_common::cli::CommonOptions;
 use shoal_common::component::{self, Listeners};
+use shoal_common::jobs::{self, JobDef};
 use shoal_common::leader::{self, Leadership};
+use shoal_common::members::Discovery;
 use shoal_common::members::role;
 use shoal_common::ops::Ops;
+use shoal_common::routing::Router;
 use shoal_common::store::Store;
 use shoal_proto::scheduler::v1 as pb;
 use tokio::sync::watch;
@@ -43,20 +49,20 @@ impl Default for Options {
     }
 }
 
-/// A job as stored under `jobs/<name>` (the fields the scheduler reads).
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(default)]
-struct StoredJob {
-    name: String,
-    r#type: String,
-    service: String,
-    is_active: Option<bool>,
-}
-
 #[derive(Clone, Default)]
 struct SchedulerService {
-    store: Arc<parking_lot::Mutex<Option<Store>>>,
+    store: Arc<parking_lot::Mutex<Option<(Store, Router)>>>,
     leadership: Arc<parking_lot::Mutex<Option<watch::Receiver<Leadership>>>>,
+    metrics: engine::Metrics,
+}
+
+impl SchedulerService {
+    fn connected(&self) -> Result<(Store, Router), Status> {
+        self.store
+            .lock()
+            .clone()
+            .ok_or_else(|| Status::unavailable("not connected to the config store yet"))
+    }
 }
 
 #[tonic::async_trait]
@@ -65,24 +71,20 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         &self,
         _r: Request<pb::ListJobsRequest>,
     ) -> Result<Response<pb::ListJobsResponse>, Status> {
-        let store = self
-            .store
-            .lock()
-            .clone()
-            .ok_or_else(|| Status::unavailable("not connected to the config store yet"))?;
-        let (entries, _) = store
-            .list("jobs/")
+        let (store, _) = self.connected()?;
+        let views = jobs::list_views(&store)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let jobs = entries
+        let jobs = views
             .into_iter()
-            .filter_map(|e| serde_json::from_slice::<StoredJob>(&e.value).ok())
-            .map(|j| pb::JobInfo {
-                name: j.name,
-                r#type: j.r#type,
-                service: j.service,
-                is_active: j.is_active.unwrap_or(true),
-                ..Default::default()
+            .map(|v| pb::JobInfo {
+                name: v.def.name.clone(),
+                r#type: v.def.kind.as_str().into(),
+                service: v.def.service.clone(),
+                is_active: v.def.is_active,
+                last_run_ms: v.last_run_ms,
+                next_run_ms: v.next_run_ms,
+                last_result: v.last_result.map(|r| r.result).unwrap_or_default(),
             })
             .collect();
         let is_leader = self
@@ -93,14 +95,33 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         Ok(Response::new(pb::ListJobsResponse { jobs, is_leader }))
     }
 
+    /// Runs a job now, outside its schedule (Zato's `zato.scheduler.job.execute`): the run
+    /// does not count against `repeats` nor move the schedule. Answers with the cid at once;
+    /// the outcome lands in the job's last result.
     async fn run_job(
         &self,
         r: Request<pb::RunJobRequest>,
     ) -> Result<Response<pb::RunJobResponse>, Status> {
-        Err(Status::unimplemented(format!(
-            "cannot run job '{}': firing jobs is not available in this version of the scheduler",
-            r.into_inner().name
-        )))
+        let name = r.into_inner().name;
+        let (store, router) = self.connected()?;
+        let entry = store
+            .get(&jobs::def_key(&name))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| Status::not_found(format!("no job named '{name}'")))?;
+        let job: JobDef = serde_json::from_slice(&entry.value)
+            .map_err(|e| Status::failed_precondition(format!("job '{name}' is unreadable: {e}")))?;
+        let cid = uuid::Uuid::new_v4().simple().to_string();
+        tracing::info!(job = %name, %cid, "running now, on request");
+        tokio::spawn(engine::fire(
+            store,
+            router,
+            job,
+            cid.clone(),
+            None,
+            self.metrics.clone(),
+        ));
+        Ok(Response::new(pb::RunJobResponse { cid }))
     }
 }
 
@@ -111,6 +132,25 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let service = SchedulerService::default();
+    let metrics = service.metrics.clone();
+    let ops = Ops::new("scheduler");
+    ops.register(|r| {
+        r.register(
+            "scheduler_runs",
+            "Job runs fired by this scheduler, by result",
+            metrics.runs.clone(),
+        );
+        r.register(
+            "scheduler_lost_claims",
+            "Runs this scheduler tried to claim but another had, or its lease was gone",
+            metrics.lost_claims.clone(),
+        );
+        r.register(
+            "scheduler_leader",
+            "1 while this scheduler is the cluster's leader",
+            metrics.leader.clone(),
+        );
+    });
     let routes =
         tonic::service::Routes::new(pb::scheduler_server::SchedulerServer::new(service.clone()));
     let ttl = options.leader_ttl;
@@ -120,15 +160,25 @@ pub async fn run(
             role: role::SCHEDULER,
             routes,
             grpc_names: &["shoal.scheduler.v1.Scheduler"],
-            ops: Ops::new("scheduler"),
+            ops,
         },
         &options.common,
         listeners,
         cancel,
         move |store, member| {
-            *service.store.lock() = Some(store.clone());
-            let rx = leader::campaign(store.clone(), role::SCHEDULER, &member.id, ttl, c);
-            *service.leadership.lock() = Some(rx);
+            let router = Router::new(Discovery::watch(store, role::EXECUTOR, c.clone()));
+            *service.store.lock() = Some((store.clone(), router.clone()));
+            let rx = leader::campaign(store.clone(), role::SCHEDULER, &member.id, ttl, c.clone());
+            *service.leadership.lock() = Some(rx.clone());
+            let engine = engine::Engine {
+                jobs: engine::watch_jobs(store, c.clone()),
+                store: store.clone(),
+                router,
+                id: member.id.clone(),
+                leadership: rx,
+                metrics,
+            };
+            tokio::spawn(engine.run(c));
         },
     )
     .await

@@ -170,6 +170,8 @@ class ChannelInfo:
         self.security = Bunch(name=info.get('security_name', ''),
                               username=info.get('username', ''))
         self.is_internal = self.type == 'invoke'
+        # Per channel type: for scheduler runs 'job', 'run', 'scheduled', 'manual'.
+        self.meta = dict(info.get('meta') or {})
 
     def __repr__(self):
         return '<ChannelInfo name={!r} type={!r}>'.format(self.name, self.type)

@@ -1,0 +1,111 @@
+//! Admin API for scheduler jobs: `GET jobs` (with last and next run and the last result),
+//! `GET/PUT/DELETE jobs/{name}`, and `POST jobs/{name}/run`, which asks a scheduler to run
+//! the job now.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shoal_common::jobs::{self, JobDef};
+use shoal_common::routing::never_sent;
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::scheduler::v1 as pb;
+
+use crate::admin::AdminState;
+use crate::objects_api::{bad, put_if_changed, store_err};
+use crate::respond;
+
+fn no_job(name: &str) -> Response {
+    respond::error(&ShoalError::new(
+        ErrorCode::NotFound,
+        format!("no job named '{name}'"),
+    ))
+}
+
+/// `GET /api/v1/jobs`.
+pub async fn list_jobs(State(state): State<AdminState>) -> Response {
+    match jobs::list_views(&state.store).await {
+        Ok(v) => Json(json!({ "jobs": v })).into_response(),
+        Err(e) => store_err(e),
+    }
+}
+
+/// `GET /api/v1/jobs/{name}`.
+pub async fn get_job(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match jobs::list_views(&state.store).await {
+        Ok(v) => match v.into_iter().find(|j| j.def.name == name) {
+            Some(j) => Json(j).into_response(),
+            None => no_job(&name),
+        },
+        Err(e) => store_err(e),
+    }
+}
+
+/// `PUT /api/v1/jobs/{name}`: creates or replaces a job.
+pub async fn put_job(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let job: JobDef = match serde_json::from_slice(&body) {
+        Ok(j) => j,
+        Err(e) => return bad(format!("invalid job: {e}")),
+    };
+    if job.name != name {
+        return bad(format!(
+            "the body names job '{}' but the URL names '{name}'",
+            job.name
+        ));
+    }
+    if let Err(e) = job.validate() {
+        return bad(e);
+    }
+    match put_if_changed(&state.store, &jobs::def_key(&name), &job).await {
+        Ok(what) => Json(json!({"job": name, "result": what})).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `DELETE /api/v1/jobs/{name}`: the job, its run claims and its last result.
+pub async fn delete_job(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match state.store.delete(&jobs::def_key(&name)).await {
+        Ok(true) => {
+            let _ = state.store.delete(&jobs::run_key(&name)).await;
+            let _ = state.store.delete(&jobs::result_key(&name)).await;
+            Json(json!({"deleted": name})).into_response()
+        }
+        Ok(false) => no_job(&name),
+        Err(e) => store_err(e),
+    }
+}
+
+/// `POST /api/v1/jobs/{name}/run`: runs the job now through a scheduler; answers with the
+/// run's cid at once (202), the outcome lands in the job's `last_result`.
+pub async fn run_job(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    for _ in 0..3 {
+        let (addr, channel) = match state.schedulers.pick() {
+            Ok(p) => p,
+            Err(e) => return respond::error(&e),
+        };
+        let mut client = pb::scheduler_client::SchedulerClient::new(channel);
+        match client
+            .run_job(pb::RunJobRequest { name: name.clone() })
+            .await
+        {
+            Ok(r) => {
+                return (
+                    http::StatusCode::ACCEPTED,
+                    Json(json!({"job": name, "cid": r.into_inner().cid})),
+                )
+                    .into_response();
+            }
+            Err(s) if never_sent(&s) => state.schedulers.failed(&addr),
+            Err(s) => return respond::error(&ShoalError::from_status(&s)),
+        }
+    }
+    respond::error(&ShoalError::new(
+        ErrorCode::Unavailable,
+        "no scheduler answered",
+    ))
+}

@@ -1,0 +1,145 @@
+//! Admin API over the KVDB for operators: `GET`, `PUT` and `DELETE /api/v1/kvdb/{key}`,
+//! served through any live KVDB proxy. `PUT` takes the raw value as its body and an
+//! optional `?expiry=SECONDS`; `GET` answers `{"key", "value", "ttl_ms"}` with the value
+//! as text, or as `value_base64` when it is not UTF-8.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::json;
+use shoal_common::routing::never_sent;
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::kvdb::v1 as pb;
+use tonic::transport::Channel;
+
+use crate::admin::AdminState;
+use crate::objects_api::bad;
+use crate::respond;
+
+type Client = pb::kvdb_client::KvdbClient<Channel>;
+
+/// Calls a KVDB proxy, trying another when the chosen one cannot be reached.
+async fn call<T, F, Fut>(state: &AdminState, f: F) -> Result<T, Response>
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    for _ in 0..3 {
+        let (addr, channel) = state.kvdb.pick().map_err(|e| respond::error(&e))?;
+        match f(Client::new(channel)).await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if never_sent(&s) => state.kvdb.failed(&addr),
+            Err(s) => return Err(respond::error(&ShoalError::from_status(&s))),
+        }
+    }
+    Err(respond::error(&ShoalError::new(
+        ErrorCode::Unavailable,
+        "no KVDB proxy answered",
+    )))
+}
+
+/// The error answer for a key out of bounds, if it is.
+fn bad_key(key: &str) -> Option<Response> {
+    (key.is_empty() || key.len() > 1024).then(|| bad("a key has 1 to 1024 characters"))
+}
+
+pub async fn get_key(State(state): State<AdminState>, Path(key): Path<String>) -> Response {
+    if let Some(r) = bad_key(&key) {
+        return r;
+    }
+    let k = key.clone();
+    let got = match call(&state, |mut c| {
+        let key = k.clone();
+        async move { c.get(pb::GetRequest { key }).await }
+    })
+    .await
+    {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    if !got.found {
+        return respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no key '{key}'"),
+        ));
+    }
+    let k = key.clone();
+    let ttl = call(&state, |mut c| {
+        let key = k.clone();
+        async move { c.ttl(pb::TtlRequest { key }).await }
+    })
+    .await
+    .map_or(-1, |t| t.ttl_ms);
+    match String::from_utf8(got.value) {
+        Ok(text) => Json(json!({"key": key, "value": text, "ttl_ms": ttl})).into_response(),
+        Err(e) => Json(json!({
+            "key": key,
+            "value_base64": base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
+            "ttl_ms": ttl,
+        }))
+        .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PutQuery {
+    /// Seconds until the key expires.
+    expiry: Option<f64>,
+}
+
+pub async fn put_key(
+    State(state): State<AdminState>,
+    Path(key): Path<String>,
+    Query(q): Query<PutQuery>,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = bad_key(&key) {
+        return r;
+    }
+    let expiry_ms = match q.expiry {
+        None => 0,
+        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => (s * 1000.0).ceil() as u64,
+        Some(_) => return bad("expiry must be a positive number of seconds"),
+    };
+    let k = key.clone();
+    match call(&state, |mut c| {
+        let (key, value) = (k.clone(), body.to_vec());
+        async move {
+            c.set(pb::SetRequest {
+                key,
+                value,
+                expiry_ms,
+                if_absent: false,
+            })
+            .await
+        }
+    })
+    .await
+    {
+        Ok(r) => Json(json!({"key": key, "written": r.written})).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn delete_key(State(state): State<AdminState>, Path(key): Path<String>) -> Response {
+    if let Some(r) = bad_key(&key) {
+        return r;
+    }
+    let k = key.clone();
+    match call(&state, |mut c| {
+        let keys = vec![k.clone()];
+        async move { c.delete(pb::DeleteRequest { keys }).await }
+    })
+    .await
+    {
+        Ok(r) if r.deleted > 0 => Json(json!({"deleted": key})).into_response(),
+        Ok(_) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no key '{key}'"),
+        )),
+        Err(r) => r,
+    }
+}
