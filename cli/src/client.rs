@@ -108,6 +108,7 @@ pub fn error_message(text: &str) -> String {
 pub async fn apply_file(
     admin: &Admin,
     file: &std::path::Path,
+    prune: bool,
 ) -> anyhow::Result<Result<String, String>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
@@ -119,7 +120,7 @@ pub async fn apply_file(
     let (status, text) = admin
         .send(
             reqwest::Method::POST,
-            "apply",
+            if prune { "apply?prune=true" } else { "apply" },
             Some(serde_json::to_vec(&doc)?),
         )
         .await?;
@@ -128,7 +129,7 @@ pub async fn apply_file(
     }
     let v: Value = serde_json::from_str(&text)?;
     let mut report = String::new();
-    for what in ["created", "updated", "unchanged"] {
+    for what in ["created", "updated", "unchanged", "deleted"] {
         let items: Vec<&str> = v[what]
             .as_array()
             .map(|a| a.iter().filter_map(|i| i.as_str()).collect())

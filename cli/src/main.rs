@@ -44,6 +44,10 @@ enum Command {
         /// The file, e.g. shoal.yaml.
         #[arg(short = 'f', long = "file")]
         file: std::path::PathBuf,
+        /// Also delete the security definitions, channels and jobs the file does not
+        /// declare (the file becomes the whole configuration).
+        #[arg(long)]
+        prune: bool,
     },
     /// Print every security definition, channel and job as `shoal apply` takes them, without
     /// secrets.
@@ -96,7 +100,7 @@ fn main() {
             Command::Invoke { service, data } => invoke(&cli.admin, &service, data).await,
             Command::Services => services(&cli.admin).await,
             Command::Deploy { files, rollback } => deploy(&cli.admin, files, rollback).await,
-            Command::Apply { file } => apply(&cli.admin, &file).await,
+            Command::Apply { file, prune } => apply(&cli.admin, &file, prune).await,
             Command::Export => export(&cli.admin).await,
             Command::Jobs { action } => jobs(&cli.admin, action.unwrap_or(JobsAction::List)).await,
         };
@@ -288,9 +292,9 @@ async fn deploy(
     }
 }
 
-async fn apply(args: &AdminArgs, file: &std::path::Path) -> anyhow::Result<i32> {
+async fn apply(args: &AdminArgs, file: &std::path::Path, prune: bool) -> anyhow::Result<i32> {
     let admin = Admin::new(args)?;
-    match client::apply_file(&admin, file).await? {
+    match client::apply_file(&admin, file, prune).await? {
         Ok(report) => {
             print!("{report}");
             Ok(0)

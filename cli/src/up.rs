@@ -30,6 +30,10 @@ pub struct UpArgs {
     /// Scheduler processes (two or more for local HA).
     #[arg(long, default_value_t = 1)]
     pub schedulers: u32,
+    /// Redis for the KVDB and the caches (`redis://[:password@]host:port/db`); without
+    /// it the KVDB proxy keeps them in memory.
+    #[arg(long, env = "SHOAL_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
     /// Cluster name.
     #[arg(long, default_value = "default", env = "SHOAL_CLUSTER")]
     pub cluster: String,
@@ -118,6 +122,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
         args: [
             common("kvdb-proxy"),
             vec!["--listen".into(), "127.0.0.1:0".into()],
+            match &args.redis {
+                Some(url) => vec!["--redis-url".into(), url.clone()],
+                None => Vec::new(),
+            },
         ]
         .concat(),
     }];
@@ -264,7 +272,7 @@ async fn apply_config(file: &Path, admin_listen: &str, password_file: &Path) {
     };
     // The admin API may need a moment after the gateway registers.
     for _ in 0..50 {
-        match crate::client::apply_file(&admin, file).await {
+        match crate::client::apply_file(&admin, file, false).await {
             Ok(Ok(report)) => {
                 print!("applied {}:\n{report}", file.display());
                 return;

@@ -15,15 +15,19 @@ use crate::{ErrorCode, ShoalError};
 /// How long a member that failed to answer is skipped.
 const SKIP_FOR: Duration = Duration::from_secs(2);
 
-/// A channel per member address, and until when it is skipped.
-type Channels = HashMap<String, (Channel, Option<Instant>)>;
+#[derive(Default)]
+struct State {
+    channels: HashMap<String, Channel>,
+    /// Members skipped until the instant.
+    skipped: HashMap<String, Instant>,
+}
 
 /// A pool of channels to the live members of one role; cheap to clone.
 #[derive(Clone)]
 pub struct Peers {
     role: &'static str,
     discovery: Discovery,
-    channels: Arc<Mutex<Channels>>,
+    state: Arc<Mutex<State>>,
     timeout: Duration,
 }
 
@@ -33,37 +37,46 @@ impl Peers {
         Peers {
             role,
             discovery,
-            channels: Arc::default(),
+            state: Arc::default(),
             timeout,
         }
     }
 
-    /// A channel to a live member (the first by id that is not being skipped), and its
-    /// address to pass to [`Peers::failed`] if the call cannot reach it.
-    pub fn pick(&self) -> Result<(String, Channel), ShoalError> {
+    /// The address of a live member: the first by id that is not being skipped (or, when
+    /// all are, the first), for callers that keep their own channels.
+    pub fn pick_addr(&self) -> Result<String, ShoalError> {
         let members = self.discovery.members();
         let now = Instant::now();
-        let mut channels = self.channels.lock();
-        channels.retain(|addr, _| members.iter().any(|m| &m.grpc_addr == addr));
-        let usable = |addr: &str, ch: &Channels| {
-            ch.get(addr)
-                .and_then(|(_, until)| *until)
-                .is_none_or(|u| u <= now)
-        };
-        let addr = members
+        let mut state = self.state.lock();
+        state.skipped.retain(|_, until| *until > now);
+        let addrs: Vec<&str> = members
             .iter()
-            .map(|m| m.grpc_addr.clone())
+            .map(|m| m.grpc_addr.as_str())
             .filter(|a| !a.is_empty())
-            .find(|a| usable(a, &channels))
-            .or_else(|| members.first().map(|m| m.grpc_addr.clone()))
-            .filter(|a| !a.is_empty())
+            .collect();
+        addrs
+            .iter()
+            .find(|a| !state.skipped.contains_key(**a))
+            .or_else(|| addrs.first())
+            .map(|a| (*a).to_owned())
             .ok_or_else(|| {
                 ShoalError::new(
                     ErrorCode::Unavailable,
                     format!("no {} is running in this cluster", self.role),
                 )
-            })?;
-        if let Some((ch, _)) = channels.get(&addr) {
+            })
+    }
+
+    /// A channel to a live member, and its address to pass to [`Peers::failed`] if the
+    /// call cannot reach it. Call from within a tokio runtime.
+    pub fn pick(&self) -> Result<(String, Channel), ShoalError> {
+        let addr = self.pick_addr()?;
+        let members = self.discovery.members();
+        let mut state = self.state.lock();
+        state
+            .channels
+            .retain(|a, _| members.iter().any(|m| &m.grpc_addr == a));
+        if let Some(ch) = state.channels.get(&addr) {
             return Ok((addr, ch.clone()));
         }
         let ch = Endpoint::from_shared(format!("http://{addr}"))
@@ -72,14 +85,15 @@ impl Peers {
             .timeout(self.timeout)
             .tcp_nodelay(true)
             .connect_lazy();
-        channels.insert(addr.clone(), (ch.clone(), None));
+        state.channels.insert(addr.clone(), ch.clone());
         Ok((addr, ch))
     }
 
     /// Marks a member as unreachable for a moment.
     pub fn failed(&self, addr: &str) {
-        if let Some(entry) = self.channels.lock().get_mut(addr) {
-            entry.1 = Some(Instant::now() + SKIP_FOR);
-        }
+        self.state
+            .lock()
+            .skipped
+            .insert(addr.to_owned(), Instant::now() + SKIP_FOR);
     }
 }

@@ -424,6 +424,11 @@ pub async fn run(
             store: store.clone(),
             router: shoal_common::routing::Router::new(discovery),
             holder: member.id.clone(),
+            kvdb: shoal_common::peers::Peers::new(
+                role::KVDB,
+                members::Discovery::watch(&store, role::KVDB, cancel.clone()),
+                Duration::from_secs(10),
+            ),
         });
         if let Err(e) = native {
             tracing::warn!(error = %e, "remote invoke and cluster locks unavailable");

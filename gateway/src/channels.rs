@@ -510,8 +510,11 @@ fn apply_event<T: serde::de::DeserializeOwned>(
 pub struct HttpState {
     pub channels: Channels,
     pub router: Router,
-    /// For SOAP channels' WSDL (the services' SimpleIO).
+    /// For SOAP channels' WSDL (the services' SimpleIO), and WS-Security nonces when no
+    /// KVDB proxy runs.
     pub store: Store,
+    /// The KVDB proxies: the cluster-wide WS-Security nonce cache.
+    pub kvdb: shoal_common::peers::Peers,
 }
 
 /// The HTTP channels listener's handler.
@@ -946,7 +949,15 @@ async fn soap_call(
             }
         };
         if let Some(nonce) = &token.nonce {
-            match crate::wss::first_use(&state.store, &token.username, nonce, freshness).await {
+            match crate::wss::first_use(
+                &state.kvdb,
+                &state.store,
+                &token.username,
+                nonce,
+                freshness,
+            )
+            .await
+            {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(channel = %channel.name, "WS-Security nonce replayed");

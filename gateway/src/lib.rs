@@ -140,6 +140,11 @@ pub async fn run(
     let discovery = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
     let exec_router = shoal_common::routing::Router::new(discovery);
 
+    let kvdb_peers = shoal_common::peers::Peers::new(
+        role::KVDB,
+        Discovery::watch(&store, role::KVDB, cancel.clone()),
+        Duration::from_secs(10),
+    );
     let admin_state = admin::AdminState {
         auth: auth.clone(),
         router: exec_router.clone(),
@@ -150,11 +155,7 @@ pub async fn run(
             Discovery::watch(&store, role::SCHEDULER, cancel.clone()),
             Duration::from_secs(10),
         ),
-        kvdb: shoal_common::peers::Peers::new(
-            role::KVDB,
-            Discovery::watch(&store, role::KVDB, cancel.clone()),
-            Duration::from_secs(10),
-        ),
+        kvdb: kvdb_peers.clone(),
     };
     let admin_app = admin::router(admin_state, &ops);
     let limits = shoal_common::http::HttpLimits {
@@ -177,6 +178,7 @@ pub async fn run(
             channels: channels.clone(),
             router: exec_router.clone(),
             store: store.clone(),
+            kvdb: kvdb_peers.clone(),
         })
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))

@@ -168,9 +168,20 @@ pub(crate) async fn put_if_changed<
     Ok(what)
 }
 
+/// `?prune=true` on `POST apply`.
+#[derive(serde::Deserialize, Default)]
+pub struct ApplyQuery {
+    #[serde(default)]
+    prune: bool,
+}
+
 /// `POST /api/v1/apply`: the `shoal apply` document as JSON; idempotent; objects not in
-/// the document are left alone.
-pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
+/// the document are left alone, unless `?prune=true`, which deletes them.
+pub async fn apply(
+    State(state): State<AdminState>,
+    axum::extract::Query(q): axum::extract::Query<ApplyQuery>,
+    body: Bytes,
+) -> Response {
     let doc: ApplyDoc = match serde_json::from_slice(&body) {
         Ok(d) => d,
         Err(e) => return bad(format!("invalid apply document: {e}")),
@@ -194,6 +205,29 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
     let known: Vec<String> = security.keys().cloned().collect();
     if let Err(e) = doc.validate(&known) {
         return bad(e);
+    }
+    // With prune, what exists and the document does not declare goes.
+    let mut prune: Vec<String> = Vec::new();
+    if q.prune {
+        let declared: std::collections::HashSet<String> = doc
+            .security
+            .iter()
+            .map(|x| format!("security/{}", x.name()))
+            .chain(
+                doc.channels
+                    .iter()
+                    .map(|c| format!("channels/{}", c.name())),
+            )
+            .chain(doc.jobs.iter().map(|j| jobs::def_key(&j.name)))
+            .collect();
+        prune = security
+            .keys()
+            .map(|n| format!("security/{n}"))
+            .chain(channels.keys().map(|n| format!("channels/{n}")))
+            .chain(jobs.keys().map(|n| jobs::def_key(n)))
+            .filter(|k| !declared.contains(k))
+            .collect();
+        prune.sort();
     }
     // Every change of the document is written in one transaction, so the gateways see
     // the new configuration at once, never half of it.
@@ -230,6 +264,16 @@ pub async fn apply(State(state): State<AdminState>, body: Bytes) -> Response {
     }
     if let Err(e) = state.store.put_many(writes).await {
         return store_err(e);
+    }
+    for key in prune {
+        if let Err(e) = state.store.delete(&key).await {
+            return store_err(e);
+        }
+        if let Some(name) = key.strip_prefix("jobs/") {
+            let _ = state.store.delete(&jobs::run_key(name)).await;
+            let _ = state.store.delete(&jobs::result_key(name)).await;
+        }
+        push(&mut report, "deleted", key);
     }
     Json(serde_json::Value::Object(report)).into_response()
 }

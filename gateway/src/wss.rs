@@ -1,7 +1,8 @@
 //! WS-Security UsernameToken checks for SOAP channels: PasswordText against the stored
 //! hash, PasswordDigest (`Base64(SHA-1(nonce + created + password))`) against the
 //! password, `Created` within `max_age`, and each nonce accepted once per
-//! `nonce_freshness` across every gateway of the cluster (a create-if-absent key on a
+//! `nonce_freshness` across every gateway of the cluster (`SET NX` in the KVDB, or, with no
+//! KVDB proxy running, a create-if-absent key on a
 //! lease in the config store). Zato's replay check is a no-op; this one is real.
 
 use base64::Engine;
@@ -109,7 +110,12 @@ pub fn check(policy: &Policy, token: &Token, now: i64) -> Result<(), &'static st
 }
 
 /// Records a nonce; false when it was already seen within its freshness window (a replay).
+/// The record is a `SET NX` with expiry in the KVDB (`wss-nonce/<sha256>`), shared by every
+/// gateway; when no KVDB proxy runs, a create-if-absent key on a lease in the config store
+/// does the same. A KVDB that cannot answer is an error (the request is refused), never a
+/// silent pass.
 pub async fn first_use(
+    kvdb: &shoal_common::peers::Peers,
     store: &Store,
     username: &str,
     nonce: &str,
@@ -119,8 +125,28 @@ pub async fn first_use(
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let freshness = freshness.max(2);
+    for _ in 0..3 {
+        let Ok((addr, channel)) = kvdb.pick() else {
+            break;
+        };
+        let mut client = shoal_proto::kvdb::v1::kvdb_client::KvdbClient::new(channel);
+        let r = client
+            .set(shoal_proto::kvdb::v1::SetRequest {
+                key: format!("wss-nonce/{id}"),
+                value: b"1".to_vec(),
+                expiry_ms: freshness * 1000,
+                if_absent: true,
+            })
+            .await;
+        match r {
+            Ok(r) => return Ok(r.into_inner().written),
+            Err(s) if shoal_common::routing::never_sent(&s) => kvdb.failed(&addr),
+            Err(s) => return Err(format!("the KVDB: {}", s.message())),
+        }
+    }
     let lease = store
-        .grant(freshness.max(2) as i64)
+        .grant(freshness as i64)
         .await
         .map_err(|e| e.to_string())?;
     let created = store

@@ -1,8 +1,9 @@
 //! `shoal-kvdb-proxy`: the KVDB and cache API (`shoal.kvdb.v1.Kvdb`) that services use as
-//! `self.kvdb` and `self.cache`. This version serves from memory ([`memory`]), which is
-//! `shoal up`'s default; the Redis backend plugs in behind the same API.
+//! `self.kvdb` and `self.cache`, over Redis ([`redis_backend`], with `--redis-url`) or, with
+//! no Redis configured, from memory ([`memory`]; `shoal up`'s default).
 
 pub mod memory;
+pub mod redis_backend;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::memory::Memory;
+use crate::redis_backend::RedisKv;
 
 /// KVDB proxy configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +28,8 @@ pub struct Options {
     pub common: CommonOptions,
     /// gRPC listen address.
     pub listen: String,
+    /// Redis to serve from (`redis://[:password@]host:port/db`); empty: memory.
+    pub redis_url: String,
 }
 
 impl Default for Options {
@@ -36,26 +40,60 @@ impl Default for Options {
                 ..CommonOptions::default()
             },
             listen: "127.0.0.1:11236".into(),
+            redis_url: String::new(),
         }
     }
 }
 
-/// The gRPC service over a backend.
-#[derive(Clone, Default)]
-pub struct KvdbService {
-    mem: Arc<Memory>,
+/// Where the data lives.
+#[derive(Clone)]
+pub enum Backend {
+    /// In this process (lost on restart); `shoal up`'s default.
+    Memory(Arc<Memory>),
+    /// A Redis server.
+    Redis(RedisKv),
 }
+
+/// The gRPC service over a backend.
+#[derive(Clone)]
+pub struct KvdbService {
+    backend: Backend,
+}
+
+impl Default for KvdbService {
+    fn default() -> Self {
+        KvdbService::new(Backend::Memory(Arc::default()))
+    }
+}
+
+/// Longest key accepted (Redis allows more; nobody needs it, and it bounds memory).
+const MAX_KEY: usize = 1024;
 
 fn key_required(key: &str) -> Result<(), Status> {
     if key.is_empty() {
         Err(Status::invalid_argument("key is required"))
+    } else if key.len() > MAX_KEY {
+        Err(Status::invalid_argument(format!(
+            "key is {} bytes; at most {MAX_KEY} are allowed",
+            key.len()
+        )))
     } else {
         Ok(())
     }
 }
 
-fn strings(v: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    v.to_vec()
+fn need(ok: bool, msg: &str) -> Result<(), Status> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(msg.to_owned()))
+    }
+}
+
+impl KvdbService {
+    pub fn new(backend: Backend) -> KvdbService {
+        KvdbService { backend }
+    }
 }
 
 #[tonic::async_trait]
@@ -63,7 +101,10 @@ impl pb::kvdb_server::Kvdb for KvdbService {
     async fn get(&self, r: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let r = r.into_inner();
         key_required(&r.key)?;
-        let v = self.mem.get(&r.key)?;
+        let v = match &self.backend {
+            Backend::Memory(m) => m.get(&r.key)?,
+            Backend::Redis(c) => c.get(&r.key).await?,
+        };
         Ok(Response::new(pb::GetResponse {
             found: v.is_some(),
             value: v.unwrap_or_default(),
@@ -73,8 +114,13 @@ impl pb::kvdb_server::Kvdb for KvdbService {
     async fn set(&self, r: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
         let r = r.into_inner();
         key_required(&r.key)?;
-        let expiry = (r.expiry_ms > 0).then(|| Duration::from_millis(r.expiry_ms));
-        let written = self.mem.set(&r.key, r.value, expiry, r.if_absent);
+        let written = match &self.backend {
+            Backend::Memory(m) => {
+                let expiry = (r.expiry_ms > 0).then(|| Duration::from_millis(r.expiry_ms));
+                m.set(&r.key, r.value, expiry, r.if_absent)
+            }
+            Backend::Redis(c) => c.set(&r.key, r.value, r.expiry_ms, r.if_absent).await?,
+        };
         Ok(Response::new(pb::SetResponse { written }))
     }
 
@@ -82,18 +128,28 @@ impl pb::kvdb_server::Kvdb for KvdbService {
         &self,
         r: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        Ok(Response::new(pb::DeleteResponse {
-            deleted: self.mem.delete(&r.into_inner().keys),
-        }))
+        let keys = r.into_inner().keys;
+        for k in &keys {
+            key_required(k)?;
+        }
+        let deleted = match &self.backend {
+            Backend::Memory(m) => m.delete(&keys),
+            Backend::Redis(c) => c.delete(&keys).await?,
+        };
+        Ok(Response::new(pb::DeleteResponse { deleted }))
     }
 
     async fn exists(
         &self,
         r: Request<pb::ExistsRequest>,
     ) -> Result<Response<pb::ExistsResponse>, Status> {
-        Ok(Response::new(pb::ExistsResponse {
-            exists: self.mem.exists(&r.into_inner().key),
-        }))
+        let key = r.into_inner().key;
+        key_required(&key)?;
+        let exists = match &self.backend {
+            Backend::Memory(m) => m.exists(&key),
+            Backend::Redis(c) => c.exists(&key).await?,
+        };
+        Ok(Response::new(pb::ExistsResponse { exists }))
     }
 
     async fn expire(
@@ -101,14 +157,22 @@ impl pb::kvdb_server::Kvdb for KvdbService {
         r: Request<pb::ExpireRequest>,
     ) -> Result<Response<pb::ExpireResponse>, Status> {
         let r = r.into_inner();
-        let updated = self.mem.expire(&r.key, Duration::from_millis(r.expiry_ms));
+        key_required(&r.key)?;
+        let updated = match &self.backend {
+            Backend::Memory(m) => m.expire(&r.key, Duration::from_millis(r.expiry_ms)),
+            Backend::Redis(c) => c.expire(&r.key, r.expiry_ms).await?,
+        };
         Ok(Response::new(pb::ExpireResponse { updated }))
     }
 
     async fn ttl(&self, r: Request<pb::TtlRequest>) -> Result<Response<pb::TtlResponse>, Status> {
-        Ok(Response::new(pb::TtlResponse {
-            ttl_ms: self.mem.ttl(&r.into_inner().key),
-        }))
+        let key = r.into_inner().key;
+        key_required(&key)?;
+        let ttl_ms = match &self.backend {
+            Backend::Memory(m) => m.ttl(&key),
+            Backend::Redis(c) => c.ttl(&key).await?,
+        };
+        Ok(Response::new(pb::TtlResponse { ttl_ms }))
     }
 
     async fn incr_by(
@@ -117,9 +181,11 @@ impl pb::kvdb_server::Kvdb for KvdbService {
     ) -> Result<Response<pb::IncrByResponse>, Status> {
         let r = r.into_inner();
         key_required(&r.key)?;
-        Ok(Response::new(pb::IncrByResponse {
-            value: self.mem.incr_by(&r.key, r.by)?,
-        }))
+        let value = match &self.backend {
+            Backend::Memory(m) => m.incr_by(&r.key, r.by)?,
+            Backend::Redis(c) => c.incr_by(&r.key, r.by).await?,
+        };
+        Ok(Response::new(pb::IncrByResponse { value }))
     }
 
     async fn scan(
@@ -127,9 +193,11 @@ impl pb::kvdb_server::Kvdb for KvdbService {
         r: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let r = r.into_inner();
-        Ok(Response::new(pb::ScanResponse {
-            keys: self.mem.scan(&r.prefix, r.limit as usize),
-        }))
+        let keys = match &self.backend {
+            Backend::Memory(m) => m.scan(&r.prefix, r.limit as usize),
+            Backend::Redis(c) => c.scan(&r.prefix, r.limit as usize).await?,
+        };
+        Ok(Response::new(pb::ScanResponse { keys }))
     }
 
     async fn hash_op(
@@ -138,75 +206,20 @@ impl pb::kvdb_server::Kvdb for KvdbService {
     ) -> Result<Response<pb::CollectionResponse>, Status> {
         let r = r.into_inner();
         key_required(&r.key)?;
-        let mut out = pb::CollectionResponse::default();
         match r.op.as_str() {
-            "hset" => {
-                if r.fields.len() != r.values.len() || r.fields.is_empty() {
-                    return Err(Status::invalid_argument(
-                        "hset needs as many values as fields",
-                    ));
-                }
-                out.count = self.mem.with_hash(&r.key, true, |h| {
-                    let Some(h) = h else { return 0 };
-                    r.fields
-                        .iter()
-                        .zip(r.values)
-                        .filter(|(f, v)| h.insert((*f).clone(), v.clone()).is_none())
-                        .count() as i64
-                })?;
-            }
-            "hget" => {
-                let field = r
-                    .fields
-                    .first()
-                    .ok_or_else(|| Status::invalid_argument("hget needs a field"))?;
-                if let Some(v) = self
-                    .mem
-                    .with_hash(&r.key, false, |h| h.and_then(|h| h.get(field).cloned()))?
-                {
-                    out.found = true;
-                    out.values.push(v);
-                }
-            }
-            "hdel" => {
-                out.count = self.mem.with_hash(&r.key, false, |h| {
-                    h.map(|h| r.fields.iter().filter(|f| h.remove(*f).is_some()).count() as i64)
-                        .unwrap_or(0)
-                })?;
-            }
-            "hgetall" | "hkeys" => {
-                let all = self
-                    .mem
-                    .with_hash(&r.key, false, |h| h.map(|h| h.clone()).unwrap_or_default())?;
-                out.count = all.len() as i64;
-                for (k, v) in all {
-                    out.fields.push(k);
-                    if r.op == "hgetall" {
-                        out.values.push(v);
-                    }
-                }
-            }
-            "hexists" => {
-                let field = r
-                    .fields
-                    .first()
-                    .ok_or_else(|| Status::invalid_argument("hexists needs a field"))?;
-                out.found = self
-                    .mem
-                    .with_hash(&r.key, false, |h| h.is_some_and(|h| h.contains_key(field)))?;
-            }
-            "hlen" => {
-                out.count = self
-                    .mem
-                    .with_hash(&r.key, false, |h| h.map_or(0, |h| h.len() as i64))?
-            }
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown hash op '{other}'"
-                )));
-            }
+            "hset" => need(
+                !r.fields.is_empty() && r.fields.len() == r.values.len(),
+                "hset needs as many values as fields",
+            )?,
+            "hget" | "hexists" => need(!r.fields.is_empty(), "the command needs a field")?,
+            "hdel" => need(!r.fields.is_empty(), "hdel needs at least one field")?,
+            "hgetall" | "hkeys" | "hlen" => {}
+            other => need(false, &format!("unknown hash op '{other}'"))?,
         }
-        Ok(Response::new(out))
+        Ok(Response::new(match &self.backend {
+            Backend::Memory(m) => memory::hash_op(m, r)?,
+            Backend::Redis(c) => c.hash_op(r).await?,
+        }))
     }
 
     async fn list_op(
@@ -215,57 +228,15 @@ impl pb::kvdb_server::Kvdb for KvdbService {
     ) -> Result<Response<pb::CollectionResponse>, Status> {
         let r = r.into_inner();
         key_required(&r.key)?;
-        let mut out = pb::CollectionResponse::default();
         match r.op.as_str() {
-            "lpush" | "rpush" => {
-                let values = strings(&r.values);
-                let left = r.op == "lpush";
-                out.count = self.mem.with_list(&r.key, true, |l| {
-                    let Some(l) = l else { return 0 };
-                    for v in values {
-                        if left {
-                            l.push_front(v)
-                        } else {
-                            l.push_back(v)
-                        }
-                    }
-                    l.len() as i64
-                })?;
-            }
-            "lpop" | "rpop" => {
-                let left = r.op == "lpop";
-                if let Some(v) = self.mem.with_list(&r.key, false, |l| {
-                    l.and_then(|l| if left { l.pop_front() } else { l.pop_back() })
-                })? {
-                    out.found = true;
-                    out.values.push(v);
-                }
-            }
-            "lrange" => {
-                out.values = self.mem.with_list(&r.key, false, |l| {
-                    let Some(l) = l else { return Vec::new() };
-                    let len = l.len() as i64;
-                    let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i.min(len) };
-                    let (start, stop) = (norm(r.start), norm(r.stop).min(len - 1));
-                    if start > stop || len == 0 {
-                        return Vec::new();
-                    }
-                    l.range(start as usize..=stop as usize).cloned().collect()
-                })?;
-                out.count = out.values.len() as i64;
-            }
-            "llen" => {
-                out.count = self
-                    .mem
-                    .with_list(&r.key, false, |l| l.map_or(0, |l| l.len() as i64))?
-            }
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown list op '{other}'"
-                )));
-            }
+            "lpush" | "rpush" => need(!r.values.is_empty(), "a push needs at least one value")?,
+            "lpop" | "rpop" | "lrange" | "llen" => {}
+            other => need(false, &format!("unknown list op '{other}'"))?,
         }
-        Ok(Response::new(out))
+        Ok(Response::new(match &self.backend {
+            Backend::Memory(m) => memory::list_op(m, r)?,
+            Backend::Redis(c) => c.list_op(r).await?,
+        }))
     }
 
     async fn set_op(
@@ -274,47 +245,17 @@ impl pb::kvdb_server::Kvdb for KvdbService {
     ) -> Result<Response<pb::CollectionResponse>, Status> {
         let r = r.into_inner();
         key_required(&r.key)?;
-        let mut out = pb::CollectionResponse::default();
         match r.op.as_str() {
-            "sadd" => {
-                out.count = self.mem.with_set(&r.key, true, |s| {
-                    let Some(s) = s else { return 0 };
-                    r.members.iter().filter(|m| s.insert((*m).clone())).count() as i64
-                })?;
+            "sadd" | "srem" | "sismember" => {
+                need(!r.members.is_empty(), "the command needs a member")?
             }
-            "srem" => {
-                out.count = self.mem.with_set(&r.key, false, |s| {
-                    s.map(|s| r.members.iter().filter(|m| s.remove(*m)).count() as i64)
-                        .unwrap_or(0)
-                })?;
-            }
-            "smembers" => {
-                out.values = self.mem.with_set(&r.key, false, |s| {
-                    s.map(|s| s.iter().cloned().collect()).unwrap_or_default()
-                })?;
-                out.count = out.values.len() as i64;
-            }
-            "sismember" => {
-                let m = r
-                    .members
-                    .first()
-                    .ok_or_else(|| Status::invalid_argument("sismember needs a member"))?;
-                out.found = self
-                    .mem
-                    .with_set(&r.key, false, |s| s.is_some_and(|s| s.contains(m)))?;
-            }
-            "scard" => {
-                out.count = self
-                    .mem
-                    .with_set(&r.key, false, |s| s.map_or(0, |s| s.len() as i64))?
-            }
-            other => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown set op '{other}'"
-                )));
-            }
+            "smembers" | "scard" => {}
+            other => need(false, &format!("unknown set op '{other}'"))?,
         }
-        Ok(Response::new(out))
+        Ok(Response::new(match &self.backend {
+            Backend::Memory(m) => memory::set_op(m, r)?,
+            Backend::Redis(c) => c.set_op(r).await?,
+        }))
     }
 }
 
@@ -324,18 +265,34 @@ pub async fn run(
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let service = KvdbService::default();
-    let mem = service.mem.clone();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                _ = c.cancelled() => return,
-                _ = tick.tick() => mem.sweep(),
+    let backend = if options.redis_url.is_empty() {
+        tracing::info!("serving the KVDB from memory (no Redis configured)");
+        Backend::Memory(Arc::default())
+    } else {
+        let r = RedisKv::new(&options.redis_url).map_err(anyhow::Error::msg)?;
+        match r.ping().await {
+            Ok(()) => {
+                tracing::info!(redis = %redis_backend::redact(&options.redis_url), "serving the KVDB from Redis")
             }
+            // Start anyway: calls fail clearly until Redis answers, then recover.
+            Err(e) => tracing::warn!(error = %e.message(), "Redis does not answer yet"),
         }
-    });
+        Backend::Redis(r)
+    };
+    if let Backend::Memory(mem) = &backend {
+        let mem = mem.clone();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => return,
+                    _ = tick.tick() => mem.sweep(),
+                }
+            }
+        });
+    }
+    let service = KvdbService::new(backend);
     let routes = tonic::service::Routes::new(pb::kvdb_server::KvdbServer::new(service));
     component::serve(
         component::Spec {
@@ -361,9 +318,43 @@ mod tests {
         s.as_bytes().to_vec()
     }
 
+    /// The service over a real Redis (local, port 6379), on its own database, emptied.
+    async fn on_redis(db: u8) -> KvdbService {
+        let url = format!("redis://127.0.0.1:6379/{db}");
+        let client = redis::Client::open(url.as_str()).expect("url");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis on 127.0.0.1:6379 (the test command starts it)");
+        let _: () = redis::cmd("FLUSHDB")
+            .query_async(&mut c)
+            .await
+            .expect("flushdb");
+        KvdbService::new(Backend::Redis(RedisKv::new(&url).expect("redis")))
+    }
+
     #[tokio::test]
-    async fn strings_expiry_and_counters() {
-        let k = KvdbService::default();
+    async fn strings_in_memory() {
+        strings_expiry_and_counters(KvdbService::default()).await;
+    }
+
+    #[tokio::test]
+    async fn strings_on_redis() {
+        strings_expiry_and_counters(on_redis(13).await).await;
+    }
+
+    #[tokio::test]
+    async fn collections_in_memory() {
+        hashes_lists_sets_and_wrong_types(KvdbService::default()).await;
+    }
+
+    #[tokio::test]
+    async fn collections_on_redis() {
+        hashes_lists_sets_and_wrong_types(on_redis(14).await).await;
+    }
+
+    /// The same assertions hold for every backend: that is the contract.
+    async fn strings_expiry_and_counters(k: KvdbService) {
         let set = |key: &str, v: &str, ms: u64, nx: bool| pb::SetRequest {
             key: key.into(),
             value: b(v),
@@ -486,9 +477,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn hashes_lists_sets_and_wrong_types() {
-        let k = KvdbService::default();
+    async fn hashes_lists_sets_and_wrong_types(k: KvdbService) {
         let h = |op: &str, fields: &[&str], values: &[&str]| pb::HashRequest {
             op: op.into(),
             key: "h".into(),

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use shoal_proto::kvdb::v1 as pb;
 use tonic::Status;
 
 enum Value {
@@ -245,4 +246,159 @@ impl Memory {
             .lock()
             .retain(|_, i| i.expires.is_none_or(|e| e > now));
     }
+}
+
+/// `hash_op` on the in-memory backend, with Redis semantics.
+pub fn hash_op(mem: &Memory, r: pb::HashRequest) -> Result<pb::CollectionResponse, Status> {
+    let mut out = pb::CollectionResponse::default();
+    match r.op.as_str() {
+        "hset" => {
+            if r.fields.len() != r.values.len() || r.fields.is_empty() {
+                return Err(Status::invalid_argument(
+                    "hset needs as many values as fields",
+                ));
+            }
+            out.count = mem.with_hash(&r.key, true, |h| {
+                let Some(h) = h else { return 0 };
+                r.fields
+                    .iter()
+                    .zip(r.values)
+                    .filter(|(f, v)| h.insert((*f).clone(), v.clone()).is_none())
+                    .count() as i64
+            })?;
+        }
+        "hget" => {
+            let field = r
+                .fields
+                .first()
+                .ok_or_else(|| Status::invalid_argument("hget needs a field"))?;
+            if let Some(v) =
+                mem.with_hash(&r.key, false, |h| h.and_then(|h| h.get(field).cloned()))?
+            {
+                out.found = true;
+                out.values.push(v);
+            }
+        }
+        "hdel" => {
+            out.count = mem.with_hash(&r.key, false, |h| {
+                h.map(|h| r.fields.iter().filter(|f| h.remove(*f).is_some()).count() as i64)
+                    .unwrap_or(0)
+            })?;
+        }
+        "hgetall" | "hkeys" => {
+            let all = mem.with_hash(&r.key, false, |h| h.map(|h| h.clone()).unwrap_or_default())?;
+            out.count = all.len() as i64;
+            for (k, v) in all {
+                out.fields.push(k);
+                if r.op == "hgetall" {
+                    out.values.push(v);
+                }
+            }
+        }
+        "hexists" => {
+            let field = r
+                .fields
+                .first()
+                .ok_or_else(|| Status::invalid_argument("hexists needs a field"))?;
+            out.found =
+                mem.with_hash(&r.key, false, |h| h.is_some_and(|h| h.contains_key(field)))?;
+        }
+        "hlen" => out.count = mem.with_hash(&r.key, false, |h| h.map_or(0, |h| h.len() as i64))?,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "unknown hash op '{other}'"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// `list_op` on the in-memory backend, with Redis semantics.
+pub fn list_op(mem: &Memory, r: pb::ListRequest) -> Result<pb::CollectionResponse, Status> {
+    let mut out = pb::CollectionResponse::default();
+    match r.op.as_str() {
+        "lpush" | "rpush" => {
+            let values = r.values.clone();
+            let left = r.op == "lpush";
+            out.count = mem.with_list(&r.key, true, |l| {
+                let Some(l) = l else { return 0 };
+                for v in values {
+                    if left {
+                        l.push_front(v)
+                    } else {
+                        l.push_back(v)
+                    }
+                }
+                l.len() as i64
+            })?;
+        }
+        "lpop" | "rpop" => {
+            let left = r.op == "lpop";
+            if let Some(v) = mem.with_list(&r.key, false, |l| {
+                l.and_then(|l| if left { l.pop_front() } else { l.pop_back() })
+            })? {
+                out.found = true;
+                out.values.push(v);
+            }
+        }
+        "lrange" => {
+            out.values = mem.with_list(&r.key, false, |l| {
+                let Some(l) = l else { return Vec::new() };
+                let len = l.len() as i64;
+                let norm = |i: i64| if i < 0 { (len + i).max(0) } else { i.min(len) };
+                let (start, stop) = (norm(r.start), norm(r.stop).min(len - 1));
+                if start > stop || len == 0 {
+                    return Vec::new();
+                }
+                l.range(start as usize..=stop as usize).cloned().collect()
+            })?;
+            out.count = out.values.len() as i64;
+        }
+        "llen" => out.count = mem.with_list(&r.key, false, |l| l.map_or(0, |l| l.len() as i64))?,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "unknown list op '{other}'"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// `set_op` on the in-memory backend, with Redis semantics.
+pub fn set_op(mem: &Memory, r: pb::SetOpRequest) -> Result<pb::CollectionResponse, Status> {
+    let mut out = pb::CollectionResponse::default();
+    match r.op.as_str() {
+        "sadd" => {
+            out.count = mem.with_set(&r.key, true, |s| {
+                let Some(s) = s else { return 0 };
+                r.members.iter().filter(|m| s.insert((*m).clone())).count() as i64
+            })?;
+        }
+        "srem" => {
+            out.count = mem.with_set(&r.key, false, |s| {
+                s.map(|s| r.members.iter().filter(|m| s.remove(*m)).count() as i64)
+                    .unwrap_or(0)
+            })?;
+        }
+        "smembers" => {
+            out.values = mem.with_set(&r.key, false, |s| {
+                s.map(|s| s.iter().cloned().collect()).unwrap_or_default()
+            })?;
+            out.count = out.values.len() as i64;
+        }
+        "sismember" => {
+            let m = r
+                .members
+                .first()
+                .ok_or_else(|| Status::invalid_argument("sismember needs a member"))?;
+            out.found = mem.with_set(&r.key, false, |s| s.is_some_and(|s| s.contains(m)))?;
+        }
+        "scard" => out.count = mem.with_set(&r.key, false, |s| s.map_or(0, |s| s.len() as i64))?,
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "unknown set op '{other}'"
+            )));
+        }
+    }
+    Ok(out)
 }

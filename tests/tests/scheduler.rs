@@ -283,6 +283,21 @@ async fn a_failed_run_is_recorded_not_retried() {
         out.contains("nightly") && out.contains("0 0 2 * * *"),
         "{out}"
     );
+    // `shoal apply --prune`: the file is the whole configuration; what it omits goes.
+    let file = c.dir.path().join("only-weekly.yaml");
+    std::fs::write(
+        &file,
+        "jobs:\n  - {name: weekly, type: interval, weeks: 1, service: probe.tick, is_active: false}\n",
+    )
+    .expect("write");
+    let (code, out, err) = c
+        .cli(&["apply", "-f", &file.display().to_string(), "--prune"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created: jobs/weekly"), "{out}");
+    assert!(out.contains("deleted: jobs/nightly"), "{out}");
+    let (s, _) = admin(&c, reqwest::Method::GET, "jobs/nightly", None).await;
+    assert_eq!(s, 404);
     let file = c.dir.path().join("ticks.jsonl");
     put_job(
         &c,

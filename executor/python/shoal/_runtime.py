@@ -84,6 +84,7 @@ class Runtime:
         self.outgoing = {}         # kind -> {name: connection}
         self.caches = {}           # name -> cache
         self.kvdb_conn = None
+        self.kv = None             # the KVDB transport behind self.kvdb and self.cache
         self.stubs = {}            # service name -> callable(payload) -> response
         self.native = None         # the executor's _shoal_native module, when running in one
         self.locks = LocalLocks()
@@ -269,6 +270,9 @@ class Runtime:
         """Called by the executor: remote invoke and cluster-wide locks go through Rust."""
         self.native = native
         self.locks = ClusterLocks(native)
+        if hasattr(native, 'kvdb_call'):
+            from shoal.kvdb import NativeTransport
+            self.kv = NativeTransport(native)
 
     @property
     def background(self):

@@ -87,26 +87,41 @@ class _Unwired:
 
 class Caches:
     """``self.cache``: ``.default`` and named caches (``self.cache['name']``,
-    ``get_cache('builtin', name)``)."""
+    ``get_cache('builtin', name)``), over the cluster's KVDB. A cache stubbed with
+    ``shoal.testing`` wins over the KVDB."""
 
-    def __init__(self, registry):
+    def __init__(self, registry, transport=None):
         self._registry = registry
+        self._transport = transport
+
+    def _cache(self, name):
+        stub = self._registry.get(name)
+        if stub is not None:
+            return stub
+        if self._transport is None:
+            return _Unwired("the cache '{}'".format(name))
+        from shoal.kvdb import Cache
+        return Cache(self._transport, name)
 
     @property
     def default(self):
-        return self._registry.get('default') or _Unwired("the cache 'default'")
+        return self._cache('default')
 
     def __getitem__(self, name):
-        return self._registry.get(name) or _Unwired("the cache '{}'".format(name))
+        return self._cache(name)
 
     def get_cache(self, _type, name):
-        return self[name]
+        return self._cache(name)
 
 
 class KVDB:
-    """``self.kvdb``: ``.conn`` behaves like a redis-py client once the KVDB is wired."""
+    """``self.kvdb``: ``.conn`` behaves like a redis-py client (Zato 2.0's
+    ``self.kvdb.conn.get(...)``), over the cluster's KVDB."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, transport=None):
+        if conn is None and transport is not None:
+            from shoal.kvdb import KVDBConnection
+            conn = KVDBConnection(transport)
         self.conn = conn if conn is not None else _Unwired('the KVDB')
 
 

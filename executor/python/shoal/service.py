@@ -257,13 +257,13 @@ class Service:
     def cache(self):
         """Zato 3.2's cache API: ``self.cache.default.get(key)``."""
         from shoal.context import Caches
-        return Caches(self._rt().caches)
+        return Caches(self._rt().caches, self._rt().kv)
 
     @property
     def kvdb(self):
         """Zato 2.0's KVDB: ``self.kvdb.conn.get(key)``."""
         from shoal.context import KVDB
-        return KVDB(self._rt().kvdb_conn)
+        return KVDB(self._rt().kvdb_conn, self._rt().kv)
 
     @property
     def time(self):

@@ -22,6 +22,7 @@ import os
 import types
 import unittest
 
+from shoal.kvdb import MemoryTransport
 from shoal._runtime import Runtime
 from shoal.service import Service, ServiceError, new_cid
 
@@ -69,6 +70,9 @@ class ServiceHarness:
 
     def __init__(self, *sources):
         self.runtime = Runtime()
+        # self.cache and self.kvdb work in tests, on an in-process store with the KVDB's
+        # semantics (expiry, counters, hashes, lists, sets, WRONGTYPE).
+        self.runtime.kv = MemoryTransport()
         for s in sources:
             self.add(s)
 
