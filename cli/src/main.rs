@@ -80,6 +80,9 @@ enum JobsAction {
     },
 }
 
+#[global_allocator]
+static GLOBAL: shoal_common::Allocator = shoal_common::Allocator;
+
 fn main() {
     let cli = Cli::parse();
     shoal_common::telemetry::init(false);

@@ -301,7 +301,19 @@ async fn supervise(spec: ChildSpec, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(200);
     loop {
         let started = tokio::time::Instant::now();
-        let mut child = match Command::new(&spec.program)
+        let mut cmd = Command::new(&spec.program);
+        // mimalloc (every binary's allocator) keeps freed memory for 10 ms and commits
+        // arenas eagerly: fast, but an idle gateway then sits at ~60 MB instead of ~13 MB.
+        // Return memory at once (measured: no throughput change beyond noise).
+        for (k, v) in [
+            ("MIMALLOC_PURGE_DELAY", "0"),
+            ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+        ] {
+            if std::env::var_os(k).is_none() {
+                cmd.env(k, v);
+            }
+        }
+        let mut child = match cmd
             .args(&spec.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::inherit())

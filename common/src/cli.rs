@@ -159,6 +159,9 @@ where
 #[macro_export]
 macro_rules! component_main {
     ($name:literal, $about:literal, $krate:ident) => {
+        #[global_allocator]
+        static GLOBAL: $crate::Allocator = $crate::Allocator;
+
         #[derive(clap::Parser, Debug, serde::Serialize)]
         #[command(name = $name, version, about = $about)]
         struct Cli {

@@ -6,6 +6,11 @@
 //! Nothing here knows about services, channels or Python: this crate must stay small
 //! enough that every binary can depend on it.
 
+/// The allocator every Shoal binary uses (`#[global_allocator]` in each `main.rs`):
+/// mimalloc, which took the gateway's allocation cost from ~17 % of its CPU (glibc malloc,
+/// free and consolidation) to a few percent.
+pub use mimalloc::MiMalloc as Allocator;
+
 pub mod cli;
 pub mod component;
 pub mod config;

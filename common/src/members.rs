@@ -164,21 +164,23 @@ pub fn register(store: Store, member: Member, ttl: i64, cancel: CancellationToke
 /// A live view of one role's members.
 #[derive(Clone)]
 pub struct Discovery {
-    members: Arc<RwLock<BTreeMap<String, Member>>>,
+    /// The members, as an immutable snapshot replaced on every change: readers on the
+    /// request path take an `Arc`, never a copy of every member's service list.
+    members: Arc<RwLock<Arc<Vec<Member>>>>,
     changed: watch::Receiver<u64>,
 }
 
 impl Discovery {
     /// Starts watching `members/<role>/`.
     pub fn watch(store: &Store, role: &str, cancel: CancellationToken) -> Discovery {
-        let members: Arc<RwLock<BTreeMap<String, Member>>> = Arc::default();
+        let members: Arc<RwLock<Arc<Vec<Member>>>> = Arc::default();
         let (tx, changed) = watch::channel(0u64);
         let mut events = store.watch_prefix(&format!("members/{role}/"), cancel);
         let m = members.clone();
         tokio::spawn(async move {
+            let mut map: BTreeMap<String, Member> = BTreeMap::new();
             while let Some(ev) = events.recv().await {
                 {
-                    let mut map = m.write();
                     match ev {
                         WatchEvent::Reset { entries, .. } => {
                             map.clear();
@@ -197,6 +199,7 @@ impl Discovery {
                             map.remove(&key);
                         }
                     }
+                    *m.write() = Arc::new(map.values().cloned().collect());
                 }
                 tx.send_modify(|n| *n += 1);
             }
@@ -206,7 +209,12 @@ impl Discovery {
 
     /// The members known now.
     pub fn members(&self) -> Vec<Member> {
-        self.members.read().values().cloned().collect()
+        self.members.read().as_ref().clone()
+    }
+
+    /// The members known now, without copying them (for the request path).
+    pub fn snapshot(&self) -> Arc<Vec<Member>> {
+        self.members.read().clone()
     }
 
     /// Waits until the view changes.

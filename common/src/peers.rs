@@ -45,7 +45,7 @@ impl Peers {
     /// The address of a live member: the first by id that is not being skipped (or, when
     /// all are, the first), for callers that keep their own channels.
     pub fn pick_addr(&self) -> Result<String, ShoalError> {
-        let members = self.discovery.members();
+        let members = self.discovery.snapshot();
         let now = Instant::now();
         let mut state = self.state.lock();
         state.skipped.retain(|_, until| *until > now);
@@ -71,7 +71,7 @@ impl Peers {
     /// call cannot reach it. Call from within a tokio runtime.
     pub fn pick(&self) -> Result<(String, Channel), ShoalError> {
         let addr = self.pick_addr()?;
-        let members = self.discovery.members();
+        let members = self.discovery.snapshot();
         let mut state = self.state.lock();
         state
             .channels

@@ -56,7 +56,7 @@ impl Router {
         service: &str,
         tried: &[String],
     ) -> Result<(String, ExecutorClient<Channel>, InFlight), ShoalError> {
-        let members = self.discovery.members();
+        let members = self.discovery.snapshot();
         if members.is_empty() {
             return Err(ShoalError::new(
                 ErrorCode::Unavailable,

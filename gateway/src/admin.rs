@@ -97,10 +97,11 @@ async fn require_admin(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let auth = state.auth.clone();
-    // argon2 is CPU work: keep it off the async workers.
-    let ok = tokio::task::spawn_blocking(move || auth.check(value.as_deref()))
-        .await
-        .unwrap_or(false);
+    // argon2 is CPU work: keep it off the async workers (unless recently verified).
+    let ok = auth.check_cached(value.as_deref())
+        || tokio::task::spawn_blocking(move || auth.check(value.as_deref()))
+            .await
+            .unwrap_or(false);
     if ok {
         return next.run(req).await;
     }
@@ -302,7 +303,10 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
             "no files to deploy",
         ));
     }
+    // Validate every file on one executor first, in order (a file may import an earlier
+    // one); then publish them all at once.
     let mut deployed = Vec::new();
+    let mut records = Vec::new();
     for f in parsed.files {
         let module = match module_of(&f.name) {
             Ok(m) => m,
@@ -327,10 +331,13 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
         };
         if let Some(err) = resp.error {
             let mut e = ShoalError::from_detail(&err);
-            e.message = format!("{} did not import: {}", f.name, e.message);
+            e.message = format!(
+                "{} did not import (nothing was deployed): {}",
+                f.name, e.message
+            );
             return (
                 StatusCode::BAD_REQUEST,
-                Json(json!({"error": {"code": "bad_request", "message": e.message, "cid": ""}, "deployed": deployed})),
+                Json(json!({"error": {"code": "bad_request", "message": e.message, "cid": ""}})),
             )
                 .into_response();
         }
@@ -342,14 +349,17 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
             deployed_at_ms: shoal_common::members::now_ms(),
             services: resp.services.clone(),
         };
-        if let Err(e) = shoal_common::modules::publish(&state.store, &rec).await {
-            return respond::error(&ShoalError::new(
-                ErrorCode::Unavailable,
-                format!("config store: {e}"),
-            ));
-        }
-        tracing::info!(module = %module, hash = %rec.hash, "module published");
         deployed.push(json!({"module": module, "hash": rec.hash, "services": resp.services}));
+        records.push(rec);
+    }
+    if let Err(e) = shoal_common::modules::publish_many(&state.store, &records).await {
+        return respond::error(&ShoalError::new(
+            ErrorCode::Unavailable,
+            format!("config store: {e}"),
+        ));
+    }
+    for rec in &records {
+        tracing::info!(module = %rec.module, hash = %rec.hash, "module published");
     }
     Json(json!({"deployed": deployed})).into_response()
 }

@@ -43,6 +43,7 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
 pub struct Secret {
     hash: Arc<String>,
     verified: Arc<Mutex<HashMap<[u8; 32], Instant>>>,
+    verifying: Arc<Mutex<()>>,
 }
 
 impl Secret {
@@ -51,20 +52,38 @@ impl Secret {
         Secret {
             hash: Arc::new(hash),
             verified: Arc::default(),
+            verifying: Arc::default(),
         }
     }
 
+    /// Whether `presented` was verified recently (no hashing: safe on an async thread).
+    pub fn check_cached(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.verified
+            .lock()
+            .get(&digest)
+            .is_some_and(|t| t.elapsed() < CACHE_FOR)
+    }
+
     /// Whether `presented` (the whole credential as it came, e.g. a header value) holds
-    /// the secret; `extract` takes the secret out of it.
+    /// the secret; `extract` takes the secret out of it. Blocking (argon2): call from a
+    /// blocking thread. Verifications of one secret run one at a time: argon2 takes
+    /// ~19 MB per hash, so 32 concurrent first calls used to take ~600 MB at once; now the
+    /// first verifies and the others find its result in the cache.
     pub fn check(&self, presented: &str, extract: impl FnOnce(&str) -> Option<String>) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        {
-            let mut cache = self.verified.lock();
+        let cached = |s: &Self| {
+            let mut cache = s.verified.lock();
             let now = Instant::now();
             cache.retain(|_, t| now.duration_since(*t) < CACHE_FOR);
-            if cache.contains_key(&digest) {
-                return true;
-            }
+            cache.contains_key(&digest)
+        };
+        if cached(self) {
+            return true;
+        }
+        let _one_at_a_time = self.verifying.lock();
+        if cached(self) {
+            return true;
         }
         let ok = extract(presented).is_some_and(|secret| verify_secret(&secret, &self.hash));
         if ok {
@@ -99,6 +118,12 @@ impl BasicAuth {
     }
 
     /// Whether an `Authorization` header value holds this user's credentials.
+    /// Whether this `Authorization` value was verified recently: the fast path that needs
+    /// no argon2 (and so no blocking thread); on false, call [`BasicAuth::check`].
+    pub fn check_cached(&self, header: Option<&str>) -> bool {
+        header.is_some_and(|v| self.secret.check_cached(v))
+    }
+
     pub fn check(&self, header: Option<&str>) -> bool {
         let Some(value) = header else { return false };
         self.secret.check(value, |v| {

@@ -505,9 +505,25 @@ fn apply_event<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// What the HTTP listener's handler needs.
+/// What the HTTP listener's handler needs; one `Arc` clone per request.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(std::sync::Arc<HttpShared>);
+
+impl HttpState {
+    pub fn new(shared: HttpShared) -> HttpState {
+        HttpState(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = HttpShared;
+    fn deref(&self) -> &HttpShared {
+        &self.0
+    }
+}
+
+/// The parts of [`HttpState`].
+pub struct HttpShared {
     pub channels: Channels,
     pub router: Router,
     /// For SOAP channels' WSDL (the services' SimpleIO), and WS-Security nonces when no

@@ -174,12 +174,12 @@ pub async fn run(
     let http_app = axum::Router::new()
         .route("/zato/ping", axum::routing::get(channels::zato_ping))
         .fallback(channels::serve)
-        .with_state(channels::HttpState {
+        .with_state(channels::HttpState::new(channels::HttpShared {
             channels: channels.clone(),
             router: exec_router.clone(),
             store: store.clone(),
             kvdb: kvdb_peers.clone(),
-        })
+        }))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .layer(axum::middleware::from_fn_with_state(

@@ -44,6 +44,9 @@ struct Cli {
     admin_password_file: Option<PathBuf>,
 }
 
+#[global_allocator]
+static GLOBAL: shoal_common::Allocator = shoal_common::Allocator;
+
 fn main() {
     let cli = Cli::parse();
     let options: Options = load_or_exit(

@@ -19,6 +19,9 @@ struct Cli {
     redis_url: Option<String>,
 }
 
+#[global_allocator]
+static GLOBAL: shoal_common::Allocator = shoal_common::Allocator;
+
 fn main() {
     let cli = <Cli as clap::Parser>::parse();
     let options: shoal_kvdb_proxy::Options = load_or_exit(
