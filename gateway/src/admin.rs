@@ -303,10 +303,10 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
             "no files to deploy",
         ));
     }
-    // Validate every file on one executor first, in order (a file may import an earlier
-    // one); then publish them all at once.
-    let mut deployed = Vec::new();
-    let mut records = Vec::new();
+    // Validate every file on an executor first, then publish what imported at once.
+    // Validation runs 8 at a time; a file that failed in that pass is tried
+    // again alone, in order, since it may import a file validated after it.
+    let mut prepared = Vec::with_capacity(parsed.files.len());
     for f in parsed.files {
         let module = match module_of(&f.name) {
             Ok(m) => m,
@@ -317,34 +317,50 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
         } else {
             format!("{module}.py")
         };
-        let check = state
-            .router
-            .deploy_on_one(pb::DeployRequest {
-                module: module.clone(),
-                source: f.source.clone(),
-                origin: origin.clone(),
-            })
-            .await;
+        prepared.push((f.name, module, origin, f.source));
+    }
+    let requests: Vec<pb::DeployRequest> = prepared.iter().map(deploy_request).collect();
+    let mut results: Vec<Result<pb::DeployResponse, ShoalError>> = {
+        use futures::StreamExt;
+        let router = state.router.clone();
+        futures::stream::iter(requests.into_iter().map(move |r| {
+            let router = router.clone();
+            async move { router.deploy_on_one(r).await }
+        }))
+        .buffered(8)
+        .collect()
+        .await
+    };
+    for (i, p) in prepared.iter().enumerate() {
+        let failed = match &results[i] {
+            Ok(r) => r.error.is_some(),
+            Err(_) => true,
+        };
+        if failed {
+            results[i] = state.router.deploy_on_one(deploy_request(p)).await;
+        }
+    }
+    // What imported is published (the validating executor has loaded it, so the store
+    // must say so too); what did not is reported, and the old version keeps serving.
+    let mut deployed = Vec::new();
+    let mut records = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+    for ((name, module, origin, source), check) in prepared.into_iter().zip(results) {
         let resp = match check {
             Ok(r) => r,
-            Err(e) => return respond::error(&e),
+            Err(e) => {
+                failures.push(format!("{name}: {}", e.message));
+                continue;
+            }
         };
         if let Some(err) = resp.error {
-            let mut e = ShoalError::from_detail(&err);
-            e.message = format!(
-                "{} did not import (nothing was deployed): {}",
-                f.name, e.message
-            );
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": {"code": "bad_request", "message": e.message, "cid": ""}})),
-            )
-                .into_response();
+            failures.push(format!("{name} did not import: {}", err.message));
+            continue;
         }
         let rec = shoal_common::modules::ModuleRecord {
             module: module.clone(),
-            hash: shoal_common::modules::source_hash(&f.source),
-            source: f.source,
+            hash: shoal_common::modules::source_hash(&source),
+            source,
             origin,
             deployed_at_ms: shoal_common::members::now_ms(),
             services: resp.services.clone(),
@@ -352,7 +368,9 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
         deployed.push(json!({"module": module, "hash": rec.hash, "services": resp.services}));
         records.push(rec);
     }
-    if let Err(e) = shoal_common::modules::publish_many(&state.store, &records).await {
+    if !records.is_empty()
+        && let Err(e) = shoal_common::modules::publish_many(&state.store, &records).await
+    {
         return respond::error(&ShoalError::new(
             ErrorCode::Unavailable,
             format!("config store: {e}"),
@@ -361,7 +379,34 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
     for rec in &records {
         tracing::info!(module = %rec.module, hash = %rec.hash, "module published");
     }
+    if let Some(first) = failures.first() {
+        let message = if failures.len() == 1 {
+            first.clone()
+        } else {
+            format!("{first} (and {} more failed)", failures.len() - 1)
+        };
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": {"code": "bad_request", "message": message, "cid": ""},
+                "failed": failures,
+                "deployed": deployed,
+            })),
+        )
+            .into_response();
+    }
     Json(json!({"deployed": deployed})).into_response()
+}
+
+/// The validation request of one prepared file: (file name, module, origin, source).
+fn deploy_request(
+    (_, module, origin, source): &(String, String, String, String),
+) -> pb::DeployRequest {
+    pb::DeployRequest {
+        module: module.clone(),
+        source: source.clone(),
+        origin: origin.clone(),
+    }
 }
 
 /// `GET /api/v1/deploy`: deployed modules (without their source) and their history.

@@ -173,4 +173,56 @@ async fn deploy_through_the_api_and_cli_with_rollback() {
         let text = r.text().await.expect("text");
         assert!(text.contains(needle), "{text}");
     }
+
+    // One request, files out of dependency order: the first imports the second. Both
+    // deploy (validation retries what failed in its parallel pass, in order).
+    let first = "from shoal import Service\nimport dep_base\n\nclass Top(Service):\n    name = 'dep.top'\n\n    def handle(self):\n        self.response.payload = {'base': dep_base.VALUE}\n";
+    let second = "VALUE = 42\n";
+    let r = http
+        .post(format!("{}/api/v1/deploy", c.admin_url))
+        .basic_auth("admin", Some(&c.password))
+        .json(&json!({"files": [{"name": "dep_top.py", "source": first}, {"name": "dep_base.py", "source": second}]}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let v = shoal_tests::eventually(Duration::from_secs(10), "dep.top serving", || async {
+        let (status, v) = c.invoke("dep.top", &json!({})).await.ok()?;
+        (status == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(v, json!({"base": 42}));
+    // A broken file is reported (400, naming it); the files that import still deploy.
+    let r = http
+        .post(format!("{}/api/v1/deploy", c.admin_url))
+        .basic_auth("admin", Some(&c.password))
+        .json(&json!({"files": [{"name": "fine_one.py", "source": "X = 1\n"}, {"name": "broken_one.py", "source": "def (\n"}]}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.expect("text");
+    assert!(text.contains("broken_one.py did not import"), "{text}");
+    let (_, modules) = {
+        let r = http
+            .get(format!("{}/api/v1/deploy", c.admin_url))
+            .basic_auth("admin", Some(&c.password))
+            .send()
+            .await
+            .expect("answer");
+        (r.status(), r.text().await.unwrap_or_default())
+    };
+    let modules: serde_json::Value = serde_json::from_str(&modules).expect("json");
+    let names: Vec<&str> = modules["modules"]
+        .as_array()
+        .expect("modules")
+        .iter()
+        .filter_map(|m| m["module"].as_str())
+        .collect();
+    assert!(names.contains(&"fine_one"), "{names:?}");
+    assert!(!names.contains(&"broken_one"), "{names:?}");
+    // Every executor loaded dep_top, although it arrived before dep_base: no import
+    // error is left for it.
+    let errors = modules["errors"].to_string();
+    assert!(!errors.contains("dep_top"), "{errors}");
 }
