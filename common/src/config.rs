@@ -128,15 +128,65 @@ fn merge(base: &mut serde_json::Value, top: serde_json::Value) {
     }
 }
 
-/// Prints the effective configuration as YAML (for `--dump-config`).
+/// Prints the effective configuration as YAML (for `--dump-config`), with secrets hidden:
+/// values of keys that name a password, secret or token, and the password part of any
+/// `scheme://user:password@host` URL, show as `***`.
 pub fn dump<T: Serialize>(options: &T) -> String {
-    serde_yaml::to_string(options).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    let mut value = match serde_json::to_value(options) {
+        Ok(v) => v,
+        Err(e) => return format!("# cannot render: {e}\n"),
+    };
+    redact(&mut value, false);
+    serde_yaml::to_string(&value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+fn redact(value: &mut serde_json::Value, secret_key: bool) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let k = k.to_ascii_lowercase();
+                let secret = ["password", "secret", "token"]
+                    .iter()
+                    .any(|w| k.contains(w))
+                    && !k.ends_with("_file");
+                redact(v, secret);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| redact(v, secret_key)),
+        serde_json::Value::String(s) if secret_key && !s.is_empty() => *s = "***".into(),
+        serde_json::Value::String(s) => {
+            if let Some((scheme, rest)) = s.split_once("://")
+                && let Some((cred, host)) = rest.rsplit_once('@')
+                && let Some((user, _)) = cred.split_once(':')
+            {
+                *s = format!("{scheme}://{user}:***@{host}");
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Deserialize;
+
+    #[test]
+    fn dumps_hide_secrets() {
+        let v = serde_json::json!({
+            "redis_url": "redis://:s3cret@127.0.0.1:6379/0",
+            "admin_password": "hunter2",
+            "admin_password_file": "/run/pw",
+            "listen": "127.0.0.1:1",
+        });
+        let out = dump(&v);
+        assert!(!out.contains("s3cret") && !out.contains("hunter2"), "{out}");
+        assert!(out.contains("redis://:***@127.0.0.1:6379/0"), "{out}");
+        assert!(
+            out.contains("/run/pw") && out.contains("127.0.0.1:1"),
+            "{out}"
+        );
+    }
 
     #[derive(Debug, Serialize, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields, default)]
