@@ -317,8 +317,9 @@ async fn a_failed_run_is_recorded_not_retried() {
     assert_eq!(ticks(&file).len(), 1, "a failed run must not be retried");
 }
 
-#[tokio::test]
-async fn failover_after_kill_9_never_doubles_a_run() {
+/// A real etcd, `shoal up --schedulers 2` on it, and a 1 s interval job that has run a
+/// few times; the probe file its runs append to.
+async fn two_schedulers_and_a_1s_job() -> (Etcd, Cluster, PathBuf) {
     let etcd = Etcd::start().await;
     let c = Cluster::start(
         &[&fixture("ticks.py")],
@@ -337,6 +338,12 @@ async fn failover_after_kill_9_never_doubles_a_run() {
         (ticks(&file).len() >= 3).then_some(())
     })
     .await;
+    (etcd, c, file)
+}
+
+#[tokio::test]
+async fn failover_after_kill_9_never_doubles_a_run() {
+    let (_etcd, c, file) = two_schedulers_and_a_1s_job().await;
     let (old_id, pid, _) = leader(&c).await;
     just_after_a_run(&file).await;
     let killed_at = now();
@@ -373,24 +380,7 @@ async fn failover_after_kill_9_never_doubles_a_run() {
 
 #[tokio::test]
 async fn a_paused_leader_does_not_fire_when_it_wakes() {
-    let etcd = Etcd::start().await;
-    let c = Cluster::start(
-        &[&fixture("ticks.py")],
-        1,
-        &["--etcd", &etcd.endpoint, "--schedulers", "2"],
-    )
-    .await;
-    let file = c.dir.path().join("ticks.jsonl");
-    put_job(
-        &c,
-        json!({"name": "every-second", "type": "interval", "service": "probe.tick", "seconds": 1,
-               "extra": {"file": file.display().to_string()}}),
-    )
-    .await;
-    eventually(Duration::from_secs(20), "the job running", || async {
-        (ticks(&file).len() >= 3).then_some(())
-    })
-    .await;
+    let (_etcd, c, file) = two_schedulers_and_a_1s_job().await;
     let (old_id, pid, ops) = leader(&c).await;
     // Pause it between two runs (none in flight), after reading how many it fired.
     just_after_a_run(&file).await;
