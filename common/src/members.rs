@@ -42,6 +42,12 @@ pub struct Member {
     pub started_at_ms: i64,
     /// Services held (executors only).
     pub services: Vec<String>,
+    /// A Unix socket serving the same gRPC API, for callers on `host` (empty: none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uds_path: String,
+    /// The host name the member runs on.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
 }
 
 impl Member {
@@ -59,6 +65,8 @@ impl Member {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at_ms: now_ms(),
             services: Vec::new(),
+            uds_path: String::new(),
+            host: crate::grpc::host_name(),
         }
     }
 

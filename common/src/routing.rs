@@ -85,7 +85,7 @@ impl Router {
             let conn = match conns.get(&m.grpc_addr) {
                 Some(c) => c,
                 None => {
-                    let Some(c) = connect(&m.grpc_addr) else {
+                    let Some(c) = connect(m) else {
                         continue;
                     };
                     conns.entry(m.grpc_addr.clone()).or_insert(c)
@@ -179,7 +179,7 @@ impl Router {
                 if let Some(c) = conns.get(&m.grpc_addr) {
                     Some(c.client.clone())
                 } else {
-                    connect(&m.grpc_addr).map(|c| {
+                    connect(&m).map(|c| {
                         let client = c.client.clone();
                         conns.insert(m.grpc_addr.clone(), c);
                         client
@@ -217,7 +217,7 @@ impl Router {
                 let mut conns = self.conns.lock();
                 match conns.get(&m.grpc_addr) {
                     Some(c) => Some(c.client.clone()),
-                    None => connect(&m.grpc_addr).map(|c| {
+                    None => connect(&m).map(|c| {
                         let client = c.client.clone();
                         conns.insert(m.grpc_addr.clone(), c);
                         client
@@ -253,15 +253,33 @@ pub fn never_sent(status: &tonic::Status) -> bool {
     text.contains("connect") || text.contains("connection refused")
 }
 
-fn connect(addr: &str) -> Option<Conn> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+/// A lazy channel to an executor: over its Unix socket when it runs on this host (and the
+/// socket is there), else over TCP.
+fn connect(m: &Member) -> Option<Conn> {
+    let endpoint = Endpoint::from_shared(format!("http://{}", m.grpc_addr))
         .ok()?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
+    let local = !m.uds_path.is_empty()
+        && m.host == crate::grpc::host_name()
+        && std::path::Path::new(&m.uds_path).exists();
+    let channel = if local {
+        let path = std::path::PathBuf::from(&m.uds_path);
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+            let path = path.clone();
+            async move {
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+    } else {
+        endpoint.connect_lazy()
+    };
     Some(Conn {
-        client: ExecutorClient::new(endpoint.connect_lazy()),
+        client: ExecutorClient::new(channel),
         outstanding: Arc::default(),
         down_until: None,
     })

@@ -445,6 +445,13 @@ pub async fn run(
         shoal_common::grpc::with_health_and_reflection(routes, &["shoal.executor.v1.Executor"])
             .await;
     let grpc_cancel = CancellationToken::new();
+    // The same API on a Unix socket, for a gateway on this host (the router prefers it).
+    let uds_path = std::env::temp_dir().join(format!("shoal-executor-{}.sock", std::process::id()));
+    let uds_task = tokio::spawn(shoal_common::grpc::serve_unix(
+        uds_path.clone(),
+        routes.clone(),
+        grpc_cancel.clone(),
+    ));
     let grpc_task = tokio::spawn(shoal_common::grpc::serve(
         listeners.grpc,
         routes,
@@ -459,6 +466,9 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| grpc_addr.to_string());
         let mut member = members::Member::new(role::EXECUTOR, advertise, ops_addr.to_string());
+        if uds_path.exists() {
+            member.uds_path = uds_path.display().to_string();
+        }
         let discovery = members::Discovery::watch(&store, role::EXECUTOR, cancel.clone());
         let native = native::install(native::Ctx {
             handle: tokio::runtime::Handle::current(),
@@ -503,6 +513,7 @@ pub async fn run(
         "executor",
         async {
             let _ = grpc_task.await;
+            let _ = uds_task.await;
             let _ = ops_task.await;
             if let Some(t) = pickup_task {
                 let _ = t.await;

@@ -112,8 +112,10 @@ async fn redis_restart_under_load() {
     );
 
     let mut server = redis_server(port);
+    // Generous: on a loaded CI machine the new redis-server and the reconnect backoff
+    // (up to 2 s between attempts) can take a while; what matters is that it recovers.
     assert!(
-        until(Duration::from_secs(15), async || {
+        until(Duration::from_secs(40), async || {
             i += 1;
             set_get(&k, i).await.is_ok()
         })
