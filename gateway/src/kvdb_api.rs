@@ -5,10 +5,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde::Deserialize;
 use serde_json::json;
 use shoal_common::routing::never_sent;
 use shoal_common::{ErrorCode, ShoalError};
@@ -84,26 +83,27 @@ pub async fn get_key(State(state): State<AdminState>, Path(key): Path<String>) -
     }
 }
 
-#[derive(Deserialize)]
-pub struct PutQuery {
-    /// Seconds until the key expires.
-    expiry: Option<f64>,
-}
-
 pub async fn put_key(
     State(state): State<AdminState>,
     Path(key): Path<String>,
-    Query(q): Query<PutQuery>,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Response {
     if let Some(r) = bad_key(&key) {
         return r;
     }
-    let expiry_ms = match q.expiry {
-        None => 0,
-        Some(s) if s.is_finite() && s > 0.0 && s < 1e9 => (s * 1000.0).ceil() as u64,
-        Some(_) => return bad("expiry must be a positive number of seconds"),
-    };
+    let mut expiry_ms = 0;
+    match crate::objects_api::query_params(raw.as_deref(), &["expiry"]) {
+        Ok(params) => {
+            for (_, v) in params {
+                expiry_ms = match v.parse::<f64>() {
+                    Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => (s * 1000.0).ceil() as u64,
+                    _ => return bad("expiry must be a positive number of seconds"),
+                };
+            }
+        }
+        Err(r) => return r,
+    }
     let k = key.clone();
     match call(&state, |mut c| {
         let (key, value) = (k.clone(), body.to_vec());

@@ -168,20 +168,46 @@ pub(crate) async fn put_if_changed<
     Ok(what)
 }
 
-/// `?prune=true` on `POST apply`.
-#[derive(serde::Deserialize, Default)]
-pub struct ApplyQuery {
-    #[serde(default)]
-    prune: bool,
+/// The query parameters of a request as (name, value) pairs, each name checked against
+/// `allowed`: an unknown parameter is a 400 naming it (axum's own extractor would answer
+/// in plain text, not in the API's JSON error body).
+pub(crate) fn query_params(
+    raw: Option<&str>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, Response> {
+    let mut out = Vec::new();
+    for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        if !allowed.contains(&k.as_ref()) {
+            return Err(bad(format!(
+                "unknown query parameter '{k}' (allowed: {})",
+                allowed.join(", ")
+            )));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
 }
 
 /// `POST /api/v1/apply`: the `shoal apply` document as JSON; idempotent; objects not in
 /// the document are left alone, unless `?prune=true`, which deletes them.
 pub async fn apply(
     State(state): State<AdminState>,
-    axum::extract::Query(q): axum::extract::Query<ApplyQuery>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
     body: Bytes,
 ) -> Response {
+    let mut prune_requested = false;
+    match query_params(raw.as_deref(), &["prune"]) {
+        Ok(params) => {
+            for (_, v) in params {
+                prune_requested = match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => return bad(format!("prune must be true or false, not '{other}'")),
+                };
+            }
+        }
+        Err(r) => return r,
+    }
     let doc: ApplyDoc = match serde_json::from_slice(&body) {
         Ok(d) => d,
         Err(e) => return bad(format!("invalid apply document: {e}")),
@@ -208,7 +234,7 @@ pub async fn apply(
     }
     // With prune, what exists and the document does not declare goes.
     let mut prune: Vec<String> = Vec::new();
-    if q.prune {
+    if prune_requested {
         let declared: std::collections::HashSet<String> = doc
             .security
             .iter()

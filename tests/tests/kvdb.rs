@@ -94,6 +94,25 @@ async fn exercise(c: &Cluster) {
     );
     let (s, _) = admin(c, reqwest::Method::PUT, "kvdb/x?expiry=-1", Some("v")).await;
     assert_eq!(s, 400);
+    // Malformed query strings get the API's JSON error, naming the problem.
+    for (path, needle) in [
+        ("kvdb/x?expiry=soon", "expiry"),
+        ("kvdb/x?ttl=5", "unknown query parameter 'ttl'"),
+    ] {
+        let (s, v) = admin(c, reqwest::Method::PUT, path, Some("v")).await;
+        assert_eq!(s, 400, "{path}");
+        let msg = v["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.contains(needle), "{path}: {v}");
+    }
+    let (s, v) = admin(c, reqwest::Method::POST, "apply?prune=maybe", Some("{}")).await;
+    assert_eq!(s, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("prune"),
+        "{v}"
+    );
 
     // A KVDB error in a service is a clear 4xx/5xx with the reason, not a traceback.
     let (status, v) = c.invoke("kv.misuse", &json!({})).await.expect("invoke");
