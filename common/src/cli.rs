@@ -149,16 +149,26 @@ where
     std::process::exit(code)
 }
 
-/// The whole `main` of a component whose only own flag is `--listen` (its gRPC address):
-/// parses flags, loads the layered config, starts telemetry and runs
+/// The whole `main` of a component whose own flags are `--listen` (its gRPC address) and,
+/// optionally, more fields (clap args that override the option of the same name): parses
+/// flags, loads the layered config, starts telemetry and runs
 /// `$krate::run(options, listeners, cancel)` with signal handling.
 ///
 /// ```ignore
-/// shoal_common::component_main!("shoal-kvdb-proxy", "Serves the KVDB API.", shoal_kvdb_proxy);
+/// shoal_common::component_main!("shoal-scheduler", "Fires jobs.", shoal_scheduler);
+/// shoal_common::component_main!("shoal-kvdb-proxy", "Serves the KVDB API.", shoal_kvdb_proxy, {
+///     /// Redis to serve from.
+///     #[arg(long, env = "SHOAL_REDIS_URL")]
+///     #[serde(skip_serializing_if = "Option::is_none")]
+///     redis_url: Option<String>,
+/// });
 /// ```
 #[macro_export]
 macro_rules! component_main {
     ($name:literal, $about:literal, $krate:ident) => {
+        $crate::component_main!($name, $about, $krate, {});
+    };
+    ($name:literal, $about:literal, $krate:ident, { $($extra:tt)* }) => {
         #[global_allocator]
         static GLOBAL: $crate::Allocator = $crate::Allocator;
 
@@ -172,6 +182,7 @@ macro_rules! component_main {
             #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
             #[serde(skip_serializing_if = "Option::is_none")]
             listen: Option<String>,
+            $($extra)*
         }
 
         fn main() {

@@ -102,7 +102,7 @@ pub async fn put_key(
                 };
             }
         }
-        Err(r) => return r,
+        Err(e) => return bad(e),
     }
     let k = key.clone();
     match call(&state, |mut c| {

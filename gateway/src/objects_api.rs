@@ -169,19 +169,19 @@ pub(crate) async fn put_if_changed<
 }
 
 /// The query parameters of a request as (name, value) pairs, each name checked against
-/// `allowed`: an unknown parameter is a 400 naming it (axum's own extractor would answer
-/// in plain text, not in the API's JSON error body).
+/// `allowed`; the error names an unknown parameter (answer it with a 400 in the API's
+/// JSON error body — axum's own extractor would answer in plain text).
 pub(crate) fn query_params(
     raw: Option<&str>,
     allowed: &[&str],
-) -> Result<Vec<(String, String)>, Response> {
+) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for (k, v) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         if !allowed.contains(&k.as_ref()) {
-            return Err(bad(format!(
+            return Err(format!(
                 "unknown query parameter '{k}' (allowed: {})",
                 allowed.join(", ")
-            )));
+            ));
         }
         out.push((k.into_owned(), v.into_owned()));
     }
@@ -206,7 +206,7 @@ pub async fn apply(
                 };
             }
         }
-        Err(r) => return r,
+        Err(e) => return bad(e),
     }
     let doc: ApplyDoc = match serde_json::from_slice(&body) {
         Ok(d) => d,

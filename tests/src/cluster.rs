@@ -142,6 +142,26 @@ impl Cluster {
         Ok((status, body))
     }
 
+    /// Calls the admin API (`/api/v1/{path}`) as admin with an optional raw body:
+    /// (status, JSON body, or null when the body is not JSON).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1/{path}", self.admin_url))
+            .basic_auth("admin", Some(&self.password));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let r = req.send().await.expect("admin call");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Runs the `shoal` CLI against this cluster; returns (exit code, stdout, stderr).
     pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let out = tokio::process::Command::new(crate::bin("shoal"))

@@ -29,15 +29,8 @@ async fn admin(
     path: &str,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}/api/v1/{path}", c.admin_url))
-        .basic_auth("admin", Some(&c.password));
-    if let Some(b) = body {
-        req = req.body(b.to_owned());
-    }
-    let r = req.send().await.expect("admin call");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    c.admin(method, path, body.map(|b| b.as_bytes().to_vec()))
+        .await
 }
 
 /// The same calls, whatever the backend.

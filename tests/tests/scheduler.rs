@@ -58,16 +58,8 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let client = reqwest::Client::new();
-    let mut req = client
-        .request(method, format!("{}/api/v1/{path}", c.admin_url))
-        .basic_auth("admin", Some(&c.password));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("admin call");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    c.admin(method, path, body.map(|b| b.to_string().into_bytes()))
+        .await
 }
 
 async fn put_job(c: &Cluster, job: Value) {
