@@ -134,7 +134,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
         program: bins.join("shoal-connectors"),
         args: [
             common("connectors"),
-            vec!["--listen".into(), "127.0.0.1:0".into()],
+            vec![
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--secret-key-file".into(),
+                secret_key_file.display().to_string(),
+            ],
         ]
         .concat(),
     });

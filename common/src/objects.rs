@@ -274,6 +274,90 @@ pub enum ChannelDef {
         )]
         max_body: u64,
     },
+    /// Consumes an AMQP queue: each message invokes the service; it is acknowledged only
+    /// after the service succeeded. A failed message goes back to the queue until it has
+    /// failed `max_redeliveries` times, then to `dead_letter_exchange`.
+    Amqp {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        is_active: bool,
+        service: String,
+        /// An `amqp` outgoing connection with a `url`: the broker to consume from.
+        definition: String,
+        /// Queue to consume (declared durable if missing).
+        queue: String,
+        #[serde(default = "one")]
+        consumers: u32,
+        #[serde(default = "default_prefetch")]
+        prefetch: u16,
+        #[serde(default = "default_redeliveries")]
+        max_redeliveries: u32,
+        /// Exchange that gets messages past `max_redeliveries` (routing key: the queue's
+        /// name); empty rejects them without requeue (the queue's own dead-letter policy
+        /// then applies).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        dead_letter_exchange: String,
+        /// How the body becomes the service's payload (`json` or `plain`).
+        #[serde(default)]
+        data_format: DataFormat,
+    },
+    /// A ZeroMQ PULL or SUB socket: each message invokes the service (ZeroMQ has no
+    /// acknowledgements).
+    Zmq {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        is_active: bool,
+        service: String,
+        socket_type: ZmqInType,
+        #[serde(default = "bind")]
+        socket_method: crate::outgoing::SocketMethod,
+        /// `tcp://host:port`.
+        address: String,
+        /// SUB only: the topic prefix subscribed to (empty: everything).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        topic: String,
+        #[serde(default)]
+        data_format: DataFormat,
+    },
+    /// Consumes an IBM MQ queue over AMQP 1.0, with the AMQP channel's acknowledgement
+    /// rules (accepted after success, released on failure, rejected past the limit).
+    IbmMq {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        is_active: bool,
+        service: String,
+        /// An `ibm_mq` outgoing connection: the queue manager's AMQP 1.0 endpoint.
+        definition: String,
+        queue: String,
+        #[serde(default = "default_redeliveries")]
+        max_redeliveries: u32,
+        #[serde(default)]
+        data_format: DataFormat,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_prefetch() -> u16 {
+    10
+}
+
+fn default_redeliveries() -> u32 {
+    5
+}
+
+fn bind() -> crate::outgoing::SocketMethod {
+    crate::outgoing::SocketMethod::Bind
+}
+
+/// `socket_type` of a ZeroMQ channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ZmqInType {
+    Pull,
+    Sub,
 }
 
 /// Wire format of an `invoke` channel.
@@ -289,7 +373,28 @@ impl ChannelDef {
         match self {
             ChannelDef::Http { name, .. }
             | ChannelDef::Soap { name, .. }
-            | ChannelDef::Invoke { name, .. } => name,
+            | ChannelDef::Invoke { name, .. }
+            | ChannelDef::Amqp { name, .. }
+            | ChannelDef::Zmq { name, .. }
+            | ChannelDef::IbmMq { name, .. } => name,
+        }
+    }
+
+    /// Whether HTTP requests reach this channel (the others consume queues or sockets).
+    pub fn is_http(&self) -> bool {
+        matches!(
+            self,
+            ChannelDef::Http { .. } | ChannelDef::Soap { .. } | ChannelDef::Invoke { .. }
+        )
+    }
+
+    /// The outgoing connection a queue channel consumes through, if any.
+    pub fn definition(&self) -> Option<&str> {
+        match self {
+            ChannelDef::Amqp { definition, .. } | ChannelDef::IbmMq { definition, .. } => {
+                Some(definition)
+            }
+            _ => None,
         }
     }
 
@@ -299,6 +404,7 @@ impl ChannelDef {
             ChannelDef::Http { security, .. }
             | ChannelDef::Soap { security, .. }
             | ChannelDef::Invoke { security, .. } => security.as_deref(),
+            ChannelDef::Amqp { .. } | ChannelDef::Zmq { .. } | ChannelDef::IbmMq { .. } => None,
         }
     }
 
@@ -347,6 +453,57 @@ impl ChannelDef {
                 }
                 (name, url_path, "")
             }
+            ChannelDef::Amqp {
+                name,
+                service,
+                queue,
+                consumers,
+                prefetch,
+                data_format,
+                ..
+            } => {
+                check_name(name)?;
+                if service.is_empty() || queue.is_empty() {
+                    return Err(format!("channel {name}: service and queue are required"));
+                }
+                if *consumers == 0 || *consumers > 64 || *prefetch == 0 {
+                    return Err(format!(
+                        "channel {name}: consumers must be 1 to 64 and prefetch at least 1"
+                    ));
+                }
+                return queue_format(name, *data_format);
+            }
+            ChannelDef::IbmMq {
+                name,
+                service,
+                queue,
+                data_format,
+                ..
+            } => {
+                check_name(name)?;
+                if service.is_empty() || queue.is_empty() {
+                    return Err(format!("channel {name}: service and queue are required"));
+                }
+                return queue_format(name, *data_format);
+            }
+            ChannelDef::Zmq {
+                name,
+                service,
+                address,
+                data_format,
+                ..
+            } => {
+                check_name(name)?;
+                if service.is_empty() {
+                    return Err(format!("channel {name}: service is required"));
+                }
+                if !address.starts_with("tcp://") {
+                    return Err(format!(
+                        "channel {name}: address must be tcp://host:port (got '{address}')"
+                    ));
+                }
+                return queue_format(name, *data_format);
+            }
         };
         check_name(name)?;
         if !url_path.starts_with('/') {
@@ -376,6 +533,15 @@ impl ChannelDef {
     }
 }
 
+fn queue_format(name: &str, f: DataFormat) -> Result<(), String> {
+    match f {
+        DataFormat::Json | DataFormat::Plain | DataFormat::Xml => Ok(()),
+        DataFormat::Form => Err(format!(
+            "channel {name}: data_format form is for HTTP channels (use json, xml or plain)"
+        )),
+    }
+}
+
 /// Object names: letters, digits, `.`, `-`, `_`; 1 to 200 characters.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -402,7 +568,7 @@ pub struct ApplyDoc {
     #[serde(default)]
     pub channels: Vec<ChannelDef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outgoing: Vec<serde_json::Value>,
+    pub outgoing: Vec<crate::outgoing::OutgoingDef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<crate::jobs::JobDef>,
 }
@@ -411,11 +577,44 @@ impl ApplyDoc {
     /// Validates the whole document: unsupported sections, names, duplicate names, and
     /// channels that name a security definition that exists neither in the document nor
     /// in `known_security`.
-    pub fn validate(&self, known_security: &[String]) -> Result<(), String> {
-        if !self.outgoing.is_empty() {
-            return Err("'outgoing' connections cannot be applied by this version yet".into());
-        }
+    ///
+    /// `known_outgoing` are the outgoing connections already stored, as (name, type).
+    pub fn validate(
+        &self,
+        known_security: &[String],
+        known_outgoing: &[(String, String)],
+    ) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
+        for o in &self.outgoing {
+            o.validate()?;
+            if !seen.insert(("outgoing", o.name())) {
+                return Err(format!("outgoing {} is declared twice", o.name()));
+            }
+        }
+        // (name, type) of every outgoing connection after this document is applied.
+        let outgoing_kind = |name: &str| -> Option<&str> {
+            self.outgoing
+                .iter()
+                .find(|o| o.name() == name)
+                .map(|o| o.kind())
+                .or_else(|| {
+                    known_outgoing
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, k)| k.as_str())
+                })
+        };
+        for o in &self.outgoing {
+            if let crate::outgoing::OutgoingDef::Amqp(a) = o
+                && let Some(d) = &a.definition
+                && outgoing_kind(d) != Some("amqp")
+            {
+                return Err(format!(
+                    "outgoing {}: definition '{d}' is not an amqp connection",
+                    a.name
+                ));
+            }
+        }
         for s in &self.security {
             check_name(s.name())?;
             if !seen.insert(("security", s.name())) {
@@ -482,6 +681,19 @@ impl ApplyDoc {
             if !seen.insert(("channel", c.name())) {
                 return Err(format!("channel {} is declared twice", c.name()));
             }
+            if let Some(d) = c.definition() {
+                let want = if matches!(c, ChannelDef::Amqp { .. }) {
+                    "amqp"
+                } else {
+                    "ibm_mq"
+                };
+                if outgoing_kind(d) != Some(want) {
+                    return Err(format!(
+                        "channel {}: definition '{d}' is not an {want} outgoing connection",
+                        c.name()
+                    ));
+                }
+            }
             let Some(sec) = c.security() else {
                 continue;
             };
@@ -545,7 +757,7 @@ jobs:
   - {name: nightly, type: cron, cron: "0 0 2 * * *", service: reports.nightly, extra: {kind: full}}
 "#;
         let doc: ApplyDoc = serde_yaml::from_str(yaml).expect("parses");
-        doc.validate(&[]).expect("valid");
+        doc.validate(&[], &[]).expect("valid");
         assert_eq!(doc.channels.len(), 1);
         assert_eq!(doc.jobs[0].cron.as_deref(), Some("0 0 2 * * *"));
     }
@@ -572,8 +784,12 @@ jobs:
             "channels:\n  - {name: a, type: http, service: s, url_path: \"/a/{x}\", security: nope}\n",
         )
         .expect("parses");
-        assert!(doc.validate(&[]).expect_err("missing sec").contains("nope"));
-        assert!(doc.validate(&["nope".into()]).is_ok());
+        assert!(
+            doc.validate(&[], &[])
+                .expect_err("missing sec")
+                .contains("nope")
+        );
+        assert!(doc.validate(&["nope".into()], &[]).is_ok());
         for bad in ["a/b", "/a/{x-y}", "/a/pre{x}"] {
             let c = ChannelDef::Http {
                 name: "c".into(),
@@ -617,7 +833,7 @@ mod fuzz {
         #[test]
         fn apply_doc_parsing_never_panics(text in ".{0,400}") {
             if let Ok(doc) = serde_yaml::from_str::<ApplyDoc>(&text) {
-                let _ = doc.validate(&[]);
+                let _ = doc.validate(&[], &[]);
             }
         }
 

@@ -6,10 +6,11 @@
 //! the pickup folder ([`pickup`]) or from `Deploy` calls. pyo3 and any `unsafe` it needs
 //! live in this crate only.
 
+mod connect;
 pub mod convert;
 pub mod follow;
 pub mod metrics;
-pub mod native;
+mod native;
 pub mod pickup;
 pub mod python;
 pub mod sdk;
@@ -478,6 +479,11 @@ pub async fn run(
             kvdb: shoal_common::peers::Peers::new(
                 role::KVDB,
                 members::Discovery::watch(&store, role::KVDB, cancel.clone()),
+                Duration::from_secs(10),
+            ),
+            connectors: shoal_common::peers::Peers::new(
+                role::CONNECTORS,
+                members::Discovery::watch(&store, role::CONNECTORS, cancel.clone()),
                 Duration::from_secs(10),
             ),
         });

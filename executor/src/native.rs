@@ -22,11 +22,13 @@ pub struct Ctx {
     pub holder: String,
     /// The cluster's KVDB proxies (`self.kvdb`, `self.cache`).
     pub kvdb: shoal_common::peers::Peers,
+    /// The cluster's connectors (`self.out`).
+    pub connectors: shoal_common::peers::Peers,
 }
 
 static CTX: OnceLock<Ctx> = OnceLock::new();
 
-fn ctx() -> PyResult<&'static Ctx> {
+pub(crate) fn ctx() -> PyResult<&'static Ctx> {
     CTX.get()
         .ok_or_else(|| PyRuntimeError::new_err("the executor is not connected to its cluster yet"))
 }
@@ -176,7 +178,7 @@ fn kvdb_call(
                 .kvdb
                 .pick_addr()
                 .map_err(|e| tonic::Status::unavailable(e.message))?;
-            let r = local_call(&addr, |channel| async {
+            let r = local_call(&addr, Duration::from_secs(10), |channel| async {
                 let mut c = kv::kvdb_client::KvdbClient::new(channel);
                 let key = key.clone();
                 match family.as_str() {
@@ -311,8 +313,9 @@ thread_local! {
     static LOCAL: std::cell::RefCell<Option<Local>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `f` with this thread's channel to `addr`, to completion, on this thread.
-fn local_call<T, F, Fut>(addr: &str, f: F) -> Result<T, tonic::Status>
+/// Runs `f` with this thread's channel to `addr`, to completion, on this thread. `timeout`
+/// bounds each call on a channel made now (channels are kept per address).
+pub(crate) fn local_call<T, F, Fut>(addr: &str, timeout: Duration, f: F) -> Result<T, tonic::Status>
 where
     F: FnOnce(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -339,7 +342,7 @@ where
                 let c = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                     .map_err(|e| tonic::Status::internal(e.to_string()))?
                     .connect_timeout(Duration::from_secs(2))
-                    .timeout(Duration::from_secs(10))
+                    .timeout(timeout)
                     .tcp_nodelay(true)
                     .connect_lazy();
                 channels.insert(addr.to_owned(), c.clone());
@@ -351,7 +354,7 @@ where
 }
 
 /// Drops this thread's channel to `addr` (after it failed to connect).
-fn forget_local(addr: &str) {
+pub(crate) fn forget_local(addr: &str) {
     LOCAL.with(|cell| {
         if let Some(l) = cell.borrow_mut().as_mut() {
             l.channels.remove(addr);
@@ -376,6 +379,7 @@ pub fn install(ctx: Ctx) -> Result<(), String> {
         m.add_function(wrap_pyfunction!(lock_acquire, &m)?)?;
         m.add_function(wrap_pyfunction!(lock_release, &m)?)?;
         m.add_function(wrap_pyfunction!(kvdb_call, &m)?)?;
+        m.add_function(wrap_pyfunction!(crate::connect::connector_call, &m)?)?;
         py.import("sys")?
             .getattr("modules")?
             .set_item("_shoal_native", &m)?;

@@ -57,6 +57,13 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
                 .put(crate::objects_api::put_channel)
                 .delete(crate::objects_api::delete_channel),
         )
+        .route("/outgoing", get(crate::objects_api::list_outgoing))
+        .route(
+            "/outgoing/{name}",
+            get(crate::objects_api::get_outgoing)
+                .put(crate::objects_api::put_outgoing)
+                .delete(crate::objects_api::delete_outgoing),
+        )
         .route("/security", get(crate::objects_api::list_security))
         .route(
             "/security/{name}",

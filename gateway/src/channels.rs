@@ -167,6 +167,10 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
                 *max_body,
                 Some(*wire),
             ),
+            // Queue and socket channels are served by `crate::queues`, not over HTTP.
+            ChannelDef::Amqp { .. } | ChannelDef::Zmq { .. } | ChannelDef::IbmMq { .. } => {
+                return None;
+            }
         };
     if !is_active {
         return None;
@@ -473,7 +477,7 @@ impl Table {
     }
 }
 
-fn apply_event<T: serde::de::DeserializeOwned>(
+pub(crate) fn apply_event<T: serde::de::DeserializeOwned>(
     map: &mut BTreeMap<String, T>,
     ev: WatchEvent,
     prefix: &str,

@@ -14,8 +14,9 @@ pub mod jobs_api;
 pub mod kvdb_api;
 pub mod objects_api;
 pub mod openapi;
+pub mod queues;
 pub mod respond;
-pub mod secret;
+pub use shoal_common::secret;
 pub mod soap;
 pub mod wss;
 
@@ -171,6 +172,13 @@ pub async fn run(
     ));
 
     let channels = channels::Channels::follow(&store, &ops, cancel.clone(), secret_key.clone());
+    queues::follow(
+        &store,
+        exec_router.clone(),
+        secret_key.clone(),
+        &ops,
+        cancel.clone(),
+    );
     let http_app = axum::Router::new()
         .route("/zato/ping", axum::routing::get(channels::zato_ping))
         .fallback(channels::serve)

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shoal_common::jobs::{self, JobDef};
 use shoal_common::objects::{ApplyDoc, ChannelDef, SecurityDef, SecurityInput, check_name};
+use shoal_common::outgoing::{OutgoingDef, StoredOutgoing};
 use shoal_common::store::Store;
 use shoal_common::{ErrorCode, ShoalError};
 
@@ -228,8 +229,17 @@ pub async fn apply(
             Ok(l) => l.into_iter().map(|j| (j.name.clone(), j)).collect(),
             Err(r) => return r,
         };
+    let outgoing: std::collections::HashMap<String, StoredOutgoing> =
+        match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
+            Ok(l) => l
+                .into_iter()
+                .map(|o| (o.def.name().to_owned(), o))
+                .collect(),
+            Err(r) => return r,
+        };
     let known: Vec<String> = security.keys().cloned().collect();
-    if let Err(e) = doc.validate(&known) {
+    let known_out = outgoing_kinds(&outgoing);
+    if let Err(e) = doc.validate(&known, &known_out) {
         return bad(e);
     }
     // With prune, what exists and the document does not declare goes.
@@ -245,12 +255,18 @@ pub async fn apply(
                     .map(|c| format!("channels/{}", c.name())),
             )
             .chain(doc.jobs.iter().map(|j| jobs::def_key(&j.name)))
+            .chain(
+                doc.outgoing
+                    .iter()
+                    .map(|o| format!("outgoing/{}", o.name())),
+            )
             .collect();
         prune = security
             .keys()
             .map(|n| format!("security/{n}"))
             .chain(channels.keys().map(|n| format!("channels/{n}")))
             .chain(jobs.keys().map(|n| jobs::def_key(n)))
+            .chain(outgoing.keys().map(|n| format!("outgoing/{n}")))
             .filter(|k| !declared.contains(k))
             .collect();
         prune.sort();
@@ -267,6 +283,19 @@ pub async fn apply(
             Err(r) => return r,
         };
         let what = classify(existing.as_ref(), &stored);
+        if what != "unchanged" {
+            writes.push((key.clone(), serde_json::to_vec(&stored).unwrap_or_default()));
+        }
+        push(&mut report, what, key);
+    }
+    for o in doc.outgoing {
+        let key = format!("outgoing/{}", o.name());
+        let existing = outgoing.get(o.name());
+        let stored = match StoredOutgoing::seal(&o, state.secret_key.as_ref(), existing) {
+            Ok(s) => s,
+            Err(e) => return bad(e),
+        };
+        let what = classify(existing, &stored);
         if what != "unchanged" {
             writes.push((key.clone(), serde_json::to_vec(&stored).unwrap_or_default()));
         }
@@ -328,8 +357,13 @@ pub async fn export(State(state): State<AdminState>) -> Response {
         Ok(l) => l,
         Err(r) => return r,
     };
+    let outgoing = match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     Json(json!({
         "security": security.iter().map(SecurityDef::public).collect::<Vec<_>>(),
+        "outgoing": outgoing.into_iter().map(|o| o.def).collect::<Vec<_>>(),
         "channels": channels,
         "jobs": jobs,
     }))
@@ -374,11 +408,19 @@ pub async fn put_channel(
         Ok(l) => l.iter().map(|s| s.name().to_owned()).collect(),
         Err(r) => return r,
     };
+    let known_out = match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
+        Ok(l) => outgoing_kinds(
+            &l.into_iter()
+                .map(|o| (o.def.name().to_owned(), o))
+                .collect(),
+        ),
+        Err(r) => return r,
+    };
     let doc = ApplyDoc {
         channels: vec![c.clone()],
         ..Default::default()
     };
-    if let Err(e) = doc.validate(&known) {
+    if let Err(e) = doc.validate(&known, &known_out) {
         return bad(e);
     }
     match put_if_changed(&state.store, &format!("channels/{name}"), &c).await {
@@ -437,7 +479,7 @@ pub async fn put_security(
         security: vec![s.clone()],
         ..Default::default()
     };
-    if let Err(e) = doc.validate(&[]) {
+    if let Err(e) = doc.validate(&[], &[]) {
         return bad(e);
     }
     let key = format!("security/{name}");
@@ -486,6 +528,121 @@ pub async fn delete_security(
         Ok(false) => respond::error(&ShoalError::new(
             ErrorCode::NotFound,
             format!("no security definition {name}"),
+        )),
+        Err(e) => store_err(e),
+    }
+}
+
+fn outgoing_kinds(
+    outgoing: &std::collections::HashMap<String, StoredOutgoing>,
+) -> Vec<(String, String)> {
+    outgoing
+        .iter()
+        .map(|(n, o)| (n.clone(), o.def.kind().to_owned()))
+        .collect()
+}
+
+/// `GET /api/v1/outgoing`: every outgoing connection, secrets shown as `***`.
+pub async fn list_outgoing(State(state): State<AdminState>) -> Response {
+    match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
+        Ok(l) => Json(json!({"outgoing": l.into_iter().map(|o| o.def).collect::<Vec<_>>()}))
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+pub async fn get_outgoing(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match load_one::<StoredOutgoing>(&state.store, &format!("outgoing/{name}")).await {
+        Ok(Some(o)) => Json(o.def).into_response(),
+        Ok(None) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no outgoing connection {name}"),
+        )),
+        Err(r) => r,
+    }
+}
+
+/// `PUT /api/v1/outgoing/{name}`: creates or replaces an outgoing connection (secrets in
+/// clear in the body; stored sealed). The connectors rebuild its pool.
+pub async fn put_outgoing(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let o: OutgoingDef = match serde_json::from_slice(&body) {
+        Ok(o) => o,
+        Err(e) => return bad(format!("invalid outgoing connection: {e}")),
+    };
+    if o.name() != name {
+        return bad(format!(
+            "the body names '{}' but the URL names '{name}'",
+            o.name()
+        ));
+    }
+    let all: std::collections::HashMap<String, StoredOutgoing> =
+        match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
+            Ok(l) => l
+                .into_iter()
+                .map(|o| (o.def.name().to_owned(), o))
+                .collect(),
+            Err(r) => return r,
+        };
+    let doc = ApplyDoc {
+        outgoing: vec![o.clone()],
+        ..Default::default()
+    };
+    if let Err(e) = doc.validate(&[], &outgoing_kinds(&all)) {
+        return bad(e);
+    }
+    let stored = match StoredOutgoing::seal(&o, state.secret_key.as_ref(), all.get(&name)) {
+        Ok(s) => s,
+        Err(e) => return bad(e),
+    };
+    match put_if_changed(&state.store, &format!("outgoing/{name}"), &stored).await {
+        Ok(what) => Json(json!({"outgoing": name, "result": what})).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `DELETE /api/v1/outgoing/{name}`: refused (409) while a channel or another
+/// connection uses it.
+pub async fn delete_outgoing(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+) -> Response {
+    if check_name(&name).is_err() {
+        return bad(format!("'{name}' is not a valid name"));
+    }
+    let channels = match load_all::<ChannelDef>(&state.store, "channels/").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let outgoing = match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let users: Vec<String> = channels
+        .iter()
+        .filter(|c| c.definition() == Some(name.as_str()))
+        .map(|c| format!("channel {}", c.name()))
+        .chain(outgoing.iter().filter_map(|o| match &o.def {
+            OutgoingDef::Amqp(a) if a.definition.as_deref() == Some(name.as_str()) => {
+                Some(format!("outgoing {}", a.name))
+            }
+            _ => None,
+        }))
+        .collect();
+    if !users.is_empty() {
+        return respond::error(&ShoalError::new(
+            ErrorCode::Conflict,
+            format!("outgoing {name} is used by {}", users.join(", ")),
+        ));
+    }
+    match state.store.delete(&format!("outgoing/{name}")).await {
+        Ok(true) => Json(json!({"deleted": name})).into_response(),
+        Ok(false) => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!("no outgoing connection {name}"),
         )),
         Err(e) => store_err(e),
     }

@@ -197,7 +197,7 @@ class Runtime:
         svc.name = name
         svc.cid = cid or new_cid()
         svc._channel_info = channel
-        svc.request = Request(payload, raw_request, http)
+        svc.request = Request(payload, raw_request, http, channel)
         svc._runtime = self
         sio = cls.__dict__.get('_shoal_sio', NotGiven)
         if sio is NotGiven:

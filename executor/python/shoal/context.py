@@ -19,20 +19,27 @@ _CANONICAL = {'plain_http': 'rest', 'wmq': 'ibm_mq', 'jms_wmq': 'ibm_mq'}
 
 
 def not_configured(kind, name):
-    return ServiceError("outgoing {} connection '{}' is not configured".format(
-        OUTGOING_KINDS.get(kind, kind), name), 'service_error')
+    from shoal.outgoing import ConnectionNotConfigured
+    return ConnectionNotConfigured("outgoing {} connection '{}' is not configured".format(
+        OUTGOING_KINDS.get(kind, kind), name))
 
 
 class ConnectionMap:
     """``self.out.rest`` and friends: ``['name']`` / ``.get('name')`` give a connection;
-    ``.send(msg, name, ...)`` (AMQP, ZeroMQ, IBM MQ) sends through one."""
+    ``.send(msg, name, ...)`` (AMQP, ZeroMQ, IBM MQ) sends through one. A connection
+    stubbed with ``shoal.testing`` wins; otherwise, inside an executor, the cluster's
+    connectors serve it (and say when it is not configured)."""
 
-    def __init__(self, kind, registry):
+    def __init__(self, kind, registry, native=None):
         self.kind = _CANONICAL.get(kind, kind)
         self._registry = registry
+        self._native = native
 
     def __getitem__(self, name):
         conn = self._registry.get(self.kind, {}).get(name)
+        if conn is None and self._native is not None:
+            from shoal.outgoing import connection
+            conn = connection(self._native, self.kind, name)
         if conn is None:
             raise not_configured(self.kind, name)
         return conn
@@ -56,14 +63,15 @@ class ConnectionMap:
 class Outgoing:
     """``self.out`` / ``self.outgoing``."""
 
-    def __init__(self, registry):
+    def __init__(self, registry, native=None):
         self._registry = registry
+        self._native = native
 
     def __getattr__(self, kind):
         if kind.startswith('_') or kind not in OUTGOING_KINDS:
             raise AttributeError("self.out has no connection type '{}'; types: {}".format(
                 kind, ', '.join(sorted(OUTGOING_KINDS))))
-        return ConnectionMap(kind, self._registry)
+        return ConnectionMap(kind, self._registry, self._native)
 
 
 class _Unwired:

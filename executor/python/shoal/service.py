@@ -1,5 +1,6 @@
 """The service programming model (Zato 3.2 names)."""
 
+import json
 import logging
 import re
 import uuid
@@ -115,13 +116,14 @@ class Request:
     """``self.request``: ``payload`` (the parsed body), ``input`` (payload merged with
     path and query parameters, attribute access), ``raw_request`` and ``http``."""
 
-    __slots__ = ('payload', 'raw_request', '_http', '_http_data', 'input')
+    __slots__ = ('payload', 'raw_request', '_http', '_http_data', 'input', '_channel')
 
-    def __init__(self, payload=None, raw_request=b'', http=None):
+    def __init__(self, payload=None, raw_request=b'', http=None, channel=None):
         self.payload = payload
         self.raw_request = raw_request
         self._http = http
         self._http_data = None
+        self._channel = channel
         data = Bunch(payload) if isinstance(payload, dict) else Bunch()
         if http:
             query = http.get('query')
@@ -137,6 +139,39 @@ class Request:
         if self._http_data is None:
             self._http_data = HTTPRequestData(self._http)
         return self._http_data
+
+    def _queue_meta(self, kind):
+        channel = self._channel or {}
+        if channel.get('type') != kind:
+            return None
+        meta = dict(channel.get('meta') or {})
+        headers = meta.pop('headers', None)
+        data = Bunch(meta)
+        try:
+            data['headers'] = json.loads(headers) if headers else {}
+        except ValueError:
+            data['headers'] = {}
+        return data
+
+    @property
+    def amqp(self):
+        """For calls from an AMQP channel: the message's properties (``queue``,
+        ``exchange``, ``routing_key``, ``message_id``, ``correlation_id``, ``reply_to``,
+        ``content_type``, ``app_id``, ``redelivered``, ``attempt``, ``headers``...)."""
+        return self._queue_meta('amqp')
+
+    @property
+    def zmq(self):
+        """For calls from a ZeroMQ channel: ``socket_type``, ``address``, ``topic``."""
+        return self._queue_meta('zmq')
+
+    @property
+    def ibm_mq(self):
+        """For calls from an IBM MQ channel: ``queue``, ``message_id``,
+        ``correlation_id``, ``reply_to``, ``priority``, ``attempt``."""
+        return self._queue_meta('ibm_mq')
+
+    wmq = ibm_mq
 
     @property
     def text(self):
@@ -249,7 +284,8 @@ class Service:
     def out(self):
         """Outgoing connections: ``self.out.rest['name']``, ``self.out.amqp.send(...)``."""
         from shoal.context import Outgoing
-        return Outgoing(self._rt().outgoing)
+        rt = self._rt()
+        return Outgoing(rt.outgoing, rt.native)
 
     outgoing = out
 

@@ -1,0 +1,816 @@
+//! Channels that consume queues and sockets: AMQP 0-9-1 queues, ZeroMQ PULL/SUB sockets
+//! and IBM MQ queues over AMQP 1.0. Each active channel runs its own consumer task,
+//! started, restarted and stopped as `channels/` and `outgoing/` change.
+//!
+//! Delivery rules (AMQP and IBM MQ): a message is acknowledged only after the service
+//! succeeded. A failed message is put back at the tail of its queue with its attempt
+//! count in the `x-shoal-attempts` header (classic queues carry no delivery count, so
+//! the count travels with the message), and the original is acknowledged only once the
+//! broker has confirmed the copy; past `max_redeliveries` it goes to the dead-letter
+//! exchange instead. A message that cannot be parsed at all is dead-lettered at once
+//! (retrying cannot fix it). When no executor can take the call, the message is returned
+//! to the broker unacknowledged and not counted. A broker that goes away is reconnected
+//! to with backoff; unacknowledged messages are redelivered by the broker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use shoal_common::objects::{ChannelDef, DataFormat, ZmqInType};
+use shoal_common::outgoing::{OutgoingDef, SocketMethod, StoredOutgoing, redact_url};
+use shoal_common::routing::Router;
+use shoal_common::secret::SecretKey;
+use shoal_common::store::Store;
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::common::v1::ChannelInfo;
+use shoal_proto::executor::v1 as pb;
+use tokio_util::sync::CancellationToken;
+
+/// Header that carries how many times a message has failed.
+pub const ATTEMPTS_HEADER: &str = "x-shoal-attempts";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Labels {
+    channel: String,
+    outcome: String,
+}
+
+/// What a consumer needs besides its definition.
+#[derive(Clone)]
+struct Ctx {
+    router: Router,
+    messages: Family<Labels, Counter>,
+}
+
+impl Ctx {
+    fn count(&self, channel: &str, outcome: &str) {
+        self.messages
+            .get_or_create(&Labels {
+                channel: channel.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// A channel and the connection URL it consumes through.
+#[derive(Clone, PartialEq)]
+struct Spec {
+    def: ChannelDef,
+    url: String,
+    /// IBM MQ: how a queue name becomes a link address.
+    address_format: String,
+}
+
+/// Follows the store and runs a consumer per active queue or socket channel.
+pub fn follow(
+    store: &Store,
+    router: Router,
+    key: Option<SecretKey>,
+    ops: &shoal_common::ops::Ops,
+    cancel: CancellationToken,
+) {
+    let messages: Family<Labels, Counter> = Family::default();
+    ops.register(|r| {
+        r.register(
+            "gateway_queue_messages",
+            "Messages taken from queue and socket channels, by outcome",
+            messages.clone(),
+        );
+    });
+    let ctx = Ctx { router, messages };
+    let mut chan_rx = store.watch_prefix("channels/", cancel.clone());
+    let mut out_rx = store.watch_prefix("outgoing/", cancel.clone());
+    tokio::spawn(async move {
+        let mut channels: BTreeMap<String, ChannelDef> = BTreeMap::new();
+        let mut outgoing: BTreeMap<String, StoredOutgoing> = BTreeMap::new();
+        let mut running: HashMap<String, (Spec, CancellationToken)> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                ev = chan_rx.recv() => match ev {
+                    Some(ev) => crate::channels::apply_event(&mut channels, ev, "channels/"),
+                    None => break,
+                },
+                ev = out_rx.recv() => match ev {
+                    Some(ev) => crate::channels::apply_event(&mut outgoing, ev, "outgoing/"),
+                    None => break,
+                },
+            }
+            while let Ok(ev) = chan_rx.try_recv() {
+                crate::channels::apply_event(&mut channels, ev, "channels/");
+            }
+            while let Ok(ev) = out_rx.try_recv() {
+                crate::channels::apply_event(&mut outgoing, ev, "outgoing/");
+            }
+            let wanted = wanted(&channels, &outgoing, key.as_ref());
+            running.retain(|name, (spec, stop)| {
+                let keep = wanted.get(name) == Some(spec);
+                if !keep {
+                    tracing::info!(channel = %name, "queue channel stopped");
+                    stop.cancel();
+                }
+                keep
+            });
+            for (name, spec) in wanted {
+                if running.contains_key(&name) {
+                    continue;
+                }
+                let stop = cancel.child_token();
+                tracing::info!(channel = %name, "queue channel started");
+                tokio::spawn(run(spec.clone(), ctx.clone(), stop.clone()));
+                running.insert(name, (spec, stop));
+            }
+        }
+        for (_, (_, stop)) in running {
+            stop.cancel();
+        }
+    });
+}
+
+fn wanted(
+    channels: &BTreeMap<String, ChannelDef>,
+    outgoing: &BTreeMap<String, StoredOutgoing>,
+    key: Option<&SecretKey>,
+) -> BTreeMap<String, Spec> {
+    let mut out = BTreeMap::new();
+    for (name, c) in channels {
+        let active = match c {
+            ChannelDef::Amqp { is_active, .. }
+            | ChannelDef::Zmq { is_active, .. }
+            | ChannelDef::IbmMq { is_active, .. } => *is_active,
+            _ => continue,
+        };
+        if !active {
+            continue;
+        }
+        let mut address_format = String::new();
+        let url = match c {
+            ChannelDef::Zmq { address, .. } => address.clone(),
+            _ => {
+                let Some(d) = c.definition() else { continue };
+                let opened = outgoing.get(d).map(|s| s.open(key));
+                match opened {
+                    Some(Ok(OutgoingDef::Amqp(a))) if matches!(c, ChannelDef::Amqp { .. }) => {
+                        match a.url {
+                            Some(u) => u,
+                            None => {
+                                tracing::error!(channel = %name, definition = %d, "the definition has no url");
+                                continue;
+                            }
+                        }
+                    }
+                    Some(Ok(OutgoingDef::IbmMq(m))) if matches!(c, ChannelDef::IbmMq { .. }) => {
+                        address_format = m.address_format;
+                        m.url
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(channel = %name, error = %e, "cannot open the channel's definition");
+                        continue;
+                    }
+                    _ => {
+                        tracing::error!(channel = %name, definition = %d, "the channel's definition does not exist or has the wrong type");
+                        continue;
+                    }
+                }
+            }
+        };
+        out.insert(
+            name.clone(),
+            Spec {
+                def: c.clone(),
+                url,
+                address_format,
+            },
+        );
+    }
+    out
+}
+
+async fn run(spec: Spec, ctx: Ctx, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let started = tokio::time::Instant::now();
+        let r = match &spec.def {
+            ChannelDef::Amqp { .. } => amqp_session(&spec, &ctx, &stop).await,
+            ChannelDef::Zmq { .. } => zmq_session(&spec, &ctx, &stop).await,
+            ChannelDef::IbmMq { .. } => mq_session(&spec, &ctx, &stop).await,
+            _ => return,
+        };
+        if stop.is_cancelled() {
+            return;
+        }
+        if let Err(e) = r {
+            tracing::warn!(channel = %spec.def.name(), error = %e, "queue channel lost its connection; reconnecting");
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(250);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The service's payload from a message body, per the channel's data format.
+fn payload(format: DataFormat, body: &[u8]) -> Result<Vec<u8>, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    match format {
+        DataFormat::Json | DataFormat::Form => {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .map_err(|e| format!("the message is not valid JSON: {e}"))?;
+            Ok(body.to_vec())
+        }
+        DataFormat::Xml => {
+            crate::soap::parse_plain(body).map(|(_, v)| serde_json::to_vec(&v).unwrap_or_default())
+        }
+        DataFormat::Plain => std::str::from_utf8(body)
+            .map(|t| serde_json::to_vec(t).unwrap_or_default())
+            .map_err(|_| "the message is not UTF-8 text".to_owned()),
+    }
+}
+
+/// How one invocation ended.
+enum Outcome {
+    Done,
+    /// Worth another try (the service failed).
+    Failed(String),
+    /// Retrying cannot help (unparseable input, rejected as bad input).
+    Poison(String),
+    /// Nobody could take the call; the message is not at fault.
+    NoExecutor(String),
+}
+
+async fn invoke(
+    ctx: &Ctx,
+    service: &str,
+    channel: ChannelInfo,
+    format: DataFormat,
+    body: &[u8],
+) -> Outcome {
+    let payload = match payload(format, body) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Poison(e),
+    };
+    let req = pb::InvokeRequest {
+        service: service.to_owned(),
+        payload,
+        raw_request: body.to_vec(),
+        channel: Some(channel),
+        ..Default::default()
+    };
+    match ctx.router.invoke(req).await {
+        Ok(resp) => match resp.error {
+            None => Outcome::Done,
+            Some(e) if e.code == ErrorCode::BadRequest.as_str() => Outcome::Poison(e.message),
+            Some(e) if e.code == ErrorCode::Unavailable.as_str() => Outcome::NoExecutor(e.message),
+            Some(e) => Outcome::Failed(format!("{}: {}", e.code, e.message)),
+        },
+        Err(ShoalError {
+            code: ErrorCode::Unavailable | ErrorCode::BadGateway,
+            message,
+            ..
+        }) => Outcome::NoExecutor(message),
+        Err(e) => Outcome::Failed(format!("{}: {}", e.code.as_str(), e.message)),
+    }
+}
+
+fn header_attempts(headers: Option<&FieldTable>) -> u32 {
+    let Some(h) = headers else { return 0 };
+    match h.inner().get(&ShortString::from(ATTEMPTS_HEADER)) {
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(*n).unwrap_or(0),
+        Some(AMQPValue::LongString(s)) => s.to_string().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn amqp_headers_json(headers: Option<&FieldTable>) -> String {
+    let mut m = serde_json::Map::new();
+    if let Some(h) = headers {
+        for (k, v) in h.inner() {
+            let v = match v {
+                AMQPValue::LongString(s) => serde_json::Value::String(s.to_string()),
+                AMQPValue::ShortString(s) => serde_json::Value::String(s.to_string()),
+                AMQPValue::Boolean(b) => serde_json::Value::Bool(*b),
+                AMQPValue::LongInt(n) => serde_json::json!(n),
+                AMQPValue::LongUInt(n) => serde_json::json!(n),
+                AMQPValue::LongLongInt(n) => serde_json::json!(n),
+                AMQPValue::ShortInt(n) => serde_json::json!(n),
+                other => serde_json::Value::String(format!("{other:?}")),
+            };
+            m.insert(k.to_string(), v);
+        }
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+/// One connection's life: consume until the connection fails or `stop`.
+async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
+    let ChannelDef::Amqp {
+        name,
+        service,
+        queue,
+        consumers,
+        prefetch,
+        max_redeliveries,
+        dead_letter_exchange,
+        data_format,
+        ..
+    } = &spec.def
+    else {
+        return Ok(());
+    };
+    let shown = redact_url(&spec.url).0;
+    let props = ConnectionProperties::default()
+        .with_connection_name(LongString::from(format!("shoal channel {name}")));
+    let conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(&spec.url, props),
+    )
+    .await
+    .map_err(|_| format!("{shown} did not answer within 10 s"))?
+    .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+    // Declare the queue durable if it is missing; an existing queue with other arguments
+    // (a quorum queue, a dead-letter policy) is taken as it is.
+    let decl = conn.create_channel().await.map_err(|e| e.to_string())?;
+    if let Err(e) = decl
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+    {
+        tracing::debug!(channel = %name, error = %e, "queue exists with other arguments; using it as is");
+        let passive = conn.create_channel().await.map_err(|e| e.to_string())?;
+        passive
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot use queue {queue}: {e}"))?;
+    }
+    let publisher = conn.create_channel().await.map_err(|e| e.to_string())?;
+    publisher
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..(*consumers).max(1) {
+        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
+        ch.basic_qos(*prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumer = ch
+            .basic_consume(
+                queue.as_str().into(),
+                format!("shoal-{name}-{i}").as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| format!("cannot consume {queue}: {e}"))?;
+        let (ctx, publisher) = (ctx.clone(), publisher.clone());
+        let (name, service, queue, dlx) = (
+            name.clone(),
+            service.clone(),
+            queue.clone(),
+            dead_letter_exchange.clone(),
+        );
+        let (max, format) = (*max_redeliveries, *data_format);
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let mut consumer = consumer;
+            loop {
+                let delivery = tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    d = consumer.next() => d,
+                };
+                let delivery = match delivery {
+                    Some(Ok(d)) => d,
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("the broker closed the consumer".to_owned()),
+                };
+                let p = &delivery.properties;
+                let attempts = header_attempts(p.headers().as_ref());
+                let mut meta: HashMap<String, String> = HashMap::new();
+                meta.insert("queue".into(), queue.clone());
+                meta.insert("exchange".into(), delivery.exchange.to_string());
+                meta.insert("routing_key".into(), delivery.routing_key.to_string());
+                meta.insert("redelivered".into(), delivery.redelivered.to_string());
+                meta.insert("attempt".into(), (attempts + 1).to_string());
+                meta.insert("delivery_tag".into(), delivery.delivery_tag.to_string());
+                for (k, v) in [
+                    ("message_id", p.message_id()),
+                    ("correlation_id", p.correlation_id()),
+                    ("reply_to", p.reply_to()),
+                    ("content_type", p.content_type()),
+                    ("app_id", p.app_id()),
+                    ("type", p.kind()),
+                ] {
+                    if let Some(v) = v {
+                        meta.insert(k.into(), v.to_string());
+                    }
+                }
+                if let Some(m) = p.delivery_mode() {
+                    meta.insert("delivery_mode".into(), m.to_string());
+                }
+                if let Some(pr) = p.priority() {
+                    meta.insert("priority".into(), pr.to_string());
+                }
+                meta.insert("headers".into(), amqp_headers_json(p.headers().as_ref()));
+                let channel = ChannelInfo {
+                    name: name.clone(),
+                    r#type: "amqp".into(),
+                    data_format: format.as_str().into(),
+                    meta,
+                    ..Default::default()
+                };
+                let outcome = invoke(&ctx, &service, channel, format, &delivery.data).await;
+                let acker = &delivery.acker;
+                let result = match outcome {
+                    Outcome::Done => {
+                        ctx.count(&name, "processed");
+                        acker.ack(BasicAckOptions::default()).await
+                    }
+                    Outcome::NoExecutor(why) => {
+                        ctx.count(&name, "returned");
+                        tracing::warn!(channel = %name, reason = %why, "no executor took the message; returned to the queue");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        acker
+                            .nack(BasicNackOptions {
+                                requeue: true,
+                                ..BasicNackOptions::default()
+                            })
+                            .await
+                    }
+                    Outcome::Failed(why) if attempts < max => {
+                        ctx.count(&name, "retried");
+                        tracing::warn!(channel = %name, attempt = attempts + 1, reason = %why, "message failed; requeued");
+                        let props = with_attempts(p.clone(), attempts + 1, None);
+                        match confirm(&publisher, "", &queue, &delivery.data, props).await {
+                            Ok(()) => acker.ack(BasicAckOptions::default()).await,
+                            Err(e) => {
+                                tracing::warn!(channel = %name, error = %e, "could not requeue a copy; the broker redelivers the original");
+                                acker
+                                    .nack(BasicNackOptions {
+                                        requeue: true,
+                                        ..BasicNackOptions::default()
+                                    })
+                                    .await
+                            }
+                        }
+                    }
+                    Outcome::Failed(why) | Outcome::Poison(why) => {
+                        ctx.count(&name, "dead_lettered");
+                        tracing::error!(channel = %name, attempts = attempts + 1, reason = %why, "message dead-lettered");
+                        if dlx.is_empty() {
+                            acker
+                                .reject(BasicRejectOptions { requeue: false })
+                                .await
+                        } else {
+                            let props = with_attempts(p.clone(), attempts + 1, Some(&why));
+                            match confirm(&publisher, &dlx, &queue, &delivery.data, props).await {
+                                Ok(()) => acker.ack(BasicAckOptions::default()).await,
+                                Err(e) => {
+                                    tracing::warn!(channel = %name, error = %e, "could not dead-letter; the broker redelivers the original");
+                                    acker
+                                        .nack(BasicNackOptions {
+                                            requeue: true,
+                                            ..BasicNackOptions::default()
+                                        })
+                                        .await
+                                }
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = result {
+                    return Err(format!("acknowledging failed: {e}"));
+                }
+            }
+        });
+    }
+    let outcome = tokio::select! {
+        _ = stop.cancelled() => Ok(()),
+        r = tasks.join_next() => match r {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => Err(e.to_string()),
+            None => Ok(()),
+        },
+    };
+    tasks.shutdown().await;
+    let _ = conn.close(200, "channel stopped".into()).await;
+    outcome
+}
+
+fn with_attempts(p: BasicProperties, attempts: u32, error: Option<&str>) -> BasicProperties {
+    let mut h = p.headers().clone().unwrap_or_default();
+    h.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongUInt(attempts));
+    if let Some(e) = error {
+        let e: String = e.chars().take(500).collect();
+        h.insert("x-shoal-error".into(), AMQPValue::LongString(e.into()));
+    }
+    p.with_headers(h)
+}
+
+async fn confirm(
+    ch: &lapin::Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) -> Result<(), String> {
+    let c = ch
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    match c {
+        Confirmation::Nack(_) => Err("the broker refused the message".into()),
+        _ => Ok(()),
+    }
+}
+
+async fn zmq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
+    use zeromq::{Socket, SocketRecv};
+    let ChannelDef::Zmq {
+        name,
+        service,
+        socket_type,
+        socket_method,
+        address,
+        topic,
+        data_format,
+        ..
+    } = &spec.def
+    else {
+        return Ok(());
+    };
+    enum Sock {
+        Pull(zeromq::PullSocket),
+        Sub(zeromq::SubSocket),
+    }
+    let fail = |e: zeromq::ZmqError| format!("ZeroMQ socket at {address}: {e}");
+    let mut sock = match socket_type {
+        ZmqInType::Pull => {
+            let mut s = zeromq::PullSocket::new();
+            match socket_method {
+                SocketMethod::Bind => s.bind(address).await.map(|_| ()).map_err(fail)?,
+                SocketMethod::Connect => s.connect(address).await.map_err(fail)?,
+            }
+            Sock::Pull(s)
+        }
+        ZmqInType::Sub => {
+            let mut s = zeromq::SubSocket::new();
+            match socket_method {
+                SocketMethod::Bind => s.bind(address).await.map(|_| ()).map_err(fail)?,
+                SocketMethod::Connect => s.connect(address).await.map_err(fail)?,
+            }
+            s.subscribe(topic).await.map_err(fail)?;
+            Sock::Sub(s)
+        }
+    };
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            m = async {
+                match &mut sock {
+                    Sock::Pull(s) => s.recv().await,
+                    Sock::Sub(s) => s.recv().await,
+                }
+            } => m.map_err(fail)?,
+        };
+        let mut frames = msg.into_vec();
+        // SUB: a leading frame equal to the topic is the envelope, not the data.
+        let mut got_topic = String::new();
+        if matches!(socket_type, ZmqInType::Sub)
+            && frames.len() > 1
+            && let Some(first) = frames.first()
+        {
+            got_topic = String::from_utf8_lossy(first).into_owned();
+            frames.remove(0);
+        }
+        let body: Vec<u8> = frames.concat();
+        let mut meta = HashMap::new();
+        meta.insert(
+            "socket_type".into(),
+            match socket_type {
+                ZmqInType::Pull => "PULL",
+                ZmqInType::Sub => "SUB",
+            }
+            .into(),
+        );
+        meta.insert("address".into(), address.clone());
+        meta.insert("topic".into(), got_topic);
+        let channel = ChannelInfo {
+            name: name.clone(),
+            r#type: "zmq".into(),
+            data_format: data_format.as_str().into(),
+            meta,
+            ..Default::default()
+        };
+        let (ctx, service, name, format) =
+            (ctx.clone(), service.clone(), name.clone(), *data_format);
+        // ZeroMQ has no acknowledgements: run the service without holding up the socket.
+        tokio::spawn(async move {
+            match invoke(&ctx, &service, channel, format, &body).await {
+                Outcome::Done => ctx.count(&name, "processed"),
+                Outcome::Failed(why) | Outcome::Poison(why) | Outcome::NoExecutor(why) => {
+                    ctx.count(&name, "failed");
+                    tracing::error!(channel = %name, reason = %why, "ZeroMQ message failed (ZeroMQ cannot redeliver it)");
+                }
+            }
+        });
+    }
+}
+
+async fn mq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
+    use fe2o3_amqp::types::messaging::{Body, Message};
+    use fe2o3_amqp::types::primitives::{SimpleValue, Value};
+    use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+    let ChannelDef::IbmMq {
+        name,
+        service,
+        definition,
+        queue,
+        max_redeliveries,
+        data_format,
+        ..
+    } = &spec.def
+    else {
+        return Ok(());
+    };
+    let _ = definition;
+    let shown = redact_url(&spec.url).0;
+    let address = spec.address_format.replace("{queue}", queue);
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::open(format!("shoal-channel-{name}"), spec.url.as_str()),
+    )
+    .await
+    .map_err(|_| format!("{shown} did not answer within 10 s"))?
+    .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+    let mut session = Session::begin(&mut conn)
+        .await
+        .map_err(|e| format!("cannot begin a session: {e}"))?;
+    let mut receiver = Receiver::attach(&mut session, format!("shoal-{name}-in"), address.clone())
+        .await
+        .map_err(|e| format!("cannot consume {address}: {e}"))?;
+    let mut requeue = Sender::attach(
+        &mut session,
+        format!("shoal-{name}-requeue"),
+        address.clone(),
+    )
+    .await
+    .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    let result: Result<(), String> = loop {
+        let delivery = tokio::select! {
+            _ = stop.cancelled() => break Ok(()),
+            d = receiver.recv::<Body<Value>>() => d,
+        };
+        let delivery = match delivery {
+            Ok(d) => d,
+            Err(e) => break Err(format!("receiving from {address} failed: {e}")),
+        };
+        let msg: &Message<Body<Value>> = delivery.message();
+        let body: Vec<u8> = match &msg.body {
+            Body::Data(batch) => batch.iter().flat_map(|d| d.0.to_vec()).collect(),
+            Body::Value(v) => match &v.0 {
+                Value::String(s) => s.as_bytes().to_vec(),
+                Value::Binary(b) => b.to_vec(),
+                other => format!("{other:?}").into_bytes(),
+            },
+            _ => Vec::new(),
+        };
+        let attempts: u32 = msg
+            .application_properties
+            .as_ref()
+            .and_then(|a| a.0.get(ATTEMPTS_HEADER))
+            .and_then(|v| match v {
+                SimpleValue::Uint(n) => Some(*n),
+                SimpleValue::Int(n) => u32::try_from(*n).ok(),
+                SimpleValue::Long(n) => u32::try_from(*n).ok(),
+                SimpleValue::String(s) => s.parse().ok(),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let mut meta = HashMap::new();
+        meta.insert("queue".into(), queue.clone());
+        meta.insert("attempt".into(), (attempts + 1).to_string());
+        if let Some(p) = &msg.properties {
+            if let Some(id) = &p.message_id {
+                meta.insert("message_id".into(), format!("{id:?}"));
+            }
+            if let Some(c) = &p.correlation_id {
+                meta.insert("correlation_id".into(), message_id_text(c));
+            }
+            if let Some(r) = &p.reply_to {
+                meta.insert("reply_to".into(), r.clone());
+            }
+        }
+        if let Some(h) = &msg.header {
+            meta.insert("priority".into(), h.priority.0.to_string());
+            meta.insert(
+                "delivery_mode".into(),
+                if h.durable { "2" } else { "1" }.into(),
+            );
+        }
+        let channel = ChannelInfo {
+            name: name.clone(),
+            r#type: "ibm_mq".into(),
+            data_format: data_format.as_str().into(),
+            meta,
+            ..Default::default()
+        };
+        let settle = match invoke(ctx, service, channel, *data_format, &body).await {
+            Outcome::Done => {
+                ctx.count(name, "processed");
+                receiver.accept(&delivery).await
+            }
+            Outcome::NoExecutor(why) => {
+                ctx.count(name, "returned");
+                tracing::warn!(channel = %name, reason = %why, "no executor took the message; released");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                receiver.release(&delivery).await
+            }
+            Outcome::Failed(why) if attempts < *max_redeliveries => {
+                ctx.count(name, "retried");
+                tracing::warn!(channel = %name, attempt = attempts + 1, reason = %why, "message failed; requeued");
+                let mut copy = Message::builder()
+                    .data(fe2o3_amqp::types::messaging::Data::from(body.clone()))
+                    .build();
+                copy.header = msg.header.clone();
+                copy.properties = msg.properties.clone();
+                let mut app = msg.application_properties.clone().unwrap_or_default();
+                app.0
+                    .insert(ATTEMPTS_HEADER.into(), SimpleValue::Uint(attempts + 1));
+                copy.application_properties = Some(app);
+                match requeue.send(copy).await {
+                    Ok(o) if o.is_accepted() => receiver.accept(&delivery).await,
+                    _ => receiver.release(&delivery).await,
+                }
+            }
+            Outcome::Failed(why) | Outcome::Poison(why) => {
+                ctx.count(name, "dead_lettered");
+                tracing::error!(channel = %name, attempts = attempts + 1, reason = %why, "message rejected (dead-lettered by the queue manager)");
+                receiver
+                    .reject(
+                        &delivery,
+                        fe2o3_amqp::types::definitions::Error::new(
+                            fe2o3_amqp::types::definitions::AmqpError::InternalError,
+                            Some(why.chars().take(200).collect::<String>()),
+                            None,
+                        ),
+                    )
+                    .await
+            }
+        };
+        if let Err(e) = settle {
+            break Err(format!("settling a message failed: {e}"));
+        }
+    };
+    let _ = requeue.close().await;
+    let _ = receiver.close().await;
+    let _ = session.close().await;
+    let _ = conn.close().await;
+    result
+}
+
+fn message_id_text(id: &fe2o3_amqp::types::messaging::MessageId) -> String {
+    use fe2o3_amqp::types::messaging::MessageId;
+    match id {
+        MessageId::String(s) => s.clone(),
+        MessageId::Ulong(n) => n.to_string(),
+        MessageId::Uuid(u) => format!("{u:?}"),
+        MessageId::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
