@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use shoal_common::objects::PasswordType;
-use shoal_common::outgoing::{HttpOut, OutSecurity};
+use shoal_common::outgoing::{HttpOut, OutFormat, OutSecurity};
 use shoal_proto::connectors::v1 as pb;
 
 use crate::CallError;
@@ -99,6 +99,16 @@ impl HttpPool {
         }
         for (k, v) in &r.headers {
             insert(&mut headers, k, v)?;
+        }
+        // The connection's data format gives the body's type when the call did not.
+        if !soap && !body.is_empty() && !headers.contains_key(reqwest::header::CONTENT_TYPE) {
+            let ct = match h.data_format {
+                OutFormat::Json => "application/json",
+                OutFormat::Xml => "application/xml; charset=utf-8",
+                OutFormat::Form => "application/x-www-form-urlencoded",
+                OutFormat::Plain => "text/plain; charset=utf-8",
+            };
+            insert(&mut headers, "content-type", ct)?;
         }
         let timeout = (r.timeout_ms > 0).then(|| Duration::from_millis(r.timeout_ms));
         let idempotent = matches!(
