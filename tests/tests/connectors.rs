@@ -235,6 +235,77 @@ impl Drop for Forwarder {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_connection_does_not_drop_calls_in_flight() {
+    let config = "outgoing:\n  - {name: pg, type: sql, url: \"postgres://postgres@127.0.0.1:5432/test\", pool_size: 2}\n";
+    let c = Cluster::start_with(&[&fixture("conn.py")], 1, &[], Some(config)).await;
+    let slow = json!({"conn": "pg", "sql": "select pg_sleep(2)"});
+    // Warm the pool, then start a 2 s query and change the connection while it runs.
+    assert_eq!(
+        call(
+            &c,
+            "conn.sql-error",
+            json!({"conn": "pg", "sql": "select 1"})
+        )
+        .await["error"],
+        Value::Null
+    );
+    let in_flight = {
+        let (admin, password) = (c.admin_url.clone(), c.password.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{admin}/api/v1/services/conn.sql-error/invoke"))
+                .basic_auth("admin", Some(password))
+                .json(&slow)
+                .send()
+                .await
+                .expect("invoke")
+                .json::<Value>()
+                .await
+                .expect("json")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let changed = json!({"name": "pg", "type": "sql", "url": "postgres://postgres@127.0.0.1:5432/test", "pool_size": 3});
+    let (s, v) = c
+        .admin(
+            reqwest::Method::PUT,
+            "outgoing/pg",
+            Some(changed.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!((s, &v["result"]), (200, &json!("updated")), "{v}");
+    // New calls use the new pool at once; the running one finishes on the old pool.
+    assert_eq!(
+        call(
+            &c,
+            "conn.sql-error",
+            json!({"conn": "pg", "sql": "select 1"})
+        )
+        .await["error"],
+        Value::Null
+    );
+    let v = in_flight.await.expect("in-flight call");
+    assert_eq!(
+        v["error"],
+        Value::Null,
+        "the call in flight survived the change: {v}"
+    );
+    // Deleting it: the next call is told so.
+    let (s, _) = c.admin(reqwest::Method::DELETE, "outgoing/pg", None).await;
+    assert_eq!(s, 200);
+    shoal_tests::eventually(Duration::from_secs(5), "the deletion to apply", || async {
+        let v = call(
+            &c,
+            "conn.sql-error",
+            json!({"conn": "pg", "sql": "select 1"}),
+        )
+        .await;
+        (v["error"] == "ConnectionNotConfigured").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_server_unreachable_then_back() {
     let port = shoal_tests::free_port();
     let config = format!(
