@@ -109,34 +109,137 @@ impl FtpPool {
         })
     }
 
-    /// One operation on a pooled connection; a connection that failed is not reused.
-    pub async fn call(&self, r: &pb::FtpCallRequest) -> Result<pb::FtpCallResponse, CallError> {
-        let _permit = self
+    /// A logged-in connection from the pool (or a new one), with the permit that
+    /// bounds the pool; give it back with [`FtpPool::checkin`].
+    async fn checkout(
+        &self,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, AsyncRustlsFtpStream), CallError> {
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| CallError::unavailable("the FTP pool is closed"))?;
         let pooled = self.idle.lock().await.pop();
-        let mut s = match pooled {
+        let s = match pooled {
             Some(s) => s,
             None => self.connect().await?,
         };
-        let t = Duration::from_secs_f64(self.def.timeout);
-        let out = match tokio::time::timeout(t, op(&self.def, &mut s, r)).await {
-            Ok(o) => o,
-            Err(_) => Err(CallError::timeout(format!(
-                "{} {} ran past {} s",
-                r.op, r.path, self.def.timeout
-            ))),
-        };
-        // Keep the connection unless the failure was the connection's own.
-        let keep = match &out {
+        Ok((permit, s))
+    }
+
+    /// Returns a connection to the pool unless the failure was the connection's own.
+    async fn checkin<T>(&self, s: AsyncRustlsFtpStream, out: &Result<T, CallError>) {
+        let keep = match out {
             Ok(_) => true,
             Err(e) => e.code == "remote_error",
         };
         if keep {
             self.idle.lock().await.push(s);
         }
+    }
+
+    fn timeout(&self, what: &str) -> CallError {
+        CallError::timeout(format!("{what} ran past {} s", self.def.timeout))
+    }
+
+    /// One operation on a pooled connection.
+    pub async fn call(&self, r: &pb::FtpCallRequest) -> Result<pb::FtpCallResponse, CallError> {
+        let (_permit, mut s) = self.checkout().await?;
+        let t = Duration::from_secs_f64(self.def.timeout);
+        let out = match tokio::time::timeout(t, op(&self.def, &mut s, r)).await {
+            Ok(o) => o,
+            Err(_) => Err(self.timeout(&format!("{} {}", r.op, r.path))),
+        };
+        self.checkin(s, &out).await;
+        out
+    }
+
+    /// Streams `path` into `tx` in chunks of 256 KB; the file is never held whole. Each
+    /// chunk must arrive within the connection's timeout.
+    pub async fn download(
+        &self,
+        path: &str,
+        tx: tokio::sync::mpsc::Sender<Result<pb::FtpChunk, tonic::Status>>,
+    ) -> Result<u64, CallError> {
+        let (_permit, mut s) = self.checkout().await?;
+        let t = Duration::from_secs_f64(self.def.timeout);
+        let what = format!("readbytes {path}");
+        let out = async {
+            let mut stream = tokio::time::timeout(t, s.retr_as_stream(path))
+                .await
+                .map_err(|_| self.timeout(&what))?
+                .map_err(|e| ftp_err(&self.def, &what, e))?;
+            let mut total = 0u64;
+            loop {
+                let mut buf = vec![0u8; 256 * 1024];
+                let n = tokio::time::timeout(t, stream.read(&mut buf))
+                    .await
+                    .map_err(|_| self.timeout(&what))?
+                    .map_err(|io| CallError::unavailable(format!("reading {path} failed: {io}")))?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                total += n as u64;
+                let chunk = pb::FtpChunk {
+                    data: buf,
+                    ..Default::default()
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return Err(CallError::unavailable("the caller went away"));
+                }
+            }
+            stream
+                .finish()
+                .await
+                .map_err(|e| ftp_err(&self.def, &what, e))?;
+            Ok(total)
+        }
+        .await;
+        self.checkin(s, &out).await;
+        out
+    }
+
+    /// Writes the chunks of `chunks` to `path` as they arrive.
+    pub async fn upload(
+        &self,
+        path: &str,
+        first: Vec<u8>,
+        mut chunks: tonic::Streaming<pb::FtpChunk>,
+    ) -> Result<u64, CallError> {
+        use tokio::io::AsyncWriteExt;
+        let (_permit, mut s) = self.checkout().await?;
+        let t = Duration::from_secs_f64(self.def.timeout);
+        let what = format!("writebytes {path}");
+        let out = async {
+            let mut stream = tokio::time::timeout(t, s.put_with_stream(path))
+                .await
+                .map_err(|_| self.timeout(&what))?
+                .map_err(|e| ftp_err(&self.def, &what, e))?;
+            let io =
+                |e: std::io::Error| CallError::unavailable(format!("writing {path} failed: {e}"));
+            let mut total = first.len() as u64;
+            stream.write_all(&first).await.map_err(io)?;
+            loop {
+                let next = tokio::time::timeout(t, chunks.message())
+                    .await
+                    .map_err(|_| self.timeout(&what))?
+                    .map_err(|e| {
+                        CallError::unavailable(format!("the upload broke off: {}", e.message()))
+                    })?;
+                let Some(c) = next else { break };
+                total += c.data.len() as u64;
+                stream.write_all(&c.data).await.map_err(io)?;
+            }
+            stream
+                .finish()
+                .await
+                .map_err(|e| ftp_err(&self.def, &what, e))?;
+            Ok(total)
+        }
+        .await;
+        self.checkin(s, &out).await;
         out
     }
 }

@@ -98,6 +98,22 @@ impl CallError {
     }
 }
 
+/// A failure as a gRPC status, for streaming calls (which cannot carry it in-band):
+/// not_configured → FAILED_PRECONDITION, bad_request → INVALID_ARGUMENT, unavailable →
+/// UNAVAILABLE, timeout → DEADLINE_EXCEEDED, unauthorized → PERMISSION_DENIED,
+/// remote_error → ABORTED.
+pub fn status(e: CallError) -> Status {
+    let code = match e.code {
+        "not_configured" => tonic::Code::FailedPrecondition,
+        "bad_request" => tonic::Code::InvalidArgument,
+        "unavailable" => tonic::Code::Unavailable,
+        "timeout" => tonic::Code::DeadlineExceeded,
+        "unauthorized" => tonic::Code::PermissionDenied,
+        _ => tonic::Code::Aborted,
+    };
+    Status::new(code, e.message)
+}
+
 /// One live connection: its definition (secrets opened) and its pool.
 pub struct Conn {
     pub def: OutgoingDef,
@@ -443,6 +459,57 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         };
         Ok(Response::new(match out {
             Ok(o) => o,
+            Err(e) => pb::FtpCallResponse {
+                error: e.detail(""),
+                ..Default::default()
+            },
+        }))
+    }
+
+    type FtpReadStream = tokio_stream::wrappers::ReceiverStream<Result<pb::FtpChunk, Status>>;
+
+    async fn ftp_read(
+        &self,
+        r: Request<pb::FtpCallRequest>,
+    ) -> Result<Response<Self::FtpReadStream>, Status> {
+        let r = r.into_inner();
+        let conn = self.registry.get(&r.connection, &["ftp"]).map_err(status)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let Pool::Ftp(p) = &conn.pool else {
+                return;
+            };
+            if let Err(e) = p.download(&r.path, tx.clone()).await {
+                let _ = tx.send(Err(status(e))).await;
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn ftp_write(
+        &self,
+        r: Request<tonic::Streaming<pb::FtpChunk>>,
+    ) -> Result<Response<pb::FtpCallResponse>, Status> {
+        let mut chunks = r.into_inner();
+        let Some(first) = chunks.message().await? else {
+            return Err(Status::invalid_argument(
+                "an upload needs at least one message",
+            ));
+        };
+        let out = match self.registry.get(&first.connection, &["ftp"]) {
+            Ok(c) => match &c.pool {
+                Pool::Ftp(p) => p.upload(&first.path, first.data, chunks).await,
+                _ => Err(CallError::new("not_configured", "not an FTP connection")),
+            },
+            Err(e) => Err(e),
+        };
+        Ok(Response::new(match out {
+            Ok(size) => pb::FtpCallResponse {
+                size,
+                ..Default::default()
+            },
             Err(e) => pb::FtpCallResponse {
                 error: e.detail(""),
                 ..Default::default()

@@ -260,3 +260,136 @@ async fn one(
         }
     })
 }
+
+/// (error code, error message, bytes moved) of a streamed FTP transfer.
+type Transfer = (Option<String>, Option<String>, u64);
+
+/// The connector's status for a streamed call, back to its in-band code.
+fn code_of(s: &tonic::Status) -> &'static str {
+    match s.code() {
+        tonic::Code::FailedPrecondition => "not_configured",
+        tonic::Code::InvalidArgument => "bad_request",
+        tonic::Code::DeadlineExceeded => "timeout",
+        tonic::Code::PermissionDenied => "unauthorized",
+        tonic::Code::Aborted => "remote_error",
+        _ => "unavailable",
+    }
+}
+
+fn transfer_result(r: Result<Result<u64, (String, String)>, tonic::Status>) -> Transfer {
+    match r {
+        Ok(Ok(n)) => (None, None, n),
+        Ok(Err((code, message))) => (Some(code), Some(message), 0),
+        Err(s) => (
+            Some(code_of(&s).to_owned()),
+            Some(s.message().to_owned()),
+            0,
+        ),
+    }
+}
+
+/// Downloads `path` through FTP connection `connection`, calling `sink(chunk)` for each
+/// piece as it arrives (with the GIL, which is released in between).
+#[pyfunction]
+pub fn ftp_download(
+    py: Python<'_>,
+    connection: &str,
+    path: &str,
+    sink: Py<PyAny>,
+) -> PyResult<Transfer> {
+    let ctx = ctx()?;
+    let req = pb::FtpCallRequest {
+        connection: connection.to_owned(),
+        op: "readbytes".into(),
+        path: path.to_owned(),
+        ..Default::default()
+    };
+    let r = py.detach(|| {
+        let addr = ctx
+            .connectors
+            .pick_addr()
+            .map_err(|e| tonic::Status::unavailable(e.message))?;
+        local_call(&addr, Duration::from_secs(600), |ch| async move {
+            let mut c = pb::connectors_client::ConnectorsClient::new(ch)
+                .max_decoding_message_size(MAX_MESSAGE);
+            let mut stream = c.ftp_read(req).await?.into_inner();
+            let mut total = 0u64;
+            while let Some(chunk) = stream.message().await? {
+                total += chunk.data.len() as u64;
+                let delivered = Python::attach(|py| {
+                    sink.call1(py, (PyBytes::new(py, &chunk.data),)).map(|_| ())
+                });
+                if let Err(e) = delivered {
+                    return Ok(Err((
+                        "bad_request".to_owned(),
+                        format!("the sink raised: {e}"),
+                    )));
+                }
+            }
+            Ok(Ok(total))
+        })
+    });
+    Ok(transfer_result(r))
+}
+
+/// Uploads to `path` through FTP connection `connection`, reading pieces from
+/// `source()` (bytes; empty at the end) as the upload goes.
+#[pyfunction]
+pub fn ftp_upload(
+    py: Python<'_>,
+    connection: &str,
+    path: &str,
+    source: Py<PyAny>,
+) -> PyResult<Transfer> {
+    let ctx = ctx()?;
+    let (connection, path) = (connection.to_owned(), path.to_owned());
+    let r = py.detach(|| {
+        let addr = ctx
+            .connectors
+            .pick_addr()
+            .map_err(|e| tonic::Status::unavailable(e.message))?;
+        local_call(&addr, Duration::from_secs(600), |ch| async move {
+            let mut c = pb::connectors_client::ConnectorsClient::new(ch)
+                .max_encoding_message_size(MAX_MESSAGE);
+            let failed: std::sync::Arc<parking_lot::Mutex<Option<String>>> = Default::default();
+            let failure = failed.clone();
+            let mut first = true;
+            let chunks = futures::stream::poll_fn(move |_| {
+                let next = Python::attach(|py| -> PyResult<Vec<u8>> {
+                    let v = source.call0(py)?;
+                    v.extract::<Vec<u8>>(py)
+                });
+                let data = match next {
+                    Ok(d) => d,
+                    Err(e) => {
+                        *failure.lock() = Some(format!("the source raised: {e}"));
+                        Vec::new()
+                    }
+                };
+                if data.is_empty() && !first {
+                    return std::task::Poll::Ready(None);
+                }
+                let msg = pb::FtpChunk {
+                    connection: if first {
+                        connection.clone()
+                    } else {
+                        String::new()
+                    },
+                    path: if first { path.clone() } else { String::new() },
+                    data,
+                };
+                first = false;
+                std::task::Poll::Ready(Some(msg))
+            });
+            let r = c.ftp_write(chunks).await?.into_inner();
+            if let Some(why) = failed.lock().take() {
+                return Ok(Err(("bad_request".to_owned(), why)));
+            }
+            Ok(match r.error {
+                Some(e) => Err((e.code, e.message)),
+                None => Ok(r.size),
+            })
+        })
+    });
+    Ok(transfer_result(r))
+}

@@ -380,6 +380,8 @@ pub fn install(ctx: Ctx) -> Result<(), String> {
         m.add_function(wrap_pyfunction!(lock_release, &m)?)?;
         m.add_function(wrap_pyfunction!(kvdb_call, &m)?)?;
         m.add_function(wrap_pyfunction!(crate::connect::connector_call, &m)?)?;
+        m.add_function(wrap_pyfunction!(crate::connect::ftp_download, &m)?)?;
+        m.add_function(wrap_pyfunction!(crate::connect::ftp_upload, &m)?)?;
         py.import("sys")?
             .getattr("modules")?
             .set_item("_shoal_native", &m)?;

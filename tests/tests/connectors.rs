@@ -669,6 +669,19 @@ outgoing:
             .is_none(),
         "cleaned up"
     );
+    // A 64 MB file streamed up and down (in 1 MB and 256 KB pieces, never whole).
+    let v = call(&c, "conn.ftp-big", json!({"conn": "secure", "mb": 64})).await;
+    let mb64 = 64 * 1024 * 1024;
+    assert_eq!(
+        v,
+        json!({"up": mb64, "down": mb64, "same": true, "size": mb64})
+    );
+    assert_eq!(
+        std::fs::metadata(tls_root.path().join("big.bin"))
+            .map(|m| m.len())
+            .ok(),
+        Some(mb64)
+    );
     let (s, v) = c
         .invoke("conn.ftp", &json!({"conn": "wrong", "text": "x"}))
         .await
@@ -871,7 +884,19 @@ channels:
     declare(&ch, &queue).await;
     let c = Cluster::start_with(&[&fixture("queues.py")], 1, &[], Some(&config)).await;
 
-    // ZeroMQ: a libzmq PUSH socket (pyzmq) connects to the channel's PULL socket.
+    // ZeroMQ: a libzmq PUSH socket (pyzmq) connects to the channel's PULL socket, once
+    // the gateway has bound it (the channel starts when the applied config reaches it).
+    shoal_tests::eventually(
+        Duration::from_secs(20),
+        "the ZeroMQ channel to bind",
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", zport))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
     let script = format!(
         "import zmq,json,time\nc=zmq.Context();s=c.socket(zmq.PUSH);s.connect('tcp://127.0.0.1:{zport}')\n\
          for i in range(1,51): s.send_string(json.dumps({{'tag':'zmq','seq':i,'flaky':False}}))\n\
@@ -884,11 +909,17 @@ channels:
         .await
         .expect("python3 with pyzmq");
     assert!(status.success());
-    shoal_tests::eventually(Duration::from_secs(20), "50 ZeroMQ messages", || async {
-        let v = stats(&c, "zmq", &[]).await;
-        (v["done"].as_array().map_or(0, Vec::len) == 50).then_some(())
-    })
-    .await;
+    let mut got = 0;
+    for _ in 0..100 {
+        got = stats(&c, "zmq", &[]).await["done"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if got == 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(got, 50, "ZeroMQ messages processed");
     assert!(
         stats(&c, "zmq", &[]).await["last"]
             .as_str()

@@ -16,6 +16,7 @@ Each object here is a thin client: the pools, credentials and protocol work live
 
 import datetime
 import decimal
+import io
 import json
 import uuid
 
@@ -447,11 +448,31 @@ class FTPConnection:
     def listdir(self, path='/'):
         return self._op('listdir', path)[0]['names']
 
+    def _check(self, result):
+        code, message, size = result
+        if code:
+            raise _ERRORS.get(code, OutgoingError)(message)
+        return size
+
+    def download(self, path, file, chunk_size=None, **_ignored):
+        """Streams ``path`` into the binary ``file`` (anything with ``write``) piece by
+        piece: neither the connector nor this process holds the file whole. Returns the
+        number of bytes."""
+        return self._check(self._t.native.ftp_download(self.name, path, file.write))
+
+    def upload(self, path, file, chunk_size=1024 * 1024, **_ignored):
+        """Streams the binary ``file`` (anything with ``read``) to ``path``, ``chunk_size``
+        bytes at a time. Returns the number of bytes."""
+        return self._check(self._t.native.ftp_upload(self.name, path,
+                                                     lambda: file.read(chunk_size) or b''))
+
     def readbytes(self, path):
-        return bytes(self._op('readbytes', path)[1])
+        buf = io.BytesIO()
+        self.download(path, buf)
+        return buf.getvalue()
 
     def writebytes(self, path, contents):
-        self._op('writebytes', path, data=bytes(contents))
+        self.upload(path, io.BytesIO(bytes(contents)))
 
     def readtext(self, path, encoding='utf-8', errors='strict', newline=''):
         return self.readbytes(path).decode(encoding, errors)

@@ -122,15 +122,49 @@ def test_sql_commit_and_new_transaction():
     assert native.calls[2][1]['commit'] is True and native.calls[5][1]['commit'] is False
 
 
-def test_ftp_names():
-    native = FakeNative([ok({'names': ['a.txt'], 'flag': False, 'size': 0}),
-                         ok({'names': [], 'flag': False, 'size': 5}, b'h\xc3\xa9llo'),
-                         ok({'names': [], 'flag': True, 'size': 0})])
+class FakeFtpNative(FakeNative):
+    """Streams as the executor's ftp_download/ftp_upload do, over an in-memory tree."""
+
+    def __init__(self, files, replies=None):
+        super().__init__(replies)
+        self.files = files
+
+    def ftp_download(self, connection, path, sink):
+        if path not in self.files:
+            return 'remote_error', 'readbytes {}: 550 No such file'.format(path), 0
+        data = self.files[path]
+        for i in range(0, len(data), 3):
+            sink(data[i:i + 3])
+        return None, None, len(data)
+
+    def ftp_upload(self, connection, path, source):
+        parts = []
+        while True:
+            piece = source()
+            if not piece:
+                break
+            parts.append(piece)
+        self.files[path] = b''.join(parts)
+        return None, None, len(self.files[path])
+
+
+def test_ftp_names_and_streams():
+    native = FakeFtpNative({'/in/a.txt': 'héllo'.encode()},
+                           [ok({'names': ['a.txt'], 'flag': False, 'size': 0}),
+                            ok({'names': [], 'flag': True, 'size': 0})])
     ftp = Outgoing({}, native).ftp.get('files')
     assert ftp.listdir('/in') == ['a.txt']
     assert ftp.readtext('/in/a.txt') == 'héllo'
     assert ftp.exists('/in') is True
-    assert [c[1]['op'] for c in native.calls] == ['listdir', 'readbytes', 'exists']
+    assert [c[1]['op'] for c in native.calls] == ['listdir', 'exists']
+    import io
+    assert ftp.upload('/in/big', io.BytesIO(b'x' * 10), chunk_size=4) == 10
+    assert native.files['/in/big'] == b'x' * 10
+    ftp.writebytes('/in/c', b'abc')
+    out_file = io.BytesIO()
+    assert ftp.download('/in/c', out_file) == 3 and out_file.getvalue() == b'abc'
+    with pytest.raises(out.RemoteError, match='550'):
+        ftp.readbytes('/nope')
 
 
 def test_stubs_win_and_unknown_kinds_are_named():
