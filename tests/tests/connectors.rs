@@ -235,6 +235,43 @@ impl Drop for Forwarder {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sql_session_is_rolled_back() {
+    let config = "outgoing:\n  - {name: pg, type: sql, url: \"postgres://postgres@127.0.0.1:5432/test\", session_timeout: 1}\n";
+    let c = Cluster::start_with(&[&fixture("conn.py")], 1, &[], Some(config)).await;
+    let table = unique("idle").replace('-', "_");
+    let v = call(
+        &c,
+        "conn.sql-error",
+        json!({"conn": "pg", "sql": format!("create table {table} (id int)")}),
+    )
+    .await;
+    assert_eq!(v["error"], Value::Null, "{v}");
+    let v = call(
+        &c,
+        "conn.sql-idle",
+        json!({
+            "conn": "pg", "insert": format!("insert into {table} values (:id)"), "row": {"id": 1},
+            "idle": 2.5, "count": format!("select count(*) from {table}")
+        }),
+    )
+    .await;
+    assert!(
+        v["outcome"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("OutgoingBadRequest: the SQL session is closed"),
+        "{v}"
+    );
+    assert_eq!(v["after"], 0, "the abandoned insert was rolled back: {v}");
+    let _ = call(
+        &c,
+        "conn.sql-error",
+        json!({"conn": "pg", "sql": format!("drop table {table}")}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_connection_does_not_drop_calls_in_flight() {
     let config = "outgoing:\n  - {name: pg, type: sql, url: \"postgres://postgres@127.0.0.1:5432/test\", pool_size: 2}\n";
     let c = Cluster::start_with(&[&fixture("conn.py")], 1, &[], Some(config)).await;
@@ -726,11 +763,18 @@ async fn amqp_channel_drill_with_a_broker_restart() {
         r#"
 outgoing:
   - {{name: rabbit, type: amqp, url: "{RABBIT}"}}
+  - {{name: to-drill, type: amqp, definition: rabbit, routing_key: "{queue}"}}
 channels:
   - {{name: drill, type: amqp, service: q.record, definition: rabbit, queue: "{queue}", consumers: 2, prefetch: 20, max_redeliveries: 3, dead_letter_exchange: "{dlx}"}}
 "#
     );
-    let c = Cluster::start_with(&[&fixture("queues.py")], 1, &[], Some(&config)).await;
+    let c = Cluster::start_with(
+        &[&fixture("queues.py"), &fixture("conn.py")],
+        1,
+        &[],
+        Some(&config),
+    )
+    .await;
     let (conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
     ch.exchange_declare(
@@ -796,17 +840,23 @@ channels:
         },
     )
     .await;
+    // A service publishes through an outgoing connection before and after the restart:
+    // the publisher reconnects by itself.
+    let send =
+        |seq: u32| json!({"kind": "amqp", "conn": "to-drill", "msg": {"tag": "drill", "seq": seq}});
+    call(&c, "conn.send", send(1001)).await;
     {
         let _restart = BrokerRestart::stop();
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let all: Vec<u32> = (1..=1000).collect();
+    call(&c, "conn.send", send(1002)).await;
+    let all: Vec<u32> = (1..=1002).collect();
     shoal_tests::eventually(
         Duration::from_secs(90),
         "every message processed",
         || async {
             let v = stats(&c, "drill", &[]).await;
-            (v["done"].as_array().map_or(0, Vec::len) >= 1000).then_some(())
+            (v["done"].as_array().map_or(0, Vec::len) >= 1002).then_some(())
         },
     )
     .await;
@@ -870,19 +920,28 @@ channels:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zmq_and_ibm_mq_channels() {
     let zport = shoal_tests::free_port();
+    let pport = shoal_tests::free_port();
     let queue = unique("mq-in");
     let config = format!(
         r#"
 outgoing:
   - {{name: mq, type: ibm_mq, url: "amqp://guest:guest@127.0.0.1:5672", address_format: "/amq/queue/{{queue}}"}}
+  - {{name: zpub, type: zmq, socket_type: PUB, socket_method: bind, address: "tcp://127.0.0.1:{pport}"}}
 channels:
   - {{name: zin, type: zmq, service: q.record, socket_type: PULL, address: "tcp://127.0.0.1:{zport}"}}
+  - {{name: zsub, type: zmq, service: q.record, socket_type: SUB, socket_method: connect, address: "tcp://127.0.0.1:{pport}", topic: prices}}
   - {{name: mq-in, type: ibm_mq, service: q.record, definition: mq, queue: "{queue}", max_redeliveries: 2}}
 "#
     );
     let (_conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
-    let c = Cluster::start_with(&[&fixture("queues.py")], 1, &[], Some(&config)).await;
+    let c = Cluster::start_with(
+        &[&fixture("queues.py"), &fixture("conn.py")],
+        1,
+        &[],
+        Some(&config),
+    )
+    .await;
 
     // ZeroMQ: a libzmq PUSH socket (pyzmq) connects to the channel's PULL socket, once
     // the gateway has bound it (the channel starts when the applied config reaches it).
@@ -926,6 +985,21 @@ channels:
             .unwrap_or_default()
             .starts_with("zmq|zin")
     );
+    // PUB (outgoing, bound) to SUB (a channel that connects, filtering on a topic): the
+    // service publishes until the subscriber has it (PUB drops what it sends before a
+    // subscriber has joined, as ZeroMQ does).
+    let v = call(
+        &c,
+        "conn.zmq-pub",
+        json!({"conn": "zpub", "tag": "pubsub", "topic": "prices"}),
+    )
+    .await;
+    assert!(v["sends"].as_u64().is_some(), "{v}");
+    let last = stats(&c, "pubsub", &[]).await["last"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(last, "zmq|zsub||prices");
 
     // IBM MQ over AMQP 1.0: messages put on the queue (here over AMQP 0-9-1) reach the
     // service; the failing first tries are retried; a poison message is rejected after
