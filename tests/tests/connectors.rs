@@ -619,10 +619,81 @@ async fn ftp_server(root: &Path, tls: Option<(&Path, &Path)>) -> (tokio::process
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ftp_and_ftps() {
-    let root = tempfile::tempdir().expect("tempdir");
+async fn https_with_a_private_ca() {
     let certs = tempfile::tempdir().expect("tempdir");
-    let d = certs.path();
+    let (ca, cert, key) = make_certs(certs.path());
+    let port = shoal_tests::free_port();
+    let script = format!(
+        "import http.server,ssl,json\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20def do_GET(self):\n\
+         \x20 b=json.dumps({{'path': self.path, 'tls': True}}).encode()\n\
+         \x20 self.send_response(200);self.send_header('Content-Type','application/json');self.send_header('Content-Length',str(len(b)));self.end_headers();self.wfile.write(b)\n\
+         \x20def log_message(self,*a): pass\n\
+         s=http.server.HTTPServer(('127.0.0.1',{port}),H)\n\
+         c=ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER);c.load_cert_chain('{}','{}')\n\
+         s.socket=c.wrap_socket(s.socket,server_side=True)\n\
+         print('ready',flush=True)\n\
+         s.serve_forever()",
+        cert.display(),
+        key.display()
+    );
+    let mut server = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3");
+    let stdout = server.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    assert_eq!(
+        lines.next_line().await.ok().flatten().as_deref(),
+        Some("ready")
+    );
+    let config = format!(
+        r#"
+outgoing:
+  - {{name: trusted, type: http, address: "https://localhost:{port}", url_path: "/x/{{id}}", ca_file: "{}"}}
+  - {{name: untrusted, type: http, address: "https://localhost:{port}", url_path: "/x/{{id}}", retries: 0}}
+  - {{name: unverified, type: http, address: "https://localhost:{port}", url_path: "/x/{{id}}", tls_verify: false}}
+"#,
+        ca.display()
+    );
+    let c = Cluster::start_with(&[&fixture("conn.py")], 1, &[], Some(&config)).await;
+    let v = call(
+        &c,
+        "conn.http",
+        json!({"conn": "trusted", "params": {"id": "1"}}),
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"status": 200, "data": {"path": "/x/1", "tls": true}})
+    );
+    // A certificate from an unknown CA is refused, naming the reason.
+    let (s, v) = c
+        .invoke(
+            "conn.http",
+            &json!({"conn": "untrusted", "params": {"id": "1"}}),
+        )
+        .await
+        .expect("invoke");
+    assert_eq!(s, 503, "{v}");
+    assert!(v.to_string().to_lowercase().contains("certificate"), "{v}");
+    // tls_verify: false accepts it (for test systems only).
+    let v = call(
+        &c,
+        "conn.http",
+        json!({"conn": "unverified", "params": {"id": "2"}}),
+    )
+    .await;
+    assert_eq!(v["status"], 200, "{v}");
+}
+
+/// A private CA and a server certificate for localhost and 127.0.0.1 it signed (webpki
+/// refuses a CA certificate as the server's own): (ca.pem, cert.pem, key.pem) in `d`.
+fn make_certs(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let (ca, cert, key) = (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"));
     std::fs::write(d.join("ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext");
     // A private CA and a server certificate it signed (webpki refuses a CA certificate
@@ -677,6 +748,14 @@ async fn ftp_and_ftps() {
         "cert.pem",
     ]);
     assert!(ok, "openssl could not make a certificate");
+    (ca, cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftp_and_ftps() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (ca, cert, key) = make_certs(certs.path());
     let (_plain, plain_port) = ftp_server(root.path(), None).await;
     let tls_root = tempfile::tempdir().expect("tempdir");
     let (_tls, tls_port) = ftp_server(tls_root.path(), Some((&cert, &key))).await;
