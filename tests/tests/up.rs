@@ -357,6 +357,7 @@ async fn up_applies_shoal_yaml_from_the_project_folder() {
         &[
             &examples_dir().join("hello.py"),
             &examples_dir().join("zato_style.py"),
+            &examples_dir().join("notes.py"),
         ],
         1,
         &[],
@@ -396,4 +397,29 @@ async fn up_applies_shoal_yaml_from_the_project_folder() {
     )
     .await;
     assert_eq!(body["response"]["name"], "Client C9");
+    // The notes services, through the example's SQLite outgoing connection.
+    let added: serde_json::Value =
+        eventually(Duration::from_secs(10), "the notes channel", || async {
+            let r = http
+                .post(format!("{}/notes", c.http_url))
+                .json(&serde_json::json!({"text": "buy milk"}))
+                .send()
+                .await
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.json().await.ok()
+        })
+        .await;
+    assert_eq!(added, serde_json::json!({"id": 1}));
+    let listed: serde_json::Value = http
+        .get(format!("{}/notes", c.http_url))
+        .send()
+        .await
+        .expect("list notes")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["notes"][0]["text"], "buy milk", "{listed}");
 }
