@@ -25,6 +25,7 @@ use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use shoal_common::objects::{ChannelDef, DataFormat, ZmqInType};
 use shoal_common::outgoing::{OutgoingDef, SocketMethod, StoredOutgoing, redact_url};
 use shoal_common::routing::Router;
@@ -39,6 +40,11 @@ use tokio_util::sync::CancellationToken;
 pub const ATTEMPTS_HEADER: &str = "x-shoal-attempts";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabel {
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Labels {
     channel: String,
     outcome: String,
@@ -49,9 +55,19 @@ struct Labels {
 struct Ctx {
     router: Router,
     messages: Family<Labels, Counter>,
+    up: Family<ChannelLabel, Gauge>,
 }
 
 impl Ctx {
+    /// Whether the channel is consuming now (1) or reconnecting (0).
+    fn set_up(&self, channel: &str, up: bool) {
+        self.up
+            .get_or_create(&ChannelLabel {
+                channel: channel.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
     fn count(&self, channel: &str, outcome: &str) {
         self.messages
             .get_or_create(&Labels {
@@ -80,14 +96,24 @@ pub fn follow(
     cancel: CancellationToken,
 ) {
     let messages: Family<Labels, Counter> = Family::default();
+    let up: Family<ChannelLabel, Gauge> = Family::default();
     ops.register(|r| {
+        r.register(
+            "gateway_queue_channel_up",
+            "1 while a queue or socket channel is consuming, 0 while it reconnects",
+            up.clone(),
+        );
         r.register(
             "gateway_queue_messages",
             "Messages taken from queue and socket channels, by outcome",
             messages.clone(),
         );
     });
-    let ctx = Ctx { router, messages };
+    let ctx = Ctx {
+        router,
+        messages,
+        up,
+    };
     let mut chan_rx = store.watch_prefix("channels/", cancel.clone());
     let mut out_rx = store.watch_prefix("outgoing/", cancel.clone());
     tokio::spawn(async move {
@@ -207,8 +233,12 @@ async fn run(spec: Spec, ctx: Ctx, stop: CancellationToken) {
             _ => return,
         };
         if stop.is_cancelled() {
+            ctx.up.remove(&ChannelLabel {
+                channel: spec.def.name().to_owned(),
+            });
             return;
         }
+        ctx.set_up(spec.def.name(), false);
         if let Err(e) = r {
             tracing::warn!(channel = %spec.def.name(), error = %e, "queue channel lost its connection; reconnecting");
         }
@@ -377,6 +407,7 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
         .await
         .map_err(|e| e.to_string())?;
     let mut tasks = tokio::task::JoinSet::new();
+    ctx.set_up(name, true);
     for i in 0..(*consumers).max(1) {
         let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
         ch.basic_qos(*prefetch, BasicQosOptions::default())
@@ -599,6 +630,7 @@ async fn zmq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result
             Sock::Sub(s)
         }
     };
+    ctx.set_up(name, true);
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -692,6 +724,7 @@ async fn mq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<
     )
     .await
     .map_err(|e| format!("cannot send to {address}: {e}"))?;
+    ctx.set_up(name, true);
     let result: Result<(), String> = loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => break Ok(()),

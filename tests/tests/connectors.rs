@@ -1080,6 +1080,21 @@ channels:
         .to_owned();
     assert_eq!(last, "zmq|zsub||prices");
 
+    // The gateway reports each queue channel as consuming.
+    let metrics = reqwest::get(format!("http://{}/metrics", c.gateway_ops))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for ch in ["zin", "zsub", "mq-in"] {
+        let line = format!("gateway_queue_channel_up{{channel=\"{ch}\"}} 1");
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
+    assert!(
+        metrics.contains("gateway_queue_messages_total{channel=\"zin\",outcome=\"processed\"} 50")
+    );
+
     // IBM MQ over AMQP 1.0: messages put on the queue (here over AMQP 0-9-1) reach the
     // service; the failing first tries are retried; a poison message is rejected after
     // 1 + 2 tries.
