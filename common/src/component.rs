@@ -64,6 +64,14 @@ pub async fn serve(
     ));
     let routes = crate::grpc::with_health_and_reflection(routes, grpc_names).await;
     let grpc_cancel = CancellationToken::new();
+    // The same API on a Unix socket, for callers on this host (they prefer it: no TCP
+    // stack per call).
+    let uds_path = std::env::temp_dir().join(format!("shoal-{role}-{}.sock", std::process::id()));
+    let uds_task = tokio::spawn(crate::grpc::serve_unix(
+        uds_path.clone(),
+        routes.clone(),
+        grpc_cancel.clone(),
+    ));
     let grpc_task = tokio::spawn(crate::grpc::serve(
         listeners.grpc,
         routes,
@@ -71,7 +79,10 @@ pub async fn serve(
     ));
     let reg_cancel = CancellationToken::new();
     if let Some(store) = Store::connect_retrying(&common.store(), &cancel).await {
-        let member = Member::new(role, grpc_addr.to_string(), ops_addr.to_string());
+        let mut member = Member::new(role, grpc_addr.to_string(), ops_addr.to_string());
+        if uds_path.exists() {
+            member.uds_path = uds_path.display().to_string();
+        }
         on_store(&store, &member);
         members::register(store, member, common.member_ttl, reg_cancel.clone());
         ops.set_ready(true);
@@ -83,6 +94,7 @@ pub async fn serve(
     grpc_cancel.cancel();
     crate::shutdown::drain_within(Duration::from_secs(common.grace_period), role, async {
         let _ = grpc_task.await;
+        let _ = uds_task.await;
         let _ = ops_task.await;
     })
     .await;

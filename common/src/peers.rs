@@ -43,22 +43,33 @@ impl Peers {
     }
 
     /// The address of a live member: the first by id that is not being skipped (or, when
-    /// all are, the first), for callers that keep their own channels.
+    /// all are, the first), for callers that keep their own channels. A member on this
+    /// host with a Unix socket is given as `unix:/path` (see [`endpoint`]).
     pub fn pick_addr(&self) -> Result<String, ShoalError> {
         let members = self.discovery.snapshot();
         let now = Instant::now();
         let mut state = self.state.lock();
         state.skipped.retain(|_, until| *until > now);
-        let addrs: Vec<&str> = members
+        let here = crate::grpc::host_name();
+        let addrs: Vec<String> = members
             .iter()
-            .map(|m| m.grpc_addr.as_str())
-            .filter(|a| !a.is_empty())
+            .filter(|m| !m.grpc_addr.is_empty())
+            .map(|m| {
+                if !m.uds_path.is_empty()
+                    && m.host == here
+                    && std::path::Path::new(&m.uds_path).exists()
+                {
+                    format!("unix:{}", m.uds_path)
+                } else {
+                    m.grpc_addr.clone()
+                }
+            })
             .collect();
         addrs
             .iter()
-            .find(|a| !state.skipped.contains_key(**a))
+            .find(|a| !state.skipped.contains_key(a.as_str()))
             .or_else(|| addrs.first())
-            .map(|a| (*a).to_owned())
+            .cloned()
             .ok_or_else(|| {
                 ShoalError::new(
                     ErrorCode::Unavailable,
@@ -73,18 +84,15 @@ impl Peers {
         let addr = self.pick_addr()?;
         let members = self.discovery.snapshot();
         let mut state = self.state.lock();
-        state
-            .channels
-            .retain(|a, _| members.iter().any(|m| &m.grpc_addr == a));
+        state.channels.retain(|a, _| {
+            members
+                .iter()
+                .any(|m| &m.grpc_addr == a || a.strip_prefix("unix:") == Some(&m.uds_path))
+        });
         if let Some(ch) = state.channels.get(&addr) {
             return Ok((addr, ch.clone()));
         }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ShoalError::new(ErrorCode::Internal, e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(self.timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let ch = endpoint(&addr, self.timeout)?;
         state.channels.insert(addr.clone(), ch.clone());
         Ok((addr, ch))
     }
@@ -96,4 +104,35 @@ impl Peers {
             .skipped
             .insert(addr.to_owned(), Instant::now() + SKIP_FOR);
     }
+}
+
+/// A lazy channel to `addr`: `host:port` over TCP, or `unix:/path` over a Unix socket
+/// (what [`Peers::pick_addr`] gives for a member on this host). `timeout` bounds each call.
+pub fn endpoint(addr: &str, timeout: Duration) -> Result<Channel, ShoalError> {
+    let (uri, path) = match addr.strip_prefix("unix:") {
+        // The URI is only a label for a Unix socket; the connector below makes the stream.
+        Some(p) => (
+            "http://localhost".to_owned(),
+            Some(std::path::PathBuf::from(p)),
+        ),
+        None => (format!("http://{addr}"), None),
+    };
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| ShoalError::new(ErrorCode::Internal, e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(match path {
+        Some(path) => {
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+                let path = path.clone();
+                async move {
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .map(hyper_util::rt::TokioIo::new)
+                }
+            }))
+        }
+        None => endpoint.connect_lazy(),
+    })
 }

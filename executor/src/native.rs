@@ -339,12 +339,8 @@ where
             Some(c) => c.clone(),
             None => {
                 let _enter = rt.enter();
-                let c = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| tonic::Status::internal(e.to_string()))?
-                    .connect_timeout(Duration::from_secs(2))
-                    .timeout(timeout)
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                let c = shoal_common::peers::endpoint(addr, timeout)
+                    .map_err(|e| tonic::Status::internal(e.message))?;
                 channels.insert(addr.to_owned(), c.clone());
                 c
             }
