@@ -380,14 +380,6 @@ impl ChannelDef {
         }
     }
 
-    /// Whether HTTP requests reach this channel (the others consume queues or sockets).
-    pub fn is_http(&self) -> bool {
-        matches!(
-            self,
-            ChannelDef::Http { .. } | ChannelDef::Soap { .. } | ChannelDef::Invoke { .. }
-        )
-    }
-
     /// The outgoing connection a queue channel consumes through, if any.
     pub fn definition(&self) -> Option<&str> {
         match self {

@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::{Map, Value, json};
 use shoal_common::outgoing::{SqlOut, redact_url};
 use shoal_proto::connectors::v1 as pb;
-use sqlx::{Column, Connection, Either, Executor, Row, Statement, TypeInfo, ValueRef};
+use sqlx::{Column, Either, Executor, Row, Statement, TypeInfo, ValueRef};
 use tokio_util::sync::CancellationToken;
 
 use crate::CallError;
@@ -728,34 +728,6 @@ async fn finish(tx: Option<Tx>, commit: bool) -> Result<(), CallError> {
         (None, _) => Ok(()),
     };
     r.map_err(|e| db_err("database", e))
-}
-
-/// Pings a pool (for tests and readiness of one connection).
-pub async fn ping(pool: &SqlPool) -> Result<(), CallError> {
-    match &pool.kind {
-        Kind::Pg(p) => {
-            p.acquire()
-                .await
-                .map_err(|e| db_err(&pool.shown, e))?
-                .ping()
-                .await
-        }
-        Kind::My(p) => {
-            p.acquire()
-                .await
-                .map_err(|e| db_err(&pool.shown, e))?
-                .ping()
-                .await
-        }
-        Kind::Lite(p) => {
-            p.acquire()
-                .await
-                .map_err(|e| db_err(&pool.shown, e))?
-                .ping()
-                .await
-        }
-    }
-    .map_err(|e| db_err(&pool.shown, e))
 }
 
 #[cfg(test)]

@@ -692,7 +692,6 @@ async fn mq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<
     let ChannelDef::IbmMq {
         name,
         service,
-        definition,
         queue,
         max_redeliveries,
         data_format,
@@ -701,7 +700,6 @@ async fn mq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<
     else {
         return Ok(());
     };
-    let _ = definition;
     let shown = redact_url(&spec.url).0;
     let address = spec.address_format.replace("{queue}", queue);
     let mut conn = tokio::time::timeout(
