@@ -62,12 +62,41 @@ pub async fn serve_unix(
     result.map_err(std::io::Error::other)
 }
 
-/// This host's name (for telling whether a member's Unix socket is reachable from here).
+/// This host's name (for telling whether a member's Unix socket is reachable from here);
+/// read once per process, since callers ask on every call.
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_default()
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_owned())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
+/// Whether `member`'s Unix socket can be used from here: it has one, runs on this host,
+/// and the socket file is there.
+pub fn local_socket(member: &crate::members::Member) -> Option<std::path::PathBuf> {
+    let path = std::path::Path::new(&member.uds_path);
+    (!member.uds_path.is_empty() && member.host == host_name() && path.exists())
+        .then(|| path.to_path_buf())
+}
+
+/// A lazy channel from `endpoint` that connects over the Unix socket at `path` (the
+/// endpoint's URI is then only a label).
+pub fn connect_unix_lazy(
+    endpoint: tonic::transport::Endpoint,
+    path: std::path::PathBuf,
+) -> tonic::transport::Channel {
+    endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+        let path = path.clone();
+        async move {
+            tokio::net::UnixStream::connect(path)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        }
+    }))
 }
 
 /// Binds a TCP listener, with a message naming the address on failure.

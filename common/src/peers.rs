@@ -50,19 +50,12 @@ impl Peers {
         let now = Instant::now();
         let mut state = self.state.lock();
         state.skipped.retain(|_, until| *until > now);
-        let here = crate::grpc::host_name();
         let addrs: Vec<String> = members
             .iter()
             .filter(|m| !m.grpc_addr.is_empty())
-            .map(|m| {
-                if !m.uds_path.is_empty()
-                    && m.host == here
-                    && std::path::Path::new(&m.uds_path).exists()
-                {
-                    format!("unix:{}", m.uds_path)
-                } else {
-                    m.grpc_addr.clone()
-                }
+            .map(|m| match crate::grpc::local_socket(m) {
+                Some(path) => format!("unix:{}", path.display()),
+                None => m.grpc_addr.clone(),
             })
             .collect();
         addrs
@@ -123,16 +116,7 @@ pub fn endpoint(addr: &str, timeout: Duration) -> Result<Channel, ShoalError> {
         .timeout(timeout)
         .tcp_nodelay(true);
     Ok(match path {
-        Some(path) => {
-            endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
-                let path = path.clone();
-                async move {
-                    tokio::net::UnixStream::connect(path)
-                        .await
-                        .map(hyper_util::rt::TokioIo::new)
-                }
-            }))
-        }
+        Some(path) => crate::grpc::connect_unix_lazy(endpoint, path),
         None => endpoint.connect_lazy(),
     })
 }

@@ -262,21 +262,9 @@ fn connect(m: &Member) -> Option<Conn> {
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
-    let local = !m.uds_path.is_empty()
-        && m.host == crate::grpc::host_name()
-        && std::path::Path::new(&m.uds_path).exists();
-    let channel = if local {
-        let path = std::path::PathBuf::from(&m.uds_path);
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
-            let path = path.clone();
-            async move {
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map(hyper_util::rt::TokioIo::new)
-            }
-        }))
-    } else {
-        endpoint.connect_lazy()
+    let channel = match crate::grpc::local_socket(m) {
+        Some(path) => crate::grpc::connect_unix_lazy(endpoint, path),
+        None => endpoint.connect_lazy(),
     };
     Some(Conn {
         client: ExecutorClient::new(channel),
