@@ -133,12 +133,50 @@ pub enum Pool {
 }
 
 /// Every outgoing connection by name.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Registry {
     conns: Arc<RwLock<HashMap<String, Arc<Conn>>>>,
+    /// The store, once [`Registry::follow`] has it (for read-your-writes lookups).
+    store: Arc<std::sync::OnceLock<Store>>,
+    /// The store revision `conns` reflects.
+    applied: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            conns: Arc::default(),
+            store: Arc::default(),
+            applied: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
+
+/// How long a call waits for a connection the store has and this registry has not built
+/// yet (a definition applied a moment before the call).
+const CATCH_UP: Duration = Duration::from_secs(3);
+
 impl Registry {
+    /// As [`Registry::get`], but read-your-writes: when `name` is missing or not yet of
+    /// `kinds` here while the store already holds a newer definition (applied a moment
+    /// ago, its watch event still on the way), waits for the registry to catch up.
+    pub async fn lookup(&self, name: &str, kinds: &[&str]) -> Result<Arc<Conn>, CallError> {
+        let first = self.get(name, kinds);
+        let Err(e) = first else { return first };
+        let Some(store) = self.store.get() else {
+            return Err(e);
+        };
+        match store.get(&format!("outgoing/{name}")).await {
+            Ok(Some(entry)) if entry.mod_revision > *self.applied.borrow() => {
+                let mut rx = self.applied.subscribe();
+                let rev = entry.mod_revision;
+                let _ = tokio::time::timeout(CATCH_UP, rx.wait_for(|r| *r >= rev)).await;
+                self.get(name, kinds)
+            }
+            _ => Err(e),
+        }
+    }
+
     /// The connection `name`, which must be of `kind` (`http` also takes `soap`).
     pub fn get(&self, name: &str, kinds: &[&str]) -> Result<Arc<Conn>, CallError> {
         let conn = self.conns.read().get(name).cloned().ok_or_else(|| {
@@ -177,16 +215,22 @@ impl Registry {
 
     /// Follows `outgoing/` in the store until `cancel`, rebuilding what changed.
     pub fn follow(&self, store: &Store, key: Option<SecretKey>, cancel: CancellationToken) {
+        let _ = self.store.set(store.clone());
         let mut rx = store.watch_prefix("outgoing/", cancel.clone());
         let me = self.clone();
         tokio::spawn(async move {
             let mut stored: BTreeMap<String, StoredOutgoing> = BTreeMap::new();
             while let Some(ev) = rx.recv().await {
-                apply(&mut stored, ev);
+                let mut rev = apply(&mut stored, ev);
                 while let Ok(ev) = rx.try_recv() {
-                    apply(&mut stored, ev);
+                    rev = rev.max(apply(&mut stored, ev));
                 }
                 me.rebuild(&stored, key.as_ref());
+                me.applied.send_if_modified(|r| {
+                    let newer = rev > *r;
+                    *r = (*r).max(rev);
+                    newer
+                });
             }
         });
     }
@@ -252,7 +296,8 @@ fn display(kind: &str) -> &str {
     }
 }
 
-fn apply(map: &mut BTreeMap<String, StoredOutgoing>, ev: WatchEvent) {
+/// Applies one watch event; returns the store revision it brings.
+fn apply(map: &mut BTreeMap<String, StoredOutgoing>, ev: WatchEvent) -> i64 {
     let parse = |key: &str, v: &[u8]| match serde_json::from_slice::<StoredOutgoing>(v) {
         Ok(s) => Some(s),
         Err(e) => {
@@ -262,21 +307,24 @@ fn apply(map: &mut BTreeMap<String, StoredOutgoing>, ev: WatchEvent) {
     };
     let strip = |k: &str| k.trim_start_matches("outgoing/").to_owned();
     match ev {
-        WatchEvent::Reset { entries, .. } => {
+        WatchEvent::Reset { entries, revision } => {
             map.clear();
             for e in entries {
                 if let Some(v) = parse(&e.key, &e.value) {
                     map.insert(strip(&e.key), v);
                 }
             }
+            revision
         }
         WatchEvent::Put(e) => {
             if let Some(v) = parse(&e.key, &e.value) {
                 map.insert(strip(&e.key), v);
             }
+            e.mod_revision
         }
-        WatchEvent::Delete { key, .. } => {
+        WatchEvent::Delete { key, revision } => {
             map.remove(&strip(&key));
+            revision
         }
     }
 }
@@ -328,7 +376,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::HttpCallRequest>,
     ) -> Result<Response<pb::HttpCallResponse>, Status> {
         let r = r.into_inner();
-        let out = match self.registry.get(&r.connection, &["http", "soap"]) {
+        let out = match self.registry.lookup(&r.connection, &["http", "soap"]).await {
             Ok(c) => match (&c.pool, &c.def) {
                 (Pool::Http(p), OutgoingDef::Http(h)) => p.call(h, false, &r).await,
                 (Pool::Http(p), OutgoingDef::Soap(h)) => p.call(h, true, &r).await,
@@ -350,7 +398,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::AmqpPublishRequest>,
     ) -> Result<Response<pb::AmqpPublishResponse>, Status> {
         let r = r.into_inner();
-        let out = match self.registry.get(&r.connection, &["amqp"]) {
+        let out = match self.registry.lookup(&r.connection, &["amqp"]).await {
             Ok(c) => match (&c.pool, &c.def) {
                 (Pool::Amqp(p), OutgoingDef::Amqp(a)) => p.publish(a, &r).await,
                 _ => Err(CallError::new("not_configured", "not an AMQP connection")),
@@ -367,7 +415,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::ZmqSendRequest>,
     ) -> Result<Response<pb::ZmqSendResponse>, Status> {
         let r = r.into_inner();
-        let out = match self.registry.get(&r.connection, &["zmq"]) {
+        let out = match self.registry.lookup(&r.connection, &["zmq"]).await {
             Ok(c) => match &c.pool {
                 Pool::Zmq(z) => z.send(r.frames.clone()).await,
                 _ => Err(CallError::new("not_configured", "not a ZeroMQ connection")),
@@ -384,7 +432,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::SqlBeginRequest>,
     ) -> Result<Response<pb::SqlBeginResponse>, Status> {
         let r = r.into_inner();
-        let out = match self.registry.get(&r.connection, &["sql"]) {
+        let out = match self.registry.lookup(&r.connection, &["sql"]).await {
             Ok(c) => match &c.pool {
                 Pool::Sql(p) => {
                     self.sessions
@@ -413,7 +461,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
     ) -> Result<Response<pb::SqlExecuteResponse>, Status> {
         let r = r.into_inner();
         let out = if r.session_id.is_empty() {
-            match self.registry.get(&r.connection, &["sql"]) {
+            match self.registry.lookup(&r.connection, &["sql"]).await {
                 Ok(c) => match &c.pool {
                     Pool::Sql(p) => p.execute(&r.sql, &r.params_json).await,
                     _ => Err(CallError::new("not_configured", "not a SQL connection")),
@@ -450,7 +498,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::FtpCallRequest>,
     ) -> Result<Response<pb::FtpCallResponse>, Status> {
         let r = r.into_inner();
-        let out = match self.registry.get(&r.connection, &["ftp"]) {
+        let out = match self.registry.lookup(&r.connection, &["ftp"]).await {
             Ok(c) => match &c.pool {
                 Pool::Ftp(p) => p.call(&r).await,
                 _ => Err(CallError::new("not_configured", "not an FTP connection")),
@@ -473,7 +521,11 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::FtpCallRequest>,
     ) -> Result<Response<Self::FtpReadStream>, Status> {
         let r = r.into_inner();
-        let conn = self.registry.get(&r.connection, &["ftp"]).map_err(status)?;
+        let conn = self
+            .registry
+            .lookup(&r.connection, &["ftp"])
+            .await
+            .map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             let Pool::Ftp(p) = &conn.pool else {
@@ -498,7 +550,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
                 "an upload needs at least one message",
             ));
         };
-        let out = match self.registry.get(&first.connection, &["ftp"]) {
+        let out = match self.registry.lookup(&first.connection, &["ftp"]).await {
             Ok(c) => match &c.pool {
                 Pool::Ftp(p) => p.upload(&first.path, first.data, chunks).await,
                 _ => Err(CallError::new("not_configured", "not an FTP connection")),
@@ -522,7 +574,7 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::IbmMqSendRequest>,
     ) -> Result<Response<pb::IbmMqSendResponse>, Status> {
         let r = r.into_inner();
-        let out = match self.registry.get(&r.connection, &["ibm_mq"]) {
+        let out = match self.registry.lookup(&r.connection, &["ibm_mq"]).await {
             Ok(c) => match &c.pool {
                 Pool::Mq(m) => m.send(&r).await,
                 _ => Err(CallError::new("not_configured", "not an IBM MQ connection")),

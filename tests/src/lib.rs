@@ -8,12 +8,51 @@ pub mod process;
 use std::future::Future;
 use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+/// A free TCP port on 127.0.0.1 for a server a test starts, reserved for the life of this
+/// test process.
+///
+/// Not a port the kernel hands out for `bind(0)` or for the source of a connection: those
+/// come from the ephemeral range, where a port found free and released a moment ago can be
+/// taken by any other socket of the parallel test processes before the server binds it (seen
+/// in CI as a cluster that never came up). So ports come from below the ephemeral range,
+/// and a lock file under the system temp folder (released when the process exits) keeps two
+/// test processes from picking the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on loopback")
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let low = 10_000u32;
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|l| *l > low + 1_000)
+        .unwrap_or(32_768);
+    let span = high - low;
+    let dir = std::env::temp_dir().join("shoal-test-ports");
+    std::fs::create_dir_all(&dir).expect("port lock folder");
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for i in 0..span {
+        let port = (low + (seed.wrapping_add(i.wrapping_mul(7_919))) % span) as u16;
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+        else {
+            continue;
+        };
+        if file.try_lock().is_err() {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            HELD.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+            return port;
+        }
+    }
+    panic!("no free port on loopback below {high}")
 }
 
 /// Retries `check` until it returns `Some`, or panics with `what` after `patience`.
