@@ -63,7 +63,7 @@ fn payload_1kb() -> Vec<u8> {
 fn req(payload: &[u8]) -> pb::InvokeRequest {
     pb::InvokeRequest {
         service: "bench.echo".into(),
-        payload: payload.to_vec(),
+        payload: payload.to_vec().into(),
         cid: "bench".into(),
         ..Default::default()
     }

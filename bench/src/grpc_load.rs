@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
                     Target::Invoker => {
                         let mut req = tonic::Request::new(inv::InvokeRequest {
                             service: service.clone(),
-                            payload: payload.clone(),
+                            payload: payload.clone().into(),
                             cid: String::new(),
                         });
                         if let Some(a) = &auth {
@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
                     Target::Executor => executor
                         .invoke(ex::InvokeRequest {
                             service: service.clone(),
-                            payload: payload.clone(),
+                            payload: payload.clone().into(),
                             ..Default::default()
                         })
                         .await

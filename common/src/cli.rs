@@ -120,15 +120,22 @@ pub fn overrides<O: Serialize>(common: &CommonArgs, own: &O) -> serde_json::Valu
 
 /// Builds the tokio runtime, installs signal handling, runs `f` and exits with 0, or 1
 /// after printing the error on one line.
+///
+/// With `TOKIO_WORKER_THREADS=1` (what `shoal up` gives its children on a 2-core machine)
+/// the runtime is a `current_thread` one: the same single thread of async work, without
+/// the work-stealing scheduler's cross-thread bookkeeping.
 pub fn run_main<F, Fut>(f: F, supervised: bool) -> !
 where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let one = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    let mut builder = if one {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -105,3 +105,50 @@ pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
+
+/// A gRPC codec for unary calls whose request is already encoded (a prost message as
+/// bytes): the same request can go out again, to another peer, without a clone of the
+/// message or a second encoding. Responses decode as `U`.
+pub struct PreEncoded<U>(std::marker::PhantomData<U>);
+
+impl<U> Default for PreEncoded<U> {
+    fn default() -> Self {
+        PreEncoded(std::marker::PhantomData)
+    }
+}
+
+/// Writes already-encoded request bytes as the message.
+pub struct BytesEncoder;
+
+impl tonic::codec::Encoder for BytesEncoder {
+    type Item = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: bytes::Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl<U> tonic::codec::Codec for PreEncoded<U>
+where
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = bytes::Bytes;
+    type Decode = U;
+    type Encoder = BytesEncoder;
+    type Decoder = <tonic_prost::ProstCodec<(), U> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic::codec::Codec::decoder(&mut tonic_prost::ProstCodec::<(), U>::default())
+    }
+}

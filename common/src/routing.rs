@@ -22,7 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 const DOWN_FOR: Duration = Duration::from_secs(2);
 
 struct Conn {
-    client: ExecutorClient<Channel>,
+    channel: Channel,
     outstanding: Arc<AtomicUsize>,
     down_until: Option<Instant>,
 }
@@ -55,7 +55,7 @@ impl Router {
         &self,
         service: &str,
         tried: &[String],
-    ) -> Result<(String, ExecutorClient<Channel>, InFlight), ShoalError> {
+    ) -> Result<(String, Channel, InFlight), ShoalError> {
         let members = self.discovery.snapshot();
         if members.is_empty() {
             return Err(ShoalError::new(
@@ -111,7 +111,7 @@ impl Router {
         conn.outstanding.fetch_add(1, Ordering::AcqRel);
         Ok((
             m.grpc_addr.clone(),
-            conn.client.clone(),
+            conn.channel.clone(),
             InFlight(conn.outstanding.clone()),
         ))
     }
@@ -131,11 +131,13 @@ impl Router {
         } else {
             req.timeout_ms
         }) + Duration::from_secs(1);
+        // Encoded once: a retry on another executor sends the same bytes.
+        let encoded = bytes::Bytes::from(prost::Message::encode_to_vec(&req));
         loop {
-            let (addr, mut client, _inflight) = self.pick(&req.service, &tried)?;
-            let mut request = tonic::Request::new(req.clone());
+            let (addr, channel, _inflight) = self.pick(&req.service, &tried)?;
+            let mut request = tonic::Request::new(encoded.clone());
             request.set_timeout(deadline);
-            match client.invoke(request).await {
+            match invoke_encoded(channel, request).await {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(status) if never_sent(&status) => {
                     tracing::warn!(executor = %addr, error = %status.message(), "executor unreachable; trying another");
@@ -177,10 +179,10 @@ impl Router {
             let client = {
                 let mut conns = self.conns.lock();
                 if let Some(c) = conns.get(&m.grpc_addr) {
-                    Some(c.client.clone())
+                    Some(ExecutorClient::new(c.channel.clone()))
                 } else {
                     connect(&m).map(|c| {
-                        let client = c.client.clone();
+                        let client = ExecutorClient::new(c.channel.clone());
                         conns.insert(m.grpc_addr.clone(), c);
                         client
                     })
@@ -216,9 +218,9 @@ impl Router {
             let client = {
                 let mut conns = self.conns.lock();
                 match conns.get(&m.grpc_addr) {
-                    Some(c) => Some(c.client.clone()),
+                    Some(c) => Some(ExecutorClient::new(c.channel.clone())),
                     None => connect(&m).map(|c| {
-                        let client = c.client.clone();
+                        let client = ExecutorClient::new(c.channel.clone());
                         conns.insert(m.grpc_addr.clone(), c);
                         client
                     }),
@@ -235,8 +237,24 @@ impl Router {
     }
 }
 
-/// Whether a failed call certainly never reached the executor (connection refused or
-/// reset before the request went out), so retrying elsewhere cannot run it twice.
+/// `Executor.Invoke` with a request encoded beforehand (see [`crate::grpc::PreEncoded`]).
+async fn invoke_encoded(
+    channel: Channel,
+    request: tonic::Request<bytes::Bytes>,
+) -> Result<tonic::Response<pb::InvokeResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unknown(format!("executor connection not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static("/shoal.executor.v1.Executor/Invoke");
+    grpc.unary(
+        request,
+        path,
+        crate::grpc::PreEncoded::<pb::InvokeResponse>::default(),
+    )
+    .await
+}
+
 /// Whether a gRPC status means the request never reached the peer (connection refused
 /// or not established), so trying another peer cannot run anything twice.
 pub fn never_sent(status: &tonic::Status) -> bool {
@@ -267,7 +285,7 @@ fn connect(m: &Member) -> Option<Conn> {
         None => endpoint.connect_lazy(),
     };
     Some(Conn {
-        client: ExecutorClient::new(channel),
+        channel,
         outstanding: Arc::default(),
         down_until: None,
     })

@@ -48,7 +48,7 @@ fn invoke_remote(py: Python<'_>, name: &str, payload: &[u8], cid: &str) -> PyRes
     };
     let req = pb::InvokeRequest {
         service: name.to_owned(),
-        payload,
+        payload: payload.into(),
         cid: cid.to_owned(),
         channel: Some(ChannelInfo {
             name: "invoke".into(),

@@ -468,7 +468,7 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
         };
         Ok(Ok(pb::InvokeResponse {
             status,
-            payload: bytes,
+            payload: bytes.into(),
             kind: kind as i32,
             headers,
             content_type: content_type.unwrap_or_default(),

@@ -80,7 +80,7 @@ fn conversion_and_coercion_properties() {
     let call = |service: &str, payload: &Value| {
         rt.block_on(ex.invoke(pb::InvokeRequest {
             service: service.into(),
-            payload: serde_json::to_vec(payload).expect("json"),
+            payload: serde_json::to_vec(payload).expect("json").into(),
             ..Default::default()
         }))
     };
@@ -94,7 +94,7 @@ fn conversion_and_coercion_properties() {
         // A str payload travels as text (by design); everything else as JSON.
         let back: Value = match pb::PayloadKind::try_from(r.kind) {
             Ok(pb::PayloadKind::Empty) => Value::Null,
-            Ok(pb::PayloadKind::Text) => Value::String(String::from_utf8(r.payload.clone()).expect("UTF-8")),
+            Ok(pb::PayloadKind::Text) => Value::String(String::from_utf8(r.payload.to_vec()).expect("UTF-8")),
             _ => serde_json::from_slice(&r.payload).expect("JSON back"),
         };
         // Floats may come back as the same number with a different spelling; compare values.

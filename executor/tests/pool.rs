@@ -60,7 +60,7 @@ fn executor() -> Executor {
 fn req(service: &str, payload: serde_json::Value, timeout_ms: u64) -> pb::InvokeRequest {
     pb::InvokeRequest {
         service: service.into(),
-        payload: serde_json::to_vec(&payload).expect("json"),
+        payload: serde_json::to_vec(&payload).expect("json").into(),
         timeout_ms,
         ..Default::default()
     }
@@ -89,7 +89,7 @@ async fn executor_pool_behaviour() {
     // Text payload and content type pass through.
     let r = ex.invoke(req("pool.text", serde_json::json!({}), 0)).await;
     assert_eq!(
-        (r.kind, r.payload.as_slice(), r.content_type.as_str()),
+        (r.kind, &r.payload[..], r.content_type.as_str()),
         (
             pb::PayloadKind::Text as i32,
             b"plain".as_slice(),
@@ -163,7 +163,7 @@ async fn executor_pool_behaviour() {
     let r = ex.invoke(req("nope", serde_json::json!({}), 0)).await;
     assert_eq!(r.status, 404);
     let mut bad = req("pool.echo", serde_json::json!({}), 0);
-    bad.payload = b"{not json".to_vec();
+    bad.payload = b"{not json".to_vec().into();
     let r = ex.invoke(bad).await;
     assert_eq!(r.status, 400);
 }

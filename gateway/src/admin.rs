@@ -238,8 +238,8 @@ async fn invoke(
     };
     let req = pb::InvokeRequest {
         service: name,
-        payload,
-        raw_request: body.to_vec(),
+        payload: payload.into(),
+        raw_request: body,
         cid: cid.clone(),
         channel: Some(ChannelInfo {
             name: "admin.invoke".into(),

@@ -13,6 +13,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::BodyExt;
 use parking_lot::RwLock;
@@ -725,7 +726,7 @@ async fn handle(
             );
         }
         match zato_request(&body) {
-            Ok(sp) => sp,
+            Ok((s, p)) => (s, p.into()),
             Err(msg) => return zato_error(ErrorCode::BadRequest, &msg, cid),
         }
     } else {
@@ -736,10 +737,10 @@ async fn handle(
             },
             _ => channel.service.clone(),
         };
-        let payload: Vec<u8> = match channel.data_format {
+        let payload: Bytes = match channel.data_format {
             DataFormat::Json => {
                 if body.iter().all(u8::is_ascii_whitespace) {
-                    Vec::new()
+                    Bytes::new()
                 } else {
                     if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
                         return fail(
@@ -747,15 +748,15 @@ async fn handle(
                             format!("request body is not valid JSON: {e}"),
                         );
                     }
-                    body.to_vec()
+                    body.clone()
                 }
             }
             DataFormat::Xml => {
                 if body.iter().all(u8::is_ascii_whitespace) {
-                    Vec::new()
+                    Bytes::new()
                 } else {
                     match crate::soap::parse_plain(&body) {
-                        Ok((_, input)) => serde_json::to_vec(&input).unwrap_or_default(),
+                        Ok((_, input)) => serde_json::to_vec(&input).unwrap_or_default().into(),
                         Err(msg) => return fail(ErrorCode::BadRequest, msg),
                     }
                 }
@@ -766,11 +767,11 @@ async fn handle(
                     form.insert(k.to_string(), v.to_string());
                     map.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
                 }
-                serde_json::to_vec(&map).unwrap_or_default()
+                serde_json::to_vec(&map).unwrap_or_default().into()
             }
             DataFormat::Plain => match std::str::from_utf8(&body) {
-                Ok(text) if !text.is_empty() => serde_json::to_vec(text).unwrap_or_default(),
-                Ok(_) => Vec::new(),
+                Ok(text) if !text.is_empty() => serde_json::to_vec(text).unwrap_or_default().into(),
+                Ok(_) => Bytes::new(),
                 Err(_) => {
                     return fail(
                         ErrorCode::BadRequest,
@@ -790,7 +791,7 @@ async fn handle(
     let invoke = pb::InvokeRequest {
         service,
         payload,
-        raw_request: body.to_vec(),
+        raw_request: body,
         cid: cid.to_owned(),
         channel: Some(ChannelInfo {
             name: channel.name.clone(),
@@ -1007,8 +1008,8 @@ async fn soap_call(
         .unwrap_or_default();
     let invoke = pb::InvokeRequest {
         service: channel.service.clone(),
-        payload: serde_json::to_vec(&req.input).unwrap_or_default(),
-        raw_request: body.to_vec(),
+        payload: serde_json::to_vec(&req.input).unwrap_or_default().into(),
+        raw_request: body,
         cid: cid.to_owned(),
         channel: Some(ChannelInfo {
             name: channel.name.clone(),

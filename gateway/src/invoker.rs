@@ -78,7 +78,7 @@ impl ipb::invoker_server::Invoker for InvokerService {
         let call = pb::InvokeRequest {
             service: req.service,
             payload: req.payload,
-            raw_request: Vec::new(),
+            raw_request: Default::default(),
             cid: cid.clone(),
             channel: Some(ChannelInfo {
                 name: "grpc.invoker".into(),

@@ -297,8 +297,8 @@ async fn invoke(
     };
     let req = pb::InvokeRequest {
         service: service.to_owned(),
-        payload,
-        raw_request: body.to_vec(),
+        payload: payload.into(),
+        raw_request: body.to_vec().into(),
         channel: Some(channel),
         ..Default::default()
     };

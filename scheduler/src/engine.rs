@@ -347,7 +347,7 @@ pub async fn fire(
     };
     let req = pb::InvokeRequest {
         service: job.service.clone(),
-        payload,
+        payload: payload.into(),
         cid: cid.clone(),
         channel: Some(ChannelInfo {
             name: job.name.clone(),

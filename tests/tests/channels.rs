@@ -616,7 +616,7 @@ async fn grpc_invoker_with_security_definitions() {
     let req = |meta: &[(&'static str, String)], service: &str, payload: &str| {
         let mut r = tonic::Request::new(InvokeRequest {
             service: service.into(),
-            payload: payload.as_bytes().to_vec(),
+            payload: payload.as_bytes().to_vec().into(),
             cid: String::new(),
         });
         for (k, v) in meta {
