@@ -123,13 +123,18 @@ pub fn overrides<O: Serialize>(common: &CommonArgs, own: &O) -> serde_json::Valu
 ///
 /// With `TOKIO_WORKER_THREADS=1` (what `shoal up` gives its children on a 2-core machine)
 /// the runtime is a `current_thread` one: the same single thread of async work, without
-/// the work-stealing scheduler's cross-thread bookkeeping.
+/// the work-stealing scheduler's cross-thread bookkeeping. `SHOAL_RUNTIME=multi_thread`
+/// or `current_thread` forces the choice.
 pub fn run_main<F, Fut>(f: F, supervised: bool) -> !
 where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let one = std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1");
+    let one = match std::env::var("SHOAL_RUNTIME").as_deref() {
+        Ok("current_thread") => true,
+        Ok("multi_thread") => false,
+        _ => std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1"),
+    };
     let mut builder = if one {
         tokio::runtime::Builder::new_current_thread()
     } else {

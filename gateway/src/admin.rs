@@ -531,5 +531,8 @@ async fn cluster(State(state): State<AdminState>) -> Response {
 
 /// A new correlation id (24 hex characters, as Zato's).
 pub fn new_cid() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..24].to_owned()
+    // 96 random bits from the thread's CSPRNG (no system call per request, unlike a
+    // fresh UUID v4), as 24 lowercase hex digits.
+    let bits: u128 = rand::random::<u128>() >> 32;
+    format!("{bits:024x}")
 }

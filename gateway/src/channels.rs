@@ -60,6 +60,11 @@ pub struct Compiled {
     pub max_body: u64,
     segments: Vec<Seg>,
     literals: usize,
+    /// This channel's request counters by status class (1xx..5xx) and its latency
+    /// histogram, taken from the metric families on first use so a request does not
+    /// build label strings and hash them.
+    counters: [std::sync::OnceLock<Counter>; 5],
+    latency: std::sync::OnceLock<Histogram>,
 }
 
 /// How a channel's callers prove who they are.
@@ -204,6 +209,8 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
         max_body,
         segments,
         literals,
+        counters: Default::default(),
+        latency: std::sync::OnceLock::new(),
     }))
 }
 
@@ -576,22 +583,28 @@ pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Respon
         }
     };
     let resp = handle(&state, &table, &channel, params, req, &cid).await;
-    let class = format!("{}xx", resp.status().as_u16() / 100);
-    state
-        .channels
-        .metrics
-        .requests
-        .get_or_create(&ChannelLabels {
-            channel: channel.name.clone(),
-            class,
+    let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5);
+    let metrics = &state.channels.metrics;
+    channel.counters[class - 1]
+        .get_or_init(|| {
+            metrics
+                .requests
+                .get_or_create(&ChannelLabels {
+                    channel: channel.name.clone(),
+                    class: format!("{class}xx"),
+                })
+                .clone()
         })
         .inc();
-    state
-        .channels
-        .metrics
-        .seconds
-        .get_or_create(&ChannelOnly {
-            channel: channel.name.clone(),
+    channel
+        .latency
+        .get_or_init(|| {
+            metrics
+                .seconds
+                .get_or_create(&ChannelOnly {
+                    channel: channel.name.clone(),
+                })
+                .clone()
         })
         .observe(started.elapsed().as_secs_f64());
     resp
