@@ -130,10 +130,14 @@ where
     F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let one = match std::env::var("SHOAL_RUNTIME").as_deref() {
+    let one = match std::env::var("SHOAL_RUNTIME").as_deref().map(str::trim) {
         Ok("current_thread") => true,
         Ok("multi_thread") => false,
-        _ => std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1"),
+        Ok("") | Err(_) => std::env::var("TOKIO_WORKER_THREADS").is_ok_and(|v| v.trim() == "1"),
+        Ok(other) => {
+            eprintln!("error: SHOAL_RUNTIME must be current_thread or multi_thread, not '{other}'");
+            std::process::exit(EXIT_CONFIG);
+        }
     };
     let mut builder = if one {
         tokio::runtime::Builder::new_current_thread()

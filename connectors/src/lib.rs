@@ -177,8 +177,9 @@ impl Registry {
         }
     }
 
-    /// The connection `name`, which must be of `kind` (`http` also takes `soap`).
-    pub fn get(&self, name: &str, kinds: &[&str]) -> Result<Arc<Conn>, CallError> {
+    /// The connection `name` as built now, which must be of `kind` (`http` also takes
+    /// `soap`); calls go through [`Registry::lookup`].
+    fn get(&self, name: &str, kinds: &[&str]) -> Result<Arc<Conn>, CallError> {
         let conn = self.conns.read().get(name).cloned().ok_or_else(|| {
             CallError::new(
                 "not_configured",

@@ -267,6 +267,21 @@ fn every_binary_has_help() {
 }
 
 #[test]
+fn bad_runtime_choice_exits_64_naming_the_variable() {
+    let out = std::process::Command::new(shoal_tests::bin("shoal-kvdb-proxy"))
+        .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
+        .env("SHOAL_RUNTIME", "current-thread")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SHOAL_RUNTIME") && err.contains("current-thread"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_config_exits_64_naming_the_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let f = dir.path().join("c.yaml");
