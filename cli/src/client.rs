@@ -1,4 +1,5 @@
-//! A small client of the admin REST API for the CLI verbs.
+//! A small client of the admin REST API for the CLI verbs: every transport failure and
+//! every error answer becomes a [`CliError`] that says what to do.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,7 +7,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// Where the admin API is and how to log in.
+use crate::error::{CliError, Result};
+
+/// Where the admin API is and how to log in (global flags of every verb).
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
     /// Admin API base URL.
@@ -22,6 +25,16 @@ pub struct AdminArgs {
     pub dir: PathBuf,
 }
 
+/// How long one admin call may take (a deploy validates modules on an executor).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An answer of the admin API.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
 /// An authenticated admin API client.
 pub struct Admin {
     base: String,
@@ -31,66 +44,135 @@ pub struct Admin {
 
 impl Admin {
     /// A client for `base` with `password` (used by `shoal up` for its own gateway).
-    pub fn with(base: &str, password: String) -> anyhow::Result<Admin> {
+    pub fn with(base: &str, password: String) -> Result<Admin> {
         Ok(Admin {
             base: base.trim_end_matches('/').to_owned(),
             password,
+            // No overall timeout here: `shoal logs` streams for as long as it runs; each
+            // ordinary call sets CALL_TIMEOUT itself.
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| CliError::Other(format!("cannot make an HTTP client: {e}")))?,
         })
     }
 
-    pub fn new(args: &AdminArgs) -> anyhow::Result<Admin> {
-        let password = crate::password::read(&args.dir).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no admin password: set SHOAL_ADMIN_PASSWORD or run from the folder of `shoal up` (or pass --dir)"
-            )
-        })?;
-        Ok(Admin {
-            base: args.admin_url.trim_end_matches('/').to_owned(),
-            password,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
-        })
+    /// A client for the flags' admin URL with the password they lead to.
+    pub fn new(args: &AdminArgs) -> Result<Admin> {
+        let password = crate::password::read(&args.dir).ok_or(CliError::NoPassword)?;
+        Admin::with(&args.admin_url, password)
+    }
+
+    /// The admin API's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1/{}", self.base, path.trim_start_matches('/'))
     }
 
-    /// Sends a request; returns the status and the body as text.
+    fn unreachable(&self, e: &reqwest::Error) -> CliError {
+        let reason = if e.is_timeout() {
+            "no answer in time".to_owned()
+        } else if e.is_connect() {
+            // The innermost cause is the useful part ("Connection refused (os error 111)").
+            let mut source: &dyn std::error::Error = e;
+            while let Some(s) = source.source() {
+                source = s;
+            }
+            source.to_string()
+        } else {
+            e.to_string()
+        };
+        CliError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        }
+    }
+
+    /// Starts a request to `path` with the admin credentials (no timeout set).
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .basic_auth("admin", Some(&self.password))
+    }
+
+    /// Sends `req`; a transport failure is [`CliError::Unreachable`], any status is an
+    /// [`Answer`].
+    pub async fn execute(&self, req: reqwest::RequestBuilder) -> Result<Answer> {
+        let resp = req
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.map_err(|e| self.unreachable(&e))?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends a request with an optional JSON body and returns the answer whatever its
+    /// status.
     pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> anyhow::Result<(StatusCode, String)> {
-        let mut req = self
-            .http
-            .request(method, self.url(path))
-            .basic_auth("admin", Some(&self.password));
+    ) -> Result<Answer> {
+        let mut req = self.request(method, path);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot reach the admin API at {}: {e} (is `shoal up` running?)",
-                self.base
-            )
-        })?;
-        let status = resp.status();
-        Ok((status, resp.text().await?))
+        self.execute(req).await
+    }
+
+    /// Sends a request; a non-2xx answer is an error carrying the server's message.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Value> {
+        let answer = self.send(method, path, body).await?;
+        self.json_of(answer)
     }
 
     /// GETs JSON; a non-2xx status is an error carrying the server's message.
-    pub async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
-        let (status, text) = self.send(reqwest::Method::GET, path, None).await?;
-        if !status.is_success() {
-            anyhow::bail!("{status}: {}", error_message(&text));
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// The JSON of a 2xx answer, else the error it stands for.
+    pub fn json_of(&self, answer: Answer) -> Result<Value> {
+        if !answer.status.is_success() {
+            return Err(CliError::from_answer(
+                &self.base,
+                answer.status,
+                &answer.body,
+            ));
         }
-        Ok(serde_json::from_str(&text)?)
+        Ok(serde_json::from_str(&answer.body)?)
+    }
+
+    /// Opens a streaming GET (Server-Sent Events); the caller reads its chunks.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
+        let resp = self
+            .request(reqwest::Method::GET, path)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(CliError::from_answer(&self.base, status, &body));
+        }
+        Ok(resp)
     }
 }
 
@@ -102,32 +184,35 @@ pub fn error_message(text: &str) -> String {
         .unwrap_or_else(|| text.trim().to_owned())
 }
 
+/// Percent-encodes a path segment.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Reads a `shoal apply` file (`${VAR}` from the environment), checks it, and sends it to
-/// the admin API. Outer error: the file is unusable or the API unreachable; inner error:
-/// the API refused it (its message); Ok: the report, one line per outcome.
-pub async fn apply_file(
-    admin: &Admin,
-    file: &std::path::Path,
-    prune: bool,
-) -> anyhow::Result<Result<String, String>> {
+/// the admin API. Returns the report, one line per outcome.
+pub async fn apply_file(admin: &Admin, file: &std::path::Path, prune: bool) -> Result<String> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
     let text = shoal_common::objects::substitute_env(&text, |k| std::env::var(k).ok())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
     // Parse here first, so a mistake is reported with its line and the key's name.
-    let doc: shoal_common::objects::ApplyDoc =
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let (status, text) = admin
-        .send(
+    let doc: shoal_common::objects::ApplyDoc = serde_yaml::from_str(&text)
+        .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
+    let v = admin
+        .call(
             reqwest::Method::POST,
             if prune { "apply?prune=true" } else { "apply" },
             Some(serde_json::to_vec(&doc)?),
         )
         .await?;
-    if !status.is_success() {
-        return Ok(Err(error_message(&text)));
-    }
-    let v: Value = serde_json::from_str(&text)?;
     let mut report = String::new();
     for what in ["created", "updated", "unchanged", "deleted"] {
         let items: Vec<&str> = v[what]
@@ -138,5 +223,5 @@ pub async fn apply_file(
             report.push_str(&format!("{what}: {}\n", items.join(", ")));
         }
     }
-    Ok(Ok(report))
+    Ok(report)
 }

@@ -1,1 +1,107 @@
+//! The `shoal` command line as a library: [`Cli`] is the whole grammar, [`run`] runs one
+//! parsed command line and returns the exit code, and each verb lives in its own file
+//! under [`cmd`]. `main.rs` only parses and calls [`run`].
+//!
+//! Every verb but `up` talks to the admin REST API ([`client::Admin`]); none of them
+//! reads the config store directly. Errors reach the user as one line naming what to do
+//! ([`error::CliError`]), never as a debug dump.
+//!
+//! Exit codes: 0 success; 2 the request or its input was refused (a 4xx answer, or a
+//! file or flag the CLI could not use); 1 anything else (a 5xx answer, the cluster not
+//! reachable).
 
+#[macro_use]
+pub mod output;
+pub mod client;
+pub mod cmd;
+pub mod error;
+pub mod password;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::AdminArgs;
+use crate::output::Format;
+
+/// Shoal: Python services exposed over many protocols, as a mesh of small Rust binaries.
+#[derive(Parser, Debug)]
+#[command(name = "shoal", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// How listing verbs print: aligned columns, or the admin API's JSON or YAML.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 2 refused (a 4xx answer, or a file or flag \
+that cannot be used); 1 anything else (a 5xx answer, the cluster not reachable).";
+
+/// The verbs.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a whole cluster on this machine (embedded config store, no etcd needed).
+    Up(cmd::up::UpArgs),
+    /// List the cluster's members, their health and the leaders.
+    Status,
+    /// Invoke a service and print its response (payload from --data, --data @FILE, or
+    /// standard input).
+    Invoke(cmd::invoke::InvokeArgs),
+    /// List deployed services with their module, hash, deploy time, calls and timings.
+    Services,
+    /// List HTTP, SOAP and queue channels.
+    Channels,
+    /// List outgoing connections (without secrets).
+    Outgoing,
+    /// List security definitions (without secrets).
+    Security,
+    /// Create or update security definitions, channels, outgoing connections and jobs from
+    /// a YAML file (idempotent; ${VAR} values come from the environment).
+    Apply(cmd::apply::ApplyArgs),
+    /// Print every security definition, channel, outgoing connection and job as `shoal
+    /// apply` takes them, without secrets.
+    Export,
+    /// List scheduler jobs with their last and next run and last result, or run one now.
+    Jobs {
+        #[command(subcommand)]
+        action: Option<cmd::jobs::JobsAction>,
+    },
+    /// Deploy Python modules to every executor (validated first; the old version keeps
+    /// serving if a module does not import), or roll one back.
+    Deploy(cmd::deploy::DeployArgs),
+    /// Follow the gateway's live request tail: one line per invocation, as it happens.
+    Logs(cmd::logs::LogsArgs),
+    /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`.
+    Completions(cmd::completions::CompletionsArgs),
+}
+
+/// Runs one command line; returns the process exit code. Errors are printed here, as
+/// `error: <one line>` on stderr.
+pub async fn run(cli: Cli) -> i32 {
+    let format = cli.output;
+    let admin = &cli.admin;
+    let result = match cli.command {
+        Command::Up(args) => cmd::up::up(args).await,
+        Command::Status => cmd::status::run(admin, format).await,
+        Command::Invoke(args) => cmd::invoke::run(admin, args).await,
+        Command::Services => cmd::services::run(admin, format).await,
+        Command::Channels => cmd::objects::run(admin, format, cmd::objects::Kind::Channels).await,
+        Command::Outgoing => cmd::objects::run(admin, format, cmd::objects::Kind::Outgoing).await,
+        Command::Security => cmd::objects::run(admin, format, cmd::objects::Kind::Security).await,
+        Command::Apply(args) => cmd::apply::apply(admin, args).await,
+        Command::Export => cmd::apply::export(admin).await,
+        Command::Jobs { action } => cmd::jobs::run(admin, format, action).await,
+        Command::Deploy(args) => cmd::deploy::run(admin, args).await,
+        Command::Logs(args) => cmd::logs::run(admin, format, args).await,
+        Command::Completions(args) => cmd::completions::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let style = output::Style::stderr();
+            eprintln!("{} {e}", style.red("error:"));
+            e.exit_code()
+        }
+    }
+}

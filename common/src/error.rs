@@ -167,6 +167,9 @@ pub struct ShoalError {
     pub code: ErrorCode,
     pub message: String,
     pub cid: String,
+    /// The SimpleIO element a [`ErrorCode::BadRequest`] is about, when one is named
+    /// (`"element"` in the JSON body, so clients need not parse the message).
+    pub element: Option<String>,
 }
 
 impl ShoalError {
@@ -175,7 +178,15 @@ impl ShoalError {
             code,
             message: message.into(),
             cid: String::new(),
+            element: None,
         }
+    }
+
+    /// Names the input element the error is about.
+    pub fn with_element(mut self, element: impl Into<String>) -> Self {
+        let element = element.into();
+        self.element = (!element.is_empty()).then_some(element);
+        self
     }
 
     /// A peer's gRPC status as an error, keeping its message.
@@ -193,9 +204,14 @@ impl ShoalError {
     }
 
     /// The JSON error body every HTTP front end answers with:
-    /// `{"error": {"code", "message", "cid"}}`.
+    /// `{"error": {"code", "message", "cid"}}`, plus `"element"` when one is named.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message, "cid": self.cid}})
+        let mut body =
+            serde_json::json!({"code": self.code, "message": self.message, "cid": self.cid});
+        if let Some(element) = &self.element {
+            body["element"] = serde_json::Value::String(element.clone());
+        }
+        serde_json::json!({ "error": body })
     }
 
     /// As a gRPC status (the message carries the cid for the log trail).
@@ -214,6 +230,7 @@ impl ShoalError {
             code: self.code.as_str().to_owned(),
             message: self.message.clone(),
             cid: self.cid.clone(),
+            element: self.element.clone().unwrap_or_default(),
         }
     }
 
@@ -223,6 +240,7 @@ impl ShoalError {
             code: ErrorCode::parse(&d.code),
             message: d.message.clone(),
             cid: d.cid.clone(),
+            element: (!d.element.is_empty()).then(|| d.element.clone()),
         }
     }
 }
@@ -282,5 +300,8 @@ mod tests {
             e.to_json(),
             serde_json::json!({"error": {"code": "not_found", "message": "no service x", "cid": "c1"}})
         );
+        let e = ShoalError::new(ErrorCode::BadRequest, "Element missing: a").with_element("a");
+        assert_eq!(e.to_json()["error"]["element"], "a");
+        assert_eq!(ShoalError::from_detail(&e.to_detail()), e);
     }
 }

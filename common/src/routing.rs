@@ -27,11 +27,23 @@ struct Conn {
     down_until: Option<Instant>,
 }
 
+/// Told of every invocation a [`Router`] finished (the gateway's live request tail).
+/// Called on the caller's task right after the answer: keep it cheap and non-blocking.
+pub trait InvokeObserver: Send + Sync {
+    fn finished(
+        &self,
+        req: &pb::InvokeRequest,
+        outcome: &Result<pb::InvokeResponse, ShoalError>,
+        elapsed: Duration,
+    );
+}
+
 /// Picks executors and calls them; cheap to clone.
 #[derive(Clone)]
 pub struct Router {
     discovery: Discovery,
     conns: Arc<Mutex<HashMap<String, Conn>>>,
+    observer: Option<Arc<dyn InvokeObserver>>,
 }
 
 /// Decrements an executor's outstanding count when the call ends, however it ends.
@@ -48,7 +60,14 @@ impl Router {
         Router {
             discovery,
             conns: Arc::default(),
+            observer: None,
         }
+    }
+
+    /// This router, telling `observer` of every invocation it finishes.
+    pub fn observed(mut self, observer: Arc<dyn InvokeObserver>) -> Router {
+        self.observer = Some(observer);
+        self
     }
 
     fn pick(
@@ -125,6 +144,19 @@ impl Router {
     /// Invokes a service on the best executor; retries elsewhere only when the chosen one
     /// could not be reached at all.
     pub async fn invoke(&self, req: pb::InvokeRequest) -> Result<pb::InvokeResponse, ShoalError> {
+        let Some(observer) = &self.observer else {
+            return self.invoke_unobserved(&req).await;
+        };
+        let started = Instant::now();
+        let outcome = self.invoke_unobserved(&req).await;
+        observer.finished(&req, &outcome, started.elapsed());
+        outcome
+    }
+
+    async fn invoke_unobserved(
+        &self,
+        req: &pb::InvokeRequest,
+    ) -> Result<pb::InvokeResponse, ShoalError> {
         let mut tried: Vec<String> = Vec::new();
         let deadline = Duration::from_millis(if req.timeout_ms == 0 {
             30_000
@@ -132,7 +164,7 @@ impl Router {
             req.timeout_ms
         }) + Duration::from_secs(1);
         // Encoded once: a retry on another executor sends the same bytes.
-        let encoded = bytes::Bytes::from(prost::Message::encode_to_vec(&req));
+        let encoded = bytes::Bytes::from(prost::Message::encode_to_vec(req));
         loop {
             let (addr, channel, _inflight) = self.pick(&req.service, &tried)?;
             let mut request = tonic::Request::new(encoded.clone());

@@ -94,6 +94,7 @@ impl CallError {
             code: self.code.to_owned(),
             message: self.message,
             cid: cid.to_owned(),
+            element: String::new(),
         })
     }
 }

@@ -501,12 +501,18 @@ fn python_error(py: Python<'_>, service: &str, cid: &str, err: PyErr) -> ShoalEr
             .getattr("message")
             .and_then(|m| m.extract())
             .unwrap_or_default();
+        let element: String = value
+            .getattr("element")
+            .and_then(|m| m.extract::<Option<String>>())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let code = ErrorCode::parse(&code);
         if code == ErrorCode::NotFound && message.starts_with("no such service") {
             return ShoalError::new(code, message);
         }
         tracing::info!(service, cid, code = %code, message = %message, "service refused the request");
-        return ShoalError::new(code, message);
+        return ShoalError::new(code, message).with_element(element);
     }
     let kind = value
         .get_type()

@@ -36,6 +36,8 @@ pub struct AdminState {
     pub schedulers: shoal_common::peers::Peers,
     /// The cluster's KVDB proxies (for `kvdb/{key}`).
     pub kvdb: shoal_common::peers::Peers,
+    /// This gateway's recent invocations (`requests`, `tail`).
+    pub tail: crate::tail::Tail,
 }
 
 /// The admin router (API under auth, ops routes open).
@@ -45,6 +47,8 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
         .route("/services/{name}", get(get_service))
         .route("/services/{name}/invoke", post(invoke))
         .route("/cluster", get(cluster))
+        .route("/requests", get(crate::tail_api::recent))
+        .route("/tail", get(crate::tail_api::follow))
         .route("/deploy", get(list_modules).post(deploy))
         .route("/deploy/rollback", post(rollback))
         .route("/apply", post(crate::objects_api::apply))
@@ -219,9 +223,26 @@ async fn get_service(State(state): State<AdminState>, Path(name): Path<String>) 
 async fn invoke(
     State(state): State<AdminState>,
     Path(name): Path<String>,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    let cid = new_cid();
+    let cid = cid_from(&headers);
+    let timeout_ms = match headers
+        .get(TIMEOUT_HEADER)
+        .map(|v| v.to_str().map(str::parse::<u64>))
+    {
+        None => 0,
+        Some(Ok(Ok(ms))) if ms > 0 => ms,
+        Some(_) => {
+            return respond::error(
+                &ShoalError::new(
+                    ErrorCode::BadRequest,
+                    format!("{TIMEOUT_HEADER} must be a whole number of milliseconds above 0"),
+                )
+                .with_cid(cid),
+            );
+        }
+    };
     let payload = if body.iter().all(u8::is_ascii_whitespace) {
         Vec::new()
     } else {
@@ -250,7 +271,7 @@ async fn invoke(
             meta: Default::default(),
         }),
         http: None,
-        timeout_ms: 0,
+        timeout_ms,
     };
     match state.router.invoke(req).await {
         Ok(resp) => respond::json_channel(resp),
@@ -527,6 +548,28 @@ async fn cluster(State(state): State<AdminState>) -> Response {
         Json(json!({"members": by_role, "leaders": leaders})),
     )
         .into_response()
+}
+
+/// The request header that gives `services/{name}/invoke` a deadline, in milliseconds
+/// (past it the call answers 504).
+pub const TIMEOUT_HEADER: &str = "x-shoal-timeout-ms";
+
+/// The request header through which a caller names the correlation id of its call.
+pub const CID_HEADER: &str = "x-shoal-cid";
+
+/// The caller's correlation id (`X-Shoal-Cid`: 1 to 64 letters, digits, `-`, `_`, `.`,
+/// `:`), else a new one. An unusable value is replaced rather than refused, so that a
+/// proxy's odd request ids never fail a call; it never reaches the logs as given.
+pub fn cid_from(headers: &http::HeaderMap) -> String {
+    headers
+        .get(CID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .map_or_else(new_cid, str::to_owned)
 }
 
 /// A new correlation id (24 hex characters, as Zato's).

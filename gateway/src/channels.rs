@@ -548,7 +548,7 @@ pub struct HttpShared {
 /// The HTTP channels listener's handler.
 pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Response {
     let started = Instant::now();
-    let cid = crate::admin::new_cid();
+    let cid = crate::admin::cid_from(req.headers());
     let table = state.channels.table();
     let (channel, params) = match table.lookup(req.method(), req.uri().path()) {
         Match::Found(c, p) if c.soap.is_some() => {

@@ -18,6 +18,8 @@ pub mod queues;
 pub mod respond;
 pub use shoal_common::secret;
 pub mod soap;
+pub mod tail;
+pub mod tail_api;
 pub mod wss;
 
 use std::path::PathBuf;
@@ -139,7 +141,9 @@ pub async fn run(
         return Ok(());
     };
     let discovery = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
-    let exec_router = shoal_common::routing::Router::new(discovery);
+    let tail = tail::Tail::new(tail::DEFAULT_CAPACITY);
+    let exec_router =
+        shoal_common::routing::Router::new(discovery).observed(std::sync::Arc::new(tail.clone()));
 
     let kvdb_peers = shoal_common::peers::Peers::new(
         role::KVDB,
@@ -157,6 +161,7 @@ pub async fn run(
             Duration::from_secs(10),
         ),
         kvdb: kvdb_peers.clone(),
+        tail,
     };
     let admin_app = admin::router(admin_state, &ops);
     let limits = shoal_common::http::HttpLimits {

@@ -11,11 +11,14 @@ class ServiceError(Exception):
 
     code = 'service_error'
 
-    def __init__(self, message='', code=None):
+    def __init__(self, message='', code=None, element=None):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
+        # The SimpleIO element the error is about (answered as "element" in the JSON
+        # error body), or None.
+        self.element = element
 
 
 class BadRequest(ServiceError):

@@ -70,7 +70,7 @@ def _bad(elem, value, why=''):
     msg = "Element '{}' is not a valid {}: {}".format(elem.name, elem.type_name, shown)
     if why:
         msg += ' ({})'.format(why)
-    return BadRequest(msg)
+    return BadRequest(msg, element=elem.name)
 
 
 class Text(Elem):
@@ -304,7 +304,7 @@ class Dict(Elem):
         for k in self.keys:
             key = k.name if isinstance(k, Elem) else k
             if not key.startswith('-') and key not in value:
-                raise BadRequest('Element missing: {}.{}'.format(self.name, key))
+                raise BadRequest('Element missing: {}.{}'.format(self.name, key), element='{}.{}'.format(self.name, key))
         return value
 
     to_output = from_input
@@ -414,7 +414,7 @@ class Definition:
             value = data.get(elem.name, NotGiven)
             if value is NotGiven or value is None:
                 if required:
-                    raise BadRequest('Element missing: {}'.format(elem.name))
+                    raise BadRequest('Element missing: {}'.format(elem.name), element=elem.name)
                 if elem.default is not NotGiven:
                     value = elem.default() if callable(elem.default) else elem.default
                     out[elem.name] = value

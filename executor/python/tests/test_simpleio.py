@@ -108,6 +108,7 @@ def test_missing_input_is_400_naming_the_element(rt):
         call(rt, 'sio.customer', {'age': 1})
     assert e.value.code == 'bad_request'
     assert e.value.message == 'Element missing: cust_code'
+    assert e.value.element == 'cust_code'
 
 
 @pytest.mark.parametrize('payload,needle', [
@@ -123,6 +124,7 @@ def test_wrong_types_are_400_naming_element_and_type(rt, payload, needle):
     with pytest.raises(ServiceError) as e:
         call(rt, 'sio.customer', payload)
     assert e.value.code == 'bad_request'
+    assert e.value.element in needle
     assert needle in e.value.message
 
 

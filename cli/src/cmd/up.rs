@@ -61,7 +61,13 @@ struct ChildSpec {
 }
 
 /// Runs the cluster until a signal. Returns the process exit code.
-pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
+pub async fn up(args: UpArgs) -> crate::error::Result<i32> {
+    up_inner(args)
+        .await
+        .map_err(|e| crate::error::CliError::Other(format!("{e:#}")))
+}
+
+async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
     let dir = absolute(&args.dir)?;
     let state = dir.join(".shoal");
     let services = dir.join("services");
@@ -222,12 +228,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<i32> {
             };
             let mut gw = Discovery::watch(&store, role::GATEWAY, cancel.clone());
             let mut ex = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
+            let progress =
+                crate::output::Progress::start("starting Shoal: waiting for the gateway");
             let ok_gw = gw
                 .wait_for(Duration::from_secs(60), |m| !m.is_empty())
                 .await;
+            progress.set(format!(
+                "starting Shoal: waiting for {want_exec} executor(s)"
+            ));
             let ok_ex = ex
                 .wait_for(Duration::from_secs(60), |m| m.len() >= want_exec)
                 .await;
+            drop(progress);
             let config = dir_of_config.join("shoal.yaml");
             if ok_gw && config.exists() {
                 apply_config(&config, &args.admin_listen, &password_file).await;
@@ -278,15 +290,11 @@ async fn apply_config(file: &Path, admin_listen: &str, password_file: &Path) {
     // The admin API may need a moment after the gateway registers.
     for _ in 0..50 {
         match crate::client::apply_file(&admin, file, false).await {
-            Ok(Ok(report)) => {
+            Ok(report) => {
                 print!("applied {}:\n{report}", file.display());
                 return;
             }
-            Ok(Err(message)) => {
-                eprintln!("error: {} was not applied: {message}", file.display());
-                return;
-            }
-            Err(e) if e.to_string().contains("cannot reach") => {
+            Err(crate::error::CliError::Unreachable { .. }) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => {

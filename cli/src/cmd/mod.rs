@@ -1,0 +1,13 @@
+//! One file per verb. Each exposes its clap arguments (if any) and an async `run` that
+//! returns the exit code or a [`CliError`](crate::error::CliError).
+
+pub mod apply;
+pub mod completions;
+pub mod deploy;
+pub mod invoke;
+pub mod jobs;
+pub mod logs;
+pub mod objects;
+pub mod services;
+pub mod status;
+pub mod up;

@@ -1,0 +1,317 @@
+//! The `shoal` CLI as people use it: output formats, payloads from files and stdin,
+//! exit codes, one-line errors for every mistake a user can make, completions, the
+//! live request tail, and a quiet end when its output pipe closes early.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use shoal_tests::cluster::{Cluster, examples_dir};
+use shoal_tests::eventually;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// Runs `shoal` with `args`, standard input `stdin`, against `admin_url` and `password`.
+async fn shoal(
+    admin_url: &str,
+    password: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (i32, String, String) {
+    let mut child = tokio::process::Command::new(shoal_tests::bin("shoal"))
+        .args(args)
+        .env("SHOAL_ADMIN_URL", admin_url)
+        .env("SHOAL_ADMIN_PASSWORD", password)
+        .env_remove("NO_COLOR")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shoal");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    let out = child.wait_with_output().await.expect("shoal output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// An error a user caused: exit `code`, exactly one line on stderr starting `error: `
+/// and containing `needle`, and nothing that looks like a Rust debug dump.
+fn one_line_error(what: &str, (code, out, err): &(i32, String, String), want: i32, needle: &str) {
+    assert_eq!(*code, want, "{what}: exit code\n{out}{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{what}: one line on stderr:\n{err}");
+    assert!(lines[0].starts_with("error: "), "{what}: {err}");
+    assert!(lines[0].contains(needle), "{what}: {needle:?} in {err}");
+    for dump in ["panicked", "RUST_BACKTRACE", "Error {", "kind:"] {
+        assert!(!err.contains(dump), "{what}: debug output in {err}");
+    }
+}
+
+#[tokio::test]
+async fn errors_a_user_can_cause_are_one_clear_line() {
+    // No cluster at all: nothing listens on this port.
+    let closed = format!("http://127.0.0.1:{}", shoal_tests::free_port());
+    let r = shoal(&closed, "x", &["services"], None).await;
+    one_line_error("cluster not running", &r, 1, "Is the cluster running?");
+
+    let c = Cluster::start(&[&examples_dir().join("zato_style.py")], 1, &[]).await;
+    let url = c.admin_url.clone();
+    let r = shoal(&url, "wrong-password", &["services"], None).await;
+    one_line_error("wrong password", &r, 2, "refused the admin password");
+    let r = shoal(&url, &c.password, &["invoke", "no.such-service"], None).await;
+    assert_eq!(r.0, 2, "unknown service: 4xx exits 2: {r:?}");
+    assert!(
+        r.2.contains("404: no such service: no.such-service"),
+        "{r:?}"
+    );
+
+    // Invalid YAML names the file and the line; a missing file names the file.
+    let bad = c.dir.path().join("bad.yaml");
+    std::fs::write(&bad, "channels:\n  - {name: x, type: http\n").expect("write");
+    let bad_s = bad.display().to_string();
+    let r = shoal(&url, &c.password, &["apply", "-f", &bad_s], None).await;
+    one_line_error("invalid YAML", &r, 2, "line 3");
+    assert!(r.2.contains(&bad_s), "{r:?}");
+    let r = shoal(&url, &c.password, &["apply", "-f", "/no/such.yaml"], None).await;
+    one_line_error("missing file", &r, 2, "cannot read /no/such.yaml");
+    let r = shoal(&url, &c.password, &["invoke", "x", "--data", "{nope"], None).await;
+    one_line_error("bad JSON payload", &r, 2, "the payload is not valid JSON");
+    let r = shoal(
+        &url,
+        &c.password,
+        &["invoke", "x", "--data", "@/no/such.json"],
+        None,
+    )
+    .await;
+    one_line_error(
+        "missing payload file",
+        &r,
+        2,
+        "cannot read the payload file",
+    );
+
+    // A SimpleIO error names the element in the JSON body, and exits 2.
+    let r = shoal(
+        &url,
+        &c.password,
+        &["invoke", "crm.get-customer", "--data", "{}"],
+        None,
+    )
+    .await;
+    assert_eq!(r.0, 2, "{r:?}");
+    let v: Value = serde_json::from_str(r.1.trim()).expect("JSON error body");
+    assert_eq!(v["error"]["element"], "cust_code", "{v}");
+}
+
+#[tokio::test]
+async fn outputs_payloads_completions_and_a_closed_pipe() {
+    let c = Cluster::start(&[&examples_dir().join("hello.py")], 1, &[]).await;
+    let (url, pw) = (c.admin_url.clone(), c.password.clone());
+
+    // --output json|yaml print the API's data; tables carry no colour codes off a TTY.
+    let (code, out, err) = shoal(&url, &pw, &["services", "-o", "json"], None).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(
+        v.as_array()
+            .is_some_and(|a| a.iter().any(|s| s["name"] == "hello.say-hello")),
+        "{v}"
+    );
+    let (code, out, _) = shoal(&url, &pw, &["--output", "yaml", "status"], None).await;
+    assert_eq!(code, 0, "{out}");
+    let y: serde_yaml::Value = serde_yaml::from_str(&out).expect("YAML");
+    assert!(
+        y["members"].as_sequence().is_some_and(|m| m.len() >= 5),
+        "{out}"
+    );
+    for verb in [
+        "services", "status", "channels", "outgoing", "security", "jobs",
+    ] {
+        let (code, out, err) = shoal(&url, &pw, &[verb], None).await;
+        assert_eq!(code, 0, "{verb}: {err}");
+        assert!(
+            !out.contains('\x1b'),
+            "{verb}: colour off a terminal: {out:?}"
+        );
+        assert!(
+            out.lines()
+                .next()
+                .is_some_and(|h| h.chars().all(|c| !c.is_lowercase())),
+            "{verb} header: {out}"
+        );
+        let (code, out, _) = shoal(&url, &pw, &[verb, "-o", "json"], None).await;
+        assert_eq!(code, 0);
+        serde_json::from_str::<Value>(&out)
+            .unwrap_or_else(|e| panic!("{verb} -o json: {e}: {out}"));
+    }
+
+    // The payload from --data @FILE, from stdin, and -i with a caller-chosen cid.
+    let file = c.dir.path().join("payload.json");
+    std::fs::write(&file, r#"{"name": "File"}"#).expect("write");
+    let at_file = format!("@{}", file.display());
+    let (code, out, _) = shoal(
+        &url,
+        &pw,
+        &["invoke", "hello.say-hello", "--data", &at_file],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Hello, File!"), "{out}");
+    let (code, out, _) = shoal(
+        &url,
+        &pw,
+        &["invoke", "hello.say-hello"],
+        Some(r#"{"name": "Stdin"}"#),
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Hello, Stdin!"), "{out}");
+    let (code, out, _) = shoal(
+        &url,
+        &pw,
+        &[
+            "invoke",
+            "hello.say-hello",
+            "-i",
+            "--cid",
+            "my-cid-42",
+            "--data",
+            "{}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.lines().any(|l| l == "x-shoal-cid: my-cid-42"), "{out}");
+    assert!(out.trim_end().ends_with(r#""cid":"my-cid-42"}"#), "{out}");
+
+    // Completion scripts for the three shells.
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef shoal"),
+        ("fish", "complete -c shoal"),
+    ] {
+        let (code, out, err) = shoal(&url, &pw, &["completions", shell], None).await;
+        assert_eq!(code, 0, "{shell}: {err}");
+        assert!(out.contains(marker), "{shell}: {marker}");
+    }
+    let (code, _, err) = shoal(&url, &pw, &["completions", "tcsh"], None).await;
+    assert_eq!(code, 2, "unknown shell: {err}");
+
+    // A reader that goes away before the output comes: a quiet end, no panic.
+    let script = format!(
+        "{} services | true; echo \"exit=${{PIPESTATUS[0]}}\"",
+        shoal_tests::bin("shoal").display()
+    );
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &script])
+        .env("SHOAL_ADMIN_URL", &url)
+        .env("SHOAL_ADMIN_PASSWORD", &pw)
+        .output()
+        .await
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("exit=0"), "{stdout}{stderr}");
+    assert!(stderr.trim().is_empty(), "nothing on stderr: {stderr}");
+}
+
+#[tokio::test]
+async fn logs_follow_invocations_made_elsewhere() {
+    let config =
+        "channels:\n  - {name: hello, type: http, service: hello.say-hello, url_path: /hello}\n";
+    let c = Cluster::start_with(&[&examples_dir().join("hello.py")], 1, &[], Some(config)).await;
+    let mut logs = tokio::process::Command::new(shoal_tests::bin("shoal"))
+        .args([
+            "logs",
+            "--service",
+            "hello.*",
+            "--backlog",
+            "0",
+            "-o",
+            "json",
+        ])
+        .env("SHOAL_ADMIN_URL", &c.admin_url)
+        .env("SHOAL_ADMIN_PASSWORD", &c.password)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("shoal logs");
+    let mut lines = tokio::io::BufReader::new(logs.stdout.take().expect("stdout")).lines();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = printed.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            sink.lock().expect("lines").push(l);
+        }
+    });
+    let http = reqwest::Client::new();
+
+    // An HTTP channel call with a known cid, made by a plain client, shows up (the call is
+    // repeated until `shoal logs` has subscribed); calls to other services do not.
+    let seen: Value = eventually(
+        Duration::from_secs(20),
+        "the call in shoal logs",
+        || async {
+            let _ = c.invoke("no.such-service", &serde_json::json!({})).await;
+            let r = http
+                .get(format!("{}/hello?name=Tail", c.http_url))
+                .header("x-shoal-cid", "tail-check-1")
+                .send()
+                .await
+                .ok()?;
+            assert_eq!(r.status(), 200);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let lines = printed.lock().expect("lines").clone();
+            for l in &lines {
+                let v: Value = serde_json::from_str(l).expect("one JSON record per line");
+                assert_ne!(v["service"], "no.such-service", "filtered out: {v}");
+            }
+            lines
+                .first()
+                .map(|l| serde_json::from_str(l).expect("JSON"))
+        },
+    )
+    .await;
+    assert_eq!(seen["service"], "hello.say-hello", "{seen}");
+    assert_eq!(seen["cid"], "tail-check-1", "{seen}");
+    assert_eq!(seen["channel"], "hello");
+    assert_eq!(seen["channel_type"], "http");
+    assert_eq!(seen["status"], 200);
+    assert!(
+        seen["duration_us"].as_u64().is_some_and(|d| d > 0),
+        "{seen}"
+    );
+
+    // The same records over the JSON endpoint, filtered; a bad query is a 400.
+    let (status, v) = c
+        .admin(
+            reqwest::Method::GET,
+            "requests?service=no.such-service&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let reqs = v["requests"].as_array().expect("requests");
+    assert_eq!(reqs.len(), 1, "{v}");
+    assert_eq!(reqs[0]["status"], 404);
+    assert_eq!(reqs[0]["code"], "not_found");
+    let (status, v) = c.admin(reqwest::Method::GET, "tail?backlog=-1", None).await;
+    assert_eq!(status, 400, "{v}");
+    let (status, _) = c.admin(reqwest::Method::GET, "requests?nope=1", None).await;
+    assert_eq!(status, 400);
+    let _ = logs.kill().await;
+}
