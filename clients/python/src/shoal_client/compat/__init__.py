@@ -1,0 +1,1 @@
+"""Drop-in replacements for other clients' APIs (``shoal_client.compat.zato``)."""
