@@ -16,6 +16,7 @@ pub mod client;
 pub mod cmd;
 pub mod error;
 pub mod password;
+pub mod zato_import;
 
 use clap::{Parser, Subcommand};
 
@@ -72,6 +73,9 @@ pub enum Command {
     Deploy(cmd::deploy::DeployArgs),
     /// Follow the gateway's live request tail: one line per invocation, as it happens.
     Logs(cmd::logs::LogsArgs),
+    /// Turn a Zato 3.2 enmasse export (YAML or JSON) into a shoal.yaml, listing what cannot be
+    /// mapped and the variables to set for its secrets; --apply applies it.
+    ImportZato(cmd::import_zato::ImportZatoArgs),
     /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`.
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -94,6 +98,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Jobs { action } => cmd::jobs::run(admin, format, action).await,
         Command::Deploy(args) => cmd::deploy::run(admin, args).await,
         Command::Logs(args) => cmd::logs::run(admin, format, args).await,
+        Command::ImportZato(args) => cmd::import_zato::run(admin, args).await,
         Command::Completions(args) => cmd::completions::run(args),
     };
     match result {

@@ -55,7 +55,8 @@ impl JobKind {
 }
 
 /// A job, as written in `shoal apply` and stored under `jobs/<name>`. Zato's names are
-/// accepted too: `interval_based`, `cron_style`, `cron_definition`.
+/// accepted too: `interval_based`, `cron_style`, and `cron_definition`, which keeps
+/// Zato's meaning (see [`crate::zato_cron`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobDef {
@@ -86,12 +87,13 @@ pub struct JobDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeats: Option<u64>,
     /// Six fields, seconds first: `0 0 2 * * *` is 02:00:00 every day.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        alias = "cron_definition"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<String>,
+    /// Zato's `cron_definition`, read as Zato reads it (the Python `crontab` package): five
+    /// fields minute first (`0 2 * * *` is 02:00 every day), six with a year at the end,
+    /// seven with seconds first and a year at the end; every field must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_definition: Option<String>,
     /// IANA time zone of `cron` and of a `start_date` without an offset; UTC by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
@@ -112,9 +114,41 @@ pub enum Schedule {
         repeats: Option<u64>,
     },
     Cron {
-        schedule: Box<cron::Schedule>,
+        expr: Box<CronExpr>,
         tz: chrono_tz::Tz,
     },
+}
+
+/// A cron job's expression: Shoal's six fields (`cron`) or Zato's (`cron_definition`).
+#[derive(Debug, Clone)]
+pub enum CronExpr {
+    Shoal(cron::Schedule),
+    Zato(crate::zato_cron::ZatoCron),
+}
+
+impl CronExpr {
+    /// The first instant after `after_ms` (Unix ms), in `tz`.
+    pub fn next_ms(&self, tz: chrono_tz::Tz, after_ms: i64) -> Option<i64> {
+        let after = tz.timestamp_millis_opt(after_ms).single()?;
+        match self {
+            CronExpr::Shoal(s) => s.after(&after).next().map(|t| t.timestamp_millis()),
+            CronExpr::Zato(z) => {
+                // Local time in tz; an instant that does not exist there (a DST gap) is
+                // skipped, an ambiguous one fires at its first occurrence.
+                let mut local = after.naive_local();
+                for _ in 0..1000 {
+                    local = z.next_after(local)?;
+                    if let Some(t) = tz.from_local_datetime(&local).earliest() {
+                        let ms = t.timestamp_millis();
+                        if ms > after_ms {
+                            return Some(ms);
+                        }
+                    }
+                }
+                None
+            }
+        }
+    }
 }
 
 /// The claim of a job's latest run, stored under `job-runs/<name>`; replaced with a
@@ -291,7 +325,7 @@ impl JobDef {
                 if interval_fields > 0 || self.repeats.is_some() {
                     return Err(only("weeks/days/hours/minutes/seconds/repeats", "interval"));
                 }
-                if self.cron.is_some() {
+                if self.cron.is_some() || self.cron_definition.is_some() {
                     return Err(only("cron", "cron"));
                 }
                 let at_ms =
@@ -299,7 +333,7 @@ impl JobDef {
                 Ok(Schedule::Once { at_ms })
             }
             JobKind::Interval => {
-                if self.cron.is_some() {
+                if self.cron.is_some() || self.cron_definition.is_some() {
                     return Err(only("cron", "cron"));
                 }
                 let secs = self
@@ -329,21 +363,40 @@ impl JobDef {
                 if start.is_some() {
                     return Err(only("start_date", "one_time and interval"));
                 }
-                let text = self
-                    .cron
-                    .as_deref()
-                    .ok_or_else(|| format!("job {n}: a cron job needs cron (6 fields)"))?;
-                let fields = text.split_whitespace().count();
-                if fields != 6 {
-                    return Err(format!(
-                        "job {n}: cron '{text}' has {fields} fields; 6 are needed, seconds first \
-                         (e.g. '0 0 2 * * *' for 02:00:00 every day)"
-                    ));
-                }
-                let schedule = cron::Schedule::from_str(text)
-                    .map_err(|e| format!("job {n}: cron '{text}' is not valid: {e}"))?;
+                let expr = match (self.cron.as_deref(), self.cron_definition.as_deref()) {
+                    (Some(_), Some(_)) => {
+                        return Err(format!(
+                            "job {n}: give either cron (Shoal's 6 fields, seconds first) or \
+                             cron_definition (Zato's crontab), not both"
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(format!(
+                            "job {n}: a cron job needs cron (6 fields, seconds first) or \
+                             cron_definition (Zato's crontab: 5 to 7 fields)"
+                        ));
+                    }
+                    (None, Some(text)) => CronExpr::Zato(
+                        crate::zato_cron::ZatoCron::parse(text)
+                            .map_err(|e| format!("job {n}: cron_definition {e}"))?,
+                    ),
+                    (Some(text), None) => {
+                        let fields = text.split_whitespace().count();
+                        if fields != 6 {
+                            return Err(format!(
+                                "job {n}: cron '{text}' has {fields} fields; 6 are needed, seconds first \
+                                 (e.g. '0 0 2 * * *' for 02:00:00 every day; Zato's five-field crontab \
+                                 goes in cron_definition)"
+                            ));
+                        }
+                        CronExpr::Shoal(
+                            cron::Schedule::from_str(text)
+                                .map_err(|e| format!("job {n}: cron '{text}' is not valid: {e}"))?,
+                        )
+                    }
+                };
                 Ok(Schedule::Cron {
-                    schedule: Box::new(schedule),
+                    expr: Box::new(expr),
                     tz,
                 })
             }
@@ -377,6 +430,7 @@ impl JobDef {
             ],
             self.repeats,
             self.cron,
+            self.cron_definition,
             self.timezone,
         ]);
         let digest = Sha256::digest(s.to_string().as_bytes());
@@ -419,22 +473,18 @@ impl Schedule {
                 let missed = (now_ms - first) / period_ms;
                 Some(first + missed * period_ms)
             }
-            Schedule::Cron { schedule, tz } => {
-                let after_ms = last.map_or(anchor_ms.saturating_sub(1), |l| l.at_ms);
-                let after = tz.timestamp_millis_opt(after_ms).single()?;
-                let mut instants = schedule.after(&after).map(|t| t.timestamp_millis());
-                let first = instants.next()?;
+            Schedule::Cron { expr, tz } => {
+                let mut after_ms = last.map_or(anchor_ms.saturating_sub(1), |l| l.at_ms);
                 let mut due = None;
                 // Walk the instants up to now (bounded: a cron of every second over a day
                 // of downtime is 86,400 steps); the first one in the future ends the walk.
-                for (i, ms) in std::iter::once(first).chain(instants).enumerate() {
+                for _ in 0..1_000_000 {
+                    let ms = expr.next_ms(*tz, after_ms)?;
                     if ms > now_ms {
                         return Some(due.unwrap_or(ms));
                     }
                     due = Some(ms);
-                    if i > 1_000_000 {
-                        break;
-                    }
+                    after_ms = ms;
                 }
                 due
             }
@@ -480,7 +530,9 @@ mod tests {
         let j = job(
             serde_json::json!({"name": "a", "type": "cron_style", "service": "s", "cron_definition": "0 0 2 * * *"}),
         );
-        assert_eq!(j.cron.as_deref(), Some("0 0 2 * * *"));
+        // Zato's cron_definition keeps Zato's reading (six fields: minute first, a year last).
+        assert_eq!(j.cron_definition.as_deref(), Some("0 0 2 * * *"));
+        assert!(j.cron.is_none());
         assert!(j.validate().is_ok());
         let bad = |v: serde_json::Value, needle: &str| {
             let e = job(v).validate().expect_err("invalid");

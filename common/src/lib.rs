@@ -31,5 +31,6 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod zato_cron;
 
 pub use error::{ErrorCode, ShoalError};

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod completions;
 pub mod deploy;
+pub mod import_zato;
 pub mod invoke;
 pub mod jobs;
 pub mod logs;
