@@ -57,6 +57,16 @@ pub struct Options {
     pub invoke_timeout_ms: u64,
     /// Use this folder as the Python SDK instead of the one compiled in.
     pub python_sdk: Option<PathBuf>,
+    /// Modules or packages importable from the executor's Python path (or its
+    /// virtualenv) whose services are loaded at start-up: installed statically, not
+    /// deployed (Zato's `service-sources.txt`). One that does not import stops the start.
+    pub static_modules: Vec<String>,
+    /// A virtualenv (made with this executor's Python version) whose site-packages are
+    /// added to the import path: services' third-party libraries, static modules.
+    pub virtualenv: Option<PathBuf>,
+    /// Zato-style user config: INI files, or folders of them, read as
+    /// `self.config.<file>.<section>.<key>`.
+    pub user_config: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -75,6 +85,9 @@ impl Default for Options {
             queue_size: 10_000,
             invoke_timeout_ms: 30_000,
             python_sdk: None,
+            static_modules: Vec::new(),
+            virtualenv: None,
+            user_config: Vec::new(),
         }
     }
 }
@@ -108,6 +121,15 @@ impl Executor {
             max: options.max_workers,
         };
         let pool = Pool::start(size, options.queue_size, &sdk, metrics.clone())?;
+        let statics = python::setup(&python::Setup {
+            virtualenv: options.virtualenv.as_deref(),
+            import_paths: options.pickup_dir.iter().cloned().collect(),
+            user_config: &options.user_config,
+            static_modules: &options.static_modules,
+        })?;
+        if !options.static_modules.is_empty() {
+            tracing::info!(modules = ?options.static_modules, services = ?statics, "static modules loaded");
+        }
         Ok(Executor {
             pool,
             invoke_timeout: Duration::from_millis(options.invoke_timeout_ms.max(1)),

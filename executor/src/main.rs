@@ -38,6 +38,29 @@ struct Cli {
     #[arg(long, env = "SHOAL_INVOKE_TIMEOUT_MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     invoke_timeout_ms: Option<u64>,
+    /// An installed module or package whose services are loaded at start-up (repeat, or
+    /// comma-separate in SHOAL_STATIC_MODULES).
+    #[arg(
+        long = "static-module",
+        env = "SHOAL_STATIC_MODULES",
+        value_delimiter = ',',
+        value_name = "MODULE"
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    static_modules: Vec<String>,
+    /// A virtualenv (same Python version) whose site-packages services import from.
+    #[arg(long, env = "SHOAL_VIRTUALENV", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    virtualenv: Option<PathBuf>,
+    /// Zato-style user config: an INI file or a folder of them (repeat); `self.config`.
+    #[arg(
+        long = "user-config",
+        env = "SHOAL_USER_CONFIG",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    user_config: Vec<PathBuf>,
     /// Use this folder as the Python SDK instead of the compiled-in one.
     #[arg(long, env = "SHOAL_PYTHON_SDK", value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -2,6 +2,13 @@
 //! a deleted one undeployed. The folder is polled (every 300 ms by default) rather than
 //! watched with inotify, so it also follows Kubernetes ConfigMap mounts, whose updates
 //! swap symlinks.
+//!
+//! Packages are followed too, as a Zato project lays them out: a sub-folder with an
+//! `__init__.py` is a package, and `crm/customers.py` under it is the module
+//! `crm.customers` (its services are named from that path, and it may import its siblings,
+//! relatively or not: the pickup folder is on the import path). Folders without an
+//! `__init__.py`, hidden entries (`.git`, a ConfigMap's `..data`) and `__pycache__` are
+//! not looked into.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,20 +30,58 @@ pub fn module_name(path: &Path) -> Option<String> {
     valid.then(|| stem.to_owned())
 }
 
+/// The dotted module name of `path` under the pickup folder `root`: `crm.py` → `crm`,
+/// `app/crm.py` → `app.crm`, `app/__init__.py` → `app`; None when a part is not a Python
+/// identifier.
+pub fn module_of(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut parts: Vec<String> = rel
+        .parent()
+        .into_iter()
+        .flat_map(|p| p.components())
+        .map(|c| c.as_os_str().to_str().map(str::to_owned))
+        .collect::<Option<_>>()?;
+    let leaf = module_name(path)?;
+    if leaf != "__init__" {
+        parts.push(leaf);
+    }
+    let valid = !parts.is_empty()
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !p.starts_with(|c: char| c.is_ascii_digit())
+        });
+    valid.then(|| parts.join("."))
+}
+
 fn scan(dir: &Path) -> HashMap<PathBuf, Stamp> {
     let mut out = HashMap::new();
+    scan_into(dir, true, &mut out);
+    out
+}
+
+/// The `.py` files of `dir`, and of its sub-folders that are packages.
+fn scan_into(dir: &Path, root: bool, out: &mut HashMap<PathBuf, Stamp>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
+        return;
     };
+    if !root && !dir.join("__init__.py").exists() {
+        return;
+    }
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("py") {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "__pycache__" {
             continue;
         }
         // metadata() follows symlinks (ConfigMap mounts).
-        if let Ok(meta) = std::fs::metadata(&path)
-            && meta.is_file()
-        {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            scan_into(&path, false, out);
+        } else if meta.is_file() && path.extension().and_then(|e| e.to_str()) == Some("py") {
             out.insert(
                 path,
                 (
@@ -46,7 +91,6 @@ fn scan(dir: &Path) -> HashMap<PathBuf, Stamp> {
             );
         }
     }
-    out
 }
 
 /// Deploys what is in `dir` now, then follows changes until `cancel`.
@@ -65,7 +109,7 @@ pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: C
             .collect();
         changed.sort();
         for path in changed {
-            let Some(module) = module_name(path) else {
+            let Some(module) = module_of(&dir, path) else {
                 tracing::warn!(file = %path.display(), "not a valid Python module name; skipped");
                 continue;
             };
@@ -79,7 +123,7 @@ pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: C
             }
         }
         for gone in known.keys().filter(|p| !now.contains_key(*p)) {
-            if let Some(module) = module_name(gone) {
+            if let Some(module) = module_of(&dir, gone) {
                 executor.undeploy(&module).await;
             }
         }
@@ -88,5 +132,47 @@ pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: C
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_names_of_packages() {
+        let root = Path::new("/p");
+        let m = |p: &str| module_of(root, Path::new(p));
+        assert_eq!(m("/p/crm.py").as_deref(), Some("crm"));
+        assert_eq!(m("/p/app/crm.py").as_deref(), Some("app.crm"));
+        assert_eq!(m("/p/app/__init__.py").as_deref(), Some("app"));
+        assert_eq!(m("/p/app/sub/x.py").as_deref(), Some("app.sub.x"));
+        assert_eq!(m("/p/my-app/x.py"), None);
+        assert_eq!(m("/p/1app/x.py"), None);
+        assert_eq!(m("/elsewhere/x.py"), None);
+    }
+
+    #[test]
+    fn scans_packages_only_and_skips_hidden_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for f in [
+            "top.py",
+            "pkg/__init__.py",
+            "pkg/a.py",
+            "pkg/sub/__init__.py",
+            "pkg/sub/b.py",
+            "notpkg/c.py",
+            "..data/d.py",
+            "pkg/__pycache__/e.py",
+            "top.txt",
+        ] {
+            let p = d.join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, "x = 1\n").expect("write");
+        }
+        let mut got: Vec<String> = scan(d).keys().filter_map(|p| module_of(d, p)).collect();
+        got.sort();
+        assert_eq!(got, ["pkg", "pkg.a", "pkg.sub", "pkg.sub.b", "top"]);
     }
 }

@@ -216,6 +216,51 @@ impl Pool {
     }
 }
 
+/// What the Python side is set up with before the executor serves.
+pub struct Setup<'a> {
+    /// A virtualenv whose site-packages services import from (checked against this
+    /// interpreter's version).
+    pub virtualenv: Option<&'a std::path::Path>,
+    /// Folders put on the import path (the pickup folder, for its packages).
+    pub import_paths: Vec<std::path::PathBuf>,
+    /// Zato-style user config files and folders (`self.config`).
+    pub user_config: &'a [std::path::PathBuf],
+    /// Installed modules or packages whose services are loaded now (and only now).
+    pub static_modules: &'a [String],
+}
+
+/// Applies `setup`; returns the services of the static modules. The error names the
+/// virtualenv or module at fault.
+pub fn setup(setup: &Setup<'_>) -> Result<Vec<String>, String> {
+    Python::attach(|py| {
+        let err = |e: PyErr| e.value(py).to_string();
+        let rt = runtime(py).map_err(err)?;
+        if let Some(v) = setup.virtualenv {
+            rt.call_method1("add_virtualenv", (v.display().to_string(),))
+                .map_err(err)?;
+        }
+        for p in &setup.import_paths {
+            rt.call_method1("add_import_path", (p.display().to_string(),))
+                .map_err(err)?;
+        }
+        let paths: Vec<String> = setup
+            .user_config
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        rt.setattr("user_config_paths", paths).map_err(err)?;
+        let mut names = Vec::new();
+        for m in setup.static_modules {
+            let loaded: Vec<String> = rt
+                .call_method1("load_static", (m.as_str(),))
+                .and_then(|r| r.extract())
+                .map_err(err)?;
+            names.extend(loaded);
+        }
+        Ok(names)
+    })
+}
+
 fn spawn_worker(shared: &Arc<Shared>) -> Result<(), String> {
     let n = shared.alive.fetch_add(1, Ordering::AcqRel);
     let s = shared.clone();

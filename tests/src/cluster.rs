@@ -57,6 +57,24 @@ impl Cluster {
             std::fs::copy(s, svc_dir.join(s.file_name().expect("file name")))
                 .expect("copy service");
         }
+        Self::start_in(dir, executors, extra, env).await
+    }
+
+    /// `shoal up` on a copy of a whole project folder (`services/`, `config/`, ...).
+    pub async fn start_project(project: &Path, executors: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(project, dir.path());
+        std::fs::create_dir_all(dir.path().join("services")).expect("services dir");
+        Self::start_in(dir, executors, extra, &[]).await
+    }
+
+    /// `shoal up --dir` a prepared folder.
+    async fn start_in(
+        dir: tempfile::TempDir,
+        executors: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cluster {
         let port = crate::free_port;
         let (store, http, grpc, admin, ops) = (port(), port(), port(), port(), port());
         let executors_s = executors.to_string();
@@ -181,6 +199,19 @@ impl Cluster {
     /// The pickup folder.
     pub fn services_dir(&self) -> PathBuf {
         self.dir.path().join("services")
+    }
+}
+
+/// Copies a folder tree (files and folders; no links).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
     }
 }
 

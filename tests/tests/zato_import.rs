@@ -107,9 +107,7 @@ async fn an_enmasse_export_imports_applies_and_answers_as_zato() {
     .await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        err.contains(
-            "imported 3 security definitions, 7 channels, 8 outgoing connections, 3 jobs"
-        ),
+        err.contains("imported 3 security definitions, 7 channels, 8 outgoing connections, 3 jobs"),
         "{err}"
     );
     // Every item that cannot be mapped is named, with the reason.

@@ -52,6 +52,19 @@ pub struct UpArgs {
     /// Gateway ops address (/live, /ready, /metrics).
     #[arg(long, default_value = "127.0.0.1:11226")]
     pub gateway_ops_listen: String,
+    /// A virtualenv (made with the executors' Python version) whose libraries services
+    /// import.
+    #[arg(long, env = "SHOAL_VIRTUALENV", value_name = "DIR")]
+    pub virtualenv: Option<PathBuf>,
+    /// An installed module or package whose services the executors load at start-up
+    /// (repeat, or comma-separate).
+    #[arg(
+        long = "static-module",
+        env = "SHOAL_STATIC_MODULES",
+        value_delimiter = ',',
+        value_name = "MODULE"
+    )]
+    pub static_modules: Vec<String>,
 }
 
 struct ChildSpec {
@@ -149,6 +162,24 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
         ]
         .concat(),
     });
+    // Zato's user config folders of a project, when present (`self.config`).
+    let mut executor_extra: Vec<String> = Vec::new();
+    for folder in [
+        "config/user-conf",
+        "config/repo/user-config",
+        "config/repo/user-conf",
+    ] {
+        let p = dir.join(folder);
+        if p.is_dir() {
+            executor_extra.extend(["--user-config".into(), p.display().to_string()]);
+        }
+    }
+    if let Some(v) = &args.virtualenv {
+        executor_extra.extend(["--virtualenv".into(), absolute(v)?.display().to_string()]);
+    }
+    for m in &args.static_modules {
+        executor_extra.extend(["--static-module".into(), m.clone()]);
+    }
     for i in 1..=args.executors.max(1) {
         specs.push(ChildSpec {
             name: format!("executor-{i}"),
@@ -161,6 +192,7 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
                     "--pickup-dir".into(),
                     services.display().to_string(),
                 ],
+                executor_extra.clone(),
             ]
             .concat(),
         });

@@ -58,19 +58,75 @@ class _Entry:
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def imported_modules(source):
-    """Top-level module names a source imports (for redeploying dependents)."""
+def imported_modules(source, package=''):
+    """Module names a source imports, top-level and dotted, relative imports resolved
+    against ``package`` (for redeploying dependents)."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return set()
     names = set()
+
+    def add(dotted):
+        parts = dotted.split('.')
+        names.update('.'.join(parts[:i]) for i in range(1, len(parts) + 1))
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(a.name.split('.')[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split('.')[0])
+            for a in node.names:
+                add(a.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                base = node.module
+            elif node.level > 0 and package:
+                parts = package.split('.')
+                keep = len(parts) - (node.level - 1)
+                if keep <= 0:
+                    continue
+                base = '.'.join(parts[:keep] + ([node.module] if node.module else []))
+            else:
+                continue
+            add(base)
+            for a in node.names:
+                add('{}.{}'.format(base, a.name))
     return names
+
+
+def _package_of(module_name, origin):
+    """``__package__`` of a module: itself for a package's ``__init__``, else its parent."""
+    if origin.endswith('__init__.py'):
+        return module_name
+    return module_name.rpartition('.')[0]
+
+
+def _read_user_config(paths):
+    """Zato's user config: every .ini/.conf/.config file of ``paths`` (files or folders) as
+    ``{file stem: {section: {key: value}}}``, values as strings."""
+    import configparser
+    import os
+    out = Bunch()
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files.extend(os.path.join(p, f) for f in sorted(os.listdir(p)))
+        elif os.path.isfile(p):
+            files.append(p)
+    for f in files:
+        name, ext = os.path.splitext(os.path.basename(f))
+        if ext not in ('.ini', '.conf', '.config') or name.startswith('.'):
+            continue
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str
+        try:
+            with open(f, encoding='utf-8') as fh:
+                parser.read_file(fh)
+        except (OSError, configparser.Error) as e:
+            logger.error('user config %s not read: %s', f, e)
+            continue
+        out[name] = Bunch({sec: Bunch(parser[sec]) for sec in parser.sections()})
+    if 'user' not in out:
+        out['user'] = Bunch(out)
+    return out
 
 
 class Runtime:
@@ -89,6 +145,92 @@ class Runtime:
         self.native = None         # the executor's _shoal_native module, when running in one
         self.locks = LocalLocks()
         self._background = None
+        self.user_config_paths = []
+        self._user_config = None
+        self._user_config_read = 0.0
+    # -- setting up --------------------------------------------------------------------
+    def add_virtualenv(self, path):
+        """Adds a virtualenv's site-packages to the import path (its .pth files too), after
+        checking that it was made for this interpreter. Returns the folder added."""
+        import os
+        import site
+        cfg = os.path.join(path, 'pyvenv.cfg')
+        if not os.path.isfile(cfg):
+            raise DeployError('{} is not a virtualenv (no pyvenv.cfg)'.format(path))
+        version = ''
+        with open(cfg, encoding='utf-8') as fh:
+            for line in fh:
+                key, _, value = line.partition('=')
+                if key.strip() in ('version', 'version_info'):
+                    version = value.strip()
+        mine = '{}.{}'.format(*sys.version_info[:2])
+        theirs = '.'.join(version.split('.')[:2])
+        if theirs != mine:
+            raise DeployError('the virtualenv {} is for Python {} but this executor runs Python {}; '
+                              'make it with python{} -m venv'.format(path, version or '?', mine, mine))
+        sp = os.path.join(path, 'lib', 'python' + mine, 'site-packages')
+        if not os.path.isdir(sp):
+            raise DeployError('{} has no {}'.format(path, sp))
+        site.addsitedir(sp)
+        logger.info('using the virtualenv %s (%s)', path, sp)
+        return sp
+
+    def add_import_path(self, path):
+        """Puts a folder (the pickup folder, for its packages) on the import path."""
+        if path not in sys.path:
+            sys.path.append(path)
+
+    def load_static(self, name):
+        """Imports an installed module or package (and, for a package, every module in it)
+        and registers the services they define. Returns the service names."""
+        import pkgutil
+        try:
+            top = importlib.import_module(name)
+        except BaseException as e:
+            raise DeployError('static module {} did not import: {}: {}'.format(name, type(e).__name__, e)) from None
+        modules = [top]
+        if hasattr(top, '__path__'):
+            for info in pkgutil.walk_packages(top.__path__, prefix=name + '.'):
+                try:
+                    modules.append(importlib.import_module(info.name))
+                except BaseException as e:
+                    raise DeployError('static module {} did not import: {}: {}'.format(
+                        info.name, type(e).__name__, e)) from None
+        names = []
+        for m in modules:
+            origin = getattr(m, '__file__', None) or '<{}>'.format(m.__name__)
+            try:
+                with open(origin, 'rb') as fh:
+                    digest = hashlib.sha256(fh.read()).hexdigest()
+            except OSError:
+                digest = hashlib.sha256(m.__name__.encode()).hexdigest()
+            names.extend(self._register(m.__name__, m, digest, origin, None))
+        return names
+
+    def user_config(self):
+        """The user config, re-read at most once a second when a file changed."""
+        now = time.monotonic()
+        if self._user_config is None or now - self._user_config_read > 1.0:
+            stamp = self._user_config_stamp()
+            if self._user_config is None or stamp != getattr(self, '_user_config_mtime', None):
+                self._user_config = _read_user_config(self.user_config_paths)
+                self._user_config_mtime = stamp
+            self._user_config_read = now
+        return self._user_config
+
+    def _user_config_stamp(self):
+        import os
+        stamp = []
+        for p in self.user_config_paths:
+            files = [os.path.join(p, f) for f in sorted(os.listdir(p))] if os.path.isdir(p) else [p]
+            for f in files:
+                try:
+                    st = os.stat(f)
+                    stamp.append((f, st.st_mtime_ns, st.st_size))
+                except OSError:
+                    pass
+        return tuple(stamp)
+
     # -- deployment --------------------------------------------------------------------
     def deploy(self, module_name, source, origin):
         """Imports ``source`` as ``module_name``; on success its services replace the old
@@ -115,6 +257,12 @@ class Runtime:
         code_origin = origin or '<{}>'.format(module_name)
         module = types.ModuleType(module_name)
         module.__file__ = code_origin
+        # Packages of a pickup folder (a Zato project): relative imports and submodules.
+        package = _package_of(module_name, code_origin)
+        module.__package__ = package
+        if code_origin.endswith('__init__.py'):
+            import os
+            module.__path__ = [os.path.dirname(code_origin)]
         try:
             code = compile(source, code_origin, 'exec')
             previous = sys.modules.get(module_name)
@@ -134,7 +282,15 @@ class Runtime:
             where = next((f for f in reversed(tb) if f.filename == code_origin), tb[-1] if tb else None)
             line = '{}:{}'.format(where.filename, where.lineno) if where else code_origin
             raise DeployError('{}: {}: {}'.format(line, type(e).__name__, e)) from None
+        if '.' in module_name:
+            parent = sys.modules.get(module_name.rpartition('.')[0])
+            if parent is not None:
+                setattr(parent, module_name.rpartition('.')[2], module)
+        return self._register(module_name, module, digest, code_origin, source), digest
 
+    def _register(self, module_name, module, digest, code_origin, source):
+        """Registers the services ``module`` defines (replacing the module's older ones).
+        ``source`` is kept for redeploying dependents (None: an installed module)."""
         now_ms = int(time.time() * 1000)
         found = []
         for _, obj in inspect.getmembers(module, inspect.isclass):
@@ -156,8 +312,10 @@ class Runtime:
             for gone in set(old) - set(names):
                 self.services.pop(gone, None)
             self.modules[module_name] = (digest, names)
-            self.sources[module_name] = (source, code_origin, imported_modules(source))
-        return names, digest
+            if source is not None:
+                package = _package_of(module_name, code_origin)
+                self.sources[module_name] = (source, code_origin, imported_modules(source, package))
+        return names
 
     def undeploy(self, module_name):
         with self.lock:

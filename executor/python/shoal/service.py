@@ -305,6 +305,16 @@ class Service:
         return KVDB(self._rt().kvdb_conn, self._rt().kv)
 
     @property
+    def config(self):
+        """Zato's user config: ``self.config.<file>.<section>.<key>`` for every INI file of
+        the executor's user config folders (``self.config.user.<file>...`` works too, as
+        does the alias ``self.user_config``). Values are strings."""
+        rt = self._runtime
+        return rt.user_config() if rt is not None else Bunch()
+
+    user_config = config
+
+    @property
     def time(self):
         from shoal.context import TimeUtil
         return TimeUtil()
