@@ -76,6 +76,9 @@ pub enum Command {
     /// Turn a Zato 3.2 enmasse export (YAML or JSON) into a shoal.yaml, listing what cannot be
     /// mapped and the variables to set for its secrets; --apply applies it.
     ImportZato(cmd::import_zato::ImportZatoArgs),
+    /// Write the API catalogue: static HTML grouped by application, from the services'
+    /// docstrings and SimpleIO, with openapi.json and each SOAP channel's WSDL.
+    Apispec(cmd::apispec::ApispecArgs),
     /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`.
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -99,6 +102,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Deploy(args) => cmd::deploy::run(admin, args).await,
         Command::Logs(args) => cmd::logs::run(admin, format, args).await,
         Command::ImportZato(args) => cmd::import_zato::run(admin, args).await,
+        Command::Apispec(args) => cmd::apispec::run(admin, args).await,
         Command::Completions(args) => cmd::completions::run(args),
     };
     match result {

@@ -350,12 +350,15 @@ impl Executor {
         for s in &services {
             let sio: serde_json::Value =
                 serde_json::from_str(&s.simple_io_json).unwrap_or(serde_json::Value::Null);
+            let docs: serde_json::Value =
+                serde_json::from_str(&s.doc_json).unwrap_or(serde_json::Value::Null);
             let doc = serde_json::json!({
                 "name": s.name,
                 "module": s.module,
                 "impl_name": s.impl_name,
                 "hash": s.hash,
                 "simple_io": sio,
+                "doc": docs,
             });
             let key = format!("services/{}", s.name);
             let bytes = serde_json::to_vec(&doc).unwrap_or_default();

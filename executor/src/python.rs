@@ -606,6 +606,7 @@ fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
         String,
         u64,
         String,
+        String,
     );
     let rows: Vec<Row> = runtime(py)?.call_method0("list_services")?.extract()?;
     Ok(rows
@@ -622,6 +623,7 @@ fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
                 impl_name,
                 p99_us,
                 simple_io_json,
+                doc_json,
             )| {
                 pb::ServiceInfo {
                     name,
@@ -634,6 +636,7 @@ fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
                     impl_name,
                     simple_io_json,
                     p99_us,
+                    doc_json,
                 }
             },
         )

@@ -61,6 +61,10 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
                 .put(crate::objects_api::put_channel)
                 .delete(crate::objects_api::delete_channel),
         )
+        .route(
+            "/channels/{name}/wsdl",
+            get(crate::objects_api::channel_wsdl),
+        )
         .route("/outgoing", get(crate::objects_api::list_outgoing))
         .route(
             "/outgoing/{name}",
@@ -157,6 +161,7 @@ async fn not_found(req: Request<axum::body::Body>) -> Response {
 }
 
 fn service_json(m: &Member, s: &pb::ServiceInfo) -> Value {
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
     json!({
         "name": s.name,
         "module": s.module,
@@ -168,6 +173,8 @@ fn service_json(m: &Member, s: &pb::ServiceInfo) -> Value {
         "errors": s.errors,
         "mean_us": s.mean_us,
         "p99_us": s.p99_us,
+        "simple_io": parse(&s.simple_io_json),
+        "doc": parse(&s.doc_json),
     })
 }
 

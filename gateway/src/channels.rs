@@ -676,22 +676,13 @@ async fn handle(
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("127.0.0.1");
             let address = format!("http://{host}{}", req.uri().path());
-            let sio = match state
-                .store
-                .get(&format!("services/{}", channel.service))
-                .await
-            {
-                Ok(Some(e)) => serde_json::from_slice::<serde_json::Value>(&e.value)
-                    .map(|v| v["simple_io"].clone())
-                    .unwrap_or(serde_json::Value::Null),
-                _ => serde_json::Value::Null,
-            };
+            let record = crate::soap::service_record(&state.store, &channel.service).await;
             let wsdl = crate::soap::wsdl(
                 spec.version,
                 &spec.namespace,
                 &channel.service,
                 &address,
-                &sio,
+                &record,
             );
             return ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], wsdl).into_response();
         }

@@ -388,6 +388,66 @@ pub async fn get_channel(State(state): State<AdminState>, Path(name): Path<Strin
     }
 }
 
+/// `GET /api/v1/channels/{name}/wsdl?base=URL`: the WSDL a SOAP channel serves at
+/// `?wsdl`, with `base` (the HTTP channels' URL, default `http://127.0.0.1:11223`) as
+/// its address, for catalogues built away from the channel (`shoal apispec`).
+pub async fn channel_wsdl(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Response {
+    let mut base = "http://127.0.0.1:11223".to_owned();
+    match query_params(raw.as_deref(), &["base"]) {
+        Ok(params) => {
+            for (_, v) in params {
+                base = v.trim_end_matches('/').to_owned();
+            }
+        }
+        Err(e) => return bad(e),
+    }
+    let channel = match load_one::<ChannelDef>(&state.store, &format!("channels/{name}")).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::NotFound,
+                format!("no channel {name}"),
+            ));
+        }
+        Err(r) => return r,
+    };
+    let ChannelDef::Soap {
+        service,
+        url_path,
+        soap_version,
+        namespace,
+        ..
+    } = channel
+    else {
+        return bad(format!(
+            "channel {name} is not a SOAP channel: it has no WSDL"
+        ));
+    };
+    let record = crate::soap::service_record(&state.store, &service).await;
+    let namespace = if namespace.is_empty() {
+        format!("urn:shoal:{service}")
+    } else {
+        namespace
+    };
+    let version = crate::soap::Version::parse(&soap_version).unwrap_or(crate::soap::Version::V11);
+    let wsdl = crate::soap::wsdl(
+        version,
+        &namespace,
+        &service,
+        &format!("{base}{url_path}"),
+        &record,
+    );
+    (
+        [(http::header::CONTENT_TYPE, "text/xml; charset=utf-8")],
+        wsdl,
+    )
+        .into_response()
+}
+
 /// `PUT /api/v1/channels/{name}`: creates or replaces a channel.
 pub async fn put_channel(
     State(state): State<AdminState>,

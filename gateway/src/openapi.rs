@@ -1,7 +1,9 @@
 //! OpenAPI 3.1 for the REST channels, generated from the config store: every active HTTP
 //! channel is an operation; its service's SimpleIO (published by executors under
 //! `services/<name>`) gives the parameters, request body and response schemas; its
-//! security definition gives the security scheme.
+//! docstring gives the summary, the description and the elements' descriptions, and its
+//! application (the module's top package) the tag; its security definition gives the
+//! security scheme. Services tagged `@internal` are left out, as Zato's apispec does.
 
 use std::collections::BTreeMap;
 
@@ -35,8 +37,8 @@ fn schema_of(type_name: &str) -> Value {
     }
 }
 
-/// An object schema from a list of SimpleIO elements.
-fn object_schema(elems: &[Value], skip: &[String]) -> Value {
+/// An object schema from a list of SimpleIO elements (`docs`: element name → text).
+fn object_schema(elems: &[Value], skip: &[String], docs: &Value) -> Value {
     let mut props = serde_json::Map::new();
     let mut required = Vec::new();
     for e in elems {
@@ -52,6 +54,9 @@ fn object_schema(elems: &[Value], skip: &[String]) -> Value {
         {
             obj.insert("default".into(), d.clone());
         }
+        if let (Some(text), Some(obj)) = (docs[name].as_str(), s.as_object_mut()) {
+            obj.insert("description".into(), json!(text));
+        }
         props.insert(name.to_owned(), s);
         if e["required"].as_bool().unwrap_or(false) {
             required.push(json!(name));
@@ -63,6 +68,26 @@ fn object_schema(elems: &[Value], skip: &[String]) -> Value {
 fn error_schema() -> Value {
     json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
         "code": {"type": "string"}, "message": {"type": "string"}, "cid": {"type": "string"}}}}})
+}
+
+/// Whether a published service record is tagged `@internal` (hidden from the catalogue).
+pub fn is_internal(record: &Value) -> bool {
+    record["doc"]["tags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t == "internal"))
+}
+
+/// A service's application, as Zato groups them: the top package of its module (the
+/// module itself when it is not in a package), else the first part of its name.
+pub fn application(service: &str, record: &Value) -> String {
+    record["module"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .unwrap_or(service)
+        .split('.')
+        .next()
+        .unwrap_or(service)
+        .to_owned()
 }
 
 /// `GET /api/v1/openapi.json`.
@@ -84,10 +109,11 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
             ));
         }
     };
-    let sio: BTreeMap<String, Value> = services
+    // name → the published record (simple_io, doc, module).
+    let records: BTreeMap<String, Value> = services
         .iter()
         .filter_map(|e| serde_json::from_slice::<Value>(&e.value).ok())
-        .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v["simple_io"].clone())))
+        .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v)))
         .collect();
     let mut schemes = serde_json::Map::new();
     for e in &security {
@@ -125,7 +151,12 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(str::to_owned)
             .collect();
-        let io = sio.get(&service).cloned().unwrap_or(Value::Null);
+        let record = records.get(&service).cloned().unwrap_or(Value::Null);
+        if is_internal(&record) {
+            continue;
+        }
+        let io = record["simple_io"].clone();
+        let docs = record["doc"]["elements"].clone();
         let input: Vec<Value> = io["input"].as_array().cloned().unwrap_or_default();
         let output: Vec<Value> = io["output"].as_array().cloned().unwrap_or_default();
         let methods: Vec<String> = if method.is_empty() {
@@ -142,15 +173,30 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
                         .find(|e| e["name"] == p.as_str())
                         .and_then(|e| e["type"].as_str())
                         .unwrap_or("Text");
-                    json!({"name": p, "in": "path", "required": true, "schema": schema_of(t)})
+                    let mut param =
+                        json!({"name": p, "in": "path", "required": true, "schema": schema_of(t)});
+                    if let Some(d) = docs[p.as_str()].as_str() {
+                        param["description"] = json!(d);
+                    }
+                    param
                 })
                 .collect();
             let body_less = matches!(m.as_str(), "get" | "delete" | "head");
+            let summary = record["doc"]["summary"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map_or_else(|| format!("Invokes {service}"), str::to_owned);
             let mut op = json!({
                 "operationId": if method.is_empty() { format!("{name}.{m}") } else { name.clone() },
-                "summary": format!("Invokes {service}"),
-                "tags": [service.split('.').next().unwrap_or(&service)],
+                "summary": summary,
+                "tags": [application(&service, &record)],
             });
+            if let Some(d) = record["doc"]["description"]
+                .as_str()
+                .filter(|d| !d.is_empty())
+            {
+                op["description"] = json!(d);
+            }
             if body_less {
                 for e in &input {
                     let Some(n) = e["name"].as_str() else {
@@ -159,8 +205,12 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
                     if path_params.iter().any(|p| p == n) {
                         continue;
                     }
-                    params.push(json!({"name": n, "in": "query", "required": e["required"].as_bool().unwrap_or(false),
-                        "schema": schema_of(e["type"].as_str().unwrap_or("Text"))}));
+                    let mut param = json!({"name": n, "in": "query", "required": e["required"].as_bool().unwrap_or(false),
+                        "schema": schema_of(e["type"].as_str().unwrap_or("Text"))});
+                    if let Some(d) = docs[n].as_str() {
+                        param["description"] = json!(d);
+                    }
+                    params.push(param);
                 }
             } else if !input.is_empty() {
                 let media = match data_format {
@@ -169,13 +219,13 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
                     DataFormat::Xml => "application/xml",
                     DataFormat::Json => "application/json",
                 };
-                op["requestBody"] = json!({"required": true, "content": {media: {"schema": object_schema(&input, &path_params)}}});
+                op["requestBody"] = json!({"required": true, "content": {media: {"schema": object_schema(&input, &path_params, &docs)}}});
             }
             op["parameters"] = json!(params);
             let ok_schema = if output.is_empty() {
                 json!({})
             } else {
-                let obj = object_schema(&output, &[]);
+                let obj = object_schema(&output, &[], &docs);
                 match io["response_elem"].as_str() {
                     Some(elem) => {
                         json!({"type": "object", "properties": {elem: obj}, "required": [elem]})

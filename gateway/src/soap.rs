@@ -440,7 +440,7 @@ fn xsd_type(t: &str) -> &'static str {
     }
 }
 
-fn sequence(elems: &[Value]) -> String {
+fn sequence(elems: &[Value], docs: &Value) -> String {
     let mut out = String::from("<xsd:sequence>");
     for e in elems {
         let Some(name) = e["name"].as_str() else {
@@ -456,25 +456,54 @@ fn sequence(elems: &[Value]) -> String {
         } else {
             "1"
         };
-        out.push_str(&format!(
-            "<xsd:element name=\"{}\" type=\"{}\" minOccurs=\"{min}\" maxOccurs=\"{max}\"/>",
+        let element = format!(
+            "<xsd:element name=\"{}\" type=\"{}\" minOccurs=\"{min}\" maxOccurs=\"{max}\"",
             xml_name(name),
             xsd_type(e["type"].as_str().unwrap_or("Text"))
-        ));
+        );
+        match docs[name].as_str() {
+            Some(d) => out.push_str(&format!(
+                "{element}><xsd:annotation><xsd:documentation>{}</xsd:documentation></xsd:annotation></xsd:element>",
+                escape(d)
+            )),
+            None => out.push_str(&format!("{element}/>")),
+        }
     }
     out.push_str("</xsd:sequence>");
     out
 }
 
-/// WSDL 1.1 (document/literal) of a SOAP channel, from its service's SimpleIO.
+/// What executors published of a service under `services/<name>` (its `simple_io` and
+/// `doc`), or null.
+pub async fn service_record(store: &shoal_common::store::Store, service: &str) -> Value {
+    match store.get(&format!("services/{service}")).await {
+        Ok(Some(e)) => serde_json::from_slice::<Value>(&e.value).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+/// WSDL 1.1 (document/literal) of a SOAP channel, from its service's published record:
+/// the SimpleIO gives the messages, the docstring the documentation of the operation and
+/// of each element.
 pub fn wsdl(
     version: Version,
     namespace: &str,
     service: &str,
     address: &str,
-    simple_io: &Value,
+    record: &Value,
 ) -> String {
     let svc = xml_name(service);
+    let simple_io = &record["simple_io"];
+    let docs = &record["doc"]["elements"];
+    let summary = record["doc"]["summary"].as_str().unwrap_or("");
+    let description = record["doc"]["description"].as_str().unwrap_or("");
+    let documentation = match (summary.is_empty(), description.is_empty()) {
+        (true, true) => String::new(),
+        _ => format!(
+            "<wsdl:documentation>{}</wsdl:documentation>",
+            escape(format!("{summary}\n\n{description}").trim())
+        ),
+    };
     let input: Vec<Value> = simple_io["input"].as_array().cloned().unwrap_or_default();
     let output: Vec<Value> = simple_io["output"].as_array().cloned().unwrap_or_default();
     let (soap_ns, binding_prefix) = match version {
@@ -495,7 +524,7 @@ pub fn wsdl(
   <wsdl:message name="{svc}Request"><wsdl:part name="parameters" element="tns:{svc}"/></wsdl:message>
   <wsdl:message name="{svc}Response"><wsdl:part name="parameters" element="tns:{svc}Response"/></wsdl:message>
   <wsdl:portType name="{svc}PortType">
-    <wsdl:operation name="{svc}"><wsdl:input message="tns:{svc}Request"/><wsdl:output message="tns:{svc}Response"/></wsdl:operation>
+    <wsdl:operation name="{svc}">{documentation}<wsdl:input message="tns:{svc}Request"/><wsdl:output message="tns:{svc}Response"/></wsdl:operation>
   </wsdl:portType>
   <wsdl:binding name="{svc}Binding" type="tns:{svc}PortType">
     <{binding_prefix}:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
@@ -510,8 +539,8 @@ pub fn wsdl(
   </wsdl:service>
 </wsdl:definitions>
 "#,
-        req = sequence(&input),
-        resp = sequence(&output),
+        req = sequence(&input, docs),
+        resp = sequence(&output, docs),
     )
 }
 

@@ -1,6 +1,7 @@
 //! One file per verb. Each exposes its clap arguments (if any) and an async `run` that
 //! returns the exit code or a [`CliError`](crate::error::CliError).
 
+pub mod apispec;
 pub mod apply;
 pub mod completions;
 pub mod deploy;

@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -90,6 +91,40 @@ def imported_modules(source, package=''):
             for a in node.names:
                 add('{}.{}'.format(base, a.name))
     return names
+
+
+_ELEM_DOC = re.compile(r'^\s*(?:[-*]\s*|:param\s+)([A-Za-z_][\w.]*)\s*(?::|\s-\s)\s*(.+)$')
+
+
+def service_doc(cls, sio=None):
+    """What a service's docstring says, as Zato's apispec reads it: the first line is the
+    summary, the rest the description; a line of ``@tags`` tags it (``@internal`` hides it
+    from the API catalogue); ``- name: text`` (or ``:param name: text``) documents a
+    SimpleIO element, as does ``doc=`` on an element (``Int('age', doc='...')``)."""
+    raw = cls.__dict__.get('__doc__') or ''
+    lines = inspect.cleandoc(raw).splitlines() if raw.strip() else []
+    summary = lines[0].strip() if lines else ''
+    tags, elements, rest = [], {}, []
+    for line in lines[1:]:
+        words = line.split()
+        if words and all(w.startswith('@') and len(w) > 1 for w in words):
+            tags.extend(w[1:] for w in words)
+            continue
+        m = _ELEM_DOC.match(line)
+        if m:
+            elements[m.group(1)] = m.group(2).strip()
+            continue
+        rest.append(line)
+    if summary.startswith('@'):
+        tags.extend(w[1:] for w in summary.split() if w.startswith('@'))
+        summary = ''
+    if sio is not None:
+        for e, _ in list(sio.input) + list(sio.output):
+            d = e.kwargs.get('doc') if hasattr(e, 'kwargs') else None
+            if d:
+                elements.setdefault(e.name, str(d))
+    return {'summary': summary, 'description': '\n'.join(rest).strip(), 'tags': tags,
+            'elements': elements}
 
 
 def _package_of(module_name, origin):
@@ -337,7 +372,8 @@ class Runtime:
                 sio = definition_for(e.cls)
                 out.append((name, e.module, e.hash, e.deployed_at_ms, e.invocations,
                             e.errors, mean, '{}.{}'.format(e.cls.__module__, e.cls.__name__),
-                            e.p99_us(), json.dumps(sio.describe()) if sio else ''))
+                            e.p99_us(), json.dumps(sio.describe()) if sio else '',
+                            json.dumps(service_doc(e.cls, sio))))
             return out
 
     # -- invocation --------------------------------------------------------------------
