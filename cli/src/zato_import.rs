@@ -903,8 +903,8 @@ fn map_job(out: &mut Import, item: &Value) {
                 );
             };
             j["cron_definition"] = json!(def);
-            // Zato's cron jobs start at once; Shoal's have no start date.
-            used.extend(["cron_definition", "start_date"]);
+            // Shoal's cron jobs have no start date (they start at once): reported dropped.
+            used.push("cron_definition");
         }
         other => return out.skip("scheduler", item, format!("job_type '{other}'")),
     }

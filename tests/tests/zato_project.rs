@@ -1,6 +1,8 @@
 //! A Zato project runs as it is: packages in the pickup folder (relative and absolute
-//! imports between their modules), `self.config` from user-conf INI files; and services
-//! installed statically with pip into a virtualenv, with their third-party libraries.
+//! imports between their modules), `self.config` from user-conf INI files, its enmasse
+//! export imported (the walk-through of docs/migrating-from-zato.md, on
+//! examples/zato-project); and services installed statically with pip into a virtualenv,
+//! with their third-party libraries.
 
 use std::path::Path;
 use std::time::Duration;
@@ -27,7 +29,8 @@ async fn answer(c: &Cluster, service: &str, payload: Value, what: &str) -> Value
 
 #[tokio::test]
 async fn a_zato_project_folder_runs_as_it_is() {
-    let c = Cluster::start_project(&fixture("zato_project"), 1, &[]).await;
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/zato-project");
+    let c = Cluster::start_project(&project, 1, &[]).await;
     let v = answer(
         &c,
         "crm.customers.get-customer",
@@ -41,6 +44,60 @@ async fn a_zato_project_folder_runs_as_it_is() {
     );
     let v = answer(&c, "billing.get-bill", json!({}), "the top-level module").await;
     assert_eq!(v, json!({"for": "Customer B1", "currency": "EUR"}));
+
+    // The guide's steps: import the enmasse export, set the variable it names, apply; the
+    // channel then answers as on Zato, with its Basic Auth.
+    let shoal_yaml = c.dir.path().join("shoal.yaml");
+    let (code, _, err) = c
+        .cli(&[
+            "import-zato",
+            &c.dir.path().join("enmasse.yml").display().to_string(),
+            "--out",
+            &shoal_yaml.display().to_string(),
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("ZATO_SEC_CRM_PARTNER_PASSWORD"), "{err}");
+    assert!(
+        err.contains("not imported: zato_generic_connection crm.notify"),
+        "{err}"
+    );
+    let out = tokio::process::Command::new(shoal_tests::bin("shoal"))
+        .args(["apply", "-f", &shoal_yaml.display().to_string()])
+        .env("SHOAL_ADMIN_URL", &c.admin_url)
+        .env("SHOAL_ADMIN_PASSWORD", &c.password)
+        .env("ZATO_SEC_CRM_PARTNER_PASSWORD", "partner-secret")
+        .output()
+        .await
+        .expect("apply");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http = reqwest::Client::new();
+    let body: Value = eventually(Duration::from_secs(20), "the imported channel", || async {
+        let r = http
+            .get(format!("{}/crm/customer/c1", c.http_url))
+            .basic_auth("partner", Some("partner-secret"))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json().await.ok()
+    })
+    .await;
+    assert_eq!(body["response"]["name"], "Customer C1");
+    let r = http
+        .get(format!("{}/crm/customer/c1", c.http_url))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 401);
+    let (_, job) = c
+        .admin(reqwest::Method::GET, "jobs/billing.nightly", None)
+        .await;
+    assert_eq!(job["cron_definition"], "30 2 * * mon-fri", "{job}");
 
     // A changed sibling module redeploys the modules that import it.
     let util = c.services_dir().join("crm/util.py");
