@@ -25,6 +25,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The request URL is longer than the gateway accepts.
     UriTooLong,
+    /// The client did not send its request (its body) in time.
+    RequestTimeout,
     /// Too many requests in flight; retry later.
     TooManyRequests,
     /// The service raised an exception.
@@ -41,7 +43,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -50,6 +52,7 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UriTooLong,
+        ErrorCode::RequestTimeout,
         ErrorCode::TooManyRequests,
         ErrorCode::ServiceError,
         ErrorCode::Unavailable,
@@ -69,6 +72,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::ServiceError => "service_error",
             ErrorCode::Unavailable => "unavailable",
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::Conflict => S::CONFLICT,
             ErrorCode::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             ErrorCode::UriTooLong => S::URI_TOO_LONG,
+            ErrorCode::RequestTimeout => S::REQUEST_TIMEOUT,
             ErrorCode::TooManyRequests => S::TOO_MANY_REQUESTS,
             ErrorCode::ServiceError | ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => S::SERVICE_UNAVAILABLE,
@@ -120,7 +125,7 @@ impl ErrorCode {
             ErrorCode::TooManyRequests => C::ResourceExhausted,
             ErrorCode::ServiceError => C::Unknown,
             ErrorCode::Unavailable | ErrorCode::BadGateway => C::Unavailable,
-            ErrorCode::Timeout => C::DeadlineExceeded,
+            ErrorCode::Timeout | ErrorCode::RequestTimeout => C::DeadlineExceeded,
             ErrorCode::Internal => C::Internal,
         }
     }
@@ -288,6 +293,7 @@ mod tests {
                 ErrorCode::MethodNotAllowed => assert_eq!(back, ErrorCode::Internal),
                 ErrorCode::BadGateway => assert_eq!(back, ErrorCode::Unavailable),
                 ErrorCode::UriTooLong => assert_eq!(back, ErrorCode::PayloadTooLarge),
+                ErrorCode::RequestTimeout => assert_eq!(back, ErrorCode::Timeout),
                 _ => assert_eq!(back, code),
             }
         }

@@ -6,6 +6,11 @@ use tonic::service::Routes;
 
 /// Adds grpc.health.v1 (reporting `names` as serving) and reflection over Shoal's protos to
 /// `routes`.
+/// The largest gRPC message between Shoal's components (an invocation with its body, a
+/// response with its payload): 64 MiB. Channels' `max_body` stays under it
+/// ([`crate::objects::MAX_CHANNEL_BODY`]).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 pub async fn with_health_and_reflection(routes: Routes, names: &[&str]) -> Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in names {
@@ -16,18 +21,22 @@ pub async fn with_health_and_reflection(routes: Routes, names: &[&str]) -> Route
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1();
-    let routes = routes.add_service(health);
-    match reflection {
-        Ok(r) => routes.add_service(r),
-        Err(e) => {
-            tracing::warn!(error = %e, "gRPC reflection unavailable");
-            routes
-        }
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let mut routes = routes.add_service(health);
+    // Both reflection versions: grpcurl up to 1.8 and many GUI clients speak only v1alpha.
+    match builder().build_v1() {
+        Ok(r) => routes = routes.add_service(r),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection (v1) unavailable"),
     }
+    match builder().build_v1alpha() {
+        Ok(r) => routes = routes.add_service(r),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection (v1alpha) unavailable"),
+    }
+    routes
 }
 
 /// Serves `routes` on `listener` until `cancel`, then drains in-flight calls.

@@ -191,6 +191,12 @@ impl DataFormat {
 /// Default body limit of a channel: 10 MB.
 pub const DEFAULT_MAX_BODY: u64 = 10 * 1024 * 1024;
 
+/// The largest `max_body` a channel may have: what one gRPC message between gateway and
+/// executor carries ([`crate::grpc::MAX_MESSAGE_BYTES`]) less room for the rest of the
+/// call (headers, channel data), so that a body the channel accepts always reaches the
+/// executor.
+pub const MAX_CHANNEL_BODY: u64 = (crate::grpc::MAX_MESSAGE_BYTES - 1024 * 1024) as u64;
+
 fn soap_11() -> String {
     "1.1".into()
 }
@@ -402,6 +408,15 @@ impl ChannelDef {
 
     /// Checks what serde cannot: names, paths, methods.
     pub fn validate(&self) -> Result<(), String> {
+        if let ChannelDef::Http { name, max_body, .. }
+        | ChannelDef::Soap { name, max_body, .. }
+        | ChannelDef::Invoke { name, max_body, .. } = self
+            && *max_body > MAX_CHANNEL_BODY
+        {
+            return Err(format!(
+                "channel {name}: max_body {max_body} is over the most a call between components carries ({MAX_CHANNEL_BODY} bytes)"
+            ));
+        }
         let (name, url_path, method) = match self {
             ChannelDef::Http {
                 name,

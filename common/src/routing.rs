@@ -143,7 +143,19 @@ impl Router {
 
     /// Invokes a service on the best executor; retries elsewhere only when the chosen one
     /// could not be reached at all.
-    pub async fn invoke(&self, req: pb::InvokeRequest) -> Result<pb::InvokeResponse, ShoalError> {
+    pub async fn invoke(
+        &self,
+        mut req: pb::InvokeRequest,
+    ) -> Result<pb::InvokeResponse, ShoalError> {
+        // The body crosses the hop once: a payload that is the body itself (one buffer,
+        // as a JSON channel makes it) is sent as `raw_request` only.
+        if !req.payload.is_empty()
+            && req.payload.len() == req.raw_request.len()
+            && req.payload.as_ptr() == req.raw_request.as_ptr()
+        {
+            req.payload = bytes::Bytes::new();
+            req.payload_is_raw = true;
+        }
         let Some(observer) = &self.observer else {
             return self.invoke_unobserved(&req).await;
         };
@@ -180,6 +192,24 @@ impl Router {
                     return Err(ShoalError::new(
                         ErrorCode::Timeout,
                         format!("service {} did not answer in time", req.service),
+                    ));
+                }
+                // A message over the hop's limit is the request's fault, not the
+                // executor's: 413, and the executor stays in routing.
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+                    ) =>
+                {
+                    tracing::info!(executor = %addr, error = %status.message(), "invocation over the message limit");
+                    return Err(ShoalError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "the call to {} is over the {} bytes one call between components carries",
+                            req.service,
+                            crate::grpc::MAX_MESSAGE_BYTES
+                        ),
                     ));
                 }
                 Err(status) => {
@@ -274,7 +304,9 @@ async fn invoke_encoded(
     channel: Channel,
     request: tonic::Request<bytes::Bytes>,
 ) -> Result<tonic::Response<pb::InvokeResponse>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unknown(format!("executor connection not ready: {e}")))?;

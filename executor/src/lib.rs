@@ -150,6 +150,9 @@ impl Executor {
 
     /// Runs one invocation, bounded by its deadline.
     pub async fn invoke(&self, mut req: pb::InvokeRequest) -> pb::InvokeResponse {
+        if req.payload_is_raw {
+            req.payload = req.raw_request.clone();
+        }
         if req.cid.is_empty() {
             req.cid = uuid::Uuid::new_v4().simple().to_string()[..24].to_owned();
         }
@@ -465,8 +468,11 @@ pub async fn run(
         ))
     });
 
-    let routes =
-        tonic::service::Routes::new(pb::executor_server::ExecutorServer::new(executor.clone()));
+    let routes = tonic::service::Routes::new(
+        pb::executor_server::ExecutorServer::new(executor.clone())
+            .max_decoding_message_size(shoal_common::grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(shoal_common::grpc::MAX_MESSAGE_BYTES),
+    );
     let routes =
         shoal_common::grpc::with_health_and_reflection(routes, &["shoal.executor.v1.Executor"])
             .await;

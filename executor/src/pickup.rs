@@ -21,10 +21,12 @@ use crate::Executor;
 /// What the poller remembers of a file: modification time and size.
 type Stamp = (SystemTime, u64);
 
-/// Module name of a pickup file: its stem (`crm.py` → `crm`).
+/// Module name of a pickup file: its stem (`crm.py` → `crm`); at most 252 characters,
+/// so that `NAME.py` fits the filesystem's 255 bytes.
 pub fn module_name(path: &Path) -> Option<String> {
     let stem = path.file_stem()?.to_str()?;
     let valid = !stem.is_empty()
+        && stem.len() <= 252
         && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !stem.starts_with(|c: char| c.is_ascii_digit());
     valid.then(|| stem.to_owned())

@@ -38,6 +38,8 @@ pub struct AdminState {
     pub kvdb: shoal_common::peers::Peers,
     /// This gateway's recent invocations (`requests`, `tail`).
     pub tail: crate::tail::Tail,
+    /// How long a request body may take to arrive (408 after).
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// The admin router (API under auth, ops routes open).
@@ -96,7 +98,7 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn(drain_oversized))
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .with_state(state);
     Router::new().nest("/api/v1", api).merge(ops.router())
 }
@@ -131,22 +133,51 @@ async fn require_admin(
     resp
 }
 
-/// A body declared over the limit is answered 413 after a bounded drain, so the client
-/// reads the answer instead of a connection reset (closing with unread data resets).
-async fn drain_oversized(req: Request<axum::body::Body>, next: Next) -> Response {
-    let declared = req
-        .headers()
+/// Reads the request body before the handlers do: within the admin API's limit (413
+/// after a bounded drain, so clients read the answer instead of a connection reset) and
+/// within the body read timeout (408), so a body that never comes holds nothing.
+async fn read_body(
+    State(state): State<AdminState>,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        let _ = crate::channels::read_limited(req.into_body(), MAX_BODY as u64).await;
-        return respond::error(&ShoalError::new(
+    let too_large = || {
+        respond::error(&ShoalError::new(
             ErrorCode::PayloadTooLarge,
             format!("request body is over the admin API's limit of {MAX_BODY} bytes"),
-        ));
+        ))
+    };
+    // Declared over the limit while the client waits for `100 Continue`: answer now,
+    // before the body is asked for.
+    if declared.is_some_and(|n| n > MAX_BODY as u64)
+        && crate::channels::expects_continue(&parts.headers)
+    {
+        return too_large();
     }
-    next.run(req).await
+    match crate::channels::read_limited(body, MAX_BODY as u64, state.body_read_timeout).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(crate::channels::BodyError::TooLarge) => too_large(),
+        Err(crate::channels::BodyError::TimedOut) => respond::error(&ShoalError::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "the request body did not arrive within {} s",
+                state.body_read_timeout.as_secs()
+            ),
+        )),
+        Err(crate::channels::BodyError::Read(e)) => respond::error(&ShoalError::new(
+            ErrorCode::BadRequest,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
 }
 
 async fn not_found(req: Request<axum::body::Body>) -> Response {
@@ -251,7 +282,7 @@ async fn invoke(
         }
     };
     let payload = if body.iter().all(u8::is_ascii_whitespace) {
-        Vec::new()
+        Bytes::new()
     } else {
         if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
             return respond::error(
@@ -262,11 +293,12 @@ async fn invoke(
                 .with_cid(cid),
             );
         }
-        body.to_vec()
+        // The same buffer as raw_request: the router sends it once.
+        body.clone()
     };
     let req = pb::InvokeRequest {
         service: name,
-        payload: payload.into(),
+        payload,
         raw_request: body,
         cid: cid.clone(),
         channel: Some(ChannelInfo {
@@ -279,6 +311,7 @@ async fn invoke(
         }),
         http: None,
         timeout_ms,
+        payload_is_raw: false,
     };
     match state.router.invoke(req).await {
         Ok(resp) => respond::json_channel(resp),
@@ -301,12 +334,24 @@ struct DeployBody {
     files: Vec<DeployFile>,
 }
 
+/// Longest module name: its file, `NAME.py`, must fit the filesystem's 255 bytes.
+pub const MAX_MODULE_NAME: usize = 252;
+
 fn module_of(name: &str) -> Result<String, ShoalError> {
     let base = name.rsplit('/').next().unwrap_or(name);
     let stem = base.strip_suffix(".py").unwrap_or(base);
     let valid = !stem.is_empty()
         && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !stem.starts_with(|c: char| c.is_ascii_digit());
+    if valid && stem.len() > MAX_MODULE_NAME {
+        return Err(ShoalError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "module name of {} characters is over the limit of {MAX_MODULE_NAME} (its file name, with .py, must fit the filesystem's 255 bytes)",
+                stem.len()
+            ),
+        ));
+    }
     if valid {
         Ok(stem.to_owned())
     } else {

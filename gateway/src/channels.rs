@@ -543,6 +543,8 @@ pub struct HttpShared {
     pub store: Store,
     /// The KVDB proxies: the cluster-wide WS-Security nonce cache.
     pub kvdb: shoal_common::peers::Peers,
+    /// How long a request body may take to arrive (408 after).
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// The HTTP channels listener's handler.
@@ -693,9 +695,24 @@ async fn handle(
             );
         }
     }
-    // Body, within the channel's limit.
+    // Body, within the channel's limit. A client that declares more than the limit and
+    // waits for `100 Continue` is answered at once, before the body is asked for.
     let (parts, body) = req.into_parts();
-    let body = match read_limited(body, channel.max_body).await {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > channel.max_body) && expects_continue(&parts.headers) {
+        return fail(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "request body is over this channel's limit of {} bytes",
+                channel.max_body
+            ),
+        );
+    }
+    let body = match read_limited(body, channel.max_body, state.body_read_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             return fail(
@@ -710,6 +727,15 @@ async fn handle(
             return fail(
                 ErrorCode::BadRequest,
                 format!("cannot read the request body: {e}"),
+            );
+        }
+        Err(BodyError::TimedOut) => {
+            return fail(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.body_read_timeout.as_secs()
+                ),
             );
         }
     };
@@ -814,6 +840,7 @@ async fn handle(
             form,
         }),
         timeout_ms: 0,
+        payload_is_raw: false,
     };
     let result = state.router.invoke(invoke).await;
     let mut resp = match (zato_wire, result) {
@@ -1032,6 +1059,7 @@ async fn soap_call(
             form: HashMap::new(),
         }),
         timeout_ms: 0,
+        payload_is_raw: false,
     };
     let resp = match state.router.invoke(invoke).await {
         Ok(r) => r,
@@ -1226,9 +1254,19 @@ pub async fn admit(
     next.run(req).await
 }
 
+/// Whether a request waits for `100 Continue` before sending its body.
+pub(crate) fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
 pub(crate) enum BodyError {
     TooLarge,
     Read(String),
+    /// The body did not arrive in time.
+    TimedOut,
 }
 
 /// Most bytes read and thrown away after a body went over its limit, and for how long:
@@ -1239,19 +1277,20 @@ const DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads a body up to `limit` bytes; past that, drains (within bounds) and reports TooLarge.
-pub(crate) async fn read_limited(mut body: Body, limit: u64) -> Result<bytes::Bytes, BodyError> {
+pub(crate) async fn read_limited(
+    mut body: Body,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, BodyError> {
     let mut buf = bytes::BytesMut::new();
     let mut over = false;
     let mut drained: u64 = 0;
-    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let frame = if over {
-            match tokio::time::timeout_at(deadline, body.frame()).await {
-                Ok(f) => f,
-                Err(_) => break,
-            }
-        } else {
-            body.frame().await
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(f) => f,
+            Err(_) if over => break,
+            Err(_) => return Err(BodyError::TimedOut),
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
@@ -1266,6 +1305,7 @@ pub(crate) async fn read_limited(mut body: Body, limit: u64) -> Result<bytes::By
         } else if buf.len() as u64 + data.len() as u64 > limit {
             over = true;
             buf.clear();
+            deadline = tokio::time::Instant::now() + DRAIN_TIME;
         } else {
             buf.extend_from_slice(&data);
         }

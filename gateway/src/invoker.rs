@@ -90,6 +90,7 @@ impl ipb::invoker_server::Invoker for InvokerService {
             }),
             http: None,
             timeout_ms,
+            payload_is_raw: false,
         };
         let resp = self
             .router

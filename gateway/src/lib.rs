@@ -55,6 +55,9 @@ pub struct Options {
     pub max_url_bytes: usize,
     /// Seconds a client has to send its request headers.
     pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send its request body, once the headers are in; past it
+    /// the request is answered 408 (a body that never comes holds nothing).
+    pub body_read_timeout_secs: u64,
     /// Largest request head (request line and headers) in bytes.
     pub max_header_bytes: usize,
 }
@@ -74,6 +77,7 @@ impl Default for Options {
             max_in_flight: 2048,
             max_url_bytes: 8 * 1024,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
         }
     }
@@ -142,6 +146,7 @@ pub async fn run(
     };
     let discovery = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
     let tail = tail::Tail::new(tail::DEFAULT_CAPACITY);
+    let body_read_timeout = Duration::from_secs(options.body_read_timeout_secs.max(1));
     let exec_router =
         shoal_common::routing::Router::new(discovery).observed(std::sync::Arc::new(tail.clone()));
 
@@ -162,6 +167,7 @@ pub async fn run(
         ),
         kvdb: kvdb_peers.clone(),
         tail,
+        body_read_timeout,
     };
     let admin_app = admin::router(admin_state, &ops);
     let limits = shoal_common::http::HttpLimits {
@@ -192,6 +198,7 @@ pub async fn run(
             router: exec_router.clone(),
             store: store.clone(),
             kvdb: kvdb_peers.clone(),
+            body_read_timeout,
         }))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))

@@ -34,6 +34,10 @@ struct Cli {
     #[arg(long, env = "SHOAL_HEADER_READ_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     header_read_timeout_secs: Option<u64>,
+    /// Seconds a client has to send its request body once its headers arrived (408 after).
+    #[arg(long, env = "SHOAL_BODY_READ_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_read_timeout_secs: Option<u64>,
     /// File holding the cluster secret key, base64 of 32 bytes (when SHOAL_SECRET_KEY is unset).
     #[arg(long, env = "SHOAL_SECRET_KEY_FILE", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,208 @@
+//! Limits that agree end to end, and reads that cannot hang: bodies up to a channel's
+//! limit reach the executor (sent once), a message too large for the hop is a 413 that
+//! leaves the executor in routing, a body that never comes is a 408, a declared
+//! over-limit body waiting for `100 Continue` is a 413 at once, module names past the
+//! filesystem's limit are refused, and the Invoker serves gRPC reflection v1alpha too.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shoal_tests::cluster::{Cluster, examples_dir};
+use shoal_tests::eventually;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const CONFIG: &str = "channels:\n  - {name: echo, type: http, service: hello.echo, url_path: /echo, max_body: 31457280}\n  - {name: big, type: http, service: big.reply, url_path: /big}\n";
+
+async fn cluster() -> Cluster {
+    let big = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/big.py");
+    let c = Cluster::start_env(
+        &[&examples_dir().join("hello.py"), &big],
+        1,
+        &[],
+        Some(CONFIG),
+        &[("SHOAL_BODY_READ_TIMEOUT_SECS", "2")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(20), "the channels", || async {
+        let r = http
+            .post(format!("{}/echo", c.http_url))
+            .json(&json!({}))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    c
+}
+
+/// Sends `head` (and `body`) on a raw connection; returns what came back within `wait`.
+async fn raw(addr: &str, head: &str, body: &[u8], wait: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(body).await.expect("body");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, s.read(&mut buf))
+        .await
+        .map(|r| r.unwrap_or(0))
+        .unwrap_or(0);
+    (
+        String::from_utf8_lossy(&buf[..n]).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn large_bodies_reach_the_executor_and_too_large_messages_are_413() {
+    let c = cluster().await;
+    let http = reqwest::Client::new();
+    // 12 MB: over the old 4 MB hop limit (which answered 502 and then routed around the
+    // healthy executor with 503s), under this channel's 30 MB.
+    let text = "y".repeat(12 * 1024 * 1024);
+    let r = http
+        .post(format!("{}/echo", c.http_url))
+        .json(&json!({"text": text}))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["text"].as_str().map(str::len), Some(text.len()));
+    // 9 MB through the admin API too.
+    let (status, v) = c
+        .invoke("hello.echo", &json!({"text": "z".repeat(9 * 1024 * 1024)}))
+        .await
+        .expect("admin invoke");
+    assert_eq!(status, 200, "{}", v["error"]);
+
+    // An answer over the 64 MiB a call between components carries: 413 naming the limit,
+    // and the executor keeps serving (no 502, no 503 after it).
+    let r = http
+        .post(format!("{}/big", c.http_url))
+        .json(&json!({"size": 70 * 1024 * 1024}))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("67108864 bytes"),
+        "{v}"
+    );
+    for _ in 0..5 {
+        let r = http
+            .post(format!("{}/echo", c.http_url))
+            .json(&json!({"after": 1}))
+            .send()
+            .await
+            .expect("call");
+        assert_eq!(r.status(), 200, "the executor is still in routing");
+    }
+    // A channel may not accept more than the hop carries.
+    let (status, v) = c
+        .admin(
+            reqwest::Method::PUT,
+            "channels/huge",
+            Some(br#"{"name": "huge", "type": "http", "service": "hello.echo", "url_path": "/huge", "max_body": 100000000}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_body"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn reads_cannot_hang_and_100_continue_is_refused_up_front() {
+    let c = cluster().await;
+    let http_addr = c.http_url.trim_start_matches("http://").to_owned();
+    let admin_addr = c.admin_url.trim_start_matches("http://").to_owned();
+    let auth = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", c.password))
+    };
+    // A body promised longer than sent: 408 after the body read timeout (2 s here).
+    let head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
+    let (answer, took) = raw(&http_addr, head, b"{\"a\":", Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 2 s"), "{answer}");
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let head = format!(
+        "POST /api/v1/services/hello.echo/invoke HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 100\r\n\r\n"
+    );
+    let (answer, _) = raw(&admin_addr, &head, b"{", Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "admin: {answer}");
+
+    // Expect: 100-continue with a declared length over the limit: 413 at once.
+    for (addr, path) in [
+        (&http_addr, "/echo"),
+        (&admin_addr, "/api/v1/services/hello.echo/invoke"),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: 900000000\r\nExpect: 100-continue\r\n\r\n"
+        );
+        let (answer, took) = raw(addr, &head, b"", Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+    // A declared length within the limit still gets its 100 Continue and an answer.
+    let head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 8\r\nExpect: 100-continue\r\n\r\n";
+    let (answer, _) = raw(&http_addr, head, b"", Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+}
+
+#[tokio::test]
+async fn long_module_names_are_refused_and_reflection_v1alpha_is_served() {
+    let c = cluster().await;
+    let name = format!("{}.py", "m".repeat(5000));
+    let body =
+        serde_json::to_vec(&json!({"files": [{"name": name, "source": "x = 1\n"}]})).expect("json");
+    let (status, v) = c.admin(reqwest::Method::POST, "deploy", Some(body)).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("limit of 252"),
+        "{v}"
+    );
+
+    // grpcurl <= 1.8 and many GUI clients speak only reflection v1alpha.
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc_addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner();
+    let first = stream.message().await.expect("answer").expect("a message");
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("not a service list: {first:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().any(|n| n == "shoal.invoker.v1.Invoker"),
+        "{names:?}"
+    );
+}
