@@ -14,6 +14,7 @@ mod native;
 pub mod pickup;
 pub mod python;
 pub mod sdk;
+pub mod validator;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +68,12 @@ pub struct Options {
     /// Zato-style user config: INI files, or folders of them, read as
     /// `self.config.<file>.<section>.<key>`.
     pub user_config: Vec<PathBuf>,
+    /// Seconds a module deployed through the admin API may take to import in the
+    /// validating process ([`validator`]) before it is refused.
+    pub validate_timeout_secs: u64,
+    /// Memory, in MB, a module may take while it is validated (beyond the validating
+    /// process's own).
+    pub validate_memory_mb: u64,
 }
 
 impl Default for Options {
@@ -88,6 +95,8 @@ impl Default for Options {
             static_modules: Vec::new(),
             virtualenv: None,
             user_config: Vec::new(),
+            validate_timeout_secs: 10,
+            validate_memory_mb: 1024,
         }
     }
 }
@@ -96,6 +105,8 @@ impl Default for Options {
 #[derive(Clone)]
 pub struct Executor {
     pool: Pool,
+    /// Where modules deployed through the admin API are imported first.
+    validator: Arc<validator::Validator>,
     invoke_timeout: Duration,
     registration: Arc<parking_lot::Mutex<Option<Registration>>>,
     store: Arc<parking_lot::Mutex<Option<Store>>>,
@@ -130,8 +141,13 @@ impl Executor {
         if !options.static_modules.is_empty() {
             tracing::info!(modules = ?options.static_modules, services = ?statics, "static modules loaded");
         }
+        let validator = Arc::new(validator::Validator::new(validator::ValidatorOptions {
+            args: validator::child_args(options),
+            timeout: Duration::from_secs(options.validate_timeout_secs.max(1)),
+        }));
         Ok(Executor {
             pool,
+            validator,
             invoke_timeout: Duration::from_millis(options.invoke_timeout_ms.max(1)),
             registration: Arc::default(),
             store: Arc::default(),
@@ -411,6 +427,19 @@ impl pb::executor_server::Executor for Executor {
         } else {
             req.origin
         };
+        // Imported in the validating process first: nothing of a module that exits,
+        // crashes, spins or eats memory at import runs here.
+        if let Err(e) = self
+            .validator
+            .check(&req.module, &req.source, &origin)
+            .await
+        {
+            self.metrics.deploy_failures.inc();
+            return Ok(Response::new(pb::DeployResponse {
+                error: Some(e.to_detail()),
+                ..Default::default()
+            }));
+        }
         Ok(Response::new(
             match Executor::deploy(self, &req.module, req.source, &origin).await {
                 Ok((services, hash)) => pb::DeployResponse {

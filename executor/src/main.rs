@@ -61,6 +61,20 @@ struct Cli {
     )]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     user_config: Vec<PathBuf>,
+    /// Seconds a module deployed through the admin API may take to import (validated in a
+    /// separate process first).
+    #[arg(long, env = "SHOAL_VALIDATE_TIMEOUT_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validate_timeout_secs: Option<u64>,
+    /// Memory in MB a module may take while it is validated.
+    #[arg(long, env = "SHOAL_VALIDATE_MEMORY_MB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validate_memory_mb: Option<u64>,
+    /// Run as the validating process of an executor (internal: imports modules sent on
+    /// standard input, answers on standard output).
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    validator: bool,
     /// Use this folder as the Python SDK instead of the compiled-in one.
     #[arg(long, env = "SHOAL_PYTHON_SDK", value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,6 +92,19 @@ fn main() {
         &overrides(&cli.common, &cli),
     );
     shoal_common::telemetry::init(options.common.log_json);
+    if cli.validator {
+        let setup = shoal_executor::python::Setup {
+            virtualenv: options.virtualenv.as_deref(),
+            import_paths: options.pickup_dir.iter().cloned().collect(),
+            user_config: &options.user_config,
+            static_modules: &[],
+        };
+        std::process::exit(shoal_executor::validator::child_main(
+            options.python_sdk.as_deref(),
+            &setup,
+            options.validate_memory_mb,
+        ));
+    }
     shoal_common::cli::run_main(
         move |cancel| async move {
             let listeners = Listeners {

@@ -261,6 +261,57 @@ pub fn setup(setup: &Setup<'_>) -> Result<Vec<String>, String> {
     })
 }
 
+/// Starts CPython for the validating process ([`crate::validator`]): the SDK, the same
+/// import setup as the serving executor, Python's stdout sent to stderr (stdout carries
+/// the answers), and the address space capped at `memory_mb` beyond what start-up took.
+pub fn init_validator(
+    sdk_dir: &std::path::Path,
+    setup_with: &Setup<'_>,
+    memory_mb: u64,
+) -> Result<(), String> {
+    Python::initialize();
+    Python::attach(|py| -> PyResult<()> {
+        let sys = py.import("sys")?;
+        sys.getattr("path")?
+            .call_method1("insert", (0, sdk_dir.display().to_string()))?;
+        py.run(
+            c"import logging, sys\nsys.stdout = sys.stderr\nlogging.basicConfig(level=logging.WARNING, stream=sys.stderr)",
+            None,
+            None,
+        )?;
+        py.import("shoal._runtime")?;
+        Ok(())
+    })
+    .map_err(|e| Python::attach(|py| format!("cannot start the Python SDK: {}", e.value(py))))?;
+    setup(setup_with)?;
+    Python::attach(|py| -> PyResult<()> {
+        let code = std::ffi::CString::new(format!(
+            "import resource\n\
+             with open('/proc/self/statm') as f:\n    size = int(f.read().split()[0]) * resource.getpagesize()\n\
+             cap = size + {memory_mb} * 1024 * 1024\n\
+             resource.setrlimit(resource.RLIMIT_AS, (cap, cap))\n"
+        ))
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        py.run(&code, None, None)
+    })
+    .map_err(|e| Python::attach(|py| format!("cannot cap the validator's memory: {}", e.value(py))))
+}
+
+/// Imports a module in the validating process; its services, or why it did not import.
+pub fn import_for_validation(
+    module: &str,
+    source: &str,
+    origin: &str,
+) -> Result<Vec<String>, String> {
+    Python::attach(|py| {
+        runtime(py)
+            .and_then(|rt| rt.call_method1("deploy", (module, source, origin)))
+            .and_then(|out| out.extract::<(Vec<String>, String)>())
+            .map(|(names, _)| names)
+            .map_err(|e| e.value(py).to_string())
+    })
+}
+
 fn spawn_worker(shared: &Arc<Shared>) -> Result<(), String> {
     let n = shared.alive.fetch_add(1, Ordering::AcqRel);
     let s = shared.clone();
