@@ -315,3 +315,63 @@ async fn logs_follow_invocations_made_elsewhere() {
     assert_eq!(status, 400);
     let _ = logs.kill().await;
 }
+
+/// Runs `shoal ARGS` on a pseudo-terminal (util-linux `script`), as a person at a terminal
+/// would; returns what the terminal showed (stdout and stderr together).
+async fn on_a_terminal(c: &Cluster, args: &str, no_color: bool) -> String {
+    let command = format!("{} {args}", shoal_tests::bin("shoal").display());
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args(["-qec", &command, "/dev/null"])
+        .env("SHOAL_ADMIN_URL", &c.admin_url)
+        .env("SHOAL_ADMIN_PASSWORD", &c.password)
+        .env("TERM", "xterm")
+        .stdin(Stdio::null());
+    if no_color {
+        cmd.env("NO_COLOR", "1");
+    } else {
+        cmd.env_remove("NO_COLOR");
+    }
+    let out = cmd.output().await.expect("script (util-linux)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn colours_and_progress_on_a_terminal_only() {
+    let c = Cluster::start(&[&examples_dir().join("hello.py")], 1, &[]).await;
+    // On a terminal: the health column is green.
+    let shown = on_a_terminal(&c, "status", false).await;
+    assert!(shown.contains("\x1b[32mready\x1b[0m"), "{shown:?}");
+    // NO_COLOR turns colours off, even on a terminal.
+    let shown = on_a_terminal(&c, "status", true).await;
+    assert!(
+        shown.contains("ready") && !shown.contains("\x1b[32m"),
+        "{shown:?}"
+    );
+    // A deploy shows its progress line on the terminal (and clears it).
+    let file = c.dir.path().join("progress_demo.py");
+    std::fs::write(
+        &file,
+        "from shoal import Service\n\nclass P(Service):\n    name = 'progress.p'\n",
+    )
+    .expect("write");
+    let shown = on_a_terminal(&c, &format!("deploy {}", file.display()), true).await;
+    assert!(
+        shown.contains("validating and deploying 1 file"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("deployed progress_demo"), "{shown:?}");
+    // Off a terminal there is no progress line (outputs_payloads_completions_and_a_closed_pipe
+    // checks that plain output has no escape codes).
+    let (code, out, err) = shoal(
+        &c.admin_url,
+        &c.password,
+        &["deploy", &file.display().to_string()],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("validating") && !out.contains('\x1b'),
+        "{out}{err}"
+    );
+}

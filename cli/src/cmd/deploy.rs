@@ -34,7 +34,11 @@ pub async fn run(args: &AdminArgs, d: DeployArgs) -> Result<i32> {
         return Ok(0);
     }
     let mut list = Vec::with_capacity(d.files.len());
-    let progress = Progress::start(format!("reading {} files", d.files.len()));
+    let n = d.files.len();
+    let progress = Progress::start(format!(
+        "validating and deploying {n} file{}",
+        if n == 1 { "" } else { "s" }
+    ));
     for f in &d.files {
         let source = std::fs::read_to_string(f)
             .map_err(|e| CliError::Input(format!("cannot read {}: {e}", f.display())))?;
@@ -45,11 +49,6 @@ pub async fn run(args: &AdminArgs, d: DeployArgs) -> Result<i32> {
             .to_owned();
         list.push(json!({"name": name, "source": source}));
     }
-    progress.set(format!(
-        "validating and deploying {} file{}",
-        list.len(),
-        if list.len() == 1 { "" } else { "s" }
-    ));
     let body = serde_json::to_vec(&json!({"files": list}))?;
     let answer = admin
         .send(reqwest::Method::POST, "deploy", Some(body))
