@@ -151,21 +151,11 @@ impl Pool {
         sdk_dir: &std::path::Path,
         metrics: Arc<Metrics>,
     ) -> Result<Pool, String> {
-        Python::initialize();
-        Python::attach(|py| -> PyResult<()> {
-            let sys = py.import("sys")?;
-            let path = sys.getattr("path")?;
-            path.call_method1("insert", (0, sdk_dir.display().to_string()))?;
-            // Python's logging to stderr; Rust owns signals (Py_InitializeEx(0) left them).
-            py.run(
-                c"import logging, sys\nlogging.basicConfig(level=logging.INFO, stream=sys.stderr, format='%(asctime)s %(levelname)s python %(name)s: %(message)s')",
-                None,
-                None,
-            )?;
-            py.import("shoal._runtime")?;
-            Ok(())
-        })
-        .map_err(|e| Python::attach(|py| format!("cannot start the Python SDK: {}", e.value(py))))?;
+        // Python's logging to stderr; Rust owns signals (Py_InitializeEx(0) left them).
+        start_sdk(
+            sdk_dir,
+            c"import logging, sys\nlogging.basicConfig(level=logging.INFO, stream=sys.stderr, format='%(asctime)s %(levelname)s python %(name)s: %(message)s')",
+        )?;
         let size = PoolSize {
             min: size.min.max(1),
             max: size.max.max(size.min.max(1)),
@@ -214,6 +204,21 @@ impl Pool {
             }
         })
     }
+}
+
+/// Starts CPython (once per process) with `sdk_dir` first on `sys.path`, runs `prelude`
+/// (logging set-up) and imports the SDK's runtime.
+fn start_sdk(sdk_dir: &std::path::Path, prelude: &std::ffi::CStr) -> Result<(), String> {
+    Python::initialize();
+    Python::attach(|py| -> PyResult<()> {
+        py.import("sys")?
+            .getattr("path")?
+            .call_method1("insert", (0, sdk_dir.display().to_string()))?;
+        py.run(prelude, None, None)?;
+        py.import("shoal._runtime")?;
+        Ok(())
+    })
+    .map_err(|e| Python::attach(|py| format!("cannot start the Python SDK: {}", e.value(py))))
 }
 
 /// What the Python side is set up with before the executor serves.
@@ -269,20 +274,10 @@ pub fn init_validator(
     setup_with: &Setup<'_>,
     memory_mb: u64,
 ) -> Result<(), String> {
-    Python::initialize();
-    Python::attach(|py| -> PyResult<()> {
-        let sys = py.import("sys")?;
-        sys.getattr("path")?
-            .call_method1("insert", (0, sdk_dir.display().to_string()))?;
-        py.run(
-            c"import logging, sys\nsys.stdout = sys.stderr\nlogging.basicConfig(level=logging.WARNING, stream=sys.stderr)",
-            None,
-            None,
-        )?;
-        py.import("shoal._runtime")?;
-        Ok(())
-    })
-    .map_err(|e| Python::attach(|py| format!("cannot start the Python SDK: {}", e.value(py))))?;
+    start_sdk(
+        sdk_dir,
+        c"import logging, sys\nsys.stdout = sys.stderr\nlogging.basicConfig(level=logging.WARNING, stream=sys.stderr)",
+    )?;
     setup(setup_with)?;
     Python::attach(|py| -> PyResult<()> {
         let code = std::ffi::CString::new(format!(

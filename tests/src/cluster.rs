@@ -182,10 +182,16 @@ impl Cluster {
 
     /// Runs the `shoal` CLI against this cluster; returns (exit code, stdout, stderr).
     pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.cli_env(args, &[]).await
+    }
+
+    /// As [`Cluster::cli`], with extra environment (the `${VARS}` of an apply file).
+    pub async fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let out = tokio::process::Command::new(crate::bin("shoal"))
             .args(args)
             .env("SHOAL_ADMIN_URL", &self.admin_url)
             .env("SHOAL_ADMIN_PASSWORD", &self.password)
+            .envs(env.iter().copied())
             .output()
             .await
             .expect("run shoal");

@@ -72,19 +72,7 @@ const EXPORT_32_JSON: &str = r#"{
 }"#;
 
 async fn shoal(c: &Cluster, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(shoal_tests::bin("shoal"))
-        .args(args)
-        .env("SHOAL_ADMIN_URL", &c.admin_url)
-        .env("SHOAL_ADMIN_PASSWORD", &c.password)
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("run shoal");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    c.cli_env(args, env).await
 }
 
 #[tokio::test]

@@ -62,19 +62,13 @@ async fn a_zato_project_folder_runs_as_it_is() {
         err.contains("not imported: zato_generic_connection crm.notify"),
         "{err}"
     );
-    let out = tokio::process::Command::new(shoal_tests::bin("shoal"))
-        .args(["apply", "-f", &shoal_yaml.display().to_string()])
-        .env("SHOAL_ADMIN_URL", &c.admin_url)
-        .env("SHOAL_ADMIN_PASSWORD", &c.password)
-        .env("ZATO_SEC_CRM_PARTNER_PASSWORD", "partner-secret")
-        .output()
-        .await
-        .expect("apply");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, _, err) = c
+        .cli_env(
+            &["apply", "-f", &shoal_yaml.display().to_string()],
+            &[("ZATO_SEC_CRM_PARTNER_PASSWORD", "partner-secret")],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
     let http = reqwest::Client::new();
     let body: Value = eventually(Duration::from_secs(20), "the imported channel", || async {
         let r = http
