@@ -1,7 +1,8 @@
 //! Serving an axum router with limits that plain `axum::serve` does not expose: a header
 //! read timeout (a client that dribbles its headers — slowloris — is cut off), a cap on
-//! header bytes, `TCP_NODELAY` on accepted sockets, HTTP/1.1 and h2c, and a graceful
-//! drain bounded by a grace period.
+//! header bytes, a bound on open connections (one over it is answered 503 and closed, so
+//! slow or idle clients cannot starve the listener), `TCP_NODELAY` on accepted sockets,
+//! HTTP/1.1 and h2c, and a graceful drain bounded by a grace period.
 
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ pub struct HttpLimits {
     pub max_header_bytes: usize,
     /// How long in-flight requests may finish after shutdown starts.
     pub grace: Duration,
+    /// Connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for HttpLimits {
@@ -28,6 +31,7 @@ impl Default for HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             grace: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }
@@ -50,6 +54,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -64,6 +69,10 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream, limits.max_connections));
+            continue;
+        };
         let service = TowerToHyperService::new(router.clone());
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -73,6 +82,7 @@ pub async fn serve(
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -86,4 +96,21 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Answers a connection over the listener's bound with a 503 and closes it.
+async fn refuse(mut stream: tokio::net::TcpStream, max: usize) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!(
+        "{{\"error\":{{\"code\":\"unavailable\",\"message\":\"this listener has its {max} connections open; retry shortly\",\"cid\":\"\"}}}}"
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        let _ = stream.write_all(answer.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }

@@ -60,6 +60,9 @@ pub struct Options {
     pub body_read_timeout_secs: u64,
     /// Largest request head (request line and headers) in bytes.
     pub max_header_bytes: usize,
+    /// Connections each HTTP listener (channels, admin) keeps open at once; one more is
+    /// answered 503 and closed.
+    pub max_connections: usize,
 }
 
 impl Default for Options {
@@ -79,6 +82,7 @@ impl Default for Options {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
         }
     }
 }
@@ -174,6 +178,7 @@ pub async fn run(
         header_read_timeout: Duration::from_secs(options.header_read_timeout_secs.max(1)),
         max_header_bytes: options.max_header_bytes,
         grace: Duration::from_secs(options.common.grace_period),
+        max_connections: options.max_connections,
     };
     let admin_task = tokio::spawn(shoal_common::http::serve(
         listeners.admin,

@@ -34,6 +34,10 @@ struct Cli {
     #[arg(long, env = "SHOAL_HEADER_READ_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     header_read_timeout_secs: Option<u64>,
+    /// Connections each HTTP listener keeps open at once (one more gets 503 and is closed).
+    #[arg(long, env = "SHOAL_MAX_CONNECTIONS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
     /// Seconds a client has to send its request body once its headers arrived (408 after).
     #[arg(long, env = "SHOAL_BODY_READ_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -206,3 +206,52 @@ async fn long_module_names_are_refused_and_reflection_v1alpha_is_served() {
         "{names:?}"
     );
 }
+
+#[tokio::test]
+async fn connections_over_the_bound_get_503_and_others_are_served() {
+    let c = Cluster::start_env(
+        &[&examples_dir().join("hello.py")],
+        1,
+        &[],
+        Some(CONFIG.split("\n  - {name: big").next().unwrap_or(CONFIG)),
+        &[("SHOAL_MAX_CONNECTIONS", "4")],
+    )
+    .await;
+    let addr = c.http_url.trim_start_matches("http://").to_owned();
+    // Four idle connections (clients that never send a request) fill the bound ...
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // ... so the fifth is answered 503 at once, with a JSON body, and closed.
+    let (answer, took) = raw(
+        &addr,
+        "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("Retry-After: 1") && answer.contains("4 connections open"),
+        "{answer}"
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // When they go, the listener serves again.
+    drop(idle);
+    let http = reqwest::Client::new();
+    eventually(Duration::from_secs(10), "a slot freed", || async {
+        let r = http
+            .post(format!("{}/echo", c.http_url))
+            .json(&json!({"ok": 1}))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
