@@ -642,9 +642,15 @@ async fn handle(
                 format!("security definition '{sec}' is WS-Security, which needs a SOAP channel"),
             );
         }
-        let headers = req.headers().clone();
-        let guard = guard.clone();
-        let outcome = tokio::task::spawn_blocking(move || check(&guard, &headers)).await;
+        // Credentials verified recently (the common case) are checked here, at the cost of
+        // a hash; only a first verification goes to the blocking pool (argon2).
+        let outcome = if decides_at_once(guard, req.headers()) {
+            Ok(check(guard, req.headers()))
+        } else {
+            let headers = req.headers().clone();
+            let guard = guard.clone();
+            tokio::task::spawn_blocking(move || check(&guard, &headers)).await
+        };
         match outcome {
             Ok(Ok((user, hide))) => {
                 username = user;
@@ -1155,6 +1161,24 @@ pub async fn zato_ping() -> Response {
         "zato_ping_response": {"pong": "zato"},
     }))
     .into_response()
+}
+
+/// Whether `check` can decide without argon2: no credentials to verify, or credentials
+/// verified recently (the cache holds their digest). Then it runs on the async thread;
+/// otherwise on the blocking pool.
+fn decides_at_once(guard: &Guard, headers: &HeaderMap) -> bool {
+    match guard {
+        Guard::Inactive | Guard::Wss(_) => true,
+        Guard::Basic { auth, .. } => auth.check_cached(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ),
+        Guard::ApiKey { header, secret } => headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| secret.check_cached(v)),
+    }
 }
 
 /// Checks credentials: Ok((user name, a header to hide from the service)) or
