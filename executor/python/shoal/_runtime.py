@@ -59,13 +59,15 @@ class _Entry:
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def imported_modules(source, package=''):
+def imported_modules(source, package='', tree=None):
     """Module names a source imports, top-level and dotted, relative imports resolved
-    against ``package`` (for redeploying dependents)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return set()
+    against ``package`` (for redeploying dependents). ``tree``: its AST, when parsed
+    already."""
+    if tree is None:
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            return set()
     names = set()
 
     def add(dotted):
@@ -169,6 +171,7 @@ class Runtime:
         self.services = {}       # name -> _Entry
         self.modules = {}        # module name -> (hash, [service names])
         self.sources = {}        # module name -> (source, origin, imported module names)
+        self.importers = {}      # module name -> names of the deployed modules importing it
         self.lock = threading.RLock()
         self.interrupted = set()   # thread idents that may hold a pending DeadlineExceeded
         # Filled by the executor (or by shoal.testing stubs):
@@ -276,9 +279,10 @@ class Runtime:
         return names, digest
 
     def _redeploy_dependents(self, changed, done):
-        for dep, (src, org, imports) in list(self.sources.items()):
-            if dep in done or changed not in imports:
+        for dep in sorted(self.importers.get(changed, ())):
+            if dep in done or dep not in self.sources:
                 continue
+            src, org, _ = self.sources[dep]
             done.add(dep)
             try:
                 self._deploy_one(dep, src, org)
@@ -299,7 +303,9 @@ class Runtime:
             import os
             module.__path__ = [os.path.dirname(code_origin)]
         try:
-            code = compile(source, code_origin, 'exec')
+            # Parsed once: the tree gives the code and the module's imports.
+            tree = ast.parse(source, code_origin)
+            code = compile(tree, code_origin, 'exec')
             previous = sys.modules.get(module_name)
             sys.modules[module_name] = module
             try:
@@ -321,9 +327,9 @@ class Runtime:
             parent = sys.modules.get(module_name.rpartition('.')[0])
             if parent is not None:
                 setattr(parent, module_name.rpartition('.')[2], module)
-        return self._register(module_name, module, digest, code_origin, source), digest
+        return self._register(module_name, module, digest, code_origin, source, tree), digest
 
-    def _register(self, module_name, module, digest, code_origin, source):
+    def _register(self, module_name, module, digest, code_origin, source, tree=None):
         """Registers the services ``module`` defines (replacing the module's older ones).
         ``source`` is kept for redeploying dependents (None: an installed module)."""
         now_ms = int(time.time() * 1000)
@@ -349,12 +355,23 @@ class Runtime:
             self.modules[module_name] = (digest, names)
             if source is not None:
                 package = _package_of(module_name, code_origin)
-                self.sources[module_name] = (source, code_origin, imported_modules(source, package))
+                imports = imported_modules(source, package, tree)
+                self._index_imports(module_name, imports)
+                self.sources[module_name] = (source, code_origin, imports)
         return names
+
+    def _index_imports(self, module_name, imports):
+        """Keeps ``importers`` (who imports what) in step with ``module_name``'s imports."""
+        old = self.sources.get(module_name, (None, None, set()))[2]
+        for gone in old - imports:
+            self.importers.get(gone, set()).discard(module_name)
+        for name in imports:
+            self.importers.setdefault(name, set()).add(module_name)
 
     def undeploy(self, module_name):
         with self.lock:
             _, names = self.modules.pop(module_name, (None, []))
+            self._index_imports(module_name, set())
             self.sources.pop(module_name, None)
             for n in names:
                 self.services.pop(n, None)
