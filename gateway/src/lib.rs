@@ -1,6 +1,8 @@
-//! `shoal-gateway`: every inbound protocol. Today: the admin REST API (with its Basic
-//! Auth), the public gRPC `Invoker`, and the HTTP listener that channels will be served
-//! on; routing to executors by least outstanding requests ([`router`]).
+//! `shoal-gateway`: every inbound protocol — HTTP, SOAP and invoke channels
+//! ([`channels`], [`soap`]), queue channels ([`queues`]), the public gRPC `Invoker`
+//! ([`invoker`]), the admin REST API ([`admin`] and the `*_api` modules) with the live
+//! request tail ([`tail`]) — routing every call to executors by least outstanding
+//! requests (`shoal_common::routing`).
 //!
 //! The gateway holds no service state of its own: channels, security definitions and the
 //! executors it routes to all come from the config store, so any number of gateways can
