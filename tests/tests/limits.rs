@@ -214,7 +214,10 @@ async fn connections_over_the_bound_get_503_and_others_are_served() {
         1,
         &[],
         Some(CONFIG.split("\n  - {name: big").next().unwrap_or(CONFIG)),
-        &[("SHOAL_MAX_CONNECTIONS", "4")],
+        &[
+            ("SHOAL_MAX_CONNECTIONS", "4"),
+            ("SHOAL_HEADER_READ_TIMEOUT_SECS", "2"),
+        ],
     )
     .await;
     let addr = c.http_url.trim_start_matches("http://").to_owned();
@@ -254,4 +257,27 @@ async fn connections_over_the_bound_get_503_and_others_are_served() {
         (r.status() == 200).then_some(())
     })
     .await;
+
+    // An idle keep-alive connection is closed after the header read timeout (2 s here):
+    // the wait for the next request's headers is bounded like the first one's.
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        .await
+        .expect("request");
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.expect("answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let idle_since = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("closed within 10 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed, not answered");
+    assert!(
+        idle_since.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        idle_since.elapsed()
+    );
 }
