@@ -338,8 +338,14 @@ struct DeployBody {
 pub const MAX_MODULE_NAME: usize = 252;
 
 fn module_of(name: &str) -> Result<String, ShoalError> {
-    let base = name.rsplit('/').next().unwrap_or(name);
-    let stem = base.strip_suffix(".py").unwrap_or(base);
+    // A file name, not a path: folders (`../x.py`, `a/b.py`) are refused, not stripped.
+    if name.contains(['/', '\\']) {
+        return Err(ShoalError::new(
+            ErrorCode::BadRequest,
+            format!("'{name}' is a path; send the module's file name (crm.py) or its name (crm)"),
+        ));
+    }
+    let stem = name.strip_suffix(".py").unwrap_or(name);
     let valid = !stem.is_empty()
         && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !stem.starts_with(|c: char| c.is_ascii_digit());
