@@ -286,7 +286,7 @@ fn corpus() -> Vec<Case> {
             &[404][..],
         ),
     ] {
-        add(format!("{what}"), method, path, b"v".to_vec(), expect);
+        add(what.to_string(), method, path, b"v".to_vec(), expect);
     }
     // Credentials.
     for (i, header) in [
