@@ -30,7 +30,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 /// How a job's instants are computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobKind {
     /// Once, at `start_date`.
@@ -57,7 +57,7 @@ impl JobKind {
 /// A job, as written in `shoal apply` and stored under `jobs/<name>`. Zato's names are
 /// accepted too: `interval_based`, `cron_style`, and `cron_definition`, which keeps
 /// Zato's meaning (see [`crate::zato_cron`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobDef {
     pub name: String,
@@ -66,6 +66,7 @@ pub struct JobDef {
     /// The service the job invokes.
     pub service: String,
     #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[schemars(extend("default" = true))]
     pub is_active: bool,
     /// The payload the service receives (`self.request.payload`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +189,9 @@ pub struct RunResult {
     /// Whether the run was asked for through "run now" rather than by the schedule.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub manual: bool,
+    /// Runs of this job finished so far, scheduled and "run now" alike (this one
+    /// included).
+    pub finished: u64,
 }
 
 /// A job as listed by the admin API, the CLI and `ListJobs`: its definition, its last

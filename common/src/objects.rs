@@ -16,7 +16,7 @@ fn is_true(b: &bool) -> bool {
 }
 
 /// A security definition as a user writes it (secrets in clear).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SecurityInput {
     /// HTTP Basic Auth.
@@ -59,7 +59,9 @@ pub enum SecurityInput {
 }
 
 /// How a UsernameToken carries the password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PasswordType {
     #[default]
@@ -163,7 +165,9 @@ impl SecurityDef {
 }
 
 /// `data_format` of an HTTP channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DataFormat {
     /// JSON request and response bodies.
@@ -210,13 +214,14 @@ fn is_default_max_body(v: &u64) -> bool {
 }
 
 /// A channel, as written and as stored under `channels/<name>` (it holds no secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ChannelDef {
     /// An HTTP channel: REST/JSON, form or plain.
     Http {
         name: String,
         #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
         is_active: bool,
         service: String,
         /// Path with `{param}` segments, e.g. `/api/customer/{cust_id}`.
@@ -242,6 +247,7 @@ pub enum ChannelDef {
     Soap {
         name: String,
         #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
         is_active: bool,
         service: String,
         url_path: String,
@@ -269,6 +275,7 @@ pub enum ChannelDef {
     Invoke {
         name: String,
         #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
         is_active: bool,
         url_path: String,
         wire: Wire,
@@ -286,6 +293,7 @@ pub enum ChannelDef {
     Amqp {
         name: String,
         #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
         is_active: bool,
         service: String,
         /// An `amqp` outgoing connection with a `url`: the broker to consume from.
@@ -312,6 +320,7 @@ pub enum ChannelDef {
     Zmq {
         name: String,
         #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
         is_active: bool,
         service: String,
         socket_type: ZmqInType,
@@ -330,6 +339,7 @@ pub enum ChannelDef {
     IbmMq {
         name: String,
         #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
         is_active: bool,
         service: String,
         /// An `ibm_mq` outgoing connection: the queue manager's AMQP 1.0 endpoint.
@@ -359,7 +369,7 @@ fn bind() -> crate::outgoing::SocketMethod {
 }
 
 /// `socket_type` of a ZeroMQ channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ZmqInType {
     Pull,
@@ -367,7 +377,7 @@ pub enum ZmqInType {
 }
 
 /// Wire format of an `invoke` channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Wire {
     Zato,

@@ -20,7 +20,7 @@ fn yes() -> bool {
 pub const REDACTED: &str = "***";
 
 /// An outgoing connection as a user writes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutgoingDef {
     /// HTTP / REST (`self.out.rest[name]`, `self.out.plain_http[name]`).
@@ -40,7 +40,9 @@ pub enum OutgoingDef {
 }
 
 /// Body format of an HTTP connection: how `data` is encoded and responses decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OutFormat {
     #[default]
@@ -51,7 +53,7 @@ pub enum OutFormat {
 }
 
 /// Credentials an HTTP or SOAP connection sends.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum OutSecurity {
     /// `Authorization: Basic ...`.
@@ -81,7 +83,7 @@ fn soap_11() -> String {
 }
 
 /// An HTTP or SOAP connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpOut {
     pub name: String,
@@ -129,7 +131,7 @@ fn default_priority() -> u8 {
 }
 
 /// An AMQP connection (`url`) or a publisher through a named one (`definition`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AmqpOut {
     pub name: String,
@@ -162,7 +164,7 @@ pub struct AmqpOut {
 }
 
 /// `socket_type` of an outgoing ZeroMQ connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ZmqOutType {
     Push,
@@ -170,7 +172,9 @@ pub enum ZmqOutType {
 }
 
 /// Whether a ZeroMQ socket binds or connects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SocketMethod {
     Bind,
@@ -179,7 +183,7 @@ pub enum SocketMethod {
 }
 
 /// A ZeroMQ PUSH or PUB socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ZmqOut {
     pub name: String,
@@ -203,7 +207,7 @@ fn default_session_timeout() -> f64 {
 }
 
 /// A SQL database.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlOut {
     pub name: String,
@@ -232,7 +236,7 @@ fn default_ftp_pool() -> u32 {
 }
 
 /// An FTP or FTPS server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FtpOut {
     pub name: String,
@@ -270,7 +274,7 @@ fn queue_placeholder() -> String {
 }
 
 /// IBM MQ's AMQP 1.0 channel (or any AMQP 1.0 broker).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IbmMqOut {
     pub name: String,
@@ -489,6 +493,103 @@ impl OutgoingDef {
     }
 }
 
+impl OutgoingDef {
+    /// Puts back the secrets of `stored` (the same connection as stored, in clear) where
+    /// this definition shows them redacted (`***`, or a URL as [`redact_url`] prints it)
+    /// — so a definition read back from the API or `shoal export`, edited and sent
+    /// again keeps its secrets. Answers whether a redacted secret is left with nothing
+    /// to restore it from (a different type, or a URL whose host or user changed).
+    pub fn restore_secrets(&mut self, stored: Option<&OutgoingDef>) -> bool {
+        // Each answers whether a redacted secret had nothing to restore it from.
+        fn secret(s: &mut String, old: Option<&String>) -> bool {
+            if s != REDACTED {
+                return false;
+            }
+            match old {
+                Some(o) => {
+                    *s = o.clone();
+                    false
+                }
+                None => true,
+            }
+        }
+        fn url(u: &mut String, old: Option<&String>) -> bool {
+            // Redacted: it has a password, and redacting it changes nothing.
+            let (r, had) = redact_url(u);
+            if !had || r != *u {
+                return false;
+            }
+            match old.filter(|o| redact_url(o).0 == *u) {
+                Some(o) => {
+                    *u = o.clone();
+                    false
+                }
+                None => true,
+            }
+        }
+        match (self, stored) {
+            (OutgoingDef::Http(h), old) | (OutgoingDef::Soap(h), old) => {
+                let old_sec = match old {
+                    Some(OutgoingDef::Http(o) | OutgoingDef::Soap(o)) => o.security.as_ref(),
+                    _ => None,
+                };
+                match (&mut h.security, old_sec) {
+                    (
+                        Some(OutSecurity::BasicAuth { password, .. }),
+                        Some(OutSecurity::BasicAuth { password: p, .. }),
+                    )
+                    | (
+                        Some(OutSecurity::Wss { password, .. }),
+                        Some(OutSecurity::Wss { password: p, .. }),
+                    ) => secret(password, Some(p)),
+                    (
+                        Some(OutSecurity::Apikey { key, .. }),
+                        Some(OutSecurity::Apikey { key: k, .. }),
+                    ) => secret(key, Some(k)),
+                    (
+                        Some(
+                            OutSecurity::BasicAuth { password: s, .. }
+                            | OutSecurity::Wss { password: s, .. }
+                            | OutSecurity::Apikey { key: s, .. },
+                        ),
+                        _,
+                    ) => secret(s, None),
+                    (None, _) => false,
+                }
+            }
+            (OutgoingDef::Amqp(a), old) => {
+                let old = match old {
+                    Some(OutgoingDef::Amqp(o)) => o.url.as_ref(),
+                    _ => None,
+                };
+                a.url.as_mut().is_some_and(|u| url(u, old))
+            }
+            (OutgoingDef::Sql(s), old) => {
+                let old = match old {
+                    Some(OutgoingDef::Sql(o)) => Some(&o.url),
+                    _ => None,
+                };
+                url(&mut s.url, old)
+            }
+            (OutgoingDef::IbmMq(m), old) => {
+                let old = match old {
+                    Some(OutgoingDef::IbmMq(o)) => Some(&o.url),
+                    _ => None,
+                };
+                url(&mut m.url, old)
+            }
+            (OutgoingDef::Ftp(f), old) => {
+                let old = match old {
+                    Some(OutgoingDef::Ftp(o)) => Some(&o.password),
+                    _ => None,
+                };
+                secret(&mut f.password, old)
+            }
+            (OutgoingDef::Zmq(_), _) => false,
+        }
+    }
+}
+
 /// `scheme://user:password@host` → `scheme://user:***@host`; whether there was a password.
 pub fn redact_url(url: &str) -> (String, bool) {
     let Some(scheme_end) = url.find("://") else {
@@ -592,6 +693,37 @@ mod tests {
     fn key() -> SecretKey {
         SecretKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([3u8; 32]))
             .expect("key")
+    }
+
+    #[test]
+    fn secrets_shown_redacted_are_restored_from_the_stored_ones() {
+        let stored: OutgoingDef = serde_json::from_value(serde_json::json!({
+            "name": "db", "type": "sql", "url": "postgres://app:pw@db:5432/x"
+        }))
+        .expect("sql");
+        let (mut shown, had) = stored.redacted();
+        assert!(had);
+        assert!(!shown.restore_secrets(Some(&stored)));
+        assert_eq!(shown, stored);
+        // A changed host is not the same URL: its redacted password cannot be restored.
+        let mut moved: OutgoingDef = serde_json::from_value(serde_json::json!({
+            "name": "db", "type": "sql", "url": "postgres://app:***@elsewhere:5432/x"
+        }))
+        .expect("sql");
+        assert!(moved.restore_secrets(Some(&stored)));
+        // Nothing stored: a redacted secret has nothing to come from.
+        let ftp: OutgoingDef = serde_json::from_value(serde_json::json!({
+            "name": "f", "type": "ftp", "host": "h", "password": "***"
+        }))
+        .expect("ftp");
+        assert!(ftp.clone().restore_secrets(None));
+        // A secret in clear is kept as given.
+        let mut clear: OutgoingDef = serde_json::from_value(serde_json::json!({
+            "name": "f", "type": "ftp", "host": "h", "password": "new"
+        }))
+        .expect("ftp");
+        assert!(!clear.restore_secrets(Some(&ftp)));
+        assert!(clear.redacted().1);
     }
 
     #[test]

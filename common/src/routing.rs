@@ -273,6 +273,54 @@ impl Router {
     }
 
     /// Lists services of every executor (for the admin API), keyed by executor id.
+    /// Calls this router has in flight per executor (by gRPC address), and whether each
+    /// is marked down (refused a connection lately).
+    pub fn load(&self) -> HashMap<String, (usize, bool)> {
+        let now = Instant::now();
+        self.conns
+            .lock()
+            .iter()
+            .map(|(addr, c)| {
+                (
+                    addr.clone(),
+                    (
+                        c.outstanding.load(Ordering::Acquire),
+                        c.down_until.is_some_and(|t| t > now),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// The source of a module from the first live executor that holds it.
+    pub async fn get_source(&self, module: &str) -> Option<pb::GetSourceResponse> {
+        for m in self.discovery.members() {
+            let client = {
+                let mut conns = self.conns.lock();
+                match conns.get(&m.grpc_addr) {
+                    Some(c) => Some(ExecutorClient::new(c.channel.clone())),
+                    None => connect(&m).map(|c| {
+                        let client = ExecutorClient::new(c.channel.clone());
+                        conns.insert(m.grpc_addr.clone(), c);
+                        client
+                    }),
+                }
+            };
+            let Some(mut client) = client else { continue };
+            let mut req = tonic::Request::new(pb::GetSourceRequest {
+                module: module.to_owned(),
+            });
+            req.set_timeout(Duration::from_secs(3));
+            if let Ok(resp) = client.get_source(req).await {
+                let resp = resp.into_inner();
+                if resp.found {
+                    return Some(resp);
+                }
+            }
+        }
+        None
+    }
+
     pub async fn list_services(&self) -> Vec<(Member, Vec<pb::ServiceInfo>)> {
         let members = self.discovery.members();
         let mut out = Vec::with_capacity(members.len());

@@ -119,6 +119,8 @@ pub struct Executor {
     publish_wanted: Arc<std::sync::atomic::AtomicBool>,
     publishing: Arc<tokio::sync::Mutex<()>>,
     metrics: Arc<metrics::Metrics>,
+    /// The source and origin of every module loaded, by module name (GetSource).
+    sources: Arc<parking_lot::Mutex<std::collections::HashMap<String, (String, String)>>>,
 }
 
 impl Executor {
@@ -153,6 +155,7 @@ impl Executor {
             store: Arc::default(),
             published: Arc::default(),
             errored: Arc::default(),
+            sources: Arc::default(),
             publish_wanted: Arc::default(),
             publishing: Arc::default(),
             metrics,
@@ -228,6 +231,7 @@ impl Executor {
         origin: &str,
     ) -> Result<(Vec<String>, String), ShoalError> {
         let (reply, rx) = oneshot::channel();
+        let kept = source.clone();
         self.pool.submit(Job::Deploy {
             module: module.to_owned(),
             source,
@@ -243,6 +247,9 @@ impl Executor {
         match &r {
             Ok((services, hash)) => {
                 self.metrics.deployments.inc();
+                self.sources
+                    .lock()
+                    .insert(module.to_owned(), (origin.to_owned(), kept));
                 tracing::info!(module, origin, hash = &hash[..12.min(hash.len())], services = ?services, "deployed");
                 self.record_deploy_error(module, None).await;
                 self.publish_soon();
@@ -296,6 +303,7 @@ impl Executor {
 
     /// Removes a module's services.
     pub async fn undeploy(&self, module: &str) {
+        self.sources.lock().remove(module);
         let (reply, rx) = oneshot::channel();
         if self
             .pool
@@ -461,6 +469,23 @@ impl pb::executor_server::Executor for Executor {
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         Ok(Response::new(pb::ListServicesResponse {
             services: self.list().await,
+        }))
+    }
+
+    async fn get_source(
+        &self,
+        req: Request<pb::GetSourceRequest>,
+    ) -> Result<Response<pb::GetSourceResponse>, Status> {
+        let module = req.into_inner().module;
+        let found = self.sources.lock().get(&module).cloned();
+        Ok(Response::new(match found {
+            Some((origin, source)) => pb::GetSourceResponse {
+                found: true,
+                hash: shoal_common::modules::source_hash(&source),
+                source,
+                origin,
+            },
+            None => pb::GetSourceResponse::default(),
         }))
     }
 }

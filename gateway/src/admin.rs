@@ -42,9 +42,34 @@ pub struct AdminState {
     pub body_read_timeout: std::time::Duration,
 }
 
-/// The admin router (API under auth, ops routes open).
-pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
-    let api = Router::new()
+/// The admin listener's router: the API under Basic Auth, the web admin under `/admin/`
+/// (its own session login), the ops routes open.
+pub fn router(
+    state: AdminState,
+    ops: &shoal_common::ops::Ops,
+    web: crate::web::WebOptions,
+) -> Router {
+    let api = api_routes()
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
+        .with_state(state.clone());
+    // The web admin calls the same handlers in process, past the Basic Auth guard (it has
+    // checked its session), so that every rule and error is the API's own.
+    let inner = api_routes()
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state.clone());
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(crate::web::router(crate::web::WebState::new(
+            state, inner, web,
+        )))
+        .merge(ops.router())
+}
+
+/// Every `/api/v1` route, without its guards (see [`router`]).
+fn api_routes() -> Router<AdminState> {
+    Router::new()
         .route("/services", get(list_services))
         .route("/services/{name}", get(get_service))
         .route("/services/{name}/invoke", post(invoke))
@@ -53,6 +78,7 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
         .route("/tail", get(crate::tail_api::follow))
         .route("/deploy", get(list_modules).post(deploy))
         .route("/deploy/rollback", post(rollback))
+        .route("/deploy/{module}", get(get_module))
         .route("/apply", post(crate::objects_api::apply))
         .route("/export", get(crate::objects_api::export))
         .route("/openapi.json", get(crate::openapi::openapi))
@@ -89,6 +115,7 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
                 .delete(crate::jobs_api::delete_job),
         )
         .route("/jobs/{name}/run", post(crate::jobs_api::run_job))
+        .route("/kvdb", get(crate::kvdb_api::list_keys))
         .route(
             "/kvdb/{*key}",
             get(crate::kvdb_api::get_key)
@@ -96,11 +123,6 @@ pub fn router(state: AdminState, ops: &shoal_common::ops::Ops) -> Router {
                 .delete(crate::kvdb_api::delete_key),
         )
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(state.clone(), read_body))
-        .with_state(state);
-    Router::new().nest("/api/v1", api).merge(ops.router())
 }
 
 async fn require_admin(
@@ -532,6 +554,62 @@ async fn list_modules(State(state): State<AdminState>) -> Response {
         Err(_) => Vec::new(),
     };
     Json(json!({"modules": modules, "errors": errors})).into_response()
+}
+
+/// `GET /api/v1/deploy/{module}`: one deployed module with its source and history.
+async fn get_module(State(state): State<AdminState>, Path(module): Path<String>) -> Response {
+    // Dotted names too: modules of a pickup package (`crm.billing`).
+    let valid = (1..=MAX_MODULE_NAME).contains(&module.len())
+        && module
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if !valid {
+        return respond::error(&ShoalError::new(
+            ErrorCode::BadRequest,
+            format!("'{module}' is not a module name (letters, digits, _ and dots)"),
+        ));
+    }
+    let rec = match state.store.get(&format!("modules/{module}")).await {
+        Ok(Some(e)) => serde_json::from_slice::<shoal_common::modules::ModuleRecord>(&e.value).ok(),
+        Ok(None) => None,
+        Err(e) => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::Unavailable,
+                format!("config store: {e}"),
+            ));
+        }
+    };
+    let Some(rec) = rec else {
+        // Not deployed through the store (the pickup folder, a static module): the
+        // executors know its source.
+        return match state.router.get_source(&module).await {
+            Some(s) => Json(json!({
+                "module": module,
+                "hash": s.hash,
+                "origin": s.origin,
+                "source": s.source,
+                "history": [],
+            }))
+            .into_response(),
+            None => respond::error(&ShoalError::new(
+                ErrorCode::NotFound,
+                format!("no deployed module {module}"),
+            )),
+        };
+    };
+    let history = shoal_common::modules::history(&state.store, &rec.module)
+        .await
+        .unwrap_or_default();
+    Json(json!({
+        "module": rec.module,
+        "hash": rec.hash,
+        "origin": rec.origin,
+        "deployed_at_ms": rec.deployed_at_ms,
+        "services": rec.services,
+        "source": rec.source,
+        "history": history.iter().map(|h| json!({"hash": h.hash, "deployed_at_ms": h.deployed_at_ms})).collect::<Vec<_>>(),
+    }))
+    .into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -45,6 +45,61 @@ fn bad_key(key: &str) -> Option<Response> {
     (key.is_empty() || key.len() > 1024).then(|| bad("a key has 1 to 1024 characters"))
 }
 
+/// Most keys `GET /api/v1/kvdb` lists at once.
+pub const MAX_LIST: u32 = 1000;
+
+/// `GET /api/v1/kvdb?prefix=P&limit=N`: keys starting with `P` (sorted; at most `N`,
+/// default 100, up to 1,000), `{"keys": [...], "truncated": bool}`.
+pub async fn list_keys(State(state): State<AdminState>, RawQuery(raw): RawQuery) -> Response {
+    let mut prefix = String::new();
+    let mut limit = 100u32;
+    match crate::objects_api::query_params(raw.as_deref(), &["prefix", "limit"]) {
+        Ok(params) => {
+            for (k, v) in params {
+                if k == "prefix" {
+                    prefix = v;
+                } else {
+                    limit = match v.parse::<u32>() {
+                        Ok(n) if (1..=MAX_LIST).contains(&n) => n,
+                        _ => {
+                            return bad(format!(
+                                "limit must be a whole number from 1 to {MAX_LIST}"
+                            ));
+                        }
+                    };
+                }
+            }
+        }
+        Err(e) => return bad(e),
+    }
+    if prefix.len() > 1024 {
+        return bad("a prefix has at most 1024 characters");
+    }
+    let p = prefix.clone();
+    // One more than asked for tells whether there are more.
+    match call(&state, |mut c| {
+        let prefix = p.clone();
+        async move {
+            c.scan(pb::ScanRequest {
+                prefix,
+                limit: limit + 1,
+            })
+            .await
+        }
+    })
+    .await
+    {
+        Ok(r) => {
+            let mut keys = r.keys;
+            keys.sort();
+            let truncated = keys.len() > limit as usize;
+            keys.truncate(limit as usize);
+            Json(json!({"prefix": prefix, "keys": keys, "truncated": truncated})).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
 pub async fn get_key(State(state): State<AdminState>, Path(key): Path<String>) -> Response {
     if let Some(r) = bad_key(&key) {
         return r;

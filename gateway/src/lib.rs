@@ -1,7 +1,7 @@
 //! `shoal-gateway`: every inbound protocol — HTTP, SOAP and invoke channels
 //! ([`channels`], [`soap`]), queue channels ([`queues`]), the public gRPC `Invoker`
 //! ([`invoker`]), the admin REST API ([`admin`] and the `*_api` modules) with the live
-//! request tail ([`tail`]) — routing every call to executors by least outstanding
+//! request tail ([`tail`]), and the web admin ([`web`]) — routing every call to executors by least outstanding
 //! requests (`shoal_common::routing`).
 //!
 //! The gateway holds no service state of its own: channels, security definitions and the
@@ -22,6 +22,7 @@ pub use shoal_common::secret;
 pub mod soap;
 pub mod tail;
 pub mod tail_api;
+pub mod web;
 pub mod wss;
 
 use std::path::PathBuf;
@@ -65,6 +66,15 @@ pub struct Options {
     /// Connections each HTTP listener (channels, admin) keeps open at once; one more is
     /// answered 503 and closed.
     pub max_connections: usize,
+    /// The cluster's name, shown in the web admin's header on every page.
+    pub cluster_name: String,
+    /// Mark the web admin's session cookie `Secure` (set it when a TLS proxy fronts the
+    /// admin listener; a request with `X-Forwarded-Proto: https` gets it anyway).
+    pub admin_secure_cookies: bool,
+    /// Seconds a web admin session lives without a request.
+    pub admin_session_idle_secs: u64,
+    /// Seconds a web admin session lives at most, however busy.
+    pub admin_session_max_secs: u64,
 }
 
 impl Default for Options {
@@ -85,6 +95,10 @@ impl Default for Options {
             body_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            cluster_name: "shoal".into(),
+            admin_secure_cookies: false,
+            admin_session_idle_secs: 30 * 60,
+            admin_session_max_secs: 12 * 60 * 60,
         }
     }
 }
@@ -175,7 +189,13 @@ pub async fn run(
         tail,
         body_read_timeout,
     };
-    let admin_app = admin::router(admin_state, &ops);
+    let web = web::WebOptions {
+        cluster_name: options.cluster_name.clone(),
+        secure_cookies: options.admin_secure_cookies,
+        session_idle: Duration::from_secs(options.admin_session_idle_secs.max(60)),
+        session_max: Duration::from_secs(options.admin_session_max_secs.max(60)),
+    };
+    let admin_app = admin::router(admin_state, &ops, web);
     let limits = shoal_common::http::HttpLimits {
         header_read_timeout: Duration::from_secs(options.header_read_timeout_secs.max(1)),
         max_header_bytes: options.max_header_bytes,

@@ -22,10 +22,26 @@ struct Cli {
     #[arg(long, env = "SHOAL_GRPC_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     grpc_listen: Option<String>,
-    /// Admin API listener.
+    /// Admin API and web admin (`/admin/`) listener.
     #[arg(long, env = "SHOAL_ADMIN_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_listen: Option<String>,
+    /// The cluster's name, shown in the web admin's header.
+    #[arg(long, env = "SHOAL_CLUSTER_NAME", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_name: Option<String>,
+    /// Mark the web admin's session cookie Secure (a TLS proxy fronts the admin listener).
+    #[arg(long, env = "SHOAL_ADMIN_SECURE_COOKIES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_secure_cookies: Option<bool>,
+    /// Seconds a web admin session lives without a request (default 1800).
+    #[arg(long, env = "SHOAL_ADMIN_SESSION_IDLE_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_session_idle_secs: Option<u64>,
+    /// Seconds a web admin session lives at most (default 43200).
+    #[arg(long, env = "SHOAL_ADMIN_SESSION_MAX_SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_session_max_secs: Option<u64>,
     /// Requests the HTTP channels listener works on at once (more get 503).
     #[arg(long, env = "SHOAL_MAX_IN_FLIGHT")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,7 +55,19 @@ async fn to_stored(
     key: Option<crate::secret::SecretKey>,
 ) -> Result<SecurityDef, Response> {
     let result = tokio::task::spawn_blocking(move || -> Result<SecurityDef, String> {
-        Ok(match input {
+        // A secret sent back as `***` keeps the stored one (of the same type).
+        let keep = |secret: &str, stored: bool| -> Result<bool, String> {
+            match (secret == shoal_common::outgoing::REDACTED, stored) {
+                (true, true) => Ok(true),
+                (true, false) => Err(format!(
+                    "security {}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
+                    input.name(),
+                    shoal_common::outgoing::REDACTED
+                )),
+                (false, _) => Ok(false),
+            }
+        };
+        Ok(match input.clone() {
             SecurityInput::BasicAuth {
                 name,
                 is_active,
@@ -63,9 +75,11 @@ async fn to_stored(
                 password,
                 realm,
             } => {
+                let stored = matches!(&existing, Some(SecurityDef::BasicAuth { .. }));
+                let kept = keep(&password, stored)?;
                 let password_hash = match &existing {
                     Some(SecurityDef::BasicAuth { password_hash, .. })
-                        if verify_secret(&password, password_hash) =>
+                        if kept || verify_secret(&password, password_hash) =>
                     {
                         password_hash.clone()
                     }
@@ -85,8 +99,9 @@ async fn to_stored(
                 header,
                 key,
             } => {
+                let kept = keep(&key, matches!(&existing, Some(SecurityDef::Apikey { .. })))?;
                 let key_hash = match &existing {
-                    Some(SecurityDef::Apikey { key_hash, .. }) if verify_secret(&key, key_hash) => {
+                    Some(SecurityDef::Apikey { key_hash, .. }) if kept || verify_secret(&key, key_hash) => {
                         key_hash.clone()
                     }
                     _ => hash_secret(&key)?,
@@ -99,11 +114,13 @@ async fn to_stored(
                 }
             }
             SecurityInput::Wss { name, is_active, username, password, password_type, nonce_freshness, max_age } => {
+                let same_kind = |t| matches!(&existing, Some(SecurityDef::Wss { password_type: p, .. }) if *p == t);
                 let (password_hash, password_encrypted) = match password_type {
                     shoal_common::objects::PasswordType::Text => {
+                        let kept = keep(&password, same_kind(shoal_common::objects::PasswordType::Text))?;
                         let hash = match &existing {
                             Some(SecurityDef::Wss { password_hash, .. })
-                                if !password_hash.is_empty() && verify_secret(&password, password_hash) =>
+                                if !password_hash.is_empty() && (kept || verify_secret(&password, password_hash)) =>
                             {
                                 password_hash.clone()
                             }
@@ -116,9 +133,10 @@ async fn to_stored(
                             "a wss definition with password_type digest needs the cluster secret key \
                              (SHOAL_SECRET_KEY or the gateway's --secret-key-file; shoal up creates one)",
                         )?;
+                        let kept = keep(&password, same_kind(shoal_common::objects::PasswordType::Digest))?;
                         let sealed = match &existing {
                             Some(SecurityDef::Wss { password_encrypted, .. })
-                                if key.decrypt(password_encrypted).as_deref() == Some(password.as_str()) =>
+                                if kept || key.decrypt(password_encrypted).as_deref() == Some(password.as_str()) =>
                             {
                                 password_encrypted.clone()
                             }
@@ -288,9 +306,18 @@ pub async fn apply(
         }
         push(&mut report, what, key);
     }
-    for o in doc.outgoing {
+    for mut o in doc.outgoing {
         let key = format!("outgoing/{}", o.name());
         let existing = outgoing.get(o.name());
+        // A secret given as `***` (as `shoal export` prints it) keeps the stored one.
+        let previous = existing.and_then(|s| s.open(state.secret_key.as_ref()).ok());
+        if o.restore_secrets(previous.as_ref()) {
+            return bad(format!(
+                "outgoing {}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
+                o.name(),
+                shoal_common::outgoing::REDACTED
+            ));
+        }
         let stored = match StoredOutgoing::seal(&o, state.secret_key.as_ref(), existing) {
             Ok(s) => s,
             Err(e) => return bad(e),
@@ -629,7 +656,7 @@ pub async fn put_outgoing(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let o: OutgoingDef = match serde_json::from_slice(&body) {
+    let mut o: OutgoingDef = match serde_json::from_slice(&body) {
         Ok(o) => o,
         Err(e) => return bad(format!("invalid outgoing connection: {e}")),
     };
@@ -653,6 +680,16 @@ pub async fn put_outgoing(
     };
     if let Err(e) = doc.validate(&[], &outgoing_kinds(&all)) {
         return bad(e);
+    }
+    // A secret sent back as `***` (as GET shows it) keeps the stored one.
+    let previous = all
+        .get(&name)
+        .and_then(|s| s.open(state.secret_key.as_ref()).ok());
+    if o.restore_secrets(previous.as_ref()) {
+        return bad(format!(
+            "outgoing {name}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
+            shoal_common::outgoing::REDACTED
+        ));
     }
     let stored = match StoredOutgoing::seal(&o, state.secret_key.as_ref(), all.get(&name)) {
         Ok(s) => s,

@@ -383,10 +383,17 @@ pub async fn fire(
             ..Default::default()
         },
     };
+    let previous = store
+        .get(&jobs::result_key(&job.name))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|e| serde_json::from_slice::<RunResult>(&e.value).ok());
     let outcome = RunResult {
         started_ms: started,
         duration_ms: jobs::now_ms() - started,
         manual,
+        finished: previous.map_or(0, |p| p.finished) + 1,
         ..outcome
     };
     metrics

@@ -1,0 +1,1821 @@
+//! The web admin's pages. Each handler asks the admin API (in process, [`WebState::api`])
+//! and renders what it answered; a failed API call is shown with the API's own message
+//! and status.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, FromRequest, Multipart, Path, Query, Request, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::forms::{self, Variant, Widget};
+use super::{Current, WebState, redirect, segment};
+
+/// What every page shows around its content.
+pub struct Chrome {
+    pub cluster: String,
+    pub csrf: String,
+    pub active: &'static str,
+    pub notice: String,
+    pub error: String,
+}
+
+/// The sections, in the order of the navigation bar: (href, label, key).
+const NAV: &[(&str, &str, &str)] = &[
+    ("/admin/", "Dashboard", "dashboard"),
+    ("/admin/services", "Services", "services"),
+    ("/admin/deploy", "Deploy", "deploy"),
+    ("/admin/channels", "Channels", "channels"),
+    ("/admin/outgoing", "Outgoing", "outgoing"),
+    ("/admin/security", "Security", "security"),
+    ("/admin/jobs", "Jobs", "jobs"),
+    ("/admin/kvdb", "KVDB", "kvdb"),
+    ("/admin/tail", "Live tail", "tail"),
+];
+
+impl Chrome {
+    pub fn nav(&self) -> Vec<(&'static str, &'static str, &'static str)> {
+        NAV.to_vec()
+    }
+}
+
+fn chrome(state: &WebState, current: &Current, active: &'static str) -> Chrome {
+    Chrome {
+        cluster: state.options.cluster_name.clone(),
+        csrf: current.session.csrf.clone(),
+        active,
+        notice: String::new(),
+        error: String::new(),
+    }
+}
+
+/// Renders a template with a status.
+fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "web admin template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The status an API answer is shown with: its own when it failed.
+fn status_of(a: &super::Answer) -> StatusCode {
+    if a.ok() { StatusCode::OK } else { a.status }
+}
+
+#[derive(Template)]
+#[template(path = "refused.html")]
+struct RefusedPage<'a> {
+    status: String,
+    message: &'a str,
+}
+
+/// A refusal (no session, bad CSRF token, foreign origin, no such page) as a small page.
+pub fn refused(status: StatusCode, message: &str) -> Response {
+    render(
+        status,
+        &RefusedPage {
+            status: status.to_string(),
+            message,
+        },
+    )
+}
+
+pub fn routes() -> Router<WebState> {
+    let mut r = Router::new()
+        .route("/admin", get(|| async { redirect("/admin/") }))
+        .route("/admin/", get(dashboard))
+        .route("/admin/login", get(login_page).post(login))
+        .route("/admin/logout", post(logout))
+        .route("/admin/static/{file}", get(static_file))
+        .route("/admin/services", get(services))
+        .route("/admin/services/{name}", get(service))
+        .route("/admin/services/{name}/invoke", post(invoke))
+        .route("/admin/deploy", get(deploy_page).post(deploy))
+        .route("/admin/deploy/rollback", post(rollback))
+        .route("/admin/jobs", get(jobs))
+        .route("/admin/jobs/{name}/run", post(run_job))
+        .route("/admin/kvdb", get(kvdb))
+        .route("/admin/kvdb/set", post(kvdb_set))
+        .route("/admin/kvdb/delete", post(kvdb_delete))
+        .route("/admin/tail", get(tail))
+        .route("/admin/tail/stream", get(tail_stream));
+    for kind in KINDS {
+        if kind.slug != "jobs" {
+            r = r.route(
+                &format!("/admin/{}", kind.slug),
+                get(
+                    move |s: State<WebState>,
+                          c: Extension<Current>,
+                          q: Query<BTreeMap<String, String>>| {
+                        list_objects(kind, s, c, q)
+                    },
+                ),
+            );
+        }
+        r = r
+            .route(
+                &format!("/admin/{}/new", kind.slug),
+                get(
+                    move |s: State<WebState>,
+                          c: Extension<Current>,
+                          q: Query<BTreeMap<String, String>>| {
+                        new_object(kind, s, c, q)
+                    },
+                ),
+            )
+            .route(
+                &format!("/admin/{}/save", kind.slug),
+                post(
+                    move |s: State<WebState>, c: Extension<Current>, body: Bytes| {
+                        save_object(kind, s, c, body)
+                    },
+                ),
+            )
+            .route(
+                &format!("/admin/{}/{{name}}", kind.slug),
+                get(
+                    move |s: State<WebState>, c: Extension<Current>, n: Path<String>| {
+                        edit_object(kind, s, c, n)
+                    },
+                ),
+            )
+            .route(
+                &format!("/admin/{}/{{name}}/delete", kind.slug),
+                post(
+                    move |s: State<WebState>, c: Extension<Current>, n: Path<String>| {
+                        delete_object(kind, s, c, n)
+                    },
+                ),
+            );
+    }
+    r.route("/admin/{*rest}", axum::routing::any(not_found))
+}
+
+async fn not_found(req: Request) -> Response {
+    refused(
+        StatusCode::NOT_FOUND,
+        &format!("no web admin page {}", req.uri().path()),
+    )
+}
+
+async fn static_file(Path(file): Path<String>) -> Response {
+    super::asset(&file).unwrap_or_else(|| refused(StatusCode::NOT_FOUND, "no such file"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Login
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    cluster: String,
+    error: String,
+}
+
+async fn login_page(State(state): State<WebState>, headers: http::HeaderMap) -> Response {
+    // Already logged in: straight to the dashboard.
+    if let Some(id) = super::session::cookie_value(&headers)
+        && state.sessions.touch(&id).is_some()
+    {
+        return redirect("/admin/");
+    }
+    render(
+        StatusCode::OK,
+        &LoginPage {
+            cluster: state.options.cluster_name.clone(),
+            error: String::new(),
+        },
+    )
+}
+
+fn form_map(body: &[u8]) -> BTreeMap<String, String> {
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+async fn login(State(state): State<WebState>, headers: http::HeaderMap, body: Bytes) -> Response {
+    let form = form_map(&body);
+    let user = form.get("username").cloned().unwrap_or_default();
+    let password = form.get("password").cloned().unwrap_or_default();
+    // Repeated failures slow every next attempt down.
+    let delay = state.sessions.login_delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    // The API's own check: the same credentials, the same constant-time comparison.
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let auth = state.admin.auth.clone();
+    let ok = auth.check_cached(Some(&value))
+        || tokio::task::spawn_blocking(move || auth.check(Some(&value)))
+            .await
+            .unwrap_or(false);
+    if !ok {
+        state.sessions.login_failed();
+        tracing::warn!("web admin login refused");
+        return render(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                cluster: state.options.cluster_name.clone(),
+                error: "wrong user or password".into(),
+            },
+        );
+    }
+    state.sessions.login_succeeded();
+    let id = state.sessions.create();
+    let secure = state.options.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{}={id}; Path=/admin; HttpOnly; SameSite=Strict{}",
+        super::session::COOKIE,
+        if secure { "; Secure" } else { "" }
+    );
+    let mut r = redirect("/admin/");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn logout(State(state): State<WebState>, Extension(current): Extension<Current>) -> Response {
+    state.sessions.remove(&current.id);
+    let mut r = redirect("/admin/login");
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "shoal_session=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+// ---------------------------------------------------------------------------------------
+// Dashboard
+
+struct MemberRow {
+    role: String,
+    id: String,
+    health: &'static str,
+    version: String,
+    uptime: String,
+    load: String,
+    addr: String,
+    leader: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    c: Chrome,
+    members: Vec<MemberRow>,
+    rate: String,
+    error_rate: String,
+    services: usize,
+}
+
+/// `/ready` of a member's ops address: "ready", "starting" or "down".
+async fn probe(addr: String) -> &'static str {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+        s.write_all(format!("GET /ready HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.ok()?;
+        Some(buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200"))
+    };
+    match tokio::time::timeout(Duration::from_millis(800), attempt).await {
+        Ok(Some(true)) => "ready",
+        Ok(Some(false)) => "starting",
+        _ => "down",
+    }
+}
+
+fn human_duration(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h {} min", s / 3600, (s % 3600) / 60),
+        _ => format!("{} d {} h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn micros(us: u64) -> String {
+    if us >= 10_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{us} µs")
+    }
+}
+
+async fn dashboard(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+) -> Response {
+    let mut c = chrome(&state, &current, "dashboard");
+    let cluster = state.get_json("/cluster").await;
+    let recent = state.get_json("/requests?limit=1000").await;
+    let services = state
+        .get_json("/services")
+        .await
+        .ok()
+        .and_then(|v| v["services"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    let mut members = Vec::new();
+    match cluster {
+        Ok(v) => {
+            let now = shoal_common::members::now_ms();
+            let load = state.admin.router.load();
+            let leaders = v["leaders"].as_object().cloned().unwrap_or_default();
+            let mut probes = Vec::new();
+            if let Some(by_role) = v["members"].as_object() {
+                for (role, list) in by_role {
+                    for m in list.as_array().into_iter().flatten() {
+                        let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+                        let grpc = s("grpc_addr");
+                        let load = if role == "executor" {
+                            match load.get(&grpc) {
+                                Some((n, false)) => format!("{n} in flight"),
+                                Some((n, true)) => format!("{n} in flight (marked down)"),
+                                None => "0 in flight".into(),
+                            }
+                        } else {
+                            String::new()
+                        };
+                        probes.push(probe(s("ops_addr")));
+                        members.push(MemberRow {
+                            role: role.clone(),
+                            leader: leaders.get(role).and_then(Value::as_str) == Some(&s("id")),
+                            id: s("id"),
+                            health: "",
+                            version: s("version"),
+                            uptime: human_duration(
+                                now - m["started_at_ms"].as_i64().unwrap_or(now),
+                            ),
+                            load,
+                            addr: if grpc.is_empty() { s("ops_addr") } else { grpc },
+                        });
+                    }
+                }
+            }
+            for (m, h) in members
+                .iter_mut()
+                .zip(futures::future::join_all(probes).await)
+            {
+                m.health = h;
+            }
+        }
+        Err(e) => c.error = e,
+    }
+    let (rate, error_rate) = match recent {
+        Ok(v) => {
+            let since = shoal_common::members::now_ms() - 60_000;
+            let rows: Vec<&Value> = v["requests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["time_ms"].as_i64().unwrap_or(0) >= since)
+                .collect();
+            let failed = rows
+                .iter()
+                .filter(|r| r["status"].as_u64().unwrap_or(0) >= 500)
+                .count();
+            let rate = rows.len() as f64 / 60.0;
+            let errors = if rows.is_empty() {
+                "0 %".to_owned()
+            } else {
+                format!("{:.1} %", 100.0 * failed as f64 / rows.len() as f64)
+            };
+            (format!("{rate:.2}"), errors)
+        }
+        Err(_) => ("–".into(), "–".into()),
+    };
+    render(
+        StatusCode::OK,
+        &DashboardPage {
+            c,
+            members,
+            rate,
+            error_rate,
+            services,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Services
+
+struct ServiceRow {
+    name: String,
+    href: String,
+    summary: String,
+    calls: u64,
+    errors: u64,
+    mean: String,
+    p99: String,
+    executors: String,
+}
+
+struct Group {
+    module: String,
+    services: Vec<ServiceRow>,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesPage {
+    c: Chrome,
+    q: String,
+    groups: Vec<Group>,
+}
+
+/// The "application" a module belongs to: its package, or the module itself.
+fn group_of(module: &str) -> String {
+    match module.split_once('.') {
+        Some((package, _)) => package.to_owned(),
+        None if module.is_empty() => "(no module)".to_owned(),
+        None => module.to_owned(),
+    }
+}
+
+async fn services(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut c = chrome(&state, &current, "services");
+    let filter = q.get("q").cloned().unwrap_or_default();
+    let needle = filter.trim().to_lowercase();
+    let mut groups: BTreeMap<String, Vec<ServiceRow>> = BTreeMap::new();
+    match state.get_json("/services").await {
+        Ok(v) => {
+            for s in v["services"].as_array().into_iter().flatten() {
+                let name = s["name"].as_str().unwrap_or_default();
+                let module = s["module"].as_str().unwrap_or_default();
+                if !needle.is_empty()
+                    && !name.to_lowercase().contains(&needle)
+                    && !module.to_lowercase().contains(&needle)
+                {
+                    continue;
+                }
+                groups
+                    .entry(group_of(module))
+                    .or_default()
+                    .push(ServiceRow {
+                        name: name.to_owned(),
+                        href: segment(name),
+                        summary: s["doc"]["summary"].as_str().unwrap_or_default().to_owned(),
+                        calls: s["invocations"].as_u64().unwrap_or(0),
+                        errors: s["errors"].as_u64().unwrap_or(0),
+                        mean: micros(s["mean_us"].as_u64().unwrap_or(0)),
+                        p99: micros(s["p99_us"].as_u64().unwrap_or(0)),
+                        executors: s["executors"].as_array().map_or(0, Vec::len).to_string(),
+                    });
+            }
+        }
+        Err(e) => c.error = e,
+    }
+    let groups = groups
+        .into_iter()
+        .map(|(module, services)| Group { module, services })
+        .collect();
+    render(
+        StatusCode::OK,
+        &ServicesPage {
+            c,
+            q: filter,
+            groups,
+        },
+    )
+}
+
+struct SioRow {
+    name: String,
+    kind: String,
+    required: &'static str,
+    default: String,
+}
+
+struct ChannelRow {
+    name: String,
+    href: String,
+    kind: String,
+    place: String,
+}
+
+struct InvokeResult {
+    status: u16,
+    status_class: u16,
+    time: String,
+    cid: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+#[derive(Template)]
+#[template(path = "service.html")]
+struct ServicePage {
+    c: Chrome,
+    name: String,
+    href: String,
+    module: String,
+    impl_name: String,
+    hash: String,
+    summary: String,
+    description: String,
+    calls: u64,
+    errors: u64,
+    mean: String,
+    p99: String,
+    executors: String,
+    sio_input: Vec<SioRow>,
+    sio_output: Vec<SioRow>,
+    channels: Vec<ChannelRow>,
+    source: String,
+    payload: String,
+    timeout_ms: String,
+    result: Option<InvokeResult>,
+}
+
+fn sio_rows(v: &Value) -> Vec<SioRow> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| SioRow {
+            name: e["name"].as_str().unwrap_or_default().to_owned(),
+            kind: e["type"].as_str().unwrap_or_default().to_owned(),
+            required: if e["required"].as_bool().unwrap_or(false) {
+                "yes"
+            } else {
+                "no"
+            },
+            default: match &e["default"] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            },
+        })
+        .collect()
+}
+
+/// Where a channel listens, for lists: its path, address or queue.
+fn place_of(o: &Value) -> String {
+    for k in [
+        "url_path", "address", "url", "host", "queue", "header", "username",
+    ] {
+        if let Some(s) = o[k].as_str()
+            && !s.is_empty()
+        {
+            return s.to_owned();
+        }
+    }
+    String::new()
+}
+
+async fn service_page(
+    state: &WebState,
+    current: &Current,
+    name: &str,
+    payload: String,
+    timeout_ms: String,
+    result: Option<InvokeResult>,
+) -> Response {
+    let mut c = chrome(state, current, "services");
+    let info = match state
+        .get_json(&format!("/services/{}", segment(name)))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            c.error = e;
+            return refused(StatusCode::NOT_FOUND, &c.error);
+        }
+    };
+    let instances = info["instances"].as_array().cloned().unwrap_or_default();
+    let first = instances.first().cloned().unwrap_or(Value::Null);
+    let sum = |k: &str| {
+        instances
+            .iter()
+            .map(|i| i[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let module = first["module"].as_str().unwrap_or_default().to_owned();
+    let source = if module.is_empty() {
+        String::new()
+    } else {
+        state
+            .get_json(&format!("/deploy/{}", segment(&module)))
+            .await
+            .ok()
+            .and_then(|m| m["source"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let channels = state
+        .get_json("/channels")
+        .await
+        .map(|v| {
+            v["channels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|ch| ch["service"].as_str() == Some(name))
+                .map(|ch| {
+                    let n = ch["name"].as_str().unwrap_or_default();
+                    ChannelRow {
+                        name: n.to_owned(),
+                        href: segment(n),
+                        kind: ch["type"].as_str().unwrap_or_default().to_owned(),
+                        place: place_of(ch),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let page = ServicePage {
+        name: name.to_owned(),
+        href: segment(name),
+        impl_name: first["impl_name"].as_str().unwrap_or_default().to_owned(),
+        hash: first["hash"].as_str().unwrap_or_default().to_owned(),
+        summary: first["doc"]["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        description: first["doc"]["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        calls: sum("invocations"),
+        errors: sum("errors"),
+        mean: micros(first["mean_us"].as_u64().unwrap_or(0)),
+        p99: micros(first["p99_us"].as_u64().unwrap_or(0)),
+        executors: instances
+            .iter()
+            .filter_map(|i| i["executor"].as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        sio_input: sio_rows(&first["simple_io"]["input"]),
+        sio_output: sio_rows(&first["simple_io"]["output"]),
+        channels,
+        source,
+        module,
+        payload,
+        timeout_ms,
+        result,
+        c,
+    };
+    render(StatusCode::OK, &page)
+}
+
+async fn service(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Path(name): Path<String>,
+) -> Response {
+    service_page(&state, &current, &name, "{}".into(), String::new(), None).await
+}
+
+async fn invoke(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = form_map(&body);
+    let payload = form.get("payload").cloned().unwrap_or_default();
+    let timeout_ms = form
+        .get("timeout_ms")
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_default();
+    let mut headers = Vec::new();
+    if !timeout_ms.is_empty() {
+        headers.push((crate::admin::TIMEOUT_HEADER, timeout_ms.clone()));
+    }
+    let started = Instant::now();
+    let a = state
+        .api(
+            Method::POST,
+            &format!("/services/{}/invoke", segment(&name)),
+            Body::from(payload.clone()),
+            &headers,
+        )
+        .await;
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    let body = serde_json::from_slice::<Value>(&a.body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(text);
+    let result = InvokeResult {
+        status: a.status.as_u16(),
+        status_class: a.status.as_u16() / 100,
+        time: format!("{:.2} ms", elapsed.as_secs_f64() * 1000.0),
+        cid: a
+            .headers
+            .get(crate::admin::CID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        headers: a
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("(binary)").to_owned()))
+            .collect(),
+        body,
+    };
+    service_page(&state, &current, &name, payload, timeout_ms, Some(result)).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Deploy
+
+struct ModuleRow {
+    module: String,
+    origin: String,
+    services: Vec<(String, String)>,
+    deployed: String,
+    hash: String,
+    history: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "deploy.html")]
+struct DeployPage {
+    c: Chrome,
+    modules: Vec<ModuleRow>,
+    load_errors: Vec<String>,
+    deployed: Vec<String>,
+    failed: Vec<String>,
+}
+
+fn when(ms: i64) -> String {
+    if ms <= 0 {
+        return String::new();
+    }
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+async fn deploy_view(
+    state: &WebState,
+    mut c: Chrome,
+    status: StatusCode,
+    deployed: Vec<String>,
+    failed: Vec<String>,
+) -> Response {
+    let mut modules = Vec::new();
+    let mut load_errors = Vec::new();
+    match state.get_json("/deploy").await {
+        Ok(v) => {
+            for m in v["modules"].as_array().into_iter().flatten() {
+                let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+                let mut history: Vec<(String, String)> = m["history"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|h| {
+                        (
+                            h["hash"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .chars()
+                                .take(12)
+                                .collect(),
+                            when(h["deployed_at_ms"].as_i64().unwrap_or(0)),
+                        )
+                    })
+                    .collect();
+                history.reverse();
+                modules.push(ModuleRow {
+                    module: s("module"),
+                    origin: s("origin"),
+                    services: m["services"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(|n| (n.to_owned(), segment(n)))
+                        .collect(),
+                    deployed: when(m["deployed_at_ms"].as_i64().unwrap_or(0)),
+                    hash: s("hash").chars().take(12).collect(),
+                    history,
+                });
+            }
+            for e in v["errors"].as_array().into_iter().flatten() {
+                load_errors.push(match e {
+                    Value::String(s) => s.clone(),
+                    other => {
+                        let module = other["module"].as_str().unwrap_or_default();
+                        let msg = other["error"]
+                            .as_str()
+                            .or_else(|| other["message"].as_str())
+                            .unwrap_or_default();
+                        if module.is_empty() && msg.is_empty() {
+                            other.to_string()
+                        } else {
+                            format!("{module}: {msg}")
+                        }
+                    }
+                });
+            }
+        }
+        Err(e) => c.error = e,
+    }
+    render(
+        status,
+        &DeployPage {
+            c,
+            modules,
+            load_errors,
+            deployed,
+            failed,
+        },
+    )
+}
+
+async fn deploy_page(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+) -> Response {
+    let c = chrome(&state, &current, "deploy");
+    deploy_view(&state, c, StatusCode::OK, Vec::new(), Vec::new()).await
+}
+
+async fn deploy(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    req: Request,
+) -> Response {
+    let header_token = req.headers().contains_key(super::CSRF_HEADER);
+    let mut c = chrome(&state, &current, "deploy");
+    let mut multipart = match Multipart::from_request(req, &state).await {
+        Ok(m) => m,
+        Err(e) => {
+            c.error = format!("the upload is not a multipart form: {e}");
+            return deploy_view(&state, c, StatusCode::BAD_REQUEST, Vec::new(), Vec::new()).await;
+        }
+    };
+    let mut files = Vec::new();
+    let mut token = String::new();
+    loop {
+        match multipart.next_field().await {
+            Ok(Some(field)) => {
+                let field_name = field.name().unwrap_or_default().to_owned();
+                let file_name = field.file_name().map(str::to_owned);
+                let data = match field.bytes().await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        c.error = format!("the upload could not be read: {e}");
+                        return deploy_view(
+                            &state,
+                            c,
+                            StatusCode::BAD_REQUEST,
+                            Vec::new(),
+                            Vec::new(),
+                        )
+                        .await;
+                    }
+                };
+                match (field_name.as_str(), file_name) {
+                    (super::CSRF_FIELD, _) => token = String::from_utf8_lossy(&data).into_owned(),
+                    ("files", Some(f)) if !f.is_empty() => match String::from_utf8(data.to_vec()) {
+                        Ok(source) => files.push(json!({"name": f, "source": source})),
+                        Err(_) => {
+                            c.error = format!("{f} is not UTF-8 text");
+                            return deploy_view(
+                                &state,
+                                c,
+                                StatusCode::BAD_REQUEST,
+                                Vec::new(),
+                                Vec::new(),
+                            )
+                            .await;
+                        }
+                    },
+                    _ => {}
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                c.error = format!("the upload could not be read: {e}");
+                return deploy_view(&state, c, StatusCode::BAD_REQUEST, Vec::new(), Vec::new())
+                    .await;
+            }
+        }
+    }
+    // A form sent without JavaScript carries its CSRF token inside the multipart body.
+    if !header_token && !super::session::csrf_matches(&current.session, &token) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "the request lacks this session's CSRF token; reload the page and try again",
+        );
+    }
+    let a = state
+        .api(
+            Method::POST,
+            "/deploy",
+            Body::from(json!({ "files": files }).to_string()),
+            &[("content-type", "application/json".into())],
+        )
+        .await;
+    let v = a.json();
+    let deployed: Vec<String> = v["deployed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            format!(
+                "deployed {} ({}): {}",
+                d["module"].as_str().unwrap_or_default(),
+                d["hash"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(12)
+                    .collect::<String>(),
+                d["services"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    let mut failed: Vec<String> = v["failed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if !a.ok() && failed.is_empty() {
+        failed.push(a.message());
+    }
+    deploy_view(&state, c, status_of(&a), deployed, failed).await
+}
+
+async fn rollback(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    body: Bytes,
+) -> Response {
+    let form = form_map(&body);
+    let module = form.get("module").cloned().unwrap_or_default();
+    let a = state
+        .api(
+            Method::POST,
+            "/deploy/rollback",
+            Body::from(json!({ "module": module }).to_string()),
+            &[],
+        )
+        .await;
+    let mut c = chrome(&state, &current, "deploy");
+    if a.ok() {
+        c.notice = format!(
+            "{module} rolled back to {}",
+            a.json()["hash"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect::<String>()
+        );
+    } else {
+        c.error = a.message();
+    }
+    deploy_view(&state, c, status_of(&a), Vec::new(), Vec::new()).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Config objects: channels, outgoing connections, security definitions, jobs
+
+/// An object kind of the config format, as the web admin edits it.
+pub struct Kind {
+    /// URL segment under `/admin/` and `/api/v1/`.
+    slug: &'static str,
+    /// Key of the list in `GET /api/v1/{slug}`.
+    list_key: &'static str,
+    title: &'static str,
+    singular: &'static str,
+    schema: fn() -> schemars::Schema,
+}
+
+static KINDS: &[Kind] = &[
+    Kind {
+        slug: "channels",
+        list_key: "channels",
+        title: "Channels",
+        singular: "channel",
+        schema: || schemars::schema_for!(shoal_common::objects::ChannelDef),
+    },
+    Kind {
+        slug: "outgoing",
+        list_key: "outgoing",
+        title: "Outgoing connections",
+        singular: "outgoing connection",
+        schema: || schemars::schema_for!(shoal_common::outgoing::OutgoingDef),
+    },
+    Kind {
+        slug: "security",
+        list_key: "security",
+        title: "Security definitions",
+        singular: "security definition",
+        schema: || schemars::schema_for!(shoal_common::objects::SecurityInput),
+    },
+    Kind {
+        slug: "jobs",
+        list_key: "jobs",
+        title: "Jobs",
+        singular: "job",
+        schema: || schemars::schema_for!(shoal_common::jobs::JobDef),
+    },
+];
+
+impl Kind {
+    fn variants(&self) -> Vec<Variant> {
+        forms::variants(&(self.schema)())
+    }
+
+    /// The type names offered by "New" (one empty name for a kind without types).
+    fn types(&self) -> Vec<String> {
+        self.variants()
+            .into_iter()
+            .map(|v| v.tag.unwrap_or_default())
+            .collect()
+    }
+}
+
+struct ObjectRow {
+    name: String,
+    href: String,
+    kind: String,
+    service: String,
+    place: String,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "objects.html")]
+struct ObjectsPage {
+    c: Chrome,
+    slug: &'static str,
+    title: &'static str,
+    singular: &'static str,
+    types: Vec<String>,
+    rows: Vec<ObjectRow>,
+}
+
+async fn objects_view(
+    kind: &'static Kind,
+    state: &WebState,
+    mut c: Chrome,
+    status: StatusCode,
+) -> Response {
+    if kind.slug == "jobs" {
+        return jobs_view(state, c, status).await;
+    }
+    let mut rows = Vec::new();
+    match state.get_json(&format!("/{}", kind.slug)).await {
+        Ok(v) => {
+            for o in v[kind.list_key].as_array().into_iter().flatten() {
+                let name = o["name"].as_str().unwrap_or_default();
+                rows.push(ObjectRow {
+                    name: name.to_owned(),
+                    href: segment(name),
+                    kind: o["type"].as_str().unwrap_or_default().to_owned(),
+                    service: o["service"].as_str().unwrap_or_default().to_owned(),
+                    place: place_of(o),
+                    active: o["is_active"].as_bool().unwrap_or(true),
+                });
+            }
+        }
+        Err(e) => c.error = e,
+    }
+    render(
+        status,
+        &ObjectsPage {
+            c,
+            slug: kind.slug,
+            title: kind.title,
+            singular: kind.singular,
+            types: kind.types(),
+            rows,
+        },
+    )
+}
+
+async fn list_objects(
+    kind: &'static Kind,
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut c = chrome(&state, &current, kind.slug);
+    if let Some(n) = q.get("saved") {
+        c.notice = format!("{} {n} saved", kind.singular);
+    }
+    if let Some(n) = q.get("deleted") {
+        c.notice = format!("{} {n} deleted", kind.singular);
+    }
+    objects_view(kind, &state, c, StatusCode::OK).await
+}
+
+struct FormField {
+    name: String,
+    widget: &'static str,
+    value: String,
+    required: bool,
+    help: String,
+    options: Vec<String>,
+    default: String,
+    error: String,
+}
+
+#[derive(Template)]
+#[template(path = "object_form.html")]
+struct ObjectForm {
+    c: Chrome,
+    slug: &'static str,
+    title: &'static str,
+    singular: &'static str,
+    types: Vec<String>,
+    tag: String,
+    variant_help: String,
+    editing: bool,
+    name: String,
+    fields: Vec<FormField>,
+}
+
+fn widget_name(w: Widget) -> &'static str {
+    match w {
+        Widget::Text => "text",
+        Widget::Secret => "secret",
+        Widget::Integer => "integer",
+        Widget::Number => "number",
+        Widget::Bool => "bool",
+        Widget::Select => "select",
+        Widget::Json => "json",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn object_form(
+    kind: &'static Kind,
+    c: Chrome,
+    variant: &Variant,
+    values: &BTreeMap<String, String>,
+    editing: bool,
+    name: &str,
+    error: Option<(String, String)>,
+    status: StatusCode,
+) -> Response {
+    let mut c = c;
+    let mut placed = false;
+    let fields = variant
+        .fields
+        .iter()
+        .map(|f| {
+            let error = match &error {
+                Some((field, message)) if *field == f.name => {
+                    placed = true;
+                    message.clone()
+                }
+                _ => String::new(),
+            };
+            FormField {
+                name: f.name.clone(),
+                widget: widget_name(f.widget),
+                value: values.get(&f.name).cloned().unwrap_or_default(),
+                required: f.required,
+                help: f.help.replace('`', ""),
+                options: f.options.clone(),
+                default: f.default_text(),
+                error,
+            }
+        })
+        .collect();
+    if let Some((_, message)) = error
+        && !placed
+    {
+        c.error = message;
+    }
+    render(
+        status,
+        &ObjectForm {
+            c,
+            slug: kind.slug,
+            title: kind.title,
+            singular: kind.singular,
+            types: kind.types(),
+            tag: variant.tag.clone().unwrap_or_default(),
+            variant_help: variant.help.replace('`', ""),
+            editing,
+            name: name.to_owned(),
+            fields,
+        },
+    )
+}
+
+async fn new_object(
+    kind: &'static Kind,
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let c = chrome(&state, &current, kind.slug);
+    let variants = kind.variants();
+    let wanted = q.get("type").cloned().unwrap_or_default();
+    let Some(variant) = variants
+        .iter()
+        .find(|v| wanted.is_empty() || v.tag.as_deref() == Some(wanted.as_str()))
+    else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "no {} type '{wanted}' (types: {})",
+                kind.singular,
+                kind.types().join(", ")
+            ),
+        );
+    };
+    let mut values = forms::defaults(variant);
+    // Prefill from the query (the service page's "add a channel" link).
+    for f in &variant.fields {
+        if let Some(v) = q.get(&f.name) {
+            values.insert(f.name.clone(), v.clone());
+        }
+    }
+    object_form(kind, c, variant, &values, false, "", None, StatusCode::OK)
+}
+
+async fn edit_object(
+    kind: &'static Kind,
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Path(name): Path<String>,
+) -> Response {
+    let c = chrome(&state, &current, kind.slug);
+    let object = match state
+        .get_json(&format!("/{}/{}", kind.slug, segment(&name)))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return refused(StatusCode::NOT_FOUND, &e),
+    };
+    let variants = kind.variants();
+    let tag = object["type"].as_str().unwrap_or_default();
+    let Some(variant) = variants
+        .iter()
+        .find(|v| v.tag.is_none() || v.tag.as_deref() == Some(tag))
+    else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            &format!("{} {name} has an unknown type '{tag}'", kind.singular),
+        );
+    };
+    let values = forms::encode(variant, &object);
+    object_form(kind, c, variant, &values, true, &name, None, StatusCode::OK)
+}
+
+async fn save_object(
+    kind: &'static Kind,
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    body: Bytes,
+) -> Response {
+    let c = chrome(&state, &current, kind.slug);
+    let mut values = form_map(&body);
+    values.remove(super::CSRF_FIELD);
+    let tag = values.remove("_type").unwrap_or_default();
+    let editing = values.remove("_editing");
+    let variants = kind.variants();
+    let Some(variant) = variants
+        .iter()
+        .find(|v| v.tag.is_none() || v.tag.as_deref() == Some(tag.as_str()))
+    else {
+        return refused(
+            StatusCode::BAD_REQUEST,
+            &format!("no {} type '{tag}'", kind.singular),
+        );
+    };
+    let name = match &editing {
+        Some(n) => n.clone(),
+        None => values
+            .get("name")
+            .map(|n| n.trim().to_owned())
+            .unwrap_or_default(),
+    };
+    if editing.is_some() {
+        values.insert("name".into(), name.clone());
+    }
+    let status = StatusCode::BAD_REQUEST;
+    if name.is_empty() {
+        let e = Some(("name".to_owned(), "name is required".to_owned()));
+        return object_form(kind, c, variant, &values, false, "", e, status);
+    }
+    let object = match forms::decode(variant, &values, editing.is_some()) {
+        Ok(o) => o,
+        Err(e) => {
+            let e = Some((e.field, e.message));
+            return object_form(
+                kind,
+                c,
+                variant,
+                &values,
+                editing.is_some(),
+                &name,
+                e,
+                status,
+            );
+        }
+    };
+    let a = state
+        .api(
+            Method::PUT,
+            &format!("/{}/{}", kind.slug, segment(&name)),
+            Body::from(object.to_string()),
+            &[("content-type", "application/json".into())],
+        )
+        .await;
+    if a.ok() {
+        return redirect(&format!("/admin/{}?saved={}", kind.slug, segment(&name)));
+    }
+    let message = a.message();
+    let field = forms::field_of_error(variant, &name, &message).unwrap_or_default();
+    // Secrets are never sent back to the browser, even as typed.
+    for f in &variant.fields {
+        if f.widget == Widget::Secret {
+            values.remove(&f.name);
+        }
+    }
+    object_form(
+        kind,
+        c,
+        variant,
+        &values,
+        editing.is_some(),
+        &name,
+        Some((field, message)),
+        status_of(&a),
+    )
+}
+
+async fn delete_object(
+    kind: &'static Kind,
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Path(name): Path<String>,
+) -> Response {
+    let a = state
+        .api(
+            Method::DELETE,
+            &format!("/{}/{}", kind.slug, segment(&name)),
+            Body::empty(),
+            &[],
+        )
+        .await;
+    if a.ok() {
+        return redirect(&format!("/admin/{}?deleted={}", kind.slug, segment(&name)));
+    }
+    let mut c = chrome(&state, &current, kind.slug);
+    c.error = a.message();
+    objects_view(kind, &state, c, status_of(&a)).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs
+
+struct JobRow {
+    name: String,
+    href: String,
+    service: String,
+    schedule: String,
+    runs: u64,
+    last_run: String,
+    next_run: String,
+    last_result: String,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    c: Chrome,
+    rows: Vec<JobRow>,
+}
+
+/// An RFC 3339 instant as the pages show times (`2026-12-01 11:21:44 UTC`).
+fn stamp(rfc3339: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.to_utc().format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| rfc3339.to_owned())
+}
+
+fn schedule_of(j: &Value) -> String {
+    let kind = j["type"].as_str().unwrap_or_default();
+    match kind {
+        "cron" => {
+            let expr = j["cron"]
+                .as_str()
+                .or_else(|| j["cron_definition"].as_str())
+                .unwrap_or_default();
+            format!("cron {expr}")
+        }
+        "interval" => {
+            let mut parts = Vec::new();
+            for (k, unit) in [
+                ("weeks", "w"),
+                ("days", "d"),
+                ("hours", "h"),
+                ("minutes", "min"),
+                ("seconds", "s"),
+            ] {
+                if let Some(n) = j[k].as_u64().filter(|n| *n > 0) {
+                    parts.push(format!("{n} {unit}"));
+                }
+            }
+            format!("every {}", parts.join(" "))
+        }
+        "one_time" => format!("once at {}", j["start_date"].as_str().unwrap_or("start")),
+        other => other.to_owned(),
+    }
+}
+
+async fn jobs_view(state: &WebState, mut c: Chrome, status: StatusCode) -> Response {
+    let mut rows = Vec::new();
+    match state.get_json("/jobs").await {
+        Ok(v) => {
+            for j in v["jobs"].as_array().into_iter().flatten() {
+                let name = j["name"].as_str().unwrap_or_default();
+                let r = &j["last_result"];
+                let last_result = if r.is_null() {
+                    String::new()
+                } else {
+                    let msg = r["message"].as_str().unwrap_or_default();
+                    format!(
+                        "{} {}{}",
+                        r["result"].as_str().unwrap_or_default(),
+                        r["status"].as_u64().unwrap_or(0),
+                        if msg.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {msg}")
+                        }
+                    )
+                };
+                rows.push(JobRow {
+                    name: name.to_owned(),
+                    href: segment(name),
+                    service: j["service"].as_str().unwrap_or_default().to_owned(),
+                    schedule: schedule_of(j),
+                    runs: j["last_result"]["finished"].as_u64().unwrap_or(0),
+                    last_run: stamp(j["last_run"].as_str().unwrap_or_default()),
+                    next_run: stamp(j["next_run"].as_str().unwrap_or_default()),
+                    last_result,
+                    active: j["is_active"].as_bool().unwrap_or(true),
+                });
+            }
+        }
+        Err(e) => c.error = e,
+    }
+    render(status, &JobsPage { c, rows })
+}
+
+async fn jobs(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut c = chrome(&state, &current, "jobs");
+    if let Some(n) = q.get("saved") {
+        c.notice = format!("job {n} saved");
+    }
+    if let Some(n) = q.get("deleted") {
+        c.notice = format!("job {n} deleted");
+    }
+    jobs_view(&state, c, StatusCode::OK).await
+}
+
+async fn run_job(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Path(name): Path<String>,
+) -> Response {
+    let a = state
+        .api(
+            Method::POST,
+            &format!("/jobs/{}/run", segment(&name)),
+            Body::empty(),
+            &[],
+        )
+        .await;
+    let mut c = chrome(&state, &current, "jobs");
+    if a.ok() {
+        c.notice = format!("job {name} was started");
+    } else {
+        c.error = a.message();
+    }
+    jobs_view(&state, c, status_of(&a)).await
+}
+
+// ---------------------------------------------------------------------------------------
+// KVDB
+
+struct KeyView {
+    key: String,
+    value: String,
+    ttl: String,
+}
+
+#[derive(Template)]
+#[template(path = "kvdb.html")]
+struct KvdbPage {
+    c: Chrome,
+    prefix: String,
+    prefix_q: String,
+    keys: Vec<(String, String)>,
+    truncated: bool,
+    view: Option<KeyView>,
+    set_key: String,
+    set_value: String,
+    set_expiry: String,
+}
+
+fn query_value(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn kvdb_view(
+    state: &WebState,
+    mut c: Chrome,
+    prefix: String,
+    key: Option<String>,
+    set: (String, String, String),
+    status: StatusCode,
+) -> Response {
+    let mut keys = Vec::new();
+    let mut truncated = false;
+    match state
+        .get_json(&format!("/kvdb?limit=200&prefix={}", query_value(&prefix)))
+        .await
+    {
+        Ok(v) => {
+            truncated = v["truncated"].as_bool().unwrap_or(false);
+            keys = v["keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|k| (k.to_owned(), query_value(k)))
+                .collect();
+        }
+        Err(e) => c.error = e,
+    }
+    let mut view = None;
+    if let Some(k) = key.filter(|k| !k.is_empty()) {
+        match state.get_json(&format!("/kvdb/{}", segment(&k))).await {
+            Ok(v) => {
+                let ttl = v["ttl_ms"].as_i64().unwrap_or(-1);
+                view = Some(KeyView {
+                    key: k,
+                    value: v["value"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .or_else(|| {
+                            v["value_base64"]
+                                .as_str()
+                                .map(|b| format!("(binary, base64) {b}"))
+                        })
+                        .unwrap_or_default(),
+                    ttl: if ttl < 0 {
+                        "no expiry".to_owned()
+                    } else {
+                        format!("expires in {:.1} s", ttl as f64 / 1000.0)
+                    },
+                });
+            }
+            Err(e) => c.error = e,
+        }
+    }
+    render(
+        status,
+        &KvdbPage {
+            c,
+            prefix_q: query_value(&prefix),
+            prefix,
+            keys,
+            truncated,
+            view,
+            set_key: set.0,
+            set_value: set.1,
+            set_expiry: set.2,
+        },
+    )
+}
+
+async fn kvdb(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let c = chrome(&state, &current, "kvdb");
+    let prefix = q.get("prefix").cloned().unwrap_or_default();
+    let key = q.get("key").cloned();
+    kvdb_view(&state, c, prefix, key, Default::default(), StatusCode::OK).await
+}
+
+async fn kvdb_set(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    body: Bytes,
+) -> Response {
+    let form = form_map(&body);
+    let get = |k: &str| form.get(k).cloned().unwrap_or_default();
+    let (key, value, expiry) = (get("key"), get("value"), get("expiry").trim().to_owned());
+    let mut c = chrome(&state, &current, "kvdb");
+    let path = if expiry.is_empty() {
+        format!("/kvdb/{}", segment(&key))
+    } else {
+        format!("/kvdb/{}?expiry={}", segment(&key), query_value(&expiry))
+    };
+    let a = if key.is_empty() {
+        // The API's own answer for an empty key.
+        state.api(Method::PUT, "/kvdb/", Body::empty(), &[]).await
+    } else {
+        state
+            .api(Method::PUT, &path, Body::from(value.clone()), &[])
+            .await
+    };
+    if a.ok() {
+        c.notice = format!("{key} set");
+        kvdb_view(
+            &state,
+            c,
+            String::new(),
+            Some(key),
+            Default::default(),
+            StatusCode::OK,
+        )
+        .await
+    } else {
+        c.error = if key.is_empty() {
+            "a key has 1 to 1024 characters".to_owned()
+        } else {
+            a.message()
+        };
+        kvdb_view(
+            &state,
+            c,
+            String::new(),
+            None,
+            (key, value, expiry),
+            status_of(&a),
+        )
+        .await
+    }
+}
+
+async fn kvdb_delete(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    body: Bytes,
+) -> Response {
+    let form = form_map(&body);
+    let key = form.get("key").cloned().unwrap_or_default();
+    let a = state
+        .api(
+            Method::DELETE,
+            &format!("/kvdb/{}", segment(&key)),
+            Body::empty(),
+            &[],
+        )
+        .await;
+    let mut c = chrome(&state, &current, "kvdb");
+    if a.ok() {
+        c.notice = format!("{key} deleted");
+    } else {
+        c.error = a.message();
+    }
+    kvdb_view(
+        &state,
+        c,
+        String::new(),
+        None,
+        Default::default(),
+        status_of(&a),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// Live tail
+
+/// Rows the tail page keeps.
+const TAIL_ROWS: usize = 200;
+
+struct TailRow {
+    time: String,
+    cid: String,
+    channel: String,
+    service: String,
+    status: u64,
+    status_class: u64,
+    duration: String,
+}
+
+#[derive(Template)]
+#[template(path = "tail.html")]
+struct TailPage {
+    c: Chrome,
+    service: String,
+    stream_q: String,
+    keep: usize,
+    rows: Vec<TailRow>,
+}
+
+async fn tail(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let mut c = chrome(&state, &current, "tail");
+    let service = q.get("service").cloned().unwrap_or_default();
+    let mut rows = Vec::new();
+    match state
+        .get_json(&format!(
+            "/requests?limit=50&service={}",
+            query_value(&service)
+        ))
+        .await
+    {
+        Ok(v) => {
+            for r in v["requests"].as_array().into_iter().flatten().rev() {
+                let status = r["status"].as_u64().unwrap_or(0);
+                rows.push(TailRow {
+                    time: chrono::DateTime::from_timestamp_millis(
+                        r["time_ms"].as_i64().unwrap_or(0),
+                    )
+                    .map(|t| t.format("%H:%M:%S%.3f").to_string())
+                    .unwrap_or_default(),
+                    cid: r["cid"].as_str().unwrap_or_default().to_owned(),
+                    channel: r["channel"].as_str().unwrap_or_default().to_owned(),
+                    service: r["service"].as_str().unwrap_or_default().to_owned(),
+                    status,
+                    status_class: status / 100,
+                    duration: micros(r["duration_us"].as_u64().unwrap_or(0)),
+                });
+            }
+        }
+        Err(e) => c.error = e,
+    }
+    render(
+        StatusCode::OK,
+        &TailPage {
+            c,
+            stream_q: if service.is_empty() {
+                String::new()
+            } else {
+                format!("?service={}", query_value(&service))
+            },
+            service,
+            keep: TAIL_ROWS,
+            rows,
+        },
+    )
+}
+
+/// The API's event stream (`GET /api/v1/tail`), passed through as it comes.
+async fn tail_stream(
+    State(state): State<WebState>,
+    Extension(_current): Extension<Current>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let service = q.get("service").cloned().unwrap_or_default();
+    let path = format!("/tail?service={}", query_value(&service));
+    state.api_stream(Method::GET, &path).await
+}

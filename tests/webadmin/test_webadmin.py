@@ -1,0 +1,343 @@
+"""The web admin end to end, in a real browser (Chromium via Playwright) against a real
+`shoal up`: every page a user works with, and what a browser must never be allowed."""
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from conftest import CLUSTER_NAME, PASSWORD, login, shot, until
+
+
+def expect_text(page, selector, pattern, patience=15000):
+    page.wait_for_function(
+        '([s, p]) => { const e = document.querySelector(s); return e && new RegExp(p).test(e.textContent); }',
+        arg=[selector, pattern], timeout=patience)
+
+
+def nav(page, section):
+    """Clicks a section in the navigation bar and waits until its page is in (htmx swaps
+    the body in place: a click returns before that)."""
+    page.click('nav >> text={}'.format(section))
+    page.wait_for_selector('nav a[aria-current=page]:text-is("{}")'.format(section))
+
+
+# --- Login -------------------------------------------------------------------------------
+
+def test_a_wrong_password_is_refused(page):
+    login(page, password='not-the-password')
+    expect_text(page, '[data-testid=error]', 'wrong user or password')
+    assert '/admin/login' in page.url
+    assert page.context.cookies() == []
+    shot(page, 'login')
+
+
+def test_login_then_the_dashboard_lists_every_member(admin, cluster):
+    page = admin
+    assert page.locator('header [data-testid=cluster-name]').inner_text() == CLUSTER_NAME
+    members = cluster.api('GET', '/cluster').json()['members']
+    table = page.locator('[data-testid=members]')
+    for role, ms in members.items():
+        for m in ms:
+            row = table.locator('tr', has_text=m['id'])
+            assert row.count() == 1, 'member {} missing from the dashboard'.format(m['id'])
+            assert row.locator('.health').inner_text() == 'ready'
+            assert row.get_attribute('data-role') == role
+    assert table.locator('.badge', has_text='leader').count() >= 1
+    shot(page, 'dashboard')
+
+
+def test_login_works_from_the_keyboard(page):
+    page.goto('/admin/login')
+    # From the user field, Tab reaches the password; the form submits with Enter.
+    page.focus('#username')
+    page.keyboard.press('Tab')
+    assert page.evaluate('document.activeElement.id') == 'password'
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press('Enter')
+    page.wait_for_url('**/admin/')
+
+
+# --- Services ----------------------------------------------------------------------------
+
+def test_services_are_grouped_and_filtered(admin):
+    page = admin
+    nav(page, 'Services')
+    page.wait_for_selector('tr[data-service="webadmin.greet"]')
+    assert page.locator('tr[data-service="hello.say-hello"]').count() == 1
+    page.fill('#q', 'greet')
+    # The list narrows as you type (htmx swaps the list in place).
+    page.wait_for_selector('tr[data-service="hello.say-hello"]', state='detached')
+    assert page.locator('tr[data-service="webadmin.greet"]').count() == 1
+    assert 'q=greet' in page.url
+    page.fill('#q', '')
+    page.wait_for_selector('tr[data-service="hello.say-hello"]')
+    shot(page, 'services')
+
+
+def test_a_service_page_shows_its_doc_simpleio_channels_source_and_invokes(admin):
+    page = admin
+    page.goto('/admin/services/webadmin.greet')
+    assert page.locator('[data-testid=service-name]').inner_text() == 'webadmin.greet'
+    assert 'Greets whoever is named.' in page.content()
+    assert page.locator('table:has(caption:text("Input")) code', has_text='name').count() == 1
+    assert page.locator('a', has_text='greet').count() >= 1  # its channel
+    assert 'class Greet(Service)' in page.locator('[data-testid=source]').inner_text()
+    page.fill('#payload', '{"name": "Ada", "title": "Countess"}')
+    page.click('form.invoke button[type=submit]')
+    expect_text(page, '[data-testid=invoke-status]', '^200$')
+    body = page.locator('[data-testid=invoke-body]').inner_text()
+    assert 'Hello, Countess Ada!' in body
+    cid = page.locator('[data-testid=invoke-cid]').inner_text()
+    assert re.fullmatch(r'[0-9a-f]{24}', cid), cid
+    assert 'ms' in page.locator('[data-testid=invoke-time]').inner_text()
+    shot(page, 'service')
+    # Bad input gets the API's precise answer, not a 500.
+    page.fill('#payload', '{"title": "no name"}')
+    page.click('form.invoke button[type=submit]')
+    expect_text(page, '[data-testid=invoke-status]', '^400$')
+    assert 'name' in page.locator('[data-testid=invoke-body]').inner_text()
+    page.fill('#payload', '{not json')
+    page.click('form.invoke button[type=submit]')
+    expect_text(page, '[data-testid=invoke-body]', 'not valid JSON')
+    assert page.locator('[data-testid=invoke-status]').inner_text() == '400'
+
+
+# --- Channels and security ---------------------------------------------------------------
+
+def test_a_channel_made_in_the_browser_serves_plain_http(admin, cluster):
+    page = admin
+    nav(page, 'Channels')
+    page.click('text=New channel (http)')
+    page.fill('#f-name', 'browser-made')
+    page.fill('#f-service', 'webadmin.greet')
+    page.fill('#f-url_path', '/browser/greet')
+    page.fill('#f-method', 'POST')
+    assert page.is_checked('#f-is_active')
+    shot(page, 'channel-form')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'browser-made saved')
+    assert page.locator('tr[data-name=browser-made]').count() == 1
+    shot(page, 'channels')
+    r = until(lambda: (lambda r: r if r.status_code == 200 else None)(
+        httpx.post(cluster.http_url + '/browser/greet', json={'name': 'Grace'}, timeout=5)),
+        what='the new channel answering')
+    assert r.json() == {'response': {'greeting': 'Hello, Grace!'}}
+    # Edit it: the form comes back filled in; delete it: it stops answering.
+    page.click('tr[data-name=browser-made] >> text=browser-made')
+    assert page.input_value('#f-url_path') == '/browser/greet'
+    assert page.get_attribute('#f-name', 'readonly') is not None
+    page.goto('/admin/channels')
+    page.click('tr[data-name=browser-made] button.danger')
+    expect_text(page, '[data-testid=notice]', 'browser-made deleted')
+    until(lambda: httpx.post(cluster.http_url + '/browser/greet', json={}, timeout=5).status_code == 404,
+          what='the deleted channel gone')
+
+
+def test_an_invalid_field_shows_its_error_next_to_it(admin):
+    page = admin
+    page.goto('/admin/channels/new?type=http')
+    page.fill('#f-name', 'bad-one')
+    page.fill('#f-url_path', '/bad')
+    page.fill('#f-service', 'webadmin.greet')
+    page.fill('#f-max_body', 'lots')
+    page.click('form.object button[type=submit]')
+    err = page.locator('[data-field=max_body] [data-testid=field-error]')
+    err.wait_for()
+    assert 'whole number' in err.inner_text()
+    # A rule of the API itself, shown at the field it names.
+    page.fill('#f-max_body', '999999999999')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-field=max_body] [data-testid=field-error]', 'over the most')
+    page.fill('#f-max_body', '')
+    page.fill('#f-service', '')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-field=service] [data-testid=field-error]', 'service is required')
+    assert page.get_attribute('#f-service', 'aria-invalid') == 'true'
+    shot(page, 'field-error')
+    page.goto('/admin/channels')
+    assert page.locator('tr[data-name=bad-one]').count() == 0
+
+
+def test_secrets_are_entered_but_never_shown_back(admin, cluster):
+    page = admin
+    page.goto('/admin/security/new?type=basic_auth')
+    page.fill('#f-name', 'browser-sec')
+    page.fill('#f-username', 'alice')
+    page.fill('#f-password', 's3cret-pw')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'browser-sec saved')
+    assert 's3cret-pw' not in page.content()
+    page.goto('/admin/security/browser-sec')
+    assert page.input_value('#f-password') == ''
+    assert 's3cret-pw' not in page.content()
+    # Saved again with the password left empty: the stored one is kept.
+    page.fill('#f-realm', 'Browser realm')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'browser-sec saved')
+    cluster.api('PUT', '/channels/sec-check', json={
+        'name': 'sec-check', 'type': 'http', 'service': 'webadmin.echo',
+        'url_path': '/sec/check', 'security': 'browser-sec'}).raise_for_status()
+    until(lambda: httpx.post(cluster.http_url + '/sec/check', json={}, auth=('alice', 's3cret-pw'),
+                             timeout=5).status_code == 200, what='the kept password accepted')
+    assert httpx.post(cluster.http_url + '/sec/check', json={}, auth=('alice', 'wrong'),
+                      timeout=5).status_code == 401
+    shot(page, 'security-form')
+
+
+def test_outgoing_connections_list_and_edit(admin):
+    page = admin
+    nav(page, 'Outgoing')
+    assert page.locator('tr[data-name=notes-db]').count() == 1
+    page.click('tr[data-name=notes-db] >> text=notes-db')
+    assert page.input_value('#f-url') == 'sqlite::memory:'
+    page.fill('#f-pool_size', '2')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'notes-db saved')
+    shot(page, 'outgoing')
+
+
+# --- Deploy and rollback -----------------------------------------------------------------
+
+V1 = b'''from zato.server.service import Service
+
+class Version(Service):
+    name = 'webadmin.version'
+
+    def handle(self):
+        self.response.payload = {'version': 1}
+'''
+
+V2 = V1.replace(b"{'version': 1}", b"{'version': 2}")
+
+BROKEN = b'''from zato.server.service import Service
+
+class Version(Service):
+    name = 'webadmin.version'
+
+    def handle(self)
+        pass
+'''
+
+
+def version(cluster):
+    r = cluster.api('POST', '/services/webadmin.version/invoke', json={})
+    return r.json().get('version') if r.status_code == 200 else None
+
+
+def upload(page, source):
+    page.set_input_files('#files', files=[{'name': 'webadmin_version.py', 'mimeType': 'text/x-python',
+                                           'buffer': source}])
+    page.click('form[enctype] button[type=submit]')
+
+
+def test_deploy_an_uploaded_module_and_roll_it_back(admin, cluster):
+    page = admin
+    nav(page, 'Deploy')
+    upload(page, V1)
+    expect_text(page, '[data-testid=deployed]', 'deployed webadmin_version')
+    until(lambda: version(cluster) == 1, what='version 1 serving')
+    upload(page, V2)
+    expect_text(page, '[data-testid=deployed]', 'deployed webadmin_version')
+    until(lambda: version(cluster) == 2, what='version 2 serving')
+    # A module that does not import is refused with its file and line; v2 keeps serving.
+    upload(page, BROKEN)
+    expect_text(page, '[data-testid=deploy-errors]', 'webadmin_version.py')
+    errors = page.locator('[data-testid=deploy-errors]').inner_text()
+    assert 'webadmin_version.py:6' in errors and 'SyntaxError' in errors, errors
+    assert version(cluster) == 2
+    shot(page, 'deploy')
+    row = page.locator('tr[data-module=webadmin_version]')
+    row.locator('button', has_text='Roll back').click()
+    expect_text(page, '[data-testid=notice]', 'webadmin_version rolled back')
+    until(lambda: version(cluster) == 1, what='version 1 serving again')
+
+
+# --- Jobs --------------------------------------------------------------------------------
+
+def test_run_a_job_now_and_see_the_run_counted(admin, cluster):
+    page = admin
+    nav(page, 'Jobs')
+    row = page.locator('tr[data-name=nightly-greeting]')
+    before = int(row.locator('[data-testid=runs]').inner_text())
+    assert 'every 24 h' in row.inner_text()
+    row.locator('button', has_text='Run now').click()
+    expect_text(page, '[data-testid=notice]', 'nightly-greeting was started')
+
+    def counted():
+        page.goto('/admin/jobs')
+        runs = int(page.locator('tr[data-name=nightly-greeting] [data-testid=runs]').inner_text())
+        return runs > before and 'ok' in page.locator('tr[data-name=nightly-greeting]').inner_text()
+    until(counted, what='the run counted with its result')
+    shot(page, 'jobs')
+
+
+# --- KVDB --------------------------------------------------------------------------------
+
+def test_kvdb_set_browse_read_and_delete(admin, cluster):
+    page = admin
+    nav(page, 'KVDB')
+    page.fill('#kv-key', 'web/greeting')
+    page.fill('#kv-value', 'hello from the browser')
+    page.fill('#kv-expiry', '600')
+    page.click('form.card button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'web/greeting set')
+    assert page.locator('[data-testid=kv-value]').inner_text() == 'hello from the browser'
+    assert 'expires in' in page.content()
+    r = cluster.api('GET', '/kvdb/web/greeting')
+    assert r.json()['value'] == 'hello from the browser'
+    page.fill('#prefix', 'web/')
+    page.click('form.inline button:text("List")')
+    page.click('[data-testid=keys] a:text("web/greeting")')
+    expect_text(page, '[data-testid=kv-value]', 'hello from the browser')
+    shot(page, 'kvdb')
+    page.click('button.danger:text("Delete")')
+    expect_text(page, '[data-testid=notice]', 'web/greeting deleted')
+    assert cluster.api('GET', '/kvdb/web/greeting').status_code == 404
+    # An expiry that is not a number: the API's error, shown.
+    page.fill('#kv-key', 'web/x')
+    page.fill('#kv-expiry', 'soon')
+    page.click('form.card button[type=submit]')
+    expect_text(page, '[data-testid=error]', 'expiry must be a positive number')
+
+
+# --- Live tail ---------------------------------------------------------------------------
+
+def test_the_live_tail_shows_an_invocation_made_outside_the_browser(admin, cluster):
+    page = admin
+    nav(page, 'Live tail')
+    expect_text(page, '[data-tail-status]', 'Following live')
+    cid = 'tail-' + uuid.uuid4().hex[:12]
+    r = cluster.api('POST', '/services/webadmin.echo/invoke', json={'x': 1}, headers={'X-Shoal-Cid': cid})
+    assert r.status_code == 200
+    page.wait_for_selector('#tail-rows code:text("{}")'.format(cid), timeout=15000)
+    row = page.locator('#tail-rows tr', has_text=cid)
+    assert 'webadmin.echo' in row.inner_text() and '200' in row.inner_text()
+    shot(page, 'tail')
+
+
+# --- Dark mode and logout ----------------------------------------------------------------
+
+def test_dark_mode_follows_the_system(browser, cluster):
+    ctx = browser.new_context(viewport={'width': 1280, 'height': 900}, base_url=cluster.admin_url,
+                              color_scheme='dark')
+    page = ctx.new_page()
+    login(page)
+    page.wait_for_url('**/admin/')
+    bg = page.evaluate('getComputedStyle(document.body).backgroundColor')
+    assert bg == 'rgb(17, 20, 24)', bg
+    shot(page, 'dashboard-dark')
+    ctx.close()
+
+
+def test_logout_ends_the_session(admin, cluster):
+    page = admin
+    cookie = [c for c in page.context.cookies() if c['name'] == 'shoal_session'][0]['value']
+    page.click('header button:text("Log out")')
+    page.wait_for_url('**/admin/login')
+    page.goto('/admin/services')
+    assert '/admin/login' in page.url
+    # The old cookie is dead on the server too, not only forgotten by the browser.
+    r = httpx.get(cluster.admin_url + '/admin/services', cookies={'shoal_session': cookie})
+    assert r.status_code == 303 and r.headers['location'] == '/admin/login'
