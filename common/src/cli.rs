@@ -29,6 +29,11 @@ pub struct CommonArgs {
     #[arg(long, env = "SHOAL_OPS_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ops_listen: Option<String>,
+    /// Host other members reach this one at (the pod IP on Kubernetes, from the downward
+    /// API); default: the host of the address it listens on.
+    #[arg(long, env = "SHOAL_ADVERTISE_HOST", value_name = "HOST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_host: Option<String>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "SHOAL_LOG_JSON")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +58,9 @@ pub struct CommonOptions {
     pub cluster: String,
     /// Ops listener address.
     pub ops_listen: String,
+    /// Host advertised in the member record instead of the listen address's (which may
+    /// be `0.0.0.0` in a pod).
+    pub advertise_host: Option<String>,
     /// JSON logs.
     pub log_json: bool,
     /// Member lease TTL in seconds.
@@ -67,6 +75,7 @@ impl Default for CommonOptions {
             etcd: vec!["http://127.0.0.1:2379".into()],
             cluster: "default".into(),
             ops_listen: "127.0.0.1:0".into(),
+            advertise_host: None,
             log_json: false,
             member_ttl: crate::members::DEFAULT_TTL,
             grace_period: 10,
@@ -75,6 +84,16 @@ impl Default for CommonOptions {
 }
 
 impl CommonOptions {
+    /// The address other members are told to reach `addr` (a bound listener) at: the
+    /// advertised host with `addr`'s port, else `addr` itself.
+    pub fn advertise(&self, addr: std::net::SocketAddr) -> String {
+        match self.advertise_host.as_deref().filter(|h| !h.is_empty()) {
+            Some(h) if h.contains(':') && !h.starts_with('[') => format!("[{h}]:{}", addr.port()),
+            Some(h) => format!("{h}:{}", addr.port()),
+            None => addr.to_string(),
+        }
+    }
+
     /// Store connection settings.
     pub fn store(&self) -> StoreOptions {
         StoreOptions {

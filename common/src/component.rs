@@ -79,7 +79,11 @@ pub async fn serve(
     ));
     let reg_cancel = CancellationToken::new();
     if let Some(store) = Store::connect_retrying(&common.store(), &cancel).await {
-        let mut member = Member::new(role, grpc_addr.to_string(), ops_addr.to_string());
+        let mut member = Member::new(
+            role,
+            common.advertise(grpc_addr),
+            common.advertise(ops_addr),
+        );
         if uds_path.exists() {
             member.uds_path = uds_path.display().to_string();
         }

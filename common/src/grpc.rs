@@ -76,9 +76,16 @@ pub async fn serve_unix(
 pub fn host_name() -> String {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_owned())
-            .or_else(|_| std::env::var("HOSTNAME"))
+        // $HOSTNAME first: Kubernetes sets it to the pod's name (as its UTS namespace
+        // does), and a harness running several "pods" on one machine sets one per pod.
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+            })
             .unwrap_or_default()
     })
     .clone()

@@ -550,8 +550,12 @@ pub async fn run(
         let advertise = options
             .advertise
             .clone()
-            .unwrap_or_else(|| grpc_addr.to_string());
-        let mut member = members::Member::new(role::EXECUTOR, advertise, ops_addr.to_string());
+            .unwrap_or_else(|| options.common.advertise(grpc_addr));
+        let mut member = members::Member::new(
+            role::EXECUTOR,
+            advertise,
+            options.common.advertise(ops_addr),
+        );
         if uds_path.exists() {
             member.uds_path = uds_path.display().to_string();
         }

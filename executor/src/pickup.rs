@@ -3,6 +3,14 @@
 //! watched with inotify, so it also follows Kubernetes ConfigMap mounts, whose updates
 //! swap symlinks.
 //!
+//! A ConfigMap mounted whole is laid out by the kubelet as `NAME.py → ..data/NAME.py`,
+//! `..data → ..2026_12_01_10_00_00.123456789/`; an update writes a new timestamped folder
+//! and renames a new `..data` over the old one, so the visible names never change. A file
+//! is therefore known by what it resolves to as well as by its time and size: after a
+//! swap every file resolves into the new folder and is redeployed, even one whose time
+//! and size happen to match; a key removed from the ConfigMap loses its visible link and
+//! its module is undeployed; the `..`-entries themselves are never loaded.
+//!
 //! Packages are followed too, as a Zato project lays them out: a sub-folder with an
 //! `__init__.py` is a package, and `crm/customers.py` under it is the module
 //! `crm.customers` (its services are named from that path, and it may import its siblings,
@@ -18,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Executor;
 
-/// What the poller remembers of a file: modification time and size.
-type Stamp = (SystemTime, u64);
+/// What the poller remembers of a file: modification time, size, and the path it resolves
+/// to through symlinks (a ConfigMap's `..data` swap changes it).
+type Stamp = (SystemTime, u64, PathBuf);
 
 /// Module name of a pickup file: its stem (`crm.py` → `crm`); at most 252 characters,
 /// so that `NAME.py` fits the filesystem's 255 bytes.
@@ -84,11 +93,13 @@ fn scan_into(dir: &Path, root: bool, out: &mut HashMap<PathBuf, Stamp>) {
         if meta.is_dir() {
             scan_into(&path, false, out);
         } else if meta.is_file() && path.extension().and_then(|e| e.to_str()) == Some("py") {
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             out.insert(
                 path,
                 (
                     meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                     meta.len(),
+                    real,
                 ),
             );
         }

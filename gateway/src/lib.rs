@@ -256,7 +256,11 @@ pub async fn run(
         cancel.clone(),
     ));
 
-    let member = members::Member::new(role::GATEWAY, addrs.1.to_string(), addrs.3.to_string());
+    let member = members::Member::new(
+        role::GATEWAY,
+        options.common.advertise(addrs.1),
+        options.common.advertise(addrs.3),
+    );
     let reg_cancel = CancellationToken::new();
     members::register(store, member, options.common.member_ttl, reg_cancel.clone());
     ops.set_ready(true);

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod kubelet;
 pub mod process;
 
 use std::future::Future;

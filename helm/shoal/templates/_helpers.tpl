@@ -1,0 +1,227 @@
+{{/* The release's full name (release-chart, or fullnameOverride). */}}
+{{- define "shoal.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "shoal.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels every object carries. */}}
+{{- define "shoal.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "shoal.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: shoal
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "gateway"). */}}
+{{- define "shoal.selector" -}}
+app.kubernetes.io/name: {{ include "shoal.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "shoal.image" -}}
+{{- $img := .root.Values.image -}}
+{{- printf "%s/%s-%s:%s" $img.registry $img.repository .component (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+
+{{- define "shoal.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "shoal.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "shoal.authSecret" -}}
+{{- default (printf "%s-auth" (include "shoal.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* The config store endpoints, comma-separated. */}}
+{{- define "shoal.etcdEndpoints" -}}
+{{- if .Values.etcd.enabled -}}
+{{- printf "http://%s-etcd:2379" (include "shoal.fullname" .) -}}
+{{- else -}}
+{{- required "etcd.external.endpoints is required when etcd.enabled is false" (join "," .Values.etcd.external.endpoints) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "shoal.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "shoal.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Environment every Shoal container has: the store, the cluster, the pod IP it
+advertises, JSON logs, and TMPDIR (the Unix sockets live there). */}}
+{{- define "shoal.env" -}}
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: SHOAL_ADVERTISE_HOST
+  value: "$(POD_IP)"
+- name: SHOAL_ETCD
+  value: {{ include "shoal.etcdEndpoints" . | quote }}
+- name: SHOAL_CLUSTER
+  value: {{ .Values.cluster | quote }}
+- name: SHOAL_LOG_JSON
+  value: {{ .Values.logJson | quote }}
+- name: TMPDIR
+  value: /run/shoal
+{{- end -}}
+
+{{/* Probes on the ops port. */}}
+{{- define "shoal.probes" -}}
+startupProbe:
+  httpGet: {path: /live, port: ops}
+  periodSeconds: 2
+  failureThreshold: 60
+livenessProbe:
+  httpGet: {path: /live, port: ops}
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /ready, port: ops}
+  periodSeconds: 5
+  failureThreshold: 2
+{{- end -}}
+
+{{/*
+One Shoal container: (dict "root" $ "component" "connectors" "values" .Values.connectors
+"port" 11232 "opsPort" 11233 "env" (list ...) "mounts" (list ...)).
+*/}}
+{{- define "shoal.container" -}}
+- name: {{ .component }}
+  image: {{ include "shoal.image" . }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  command: ["/usr/local/bin/shoal-{{ .component }}"]
+  env:
+    {{- include "shoal.env" .root | nindent 4 }}
+    - name: SHOAL_LISTEN
+      value: "0.0.0.0:{{ .port }}"
+    - name: SHOAL_OPS_LISTEN
+      value: "0.0.0.0:{{ .opsPort }}"
+    {{- with .env }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- with .values.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - {name: grpc, containerPort: {{ .port }}, protocol: TCP}
+    - {name: ops, containerPort: {{ .opsPort }}, protocol: TCP}
+  {{- include "shoal.probes" . | nindent 2 }}
+  resources:
+    {{- toYaml .values.resources | nindent 4 }}
+  securityContext:
+    {{- include "shoal.securityContext" . | nindent 4 }}
+  volumeMounts:
+    - {name: run, mountPath: /run/shoal}
+    {{- with .mounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+    {{- with .values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end -}}
+
+{{/* Pod-level fields every component shares: (dict "root" $ "values" .Values.x). */}}
+{{- define "shoal.podCommon" -}}
+serviceAccountName: {{ include "shoal.serviceAccountName" .root }}
+automountServiceAccountToken: false
+securityContext:
+  {{- include "shoal.podSecurityContext" . | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget when the component's pdb is enabled. */}}
+{{- define "shoal.pdb" -}}
+{{- if .values.pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "shoal.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "shoal.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  minAvailable: {{ .values.pdb.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "shoal.selector" . | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* The internal Service of a component (gRPC and ops ports). */}}
+{{- define "shoal.internalService" -}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "shoal.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "shoal.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  type: ClusterIP
+  selector:
+    {{- include "shoal.selector" . | nindent 4 }}
+  ports:
+    - {name: grpc, port: {{ .port }}, targetPort: grpc, protocol: TCP}
+    - {name: ops, port: {{ .opsPort }}, targetPort: ops, protocol: TCP}
+{{- end -}}
+
+{{/* A component's pod labels: every common label and the component. */}}
+{{- define "shoal.podLabels" -}}
+{{ include "shoal.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}

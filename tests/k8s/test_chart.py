@@ -1,0 +1,284 @@
+"""The Helm chart, offline: lint, render, validate against Kubernetes' own schemas (1.30 and
+1.37, strict), the invariants a cluster operator relies on, k8s/ kept equal to the chart,
+and — since no API server can run here — what the chart renders, run (harness.py) with the
+real binaries and a real etcd."""
+
+import base64
+import json
+import os
+import pathlib
+import subprocess
+import time
+import urllib.request
+
+import pytest
+import yaml
+
+import harness
+
+REPO = pathlib.Path(__file__).resolve().parent.parent.parent
+CHART = REPO / 'helm' / 'shoal'
+CI_VALUES = sorted((CHART / 'ci').glob('*-values.yaml'))
+KUBE_VERSIONS = ['1.30.0', '1.37.0']
+CRD_APIS = ['--api-versions', 'keda.sh/v1alpha1', '--api-versions', 'monitoring.coreos.com/v1']
+PASSWORD = 'k8s-harness-password'
+SECRETS = {'shoal-auth': {'admin-password': PASSWORD,
+                          'secret-key': base64.b64encode(b'k' * 32).decode()}}
+
+
+def helm(*args, check=True):
+    return subprocess.run([harness.helm(), *args], capture_output=True, text=True, check=check)
+
+
+def template(values=None, kube='1.30.0', sets=()):
+    args = ['template', 't', str(CHART), '--namespace', 'default', '--kube-version', kube, *CRD_APIS]
+    if values:
+        args += ['-f', str(values)]
+    for s in sets:
+        args += ['--set', s]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def test_the_chart_lints_strictly():
+    r = helm('lint', '--strict', str(CHART), check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for v in CI_VALUES:
+        r = helm('lint', '--strict', str(CHART), '-f', str(v), check=False)
+        assert r.returncode == 0, (v.name, r.stdout + r.stderr)
+
+
+def test_the_values_schema_is_fresh():
+    subprocess.run(['python3', str(REPO / 'scripts' / 'chart_schema.py'), '--check'], check=True)
+
+
+@pytest.mark.parametrize('kube', KUBE_VERSIONS)
+@pytest.mark.parametrize('values', CI_VALUES, ids=lambda p: p.name)
+def test_every_ci_values_file_renders_valid_manifests(values, kube, tmp_path):
+    docs = template(values, kube)
+    builtin = [d for d in docs if d['kind'] not in ('ScaledObject', 'ServiceMonitor')]
+    out = tmp_path / 'rendered.yaml'
+    out.write_text(yaml.safe_dump_all(builtin))
+    r = subprocess.run(['kubernetes-validate', '--strict', '--quiet', '-k', kube, str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == '' and 'WARN' not in r.stderr, r.stdout + r.stderr
+
+
+def test_a_misspelt_value_fails_naming_it():
+    r = helm('template', 't', str(CHART), '--set', 'gatway.replicas=3', check=False)
+    assert r.returncode != 0 and 'gatway' in r.stderr, r.stderr
+    r = helm('template', 't', str(CHART), '--set', 'executor.autoscaling.mode=sometimes', check=False)
+    assert r.returncode != 0 and 'mode' in r.stderr, r.stderr
+    r = helm('template', 't', str(CHART), '--set', 'executor.services.subPath=true', check=False)
+    assert r.returncode != 0 and 'subPath' in r.stderr
+
+
+def pods_of(docs):
+    return [d for d in docs if d['kind'] in ('Deployment', 'StatefulSet')]
+
+
+@pytest.mark.parametrize('values', CI_VALUES, ids=lambda p: p.name)
+def test_the_invariants_hold(values):
+    docs = template(values)
+    services = [d for d in docs if d['kind'] == 'Service']
+    autoscaled = {d['spec']['scaleTargetRef']['name'] for d in docs
+                  if d['kind'] in ('ScaledObject', 'HorizontalPodAutoscaler')}
+    for w in pods_of(docs):
+        name = w['metadata']['name']
+        labels = w['spec']['template']['metadata']['labels']
+        sel = w['spec']['selector']['matchLabels']
+        assert all(labels.get(k) == v for k, v in sel.items()), name
+        spec = w['spec']['template']['spec']
+        assert spec['securityContext']['runAsNonRoot'] is True
+        assert spec['securityContext']['seccompProfile']['type'] == 'RuntimeDefault'
+        containers = spec['containers'] + spec.get('initContainers', [])
+        for c in containers:
+            where = '{}/{}'.format(name, c['name'])
+            assert c['resources'].get('requests') and c['resources'].get('limits'), where
+            for p in ('livenessProbe', 'readinessProbe', 'startupProbe'):
+                assert p in c, (where, p)
+            sc = c['securityContext']
+            assert sc['readOnlyRootFilesystem'] is True and sc['allowPrivilegeEscalation'] is False, where
+            assert sc['capabilities']['drop'] == ['ALL'], where
+            for m in c.get('volumeMounts', []):
+                assert 'subPath' not in m, (where, m)
+        if name in autoscaled:
+            assert 'replicas' not in w['spec'], name
+        if w['kind'] == 'Deployment' and 'executor' not in name:
+            pass
+    # Every Service selects some pods.
+    for s in services:
+        sel = s['spec']['selector']
+        assert any(all(w['spec']['template']['metadata']['labels'].get(k) == v for k, v in sel.items())
+                   for w in pods_of(docs)), s['metadata']['name']
+    # Never a ScaledObject and an HPA for the same Deployment.
+    kinds = [d['kind'] for d in docs if d['kind'] in ('ScaledObject', 'HorizontalPodAutoscaler')]
+    assert len(kinds) <= 1
+
+
+def executor_annotations(files, reload):
+    sets = ['executor.services.reload=' + reload]
+    for name, text in files.items():
+        sets.append('executor.services.files.{}={}'.format(name.replace('.', '\\.'), text))
+    docs = template(sets=sets)
+    ex = next(d for d in docs if d['kind'] == 'Deployment' and d['metadata']['name'].endswith('-executor'))
+    return ex['spec']['template']['metadata'].get('annotations', {})
+
+
+def test_the_checksum_changes_with_the_code_in_restart_mode():
+    a = executor_annotations({'a.py': 'x = 1'}, 'restart')['shoal.dev/services-checksum']
+    b = executor_annotations({'a.py': 'x = 2'}, 'restart')['shoal.dev/services-checksum']
+    assert a != b
+    assert 'shoal.dev/services-checksum' not in executor_annotations({'a.py': 'x = 1'}, 'watch')
+
+
+def test_k8s_manifests_are_what_the_chart_renders():
+    for name in ('minimal', 'ha'):
+        rendered = helm('template', 'shoal', str(CHART), '--namespace', 'shoal', '--kube-version', '1.30.0',
+                        '-f', str(CHART / 'ci' / '{}-values.yaml'.format(name))).stdout
+        kept = (REPO / 'k8s' / name / 'shoal.yaml').read_text()
+        assert kept == header(name) + rendered, \
+            'k8s/{}/shoal.yaml differs from the chart: run scripts/render-k8s'.format(name)
+
+
+def header(name):
+    return ('# Rendered from helm/shoal with helm/shoal/ci/{}-values.yaml by scripts/render-k8s;\n'
+            '# a test keeps it equal to the chart. Do not edit: change the chart.\n').format(name)
+
+
+# --- Run what the chart renders ----------------------------------------------------------
+
+V1 = '''from zato.server.service import Service
+
+class Version(Service):
+    name = 'k8s.version'
+
+    def handle(self):
+        self.response.payload = {'version': %d}
+'''
+
+DB = '''from zato.server.service import Service
+
+class Count(Service):
+    name = 'k8s.count'
+
+    def handle(self):
+        db = self.out.sql.get('k8s-db')
+        self.response.payload = {'one': db.execute('select 1 as one').scalar()}
+'''
+
+
+def call(url, method='GET', body=None, auth=True, timeout=5):
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
+    req.add_header('Content-Type', 'application/json')
+    if auth:
+        req.add_header('Authorization', 'Basic ' + base64.b64encode(('admin:' + PASSWORD).encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b'null')
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except OSError:
+        return None, None
+
+
+def until(check, patience=60.0, what='the condition'):
+    deadline = time.monotonic() + patience
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    pytest.fail('{} did not hold in {} s (last: {!r})'.format(what, patience, last))
+
+
+@pytest.fixture
+def minimal(tmp_path):
+    values = tmp_path / 'v.yaml'
+    values.write_text(yaml.safe_dump({'executor': {'services': {'files': {'k8s_version.py': V1 % 1}}}}))
+    cluster = harness.Cluster(harness.render([CHART / 'ci' / 'minimal-values.yaml', values]), SECRETS)
+    try:
+        cluster.start()
+        yield cluster
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_the_rendered_chart_serves_code_from_its_configmap(minimal):
+    c = minimal
+    admin = 'http://' + c.address('t-shoal-admin', 'admin')
+    http = 'http://' + c.address('t-shoal-gateway', 'http')
+    status, _ = call(admin + '/api/v1/channels/version', 'PUT', {
+        'name': 'version', 'type': 'http', 'service': 'k8s.version', 'url_path': '/version'})
+    assert status == 200
+    until(lambda: call(http + '/version', 'POST', {}, auth=False) == (200, {'version': 1}),
+          what='version 1 through the gateway')
+    # The ConfigMap updated the kubelet's way: the new code answers.
+    c.update_configmap('t-shoal-services', {'k8s_version.py': V1 % 2})
+    until(lambda: call(http + '/version', 'POST', {}, auth=False) == (200, {'version': 2}),
+          what='version 2 after the ConfigMap update')
+    # A killed executor "pod" is restarted, and the cluster serves again.
+    ex = c.pod('executor')
+    old = ex.containers[0].starts
+    ex.kill()
+    until(lambda: ex.containers[0].starts > old, what='the executor restarted')
+    until(lambda: call(http + '/version', 'POST', {}, auth=False) == (200, {'version': 2}),
+          what='served again after the restart')
+    # Members advertise their pod's address, not 0.0.0.0.
+    status, cluster = call(admin + '/api/v1/cluster')
+    addrs = [m['grpc_addr'] for ms in cluster['members'].values() for m in ms]
+    assert addrs and all(a.startswith('127.42.0.') for a in addrs), addrs
+
+
+@pytest.fixture
+def sidecars(tmp_path):
+    values = tmp_path / 'v.yaml'
+    values.write_text(yaml.safe_dump({'auth': {'existingSecret': 'shoal-auth'},
+                                      'etcd': {'persistence': {'enabled': False}},
+                                      'executor': {'replicas': 1, 'services': {'files': {'k8s_db.py': DB}}}}))
+    cluster = harness.Cluster(harness.render([CHART / 'ci' / 'sidecars-values.yaml', values]), SECRETS)
+    try:
+        cluster.start()
+        yield cluster
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_sidecar_mode_serves_a_connector_call_over_the_pods_socket(sidecars):
+    c = sidecars
+    admin = 'http://' + c.address('t-shoal-admin', 'admin')
+    assert call(admin + '/api/v1/outgoing/k8s-db', 'PUT', {
+        'name': 'k8s-db', 'type': 'sql', 'url': 'sqlite::memory:', 'pool_size': 1})[0] == 200
+    until(lambda: call(admin + '/api/v1/services/k8s.count/invoke', 'POST', {}) == (200, {'one': 1}),
+          what='a SQL call through the sidecar')
+    pod = c.pod('executor')
+    status, cluster = call(admin + '/api/v1/cluster')
+    conn = cluster['members']['connectors']
+    assert len(conn) == 1
+    member = conn[0]
+    # The sidecar shares the executor's pod: same host, its socket in the pod's in-memory
+    # /run/shoal, where the executor finds it.
+    assert member['host'] == pod.name
+    assert member['uds_path'].startswith(str(pod.volumes['run']))
+    assert os.path.exists(member['uds_path'])
+
+
+def test_the_kustomization_puts_the_code_in_the_configmap():
+    kubectl = os.path.join(os.path.dirname(harness.helm()), 'kubectl')
+    for name in ('minimal', 'ha'):
+        out = subprocess.run([kubectl, 'kustomize', str(REPO / 'k8s' / name)], check=True,
+                             capture_output=True, text=True).stdout
+        docs = [d for d in yaml.safe_load_all(out) if d]
+        cm = [d for d in docs if d['kind'] == 'ConfigMap' and d['metadata']['name'] == 'shoal-services']
+        assert len(cm) == 1
+        assert cm[0]['data']['hello.py'] == (REPO / 'k8s' / name / 'services' / 'hello.py').read_text()
+        # The executors mount that very ConfigMap, whole.
+        ex = next(d for d in docs if d['kind'] == 'Deployment' and d['metadata']['name'] == 'shoal-executor')
+        vols = {v['name']: v for v in ex['spec']['template']['spec']['volumes']}
+        assert vols['services']['configMap']['name'] == 'shoal-services'
