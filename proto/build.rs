@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "shoal/connectors/v1/connectors.proto",
     "shoal/kvdb/v1/kvdb.proto",
     "shoal/scheduler/v1/scheduler.proto",
+    "externalscaler/externalscaler.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,5 +24,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(out.join("shoal_descriptor.bin"))
         .compile_protos(PROTOS, &["."])?;
     println!("cargo:rerun-if-changed=shoal");
+    println!("cargo:rerun-if-changed=externalscaler");
     Ok(())
 }

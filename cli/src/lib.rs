@@ -79,6 +79,9 @@ pub enum Command {
     /// Write the API catalogue: static HTML grouped by application, from the services'
     /// docstrings and SimpleIO, with openapi.json and each SOAP channel's WSDL.
     Apispec(cmd::apispec::ApispecArgs),
+    /// Write a Kubernetes ConfigMap manifest holding a services folder, to mount as the
+    /// executors' pickup folder (refused past Kubernetes' 1 MiB: use `shoal deploy`).
+    Configmap(cmd::configmap::ConfigmapArgs),
     /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`.
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -103,6 +106,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Logs(args) => cmd::logs::run(admin, format, args).await,
         Command::ImportZato(args) => cmd::import_zato::run(admin, args).await,
         Command::Apispec(args) => cmd::apispec::run(admin, args).await,
+        Command::Configmap(args) => cmd::configmap::run(args),
         Command::Completions(args) => cmd::completions::run(args),
     };
     match result {
@@ -112,5 +116,16 @@ pub async fn run(cli: Cli) -> i32 {
             eprintln!("{} {e}", style.red("error:"));
             e.exit_code()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the grammar (unique flags, valid defaults), which otherwise
+    /// only fail when that verb is first run.
+    #[test]
+    fn the_grammar_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -48,6 +48,19 @@ pub struct Member {
     /// The host name the member runs on.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub host: String,
+    /// Executors: the calls they hold now (refreshed about once a second while it
+    /// changes), what the KEDA external scaler and the web admin read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<Load>,
+}
+
+/// An executor's calls at one moment.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Load {
+    /// Calls being handled by a Python thread or waiting for one.
+    pub in_flight: u64,
+    /// Of those, the calls waiting for a Python thread.
+    pub queued: u64,
 }
 
 impl Member {
@@ -67,6 +80,7 @@ impl Member {
             services: Vec::new(),
             uds_path: String::new(),
             host: crate::grpc::host_name(),
+            load: None,
         }
     }
 

@@ -181,6 +181,8 @@ impl Executor {
             ms => Duration::from_millis(ms),
         };
         let service = req.service.clone();
+        // Counted until this call returns, however it returns.
+        let _in_flight = InFlight::enter(&self.metrics.in_flight);
         let (reply, rx) = oneshot::channel();
         let state = Arc::new(python::JobState::default());
         let fail = |e: ShoalError| {
@@ -490,6 +492,53 @@ impl pb::executor_server::Executor for Executor {
     }
 }
 
+/// One call in flight, counted in a gauge while it lives.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(g: &'a prometheus_client::metrics::gauge::Gauge) -> InFlight<'a> {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Executor {
+    /// Calls this executor holds now.
+    pub fn load(&self) -> members::Load {
+        let queued = self.pool.queued() as u64;
+        self.metrics.queued.set(queued as i64);
+        members::Load {
+            in_flight: u64::try_from(self.metrics.in_flight.get()).unwrap_or(0),
+            queued,
+        }
+    }
+}
+
+/// Publishes the executor's load in its member record about once a second while it
+/// changes (a store write per change at most per second; none while it is steady).
+async fn publish_load(executor: Executor, reg: Registration, cancel: CancellationToken) {
+    let mut last = members::Load::default();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = executor.load();
+        if now != last {
+            reg.update(|m| m.load = Some(now));
+            last = now;
+        }
+    }
+}
+
 /// Listeners the executor serves on (bound by the caller, so tests can use port 0).
 pub struct Listeners {
     pub grpc: tokio::net::TcpListener,
@@ -590,6 +639,11 @@ pub async fn run(
             );
         }
         let reg = members::register(store, member, options.common.member_ttl, reg_cancel.clone());
+        tokio::spawn(publish_load(
+            executor.clone(),
+            reg.clone(),
+            reg_cancel.clone(),
+        ));
         *executor.registration.lock() = Some(reg);
         // The pickup folder may have deployed before we registered.
         executor.publish_services().await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 
 /// Latency buckets in seconds, 50 µs to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -17,6 +17,10 @@ pub struct Metrics {
     queue_seconds: Histogram,
     pub deployments: Counter,
     pub deploy_failures: Counter,
+    /// Calls being handled or waiting for a Python thread.
+    pub in_flight: Gauge,
+    /// Calls waiting for a Python thread.
+    pub queued: Gauge,
 }
 
 impl Metrics {
@@ -29,6 +33,8 @@ impl Metrics {
             queue_seconds: Histogram::new(BUCKETS),
             deployments: Counter::default(),
             deploy_failures: Counter::default(),
+            in_flight: Gauge::default(),
+            queued: Gauge::default(),
         };
         ops.register(|r| {
             r.register(
@@ -55,6 +61,16 @@ impl Metrics {
                 "executor_deployments",
                 "Modules deployed",
                 m.deployments.clone(),
+            );
+            r.register(
+                "executor_in_flight",
+                "Calls being handled or waiting for a Python thread (what autoscaling reads)",
+                m.in_flight.clone(),
+            );
+            r.register(
+                "executor_queued",
+                "Calls waiting for a Python thread",
+                m.queued.clone(),
             );
             r.register(
                 "executor_deploy_failures",

@@ -193,6 +193,11 @@ impl Pool {
     }
 
     /// Queues a job; fails at once when the queue is full or the pool is gone.
+    /// Jobs waiting for a Python thread.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     pub fn submit(&self, job: Job) -> Result<(), ShoalError> {
         self.tx.try_send(job).map_err(|e| match e {
             crossbeam_channel::TrySendError::Full(_) => ShoalError::new(

@@ -50,3 +50,8 @@ pub mod scheduler {
 
 /// Encoded `FileDescriptorSet` of every Shoal proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("shoal_descriptor");
+
+/// KEDA's external scaler contract (served by the scheduler for executor autoscaling).
+pub mod externalscaler {
+    tonic::include_proto!("externalscaler");
+}

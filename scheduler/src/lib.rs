@@ -6,6 +6,7 @@
 //! [`shoal_common::jobs`] for the schedules and the misfire policy.
 
 pub mod engine;
+pub mod scaler;
 
 use std::sync::Arc;
 
@@ -151,22 +152,33 @@ pub async fn run(
             metrics.leader.clone(),
         );
     });
+    let scaler = scaler::Scaler::default();
     let routes =
-        tonic::service::Routes::new(pb::scheduler_server::SchedulerServer::new(service.clone()));
+        tonic::service::Routes::new(pb::scheduler_server::SchedulerServer::new(service.clone()))
+            .add_service(
+                shoal_proto::externalscaler::external_scaler_server::ExternalScalerServer::new(
+                    scaler.clone(),
+                ),
+            );
     let ttl = options.leader_ttl;
     let c = cancel.clone();
     component::serve(
         component::Spec {
             role: role::SCHEDULER,
             routes,
-            grpc_names: &["shoal.scheduler.v1.Scheduler"],
+            grpc_names: &[
+                "shoal.scheduler.v1.Scheduler",
+                "externalscaler.ExternalScaler",
+            ],
             ops,
         },
         &options.common,
         listeners,
         cancel,
         move |store, member| {
-            let router = Router::new(Discovery::watch(store, role::EXECUTOR, c.clone()));
+            let executors = Discovery::watch(store, role::EXECUTOR, c.clone());
+            *scaler.executors.lock() = Some(executors.clone());
+            let router = Router::new(executors);
             *service.store.lock() = Some((store.clone(), router.clone()));
             let rx = leader::campaign(store.clone(), role::SCHEDULER, &member.id, ttl, c.clone());
             *service.leadership.lock() = Some(rx.clone());

@@ -282,3 +282,49 @@ def test_the_kustomization_puts_the_code_in_the_configmap():
         ex = next(d for d in docs if d['kind'] == 'Deployment' and d['metadata']['name'] == 'shoal-executor')
         vols = {v['name']: v for v in ex['spec']['template']['spec']['volumes']}
         assert vols['services']['configMap']['name'] == 'shoal-services'
+
+
+def shoal_cli(*args):
+    return subprocess.run([str(harness.bin_dir() / 'shoal'), *args], capture_output=True, text=True)
+
+
+def test_the_cli_writes_a_configmap_the_chart_mounts(tmp_path):
+    code = tmp_path / 'services'
+    code.mkdir()
+    (code / 'k8s_version.py').write_text(V1 % 7)
+    (code / 'notes.txt').write_text('not code')
+    r = shoal_cli('configmap', str(code), '--name', 'my-code')
+    assert r.returncode == 0, r.stderr
+    cm = yaml.safe_load(r.stdout)
+    assert cm['kind'] == 'ConfigMap' and cm['metadata']['name'] == 'my-code'
+    assert cm['data'] == {'k8s_version.py': V1 % 7}
+    values = tmp_path / 'v.yaml'
+    values.write_text(yaml.safe_dump({'executor': {'services': {'existingConfigMap': 'my-code'}}}))
+    objects = harness.render([CHART / 'ci' / 'minimal-values.yaml', values]) + [cm]
+    assert not any(o['kind'] == 'ConfigMap' and o['metadata']['name'].endswith('-services') for o in objects)
+    cluster = harness.Cluster(objects, SECRETS)
+    try:
+        cluster.start()
+        admin = 'http://' + cluster.address('t-shoal-admin', 'admin')
+        until(lambda: call(admin + '/api/v1/services/k8s.version/invoke', 'POST', {}) == (200, {'version': 7}),
+              what='the CLI-made ConfigMap serving')
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_the_cli_refuses_what_a_configmap_cannot_hold(tmp_path):
+    big = tmp_path / 'big'
+    big.mkdir()
+    (big / 'huge.py').write_text('x = 1\n' + '#' * (1024 * 1024))
+    r = shoal_cli('configmap', str(big))
+    assert r.returncode == 2 and '1 MiB' in r.stderr and 'shoal deploy' in r.stderr, r.stderr
+    nested = tmp_path / 'nested'
+    (nested / 'crm').mkdir(parents=True)
+    (nested / 'crm' / '__init__.py').write_text('')
+    r = shoal_cli('configmap', str(nested))
+    assert r.returncode == 2 and 'folder' in r.stderr and 'shoal deploy' in r.stderr, r.stderr
+    r = shoal_cli('configmap', str(tmp_path / 'missing'))
+    assert r.returncode == 2

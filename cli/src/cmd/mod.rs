@@ -4,6 +4,7 @@
 pub mod apispec;
 pub mod apply;
 pub mod completions;
+pub mod configmap;
 pub mod deploy;
 pub mod import_zato;
 pub mod invoke;
