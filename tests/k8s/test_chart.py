@@ -328,3 +328,28 @@ def test_the_cli_refuses_what_a_configmap_cannot_hold(tmp_path):
     assert r.returncode == 2 and 'folder' in r.stderr and 'shoal deploy' in r.stderr, r.stderr
     r = shoal_cli('configmap', str(tmp_path / 'missing'))
     assert r.returncode == 2
+
+
+CRD_MODELS = os.environ.get('SHOAL_CRD_MODELS', os.path.expanduser('~/.cache/shoal-crd-models'))
+
+
+def crd_problems(objects):
+    r = subprocess.run(['node', str(REPO / 'tests' / 'k8s' / 'crd_check.mjs'), CRD_MODELS],
+                       input=json.dumps(objects), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize('values', CI_VALUES, ids=lambda p: p.name)
+def test_custom_resources_pass_their_crds_schemas(values):
+    objects = [d for d in template(values) if d['kind'] in ('ScaledObject', 'ServiceMonitor')]
+    assert crd_problems(objects) == []
+
+
+def test_the_crd_check_refuses_unknown_fields_and_wrong_types():
+    so = next(d for d in template(CHART / 'ci' / 'keda-values.yaml') if d['kind'] == 'ScaledObject')
+    so['spec']['minReplicas'] = 1
+    so['spec']['maxReplicaCount'] = 'lots'
+    problems = crd_problems([so])
+    assert any('minReplicas: unknown field' in p for p in problems), problems
+    assert any('maxReplicaCount must be integer' in p for p in problems), problems
