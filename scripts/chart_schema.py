@@ -45,6 +45,8 @@ RESOURCES = obj({
     'requests': obj({'cpu': QUANTITY, 'memory': QUANTITY, 'ephemeral-storage': QUANTITY}),
     'limits': obj({'cpu': QUANTITY, 'memory': QUANTITY, 'ephemeral-storage': QUANTITY}),
 })
+# `--set image.tag=7` gives a number: take it as the tag.
+TAG = {'anyOf': [{'type': 'string'}, {'type': 'number'}]}
 PDB = obj({'enabled': B, 'minAvailable': i(0)})
 
 
@@ -61,6 +63,7 @@ def component(extra=None):
         'topologySpreadConstraints': K8S_LIST,
         'podAnnotations': {'type': 'object', 'additionalProperties': {'type': 'string'}},
         'pdb': PDB,
+        'image': obj({'repository': s('Empty: <registry>/<repository>-<component>'), 'tag': TAG}),
     }
     props.update(extra or {})
     return obj(props)
@@ -75,7 +78,7 @@ SCHEMA = {
         'nameOverride': s(),
         'fullnameOverride': s(),
         'image': obj({
-            'registry': s(), 'repository': s(), 'tag': s(),
+            'registry': s(), 'repository': s(), 'tag': TAG,
             'pullPolicy': s(enum=['Always', 'IfNotPresent', 'Never']),
         }),
         'imagePullSecrets': {'type': 'array', 'items': {'type': 'string'}},
@@ -104,6 +107,7 @@ SCHEMA = {
             'services': obj({
                 'files': {'type': 'object', 'additionalProperties': {'type': 'string'},
                           'propertyNames': {'pattern': r'^[A-Za-z_][A-Za-z0-9_]*\.py$'}},
+                'glob': s('Chart files to add to the ConfigMap (.Files.Glob)'),
                 'existingConfigMap': s(),
                 'reload': s(enum=['watch', 'restart']),
             }),

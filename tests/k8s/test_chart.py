@@ -353,3 +353,14 @@ def test_the_crd_check_refuses_unknown_fields_and_wrong_types():
     problems = crd_problems([so])
     assert any('minReplicas: unknown field' in p for p in problems), problems
     assert any('maxReplicaCount must be integer' in p for p in problems), problems
+
+
+def test_a_component_takes_its_own_image_and_chart_files_reach_the_configmap():
+    docs = template(sets=['gateway.image.repository=registry.example.com/gw', 'gateway.image.tag=7',
+                          'image.registry=registry.example.com', 'executor.services.glob=services/*.py'])
+    images = {d['metadata']['name']: [c['image'] for c in d['spec']['template']['spec']['containers']]
+              for d in pods_of(docs)}
+    assert images['t-shoal-gateway'] == ['registry.example.com/gw:7']
+    assert images['t-shoal-executor'] == ['registry.example.com/shoal-executor:0.1.0']
+    cm = next(d for d in docs if d['kind'] == 'ConfigMap' and d['metadata']['name'] == 't-shoal-services')
+    assert cm['data']['hello.py'] == (CHART / 'services' / 'hello.py').read_text()

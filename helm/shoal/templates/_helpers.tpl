@@ -33,9 +33,16 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* A component's image: its own `image` values, else the global naming. */}}
 {{- define "shoal.image" -}}
 {{- $img := .root.Values.image -}}
-{{- printf "%s/%s-%s:%s" $img.registry $img.repository .component (default .root.Chart.AppVersion $img.tag) -}}
+{{- $own := (.values | default dict).image | default dict -}}
+{{- $tag := toString (default (default .root.Chart.AppVersion $img.tag) $own.tag) -}}
+{{- if $own.repository -}}
+{{- printf "%s:%s" $own.repository $tag -}}
+{{- else -}}
+{{- printf "%s/%s-%s:%s" $img.registry $img.repository .component $tag -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "shoal.serviceAccountName" -}}
