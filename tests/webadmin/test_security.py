@@ -62,7 +62,8 @@ def test_pages_and_fragments_need_a_session(cluster):
                        headers={'Origin': cluster.admin_url})
     assert r.status_code == 401
     # A made-up session cookie is no session.
-    r = anonymous.get('/admin/services', cookies={'shoal_session': 'f' * 64})
+    forged = httpx.Client(base_url=cluster.admin_url, cookies={'shoal_session': 'f' * 64}, timeout=10)
+    r = forged.get('/admin/services')
     assert r.status_code == 303
 
 
