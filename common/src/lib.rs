@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod invocation;
 pub mod jobs;
 pub mod leader;
 pub mod members;

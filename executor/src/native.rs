@@ -10,7 +10,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 use shoal_common::routing::Router;
 use shoal_common::store::Store;
-use shoal_proto::common::v1::ChannelInfo;
 use shoal_proto::executor::v1 as pb;
 
 /// What the native functions need from the executor.
@@ -46,18 +45,10 @@ fn invoke_remote(py: Python<'_>, name: &str, payload: &[u8], cid: &str) -> PyRes
     } else {
         payload.to_vec()
     };
-    let req = pb::InvokeRequest {
-        service: name.to_owned(),
-        payload: payload.into(),
-        cid: cid.to_owned(),
-        channel: Some(ChannelInfo {
-            name: "invoke".into(),
-            r#type: "invoke".into(),
-            data_format: "json".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let req = shoal_common::invocation::Invocation::new(name, cid)
+        .channel("invoke", "invoke", "json")
+        .payload(payload)
+        .build();
     let result = py.detach(|| ctx.handle.block_on(ctx.router.invoke(req)));
     let resp = match result {
         Ok(r) => r,

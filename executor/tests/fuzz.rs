@@ -78,11 +78,13 @@ fn conversion_and_coercion_properties() {
     rt.block_on(ex.deploy("fuzz", MODULE.into(), "fuzz.py"))
         .expect("deploy");
     let call = |service: &str, payload: &Value| {
-        rt.block_on(ex.invoke(pb::InvokeRequest {
-            service: service.into(),
-            payload: serde_json::to_vec(payload).expect("json").into(),
-            ..Default::default()
-        }))
+        rt.block_on(
+            ex.invoke(
+                shoal_common::invocation::Invocation::new(service, "")
+                    .payload(serde_json::to_vec(payload).expect("json"))
+                    .build(),
+            ),
+        )
     };
     let config = ProptestConfig {
         cases: 300,

@@ -58,12 +58,10 @@ fn executor() -> Executor {
 }
 
 fn req(service: &str, payload: serde_json::Value, timeout_ms: u64) -> pb::InvokeRequest {
-    pb::InvokeRequest {
-        service: service.into(),
-        payload: serde_json::to_vec(&payload).expect("json").into(),
-        timeout_ms,
-        ..Default::default()
-    }
+    shoal_common::invocation::Invocation::new(service, "")
+        .payload(serde_json::to_vec(&payload).expect("json"))
+        .timeout_ms(timeout_ms)
+        .build()
 }
 
 // One test function: CPython is one per process, and the cases share the deployed module.

@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 use shoal_common::members::{Member, role};
 use shoal_common::store::Store;
 use shoal_common::{ErrorCode, ShoalError, leader};
-use shoal_proto::common::v1::ChannelInfo;
 use shoal_proto::executor::v1 as pb;
 
 use crate::auth::BasicAuth;
@@ -318,23 +317,13 @@ async fn invoke(
         // The same buffer as raw_request: the router sends it once.
         body.clone()
     };
-    let req = pb::InvokeRequest {
-        service: name,
-        payload,
-        raw_request: body,
-        cid: cid.clone(),
-        channel: Some(ChannelInfo {
-            name: "admin.invoke".into(),
-            r#type: "admin".into(),
-            data_format: "json".into(),
-            security_name: "admin".into(),
-            username: crate::auth::ADMIN_USER.into(),
-            meta: Default::default(),
-        }),
-        http: None,
-        timeout_ms,
-        payload_is_raw: false,
-    };
+    let req = shoal_common::invocation::Invocation::new(name, cid.clone())
+        .channel("admin.invoke", "admin", "json")
+        .caller("admin", crate::auth::ADMIN_USER)
+        .payload(payload)
+        .raw_request(body)
+        .timeout_ms(timeout_ms)
+        .build();
     match state.router.invoke(req).await {
         Ok(resp) => respond::json_channel(resp),
         Err(e) => respond::error(&e.with_cid(cid)),

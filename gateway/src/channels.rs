@@ -21,11 +21,12 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
+use shoal_common::invocation::Invocation;
 use shoal_common::objects::{ChannelDef, DataFormat, SecurityDef, Wire};
 use shoal_common::routing::Router;
 use shoal_common::store::{Store, WatchEvent};
 use shoal_common::{ErrorCode, ShoalError};
-use shoal_proto::common::v1::{ChannelInfo, HttpInfo};
+use shoal_proto::common::v1::HttpInfo;
 use shoal_proto::executor::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
@@ -824,30 +825,20 @@ async fn handle(
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let headers = forwarded_headers(&parts.headers, hidden_header.as_ref());
-    let invoke = pb::InvokeRequest {
-        service,
-        payload,
-        raw_request: body,
-        cid: cid.to_owned(),
-        channel: Some(ChannelInfo {
-            name: channel.name.clone(),
-            r#type: "http".into(),
-            data_format: channel.data_format.as_str().into(),
-            security_name: channel.security.clone().unwrap_or_default(),
-            username,
-            meta: Default::default(),
-        }),
-        http: Some(HttpInfo {
+    let invoke = Invocation::new(service, cid)
+        .channel(channel.name.clone(), "http", channel.data_format.as_str())
+        .caller(channel.security.clone().unwrap_or_default(), username)
+        .payload(payload)
+        .raw_request(body)
+        .http(HttpInfo {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             params,
             query,
             headers,
             form,
-        }),
-        timeout_ms: 0,
-        payload_is_raw: false,
-    };
+        })
+        .build();
     let result = state.router.invoke(invoke).await;
     let mut resp = match (zato_wire, result) {
         (true, Ok(resp)) => zato_response(resp, cid),
@@ -1043,30 +1034,20 @@ async fn soap_call(
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
-    let invoke = pb::InvokeRequest {
-        service: channel.service.clone(),
-        payload: serde_json::to_vec(&req.input).unwrap_or_default().into(),
-        raw_request: body,
-        cid: cid.to_owned(),
-        channel: Some(ChannelInfo {
-            name: channel.name.clone(),
-            r#type: "soap".into(),
-            data_format: "xml".into(),
-            security_name: channel.security.clone().unwrap_or_default(),
-            username,
-            meta: Default::default(),
-        }),
-        http: Some(HttpInfo {
+    let invoke = Invocation::new(channel.service.clone(), cid)
+        .channel(channel.name.clone(), "soap", "xml")
+        .caller(channel.security.clone().unwrap_or_default(), username)
+        .payload(serde_json::to_vec(&req.input).unwrap_or_default())
+        .raw_request(body)
+        .http(HttpInfo {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
             params,
             query,
             headers: forwarded_headers(&parts.headers, None),
             form: HashMap::new(),
-        }),
-        timeout_ms: 0,
-        payload_is_raw: false,
-    };
+        })
+        .build();
     let resp = match state.router.invoke(invoke).await {
         Ok(r) => r,
         Err(e) => return soap_fault(spec.version, e.code, &e.message, cid),

@@ -3,8 +3,8 @@
 //! API key under its header's name — or with the admin credentials. Nothing is callable
 //! anonymously.
 
+use shoal_common::invocation::Invocation;
 use shoal_common::{ErrorCode, ShoalError};
-use shoal_proto::common::v1::ChannelInfo;
 use shoal_proto::executor::v1 as pb;
 use shoal_proto::invoker::v1 as ipb;
 use tonic::{Request, Response, Status};
@@ -75,23 +75,12 @@ impl ipb::invoker_server::Invoker for InvokerService {
         } else {
             req.cid
         };
-        let call = pb::InvokeRequest {
-            service: req.service,
-            payload: req.payload,
-            raw_request: Default::default(),
-            cid: cid.clone(),
-            channel: Some(ChannelInfo {
-                name: "grpc.invoker".into(),
-                r#type: "grpc".into(),
-                data_format: "json".into(),
-                security_name,
-                username,
-                meta: Default::default(),
-            }),
-            http: None,
-            timeout_ms,
-            payload_is_raw: false,
-        };
+        let call = Invocation::new(req.service, cid.clone())
+            .channel("grpc.invoker", "grpc", "json")
+            .caller(security_name, username)
+            .payload(req.payload)
+            .timeout_ms(timeout_ms)
+            .build();
         let resp = self
             .router
             .invoke(call)

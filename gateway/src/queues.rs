@@ -33,7 +33,6 @@ use shoal_common::secret::SecretKey;
 use shoal_common::store::Store;
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::common::v1::ChannelInfo;
-use shoal_proto::executor::v1 as pb;
 use tokio_util::sync::CancellationToken;
 
 /// Header that carries how many times a message has failed.
@@ -295,13 +294,12 @@ async fn invoke(
         Ok(p) => p,
         Err(e) => return Outcome::Poison(e),
     };
-    let req = pb::InvokeRequest {
-        service: service.to_owned(),
-        payload: payload.into(),
-        raw_request: body.to_vec().into(),
-        channel: Some(channel),
-        ..Default::default()
-    };
+    let req = shoal_common::invocation::Invocation::new(service, "")
+        .channel(channel.name, channel.r#type, channel.data_format)
+        .meta(channel.meta)
+        .payload(payload)
+        .raw_request(body.to_vec())
+        .build();
     match ctx.router.invoke(req).await {
         Ok(resp) => match resp.error {
             None => Outcome::Done,

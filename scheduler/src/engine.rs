@@ -23,8 +23,6 @@ use shoal_common::jobs::{self, JobDef, RunResult, RunState, Schedule};
 use shoal_common::leader::Leadership;
 use shoal_common::routing::Router;
 use shoal_common::store::{Store, WatchEvent};
-use shoal_proto::common::v1::ChannelInfo;
-use shoal_proto::executor::v1 as pb;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -345,20 +343,12 @@ pub async fn fire(
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(v) => serde_json::to_vec(v).unwrap_or_default(),
     };
-    let req = pb::InvokeRequest {
-        service: job.service.clone(),
-        payload: payload.into(),
-        cid: cid.clone(),
-        channel: Some(ChannelInfo {
-            name: job.name.clone(),
-            r#type: "scheduler".into(),
-            data_format: "json".into(),
-            meta,
-            ..Default::default()
-        }),
-        timeout_ms: job.timeout_ms(),
-        ..Default::default()
-    };
+    let req = shoal_common::invocation::Invocation::new(job.service.clone(), cid.clone())
+        .channel(job.name.clone(), "scheduler", "json")
+        .meta(meta)
+        .payload(payload)
+        .timeout_ms(job.timeout_ms())
+        .build();
     let outcome = match router.invoke(req).await {
         Ok(resp) => match resp.error {
             Some(e) => RunResult {
