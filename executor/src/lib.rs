@@ -539,11 +539,9 @@ async fn publish_load(executor: Executor, reg: Registration, cancel: Cancellatio
     }
 }
 
-/// Listeners the executor serves on (bound by the caller, so tests can use port 0).
-pub struct Listeners {
-    pub grpc: tokio::net::TcpListener,
-    pub ops: tokio::net::TcpListener,
-}
+/// Listeners the executor serves on (bound by the caller, so tests can use port 0): the
+/// same pair every gRPC component takes.
+pub use shoal_common::component::Listeners;
 
 /// Runs the executor until `cancel`: ops listener, gRPC server, pickup folder, member
 /// registration.

@@ -107,10 +107,7 @@ fn main() {
     }
     shoal_common::cli::run_main(
         move |cancel| async move {
-            let listeners = Listeners {
-                grpc: shoal_common::grpc::bind(&options.listen).await?,
-                ops: shoal_common::grpc::bind(&options.common.ops_listen).await?,
-            };
+            let listeners = Listeners::bind(&options.listen, &options.common.ops_listen).await?;
             run(options, listeners, cancel).await
         },
         cli.common.supervised,
