@@ -274,7 +274,6 @@ async fn logs_follow_invocations_made_elsewhere() {
                 .await
                 .ok()?;
             assert_eq!(r.status(), 200);
-            tokio::time::sleep(Duration::from_millis(200)).await;
             let lines = printed.lock().expect("lines").clone();
             for l in &lines {
                 let v: Value = serde_json::from_str(l).expect("one JSON record per line");

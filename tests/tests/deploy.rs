@@ -52,15 +52,20 @@ async fn pickup_folder_new_changed_broken_and_deleted_files() {
 
     // A broken file leaves version 2 serving.
     std::fs::write(&file, "from shoal import Service\nclass Broken(Service:\n").expect("write");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The import error becomes visible through the CLI (and GET /api/v1/deploy), with its
+    // line, once the poller has tried the file; version 2 serves throughout.
+    let err = eventually(
+        Duration::from_secs(10),
+        "the import error reported",
+        || async {
+            let (code, _, err) = c.cli(&["services"]).await;
+            assert_eq!(code, 0);
+            err.contains("deploy error: hot").then_some(err)
+        },
+    )
+    .await;
+    assert!(err.contains("hot.py:2"), "{err}");
     version_everywhere(&c, 2).await;
-    // The import error is visible through the CLI (and GET /api/v1/deploy), with its line.
-    let (code, _, err) = c.cli(&["services"]).await;
-    assert_eq!(code, 0);
-    assert!(
-        err.contains("deploy error: hot") && err.contains("hot.py:2"),
-        "{err}"
-    );
 
     // Fixed again: the error goes away.
     std::fs::write(&file, module(3)).expect("write");
