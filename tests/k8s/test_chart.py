@@ -227,6 +227,16 @@ def test_the_rendered_chart_serves_code_from_its_configmap(minimal):
     until(lambda: ex.containers[0].starts > old, what='the executor restarted')
     until(lambda: call(http + '/version', 'POST', {}, auth=False) == (200, {'version': 2}),
           what='served again after the restart')
+    # Code deployed through the admin API works beside the ConfigMap's: hot, with rollback.
+    for n in (1, 2):
+        status, _ = call(admin + '/api/v1/deploy', 'POST', {'files': [
+            {'name': 'k8s_hot.py', 'source': (V1 % n).replace('k8s.version', 'k8s.hot')}]})
+        assert status == 200
+        until(lambda: call(admin + '/api/v1/services/k8s.hot/invoke', 'POST', {}) == (200, {'version': n}),
+              what='deployed version {}'.format(n))
+    assert call(admin + '/api/v1/deploy/rollback', 'POST', {'module': 'k8s_hot'})[0] == 200
+    until(lambda: call(admin + '/api/v1/services/k8s.hot/invoke', 'POST', {}) == (200, {'version': 1}),
+          what='rolled back')
     # Members advertise their pod's address, not 0.0.0.0.
     status, cluster = call(admin + '/api/v1/cluster')
     addrs = [m['grpc_addr'] for ms in cluster['members'].values() for m in ms]
