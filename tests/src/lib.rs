@@ -76,6 +76,24 @@ where
     }
 }
 
+/// Checks that `check` holds throughout `window` (polling it), panicking with `what` the
+/// first time it does not: how a test says "nothing happens for a while" (no retry, no
+/// second leader, no duplicate run) without a blind sleep.
+pub async fn holds_for<F, Fut>(window: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + window;
+    loop {
+        assert!(check().await, "no longer true: {what}");
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The folder cargo puts this workspace's binaries in (next to the test executable's
 /// `deps/` folder).
 pub fn bin_dir() -> std::path::PathBuf {

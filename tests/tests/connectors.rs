@@ -1047,17 +1047,17 @@ channels:
         .await
         .expect("python3 with pyzmq");
     assert!(status.success());
-    let mut got = 0;
-    for _ in 0..100 {
-        got = stats(&c, "zmq", &[]).await["done"]
-            .as_array()
-            .map_or(0, Vec::len);
-        if got == 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(got, 50, "ZeroMQ messages processed");
+    shoal_tests::eventually(
+        Duration::from_secs(20),
+        "50 ZeroMQ messages processed",
+        || async {
+            let got = stats(&c, "zmq", &[]).await["done"]
+                .as_array()
+                .map_or(0, Vec::len);
+            (got == 50).then_some(())
+        },
+    )
+    .await;
     assert!(
         stats(&c, "zmq", &[]).await["last"]
             .as_str()
@@ -1145,7 +1145,9 @@ channels:
         "{v}"
     );
     // Given up means given up: no further tries.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stats(&c, "mq", &[99]).await["calls"]["99"], 3);
+    shoal_tests::holds_for(Duration::from_secs(2), "no further tries", || async {
+        stats(&c, "mq", &[99]).await["calls"]["99"] == 3
+    })
+    .await;
     delete(&ch, &queue).await;
 }

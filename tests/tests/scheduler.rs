@@ -305,8 +305,12 @@ async fn a_failed_run_is_recorded_not_retried() {
     .await;
     assert_eq!(v["last_result"]["result"], "service_error", "{v}");
     assert_eq!(v["last_result"]["status"], 500);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(ticks(&file).len(), 1, "a failed run must not be retried");
+    shoal_tests::holds_for(
+        Duration::from_secs(2),
+        "a failed run is not retried",
+        || async { ticks(&file).len() == 1 },
+    )
+    .await;
 }
 
 /// A real etcd, `shoal up --schedulers 2` on it, and a 1 s interval job that has run a
@@ -386,12 +390,12 @@ async fn a_paused_leader_does_not_fire_when_it_wakes() {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     shoal_tests::process::signal(pid, libc::SIGCONT);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        fired_by(&ops).await,
-        fired_before_pause,
-        "the woken scheduler fired a run"
-    );
+    shoal_tests::holds_for(
+        Duration::from_secs(5),
+        "the woken scheduler fires no run",
+        || async { fired_by(&ops).await == fired_before_pause },
+    )
+    .await;
     let (still, _, _) = leader(&c).await;
     assert_eq!(
         still, new_id,
