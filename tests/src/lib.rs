@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod kubelet;
 pub mod process;
+pub mod servers;
 
 use std::future::Future;
 use std::time::Duration;

@@ -17,8 +17,9 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use shoal_tests::cluster::Cluster;
+use shoal_tests::servers::{BrokerRestart, Ftp};
 
-const RABBIT: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+const RABBIT: &str = shoal_tests::servers::RABBITMQ;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,9 +42,12 @@ async fn call(c: &Cluster, service: &str, payload: Value) -> Value {
 }
 
 async fn rabbit() -> (Connection, lapin::Channel) {
-    let conn = Connection::connect(RABBIT, ConnectionProperties::default())
-        .await
-        .expect("RabbitMQ on 127.0.0.1:5672");
+    let conn = Connection::connect(
+        shoal_tests::servers::rabbitmq(),
+        ConnectionProperties::default(),
+    )
+    .await
+    .expect("RabbitMQ on 127.0.0.1:5672");
     let ch = conn.create_channel().await.expect("channel");
     (conn, ch)
 }
@@ -66,6 +70,8 @@ async fn delete(ch: &lapin::Channel, queue: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_on_postgres_mariadb_and_sqlite() {
+    shoal_tests::servers::postgres();
+    shoal_tests::servers::mariadb();
     let dir = tempfile::tempdir().expect("tempdir");
     let lite = dir.path().join("lite.db");
     let config = format!(
@@ -592,32 +598,6 @@ outgoing:
     assert_eq!(line.as_deref(), Some("over zmq"));
 }
 
-/// Starts pyftpdlib on a free port; (process, port).
-async fn ftp_server(root: &Path, tls: Option<(&Path, &Path)>) -> (tokio::process::Child, u16) {
-    let port = shoal_tests::free_port();
-    let mut cmd = tokio::process::Command::new("python3");
-    cmd.arg(fixture("ftp_server.py"))
-        .arg(port.to_string())
-        .arg(root)
-        .args(["shoal", "ftp-pass-1"]);
-    if let Some((cert, key)) = tls {
-        cmd.arg(cert).arg(key);
-    }
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python3 with pyftpdlib");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let ready = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
-    assert!(
-        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
-        "the FTP server did not start (pip install pyftpdlib pyOpenSSL)"
-    );
-    (child, port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_with_a_private_ca() {
     let certs = tempfile::tempdir().expect("tempdir");
@@ -756,9 +736,16 @@ async fn ftp_and_ftps() {
     let root = tempfile::tempdir().expect("tempdir");
     let certs = tempfile::tempdir().expect("tempdir");
     let (ca, cert, key) = make_certs(certs.path());
-    let (_plain, plain_port) = ftp_server(root.path(), None).await;
+    let plain = Ftp::start(&fixture("ftp_server.py"), root.path(), None).await;
+    let plain_port = plain.port;
     let tls_root = tempfile::tempdir().expect("tempdir");
-    let (_tls, tls_port) = ftp_server(tls_root.path(), Some((&cert, &key))).await;
+    let tls = Ftp::start(
+        &fixture("ftp_server.py"),
+        tls_root.path(),
+        Some((&cert, &key)),
+    )
+    .await;
+    let tls_port = tls.port;
     let config = format!(
         r#"
 outgoing:
@@ -804,29 +791,6 @@ outgoing:
         .expect("invoke");
     assert_eq!(s, 500, "{v}");
     assert!(v.to_string().contains("refused the login"), "{v}");
-}
-
-/// Restarts RabbitMQ's application (connections drop, durable queues and persistent
-/// messages stay), and makes sure it is started again whatever happens.
-struct BrokerRestart;
-
-impl BrokerRestart {
-    fn stop() -> BrokerRestart {
-        let ok = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "stop_app"])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "rabbitmqctl stop_app failed");
-        BrokerRestart
-    }
-}
-
-impl Drop for BrokerRestart {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .status();
-    }
 }
 
 async fn stats(c: &Cluster, tag: &str, seqs: &[u32]) -> Value {

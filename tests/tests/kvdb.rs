@@ -118,6 +118,7 @@ async fn exercise(c: &Cluster) {
 #[tokio::test]
 async fn services_share_a_redis_backed_kvdb() {
     let db = 12;
+    shoal_tests::servers::redis();
     redis_cli(db, &["FLUSHDB"]);
     let url = format!("redis://127.0.0.1:6379/{db}");
     let c = Cluster::start(&[&fixture("kv.py")], 2, &["--redis", &url]).await;
