@@ -292,21 +292,25 @@ impl Router {
             .collect()
     }
 
+    /// A client of `m` over this router's connection to it (made now if there is none).
+    fn client(&self, m: &Member) -> Option<ExecutorClient<Channel>> {
+        let mut conns = self.conns.lock();
+        match conns.get(&m.grpc_addr) {
+            Some(c) => Some(ExecutorClient::new(c.channel.clone())),
+            None => connect(m).map(|c| {
+                let client = ExecutorClient::new(c.channel.clone());
+                conns.insert(m.grpc_addr.clone(), c);
+                client
+            }),
+        }
+    }
+
     /// The source of a module from the first live executor that holds it.
     pub async fn get_source(&self, module: &str) -> Option<pb::GetSourceResponse> {
         for m in self.discovery.members() {
-            let client = {
-                let mut conns = self.conns.lock();
-                match conns.get(&m.grpc_addr) {
-                    Some(c) => Some(ExecutorClient::new(c.channel.clone())),
-                    None => connect(&m).map(|c| {
-                        let client = ExecutorClient::new(c.channel.clone());
-                        conns.insert(m.grpc_addr.clone(), c);
-                        client
-                    }),
-                }
+            let Some(mut client) = self.client(&m) else {
+                continue;
             };
-            let Some(mut client) = client else { continue };
             let mut req = tonic::Request::new(pb::GetSourceRequest {
                 module: module.to_owned(),
             });
@@ -325,18 +329,9 @@ impl Router {
         let members = self.discovery.members();
         let mut out = Vec::with_capacity(members.len());
         for m in members {
-            let client = {
-                let mut conns = self.conns.lock();
-                match conns.get(&m.grpc_addr) {
-                    Some(c) => Some(ExecutorClient::new(c.channel.clone())),
-                    None => connect(&m).map(|c| {
-                        let client = ExecutorClient::new(c.channel.clone());
-                        conns.insert(m.grpc_addr.clone(), c);
-                        client
-                    }),
-                }
+            let Some(mut client) = self.client(&m) else {
+                continue;
             };
-            let Some(mut client) = client else { continue };
             let mut req = tonic::Request::new(pb::ListServicesRequest {});
             req.set_timeout(Duration::from_secs(3));
             if let Ok(resp) = client.list_services(req).await {

@@ -192,11 +192,10 @@ def until(check, patience=60.0, what='the condition'):
     pytest.fail('{} did not hold in {} s (last: {!r})'.format(what, patience, last))
 
 
-@pytest.fixture
-def minimal(tmp_path):
-    values = tmp_path / 'v.yaml'
-    values.write_text(yaml.safe_dump({'executor': {'services': {'files': {'k8s_version.py': V1 % 1}}}}))
-    cluster = harness.Cluster(harness.render([CHART / 'ci' / 'minimal-values.yaml', values]), SECRETS)
+def running(objects):
+    """The rendered objects run by the harness, for as long as the caller iterates (one
+    value: the harness cluster); its logs are printed when something fails."""
+    cluster = harness.Cluster(objects, SECRETS)
     try:
         cluster.start()
         yield cluster
@@ -205,6 +204,13 @@ def minimal(tmp_path):
         raise
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def minimal(tmp_path):
+    values = tmp_path / 'v.yaml'
+    values.write_text(yaml.safe_dump({'executor': {'services': {'files': {'k8s_version.py': V1 % 1}}}}))
+    yield from running(harness.render([CHART / 'ci' / 'minimal-values.yaml', values]))
 
 
 def test_the_rendered_chart_serves_code_from_its_configmap(minimal):
@@ -249,15 +255,7 @@ def sidecars(tmp_path):
     values.write_text(yaml.safe_dump({'auth': {'existingSecret': 'shoal-auth'},
                                       'etcd': {'persistence': {'enabled': False}},
                                       'executor': {'replicas': 1, 'services': {'files': {'k8s_db.py': DB}}}}))
-    cluster = harness.Cluster(harness.render([CHART / 'ci' / 'sidecars-values.yaml', values]), SECRETS)
-    try:
-        cluster.start()
-        yield cluster
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
+    yield from running(harness.render([CHART / 'ci' / 'sidecars-values.yaml', values]))
 
 
 def test_sidecar_mode_serves_a_connector_call_over_the_pods_socket(sidecars):
@@ -312,17 +310,10 @@ def test_the_cli_writes_a_configmap_the_chart_mounts(tmp_path):
     values.write_text(yaml.safe_dump({'executor': {'services': {'existingConfigMap': 'my-code'}}}))
     objects = harness.render([CHART / 'ci' / 'minimal-values.yaml', values]) + [cm]
     assert not any(o['kind'] == 'ConfigMap' and o['metadata']['name'].endswith('-services') for o in objects)
-    cluster = harness.Cluster(objects, SECRETS)
-    try:
-        cluster.start()
+    for cluster in running(objects):
         admin = 'http://' + cluster.address('t-shoal-admin', 'admin')
         until(lambda: call(admin + '/api/v1/services/k8s.version/invoke', 'POST', {}) == (200, {'version': 7}),
               what='the CLI-made ConfigMap serving')
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop()
 
 
 def test_the_cli_refuses_what_a_configmap_cannot_hold(tmp_path):

@@ -41,6 +41,15 @@ const NAV: &[(&str, &str, &str)] = &[
 ];
 
 impl Chrome {
+    /// Shows what an API call did: `notice` when it succeeded, the API's message if not.
+    fn report(&mut self, a: &super::Answer, notice: impl FnOnce() -> String) {
+        if a.ok() {
+            self.notice = notice();
+        } else {
+            self.error = a.message();
+        }
+    }
+
     pub fn nav(&self) -> Vec<(&'static str, &'static str, &'static str)> {
         NAV.to_vec()
     }
@@ -1534,11 +1543,7 @@ async fn run_job(
         )
         .await;
     let mut c = chrome(&state, &current, "jobs");
-    if a.ok() {
-        c.notice = format!("job {name} was started");
-    } else {
-        c.error = a.message();
-    }
+    c.report(&a, || format!("job {name} was started"));
     jobs_view(&state, c, status_of(&a)).await
 }
 
@@ -1716,11 +1721,7 @@ async fn kvdb_delete(
         )
         .await;
     let mut c = chrome(&state, &current, "kvdb");
-    if a.ok() {
-        c.notice = format!("{key} deleted");
-    } else {
-        c.error = a.message();
-    }
+    c.report(&a, || format!("{key} deleted"));
     kvdb_view(
         &state,
         c,
