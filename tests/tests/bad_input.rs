@@ -441,7 +441,119 @@ fn corpus() -> Vec<Case> {
             &[400],
         ));
     }
+    cases.extend(type_confusion());
     cases
+}
+
+/// The same wrong values of SimpleIO-typed elements (`age` is an Int, `is_vip` a Bool,
+/// `tags` a List, `client_code` required) through every way an HTTP channel takes input:
+/// a JSON body, a form, an XML body, the query string, the Zato JSON wire and a SOAP
+/// envelope. Each must be a 400 naming the problem, whatever the transport.
+fn type_confusion() -> Vec<Case> {
+    use reqwest::Method as M;
+    let auth = basic("partner", "partner-pw-1");
+    // (element, JSON value, the same as text for form/XML/query; None: no text form).
+    let wrong: Vec<(&str, &str, Option<&str>)> = vec![
+        ("age", "\"old\"", Some("old")),
+        ("age", "[]", None),
+        ("age", "{}", None),
+        ("age", "[1]", None),
+        ("age", "{\"n\": 1}", None),
+        ("age", "\"1.5.2\"", Some("1.5.2")),
+        ("age", "\"0x10\"", Some("0x10")),
+        ("age", "\"12abc\"", Some("12abc")),
+        ("age", "\"NaN\"", Some("NaN")),
+        ("age", "\"--1\"", Some("--1")),
+        ("is_vip", "\"maybe\"", Some("maybe")),
+        ("is_vip", "[true]", None),
+        ("is_vip", "{}", None),
+        ("tags", "{\"a\": 1}", None),
+        ("tags", "17", None),
+    ];
+    let mut out = Vec::new();
+    for (i, (elem, json, text)) in wrong.iter().enumerate() {
+        let mut doc = serde_json::json!({"client_code": "c1", "age": 30});
+        doc[*elem] = serde_json::from_str(json).expect("a JSON value");
+        let body = doc.to_string();
+        out.push(case(
+            format!("{elem}={json} in a JSON body (#{i})"),
+            M::POST,
+            "/api/client",
+            body.clone(),
+            &[400],
+        ));
+        let mut z = case(
+            format!("{elem}={json} through the Zato JSON wire (#{i})"),
+            M::POST,
+            "/zato/api/invoke/zato-style.get-client-details",
+            body,
+            &[400],
+        );
+        z.headers.push(auth.clone());
+        out.push(z);
+        if let Some(t) = text {
+            let enc = |v: &str| form_urlencoded_value(v);
+            let fields = if *elem == "age" {
+                format!("client_code=c1&age={}", enc(t))
+            } else {
+                format!("client_code=c1&age=30&{elem}={}", enc(t))
+            };
+            let mut f = case(
+                format!("{elem}={t} in a form (#{i})"),
+                M::POST,
+                "/api/form-client",
+                fields.clone(),
+                &[400],
+            );
+            f.headers.push((
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            ));
+            out.push(f);
+            out.push(case(
+                format!("{elem}={t} in the query string (#{i})"),
+                M::GET,
+                &format!("/api/client?{fields}"),
+                "",
+                &[400],
+            ));
+            let xml_fields = if *elem == "age" {
+                format!("<client_code>c1</client_code><age>{t}</age>")
+            } else {
+                format!("<client_code>c1</client_code><age>30</age><{elem}>{t}</{elem}>")
+            };
+            out.push(case(
+                format!("{elem}={t} in an XML body (#{i})"),
+                M::POST,
+                "/xml/client",
+                format!("<request>{xml_fields}</request>"),
+                &[400],
+            ));
+            out.push(case(
+                format!("{elem}={t} in a SOAP envelope (#{i})"),
+                M::POST,
+                "/soap/open",
+                format!(
+                    r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetClientDetails>{xml_fields}</GetClientDetails></s:Body></s:Envelope>"#
+                ),
+                &[400],
+            ));
+        }
+    }
+    out
+}
+
+/// `v` percent-encoded for a form or a query string.
+fn form_urlencoded_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[tokio::test]
