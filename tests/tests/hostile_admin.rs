@@ -325,7 +325,111 @@ fn corpus() -> Vec<Case> {
             expect: &[401, 431],
         });
     }
+    cases.extend(wrong_types());
     cases
+}
+
+/// Valid objects of each kind and type (the test checks they are accepted), for
+/// [`wrong_types`].
+fn bases() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "channels",
+            json!({"name": "wt-http", "type": "http", "service": "hello.echo", "url_path": "/wt", "method": "POST", "data_format": "json", "is_active": true, "max_body": 1000}),
+        ),
+        (
+            "channels",
+            json!({"name": "wt-soap", "type": "soap", "service": "hello.echo", "url_path": "/wt-soap", "soap_version": "1.1", "namespace": "urn:x", "soap_action": "a", "max_body": 1000}),
+        ),
+        (
+            "channels",
+            json!({"name": "wt-inv", "type": "invoke", "url_path": "/wt-inv/{service}", "wire": "json", "max_body": 1000}),
+        ),
+        (
+            "channels",
+            json!({"name": "wt-zmq", "type": "zmq", "service": "hello.echo", "socket_type": "PULL", "address": "tcp://127.0.0.1:1", "data_format": "json"}),
+        ),
+        (
+            "security",
+            json!({"name": "wt-basic", "type": "basic_auth", "username": "u", "password": "p-1", "realm": "r", "is_active": true}),
+        ),
+        (
+            "security",
+            json!({"name": "wt-key", "type": "apikey", "header": "X-Key", "key": "key-0123456789"}),
+        ),
+        (
+            "security",
+            json!({"name": "wt-wss", "type": "wss", "username": "u", "password": "p-1", "password_type": "text", "nonce_freshness": 300, "max_age": 300}),
+        ),
+        (
+            "outgoing",
+            json!({"name": "wt-out-http", "type": "http", "address": "http://127.0.0.1:1", "url_path": "/x", "timeout": 5.0, "pool_size": 2, "tls_verify": true, "retries": 1}),
+        ),
+        (
+            "outgoing",
+            json!({"name": "wt-sql", "type": "sql", "url": "sqlite::memory:", "pool_size": 1, "timeout": 5.0}),
+        ),
+        (
+            "outgoing",
+            json!({"name": "wt-ftp", "type": "ftp", "host": "127.0.0.1", "port": 21, "username": "u", "passive": true, "pool_size": 1}),
+        ),
+        (
+            "outgoing",
+            json!({"name": "wt-out-zmq", "type": "zmq", "socket_type": "PUSH", "address": "tcp://127.0.0.1:1"}),
+        ),
+        (
+            "jobs",
+            json!({"name": "wt-job", "type": "interval", "service": "hello.echo", "minutes": 5, "is_active": true, "extra": {"a": 1}}),
+        ),
+    ]
+}
+
+/// Valid objects of each kind and type, then each of their fields given a value of the
+/// wrong JSON type (a string where a number goes, a number where a string goes, ...), and
+/// an unknown field: each a 400, nothing stored.
+fn wrong_types() -> Vec<Case> {
+    let mut out = Vec::new();
+    for (kind, base) in bases() {
+        let name = base["name"].as_str().unwrap_or_default().to_owned();
+        let fields: Vec<String> = base
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        for field in fields {
+            let wrong = match &base[&field] {
+                serde_json::Value::String(_) => json!(12345),
+                serde_json::Value::Number(_) => json!("lots"),
+                serde_json::Value::Bool(_) => json!("maybe"),
+                serde_json::Value::Object(_) => json!([1, 2]),
+                _ => json!({"x": 1}),
+            };
+            // `extra` takes any JSON: a string is valid there.
+            if field == "extra" {
+                continue;
+            }
+            let mut doc = base.clone();
+            doc[&field] = wrong.clone();
+            out.push(Case {
+                what: format!("{kind} {name}: {field} = {wrong}"),
+                method: reqwest::Method::PUT,
+                path: format!("{kind}/{name}"),
+                body: doc.to_string().into_bytes(),
+                auth: None,
+                expect: &[400],
+            });
+        }
+        let mut doc = base.clone();
+        doc["colour"] = json!("blue");
+        out.push(Case {
+            what: format!("{kind} {name}: an unknown field"),
+            method: reqwest::Method::PUT,
+            path: format!("{kind}/{name}"),
+            body: doc.to_string().into_bytes(),
+            auth: None,
+            expect: &[400],
+        });
+    }
+    out
 }
 
 #[tokio::test]
@@ -402,8 +506,27 @@ async fn the_admin_api_answers_hostile_input_with_4xx() {
     // Nothing was stored, and the cluster serves.
     let (_, modules) = c.admin(reqwest::Method::GET, "deploy", None).await;
     assert_eq!(modules["modules"], json!([]), "{modules}");
-    let (_, channels) = c.admin(reqwest::Method::GET, "channels", None).await;
-    assert_eq!(channels["channels"], json!([]), "{channels}");
+    for kind in ["channels", "security", "outgoing", "jobs"] {
+        let (_, v) = c.admin(reqwest::Method::GET, kind, None).await;
+        assert_eq!(v[kind], json!([]), "{kind}: {v}");
+    }
+    // The objects the wrong-typed cases started from are themselves accepted (so each of
+    // those 400s was the wrong type's doing).
+    for (kind, base) in bases() {
+        let name = base["name"].as_str().unwrap_or_default().to_owned();
+        let (status, v) = c
+            .admin(
+                reqwest::Method::PUT,
+                &format!("{kind}/{name}"),
+                Some(base.to_string().into_bytes()),
+            )
+            .await;
+        assert_eq!(status, 200, "{kind} {name}: {v}");
+        let (status, _) = c
+            .admin(reqwest::Method::DELETE, &format!("{kind}/{name}"), None)
+            .await;
+        assert_eq!(status, 200, "{kind} {name} deleted");
+    }
     let (status, v) = c
         .invoke("hello.say-hello", &json!({"name": "still"}))
         .await
