@@ -34,7 +34,7 @@ pub fn line(args: std::fmt::Arguments<'_>) {
     }
 }
 
-/// `println!` through [`line`].
+/// `println!` through [`line()`](crate::output::line).
 #[macro_export]
 macro_rules! outln {
     () => { $crate::output::line(format_args!("")) };

@@ -21,7 +21,7 @@ pub struct CommonArgs {
     #[arg(long, env = "SHOAL_ETCD", value_delimiter = ',', value_name = "URL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd: Option<Vec<String>>,
-    /// Cluster name; keys live under /shoal/<cluster>/.
+    /// Cluster name; keys live under `/shoal/<cluster>/`.
     #[arg(long, env = "SHOAL_CLUSTER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,

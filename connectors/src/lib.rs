@@ -158,7 +158,7 @@ impl Default for Registry {
 const CATCH_UP: Duration = Duration::from_secs(3);
 
 impl Registry {
-    /// As [`Registry::get`], but read-your-writes: when `name` is missing or not yet of
+    /// As `Registry::get`, but read-your-writes: when `name` is missing or not yet of
     /// `kinds` here while the store already holds a newer definition (applied a moment
     /// ago, its watch event still on the way), waits for the registry to catch up.
     pub async fn lookup(&self, name: &str, kinds: &[&str]) -> Result<Arc<Conn>, CallError> {

@@ -7,7 +7,7 @@
 //! revision (answered as compacted, which etcd also does once it compacts), auth, cluster
 //! membership and maintenance.
 //!
-//! Model: one [`State`] behind a mutex holds the current key space and a bounded history of
+//! Model: one `State` behind a mutex holds the current key space and a bounded history of
 //! events. Every write bumps one revision and appends its events. Watchers wake on a
 //! `tokio::sync::watch` of the revision and pull the events they have not seen from the
 //! history, so a slow watcher never drops an event; one that falls behind the history is

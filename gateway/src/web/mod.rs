@@ -195,7 +195,7 @@ pub fn redirect(to: &str) -> Response {
     r
 }
 
-/// The logged-in session of a request (put there by [`guard`]).
+/// The logged-in session of a request (put there by the guard middleware).
 #[derive(Debug, Clone)]
 pub struct Current {
     pub id: String,
