@@ -115,9 +115,14 @@ impl Publisher {
                     props.clone(),
                 )
                 .await;
+            // A confirm that never comes (the connection died under it) counts as a
+            // dropped connection.
             let confirm = match sent {
-                Ok(c) => c.await,
-                Err(e) => Err(e),
+                Ok(c) => match tokio::time::timeout(Duration::from_secs(10), c).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("the broker did not confirm within 10 s".to_owned()),
+                },
+                Err(e) => Err(e.to_string()),
             };
             match confirm {
                 Ok(Confirmation::Ack(_)) | Ok(Confirmation::NotRequested) => return Ok(()),
@@ -126,8 +131,7 @@ impl Publisher {
                         "the broker refused the message (nack) for exchange '{exchange}'"
                     )));
                 }
-                Err(e) => {
-                    let text = e.to_string();
+                Err(text) => {
                     self.forget().await;
                     // A channel closed by the broker for this message (e.g. an exchange
                     // that does not exist) is the caller's error; a dropped connection

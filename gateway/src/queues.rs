@@ -36,6 +36,10 @@ use shoal_proto::common::v1::ChannelInfo;
 use tokio_util::sync::CancellationToken;
 
 /// Header that carries how many times a message has failed.
+/// How long one broker operation (an acknowledgement, a confirm, a close) may take before
+/// the session is given up and rebuilt.
+const BROKER_OP: Duration = Duration::from_secs(10);
+
 pub const ATTEMPTS_HEADER: &str = "x-shoal-attempts";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -374,52 +378,70 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
     .await
     .map_err(|_| format!("{shown} did not answer within 10 s"))?
     .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+    // lapin reports a lost connection as an event; consumers and pending acknowledgements
+    // on it are not always woken, so the session watches for it and ends itself.
+    let mut events = conn.events_listener();
+    let lost = async move {
+        while let Some(event) = events.next().await {
+            if let lapin::Event::Error(e) = event {
+                return format!("the connection to {shown} was lost: {e}");
+            }
+        }
+        format!("the connection to {shown} ended")
+    };
     // Declare the queue durable if it is missing; an existing queue with other arguments
     // (a quorum queue, a dead-letter policy) is taken as it is.
-    let decl = conn.create_channel().await.map_err(|e| e.to_string())?;
-    if let Err(e) = decl
-        .queue_declare(
+    let decl = bounded("opening a channel", conn.create_channel()).await?;
+    if let Err(e) = bounded(
+        "declaring the queue",
+        decl.queue_declare(
             queue.as_str().into(),
             QueueDeclareOptions::durable(),
             FieldTable::default(),
-        )
-        .await
+        ),
+    )
+    .await
     {
         tracing::debug!(channel = %name, error = %e, "queue exists with other arguments; using it as is");
-        let passive = conn.create_channel().await.map_err(|e| e.to_string())?;
-        passive
-            .queue_declare(
+        let passive = bounded("opening a channel", conn.create_channel()).await?;
+        bounded(
+            &format!("cannot use queue {queue}"),
+            passive.queue_declare(
                 queue.as_str().into(),
                 QueueDeclareOptions {
                     passive: true,
                     ..QueueDeclareOptions::default()
                 },
                 FieldTable::default(),
-            )
-            .await
-            .map_err(|e| format!("cannot use queue {queue}: {e}"))?;
+            ),
+        )
+        .await?;
     }
-    let publisher = conn.create_channel().await.map_err(|e| e.to_string())?;
-    publisher
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let publisher = bounded("opening a channel", conn.create_channel()).await?;
+    bounded(
+        "enabling confirms",
+        publisher.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await?;
     let mut tasks = tokio::task::JoinSet::new();
     ctx.set_up(name, true);
     for i in 0..(*consumers).max(1) {
-        let ch = conn.create_channel().await.map_err(|e| e.to_string())?;
-        ch.basic_qos(*prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let consumer = ch
-            .basic_consume(
+        let ch = bounded("opening a channel", conn.create_channel()).await?;
+        bounded(
+            "setting the prefetch",
+            ch.basic_qos(*prefetch, BasicQosOptions::default()),
+        )
+        .await?;
+        let consumer = bounded(
+            &format!("cannot consume {queue}"),
+            ch.basic_consume(
                 queue.as_str().into(),
                 format!("shoal-{name}-{i}").as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
-            )
-            .await
-            .map_err(|e| format!("cannot consume {queue}: {e}"))?;
+            ),
+        )
+        .await?;
         let (ctx, publisher) = (ctx.clone(), publisher.clone());
         let (name, service, queue, dlx) = (
             name.clone(),
@@ -478,7 +500,7 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
                 };
                 let outcome = invoke(&ctx, &service, channel, format, &delivery.data).await;
                 let acker = &delivery.acker;
-                let result = match outcome {
+                let result = tokio::time::timeout(BROKER_OP, async { match outcome {
                     Outcome::Done => {
                         ctx.count(&name, "processed");
                         acker.ack(BasicAckOptions::default()).await
@@ -534,15 +556,23 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
                             }
                         }
                     }
-                };
-                if let Err(e) = result {
-                    return Err(format!("acknowledging failed: {e}"));
+                }}).await;
+                match result {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("acknowledging failed: {e}")),
+                    Err(_) => {
+                        return Err(format!(
+                            "the broker did not take an acknowledgement within {} s",
+                            BROKER_OP.as_secs()
+                        ));
+                    }
                 }
             }
         });
     }
     let outcome = tokio::select! {
         _ = stop.cancelled() => Ok(()),
+        why = lost => Err(why),
         r = tasks.join_next() => match r {
             Some(Ok(r)) => r,
             Some(Err(e)) => Err(e.to_string()),
@@ -550,8 +580,22 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
         },
     };
     tasks.shutdown().await;
-    let _ = conn.close(200, "channel stopped".into()).await;
+    let _ = tokio::time::timeout(BROKER_OP, conn.close(200, "channel stopped".into())).await;
     outcome
+}
+
+/// `op` bounded by [`BROKER_OP`], its error prefixed with `what`.
+async fn bounded<T, E: std::fmt::Display>(
+    what: &str,
+    op: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(BROKER_OP, op).await {
+        Ok(r) => r.map_err(|e| format!("{what}: {e}")),
+        Err(_) => Err(format!(
+            "{what}: the broker did not answer within {} s",
+            BROKER_OP.as_secs()
+        )),
+    }
 }
 
 fn with_attempts(p: BasicProperties, attempts: u32, error: Option<&str>) -> BasicProperties {
