@@ -83,6 +83,11 @@ SCHEMA = {
         }),
         'imagePullSecrets': {'type': 'array', 'items': {'type': 'string'}},
         'auth': obj({'existingSecret': s('A Secret with admin-password and secret-key')}),
+        'tls': obj({
+            'enabled': B,
+            'existingSecret': s('A Secret with ca.crt and <role>.crt/<role>.key per role'),
+            'days': i(1),
+        }),
         'serviceAccount': obj({'create': B, 'name': s(),
                                'annotations': {'type': 'object', 'additionalProperties': {'type': 'string'}}}),
         'etcd': obj({

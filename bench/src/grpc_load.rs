@@ -43,11 +43,42 @@ struct Args {
     /// Request body (JSON).
     #[arg(long, default_value = r#"{"name":"Shoal","n":1}"#)]
     payload: String,
+    /// Call an executor over mutual TLS with the certificates in this folder (a `shoal
+    /// up` cluster's DIR/.shoal/tls), as `--as-role`.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<std::path::PathBuf>,
+    /// The role whose certificate the calls present.
+    #[arg(long, default_value = "gateway")]
+    as_role: String,
 }
 
-async fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+/// A channel to `addr`: `host:port` (plain text, or mutual TLS with `tls`), or
+/// `unix:/path` (an executor's Unix socket).
+async fn channel(addr: &str, tls: Option<(&std::path::Path, &str)>) -> anyhow::Result<Channel> {
+    if let Some(path) = addr.strip_prefix("unix:") {
+        let endpoint = Endpoint::from_shared("http://localhost".to_owned())?;
+        return Ok(shoal_common::grpc::connect_unix_lazy(endpoint, path.into()));
+    }
+    let Some((dir, role)) = tls else {
+        return Ok(Endpoint::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?);
+    };
+    let f = shoal_common::tls::files_in(dir, role);
+    let read = |p: Option<std::path::PathBuf>| -> anyhow::Result<Vec<u8>> {
+        Ok(std::fs::read(p.unwrap_or_default())?)
+    };
+    let cfg = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(read(f.ca)?))
+        .identity(tonic::transport::Identity::from_pem(
+            read(f.cert)?,
+            read(f.key)?,
+        ))
+        .domain_name(shoal_common::tls::role_name("executor"));
+    Ok(Endpoint::from_shared(format!("https://{addr}"))?
         .tcp_nodelay(true)
+        .tls_config(cfg)?
         .connect()
         .await?)
 }
@@ -57,7 +88,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
-        channels.push(channel(&args.addr).await?);
+        let tls = args.tls_dir.as_deref().map(|d| (d, args.as_role.as_str()));
+        channels.push(channel(&args.addr, tls).await?);
     }
     let auth = if args.credentials.is_empty() {
         None

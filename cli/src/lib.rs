@@ -82,6 +82,9 @@ pub enum Command {
     /// Write a Kubernetes ConfigMap manifest holding a services folder, to mount as the
     /// executors' pickup folder (refused past Kubernetes' 1 MiB: use `shoal deploy`).
     Configmap(cmd::configmap::ConfigmapArgs),
+    /// Write a Kubernetes Secret manifest with a new cluster CA and a certificate per
+    /// component role (mutual TLS between components; helm: tls.existingSecret).
+    TlsSecret(cmd::tls_secret::TlsSecretArgs),
     /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`.
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -107,6 +110,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::ImportZato(args) => cmd::import_zato::run(admin, args).await,
         Command::Apispec(args) => cmd::apispec::run(admin, args).await,
         Command::Configmap(args) => cmd::configmap::run(args),
+        Command::TlsSecret(args) => cmd::tls_secret::run(args),
         Command::Completions(args) => cmd::completions::run(args),
     };
     match result {

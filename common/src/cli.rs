@@ -34,6 +34,48 @@ pub struct CommonArgs {
     #[arg(long, env = "SHOAL_ADVERTISE_HOST", value_name = "HOST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_host: Option<String>,
+    /// The cluster CA certificate (PEM) every member's certificate is checked against.
+    #[arg(long, env = "SHOAL_TLS_CA", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// This member's certificate (PEM), issued by the cluster CA for its role.
+    #[arg(long, env = "SHOAL_TLS_CERT", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// This member's private key (PEM).
+    #[arg(long, env = "SHOAL_TLS_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Run the links between components in plain text: anyone who can reach a member's
+    /// port is trusted. Without it (and without certificates) a component refuses to start.
+    #[arg(long, env = "SHOAL_PLAINTEXT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<bool>,
+    /// CA certificate (PEM) of an etcd reached over `https://` (default: --tls-ca).
+    #[arg(long, env = "SHOAL_ETCD_CA", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd's --client-cert-auth (default: --tls-cert).
+    #[arg(long, env = "SHOAL_ETCD_CERT", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd (default: --tls-key).
+    #[arg(long, env = "SHOAL_ETCD_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_key: Option<PathBuf>,
+    /// The name etcd's server certificate must hold (default: the endpoint's host).
+    #[arg(long, env = "SHOAL_ETCD_DOMAIN", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_domain: Option<String>,
+    /// etcd user (etcd's own authentication); the password is read from
+    /// --etcd-password-file or $SHOAL_ETCD_PASSWORD.
+    #[arg(long, env = "SHOAL_ETCD_USER", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, env = "SHOAL_ETCD_PASSWORD_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_password_file: Option<PathBuf>,
     /// Log JSON lines instead of text.
     #[arg(long, env = "SHOAL_LOG_JSON")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +109,26 @@ pub struct CommonOptions {
     pub member_ttl: i64,
     /// How long a graceful shutdown may take, in seconds.
     pub grace_period: u64,
+    /// The cluster CA certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// This member's certificate.
+    pub tls_cert: Option<PathBuf>,
+    /// This member's private key.
+    pub tls_key: Option<PathBuf>,
+    /// Links between components in plain text.
+    pub plaintext: bool,
+    /// CA of an etcd over TLS (default: `tls_ca`).
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (default: `tls_cert`).
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key for etcd (default: `tls_key`).
+    pub etcd_key: Option<PathBuf>,
+    /// The name etcd's certificate must hold.
+    pub etcd_domain: Option<String>,
+    /// etcd user.
+    pub etcd_user: Option<String>,
+    /// File with the etcd user's password (else `$SHOAL_ETCD_PASSWORD`).
+    pub etcd_password_file: Option<PathBuf>,
 }
 
 impl Default for CommonOptions {
@@ -79,6 +141,16 @@ impl Default for CommonOptions {
             log_json: false,
             member_ttl: crate::members::DEFAULT_TTL,
             grace_period: 10,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            plaintext: false,
+            etcd_ca: None,
+            etcd_cert: None,
+            etcd_key: None,
+            etcd_domain: None,
+            etcd_user: None,
+            etcd_password_file: None,
         }
     }
 }
@@ -94,12 +166,47 @@ impl CommonOptions {
         }
     }
 
-    /// Store connection settings.
+    /// Store connection settings: TLS when an endpoint is `https://` (etcd's own files,
+    /// else this member's), etcd authentication when a user is set.
     pub fn store(&self) -> StoreOptions {
+        let tls = self
+            .etcd
+            .iter()
+            .any(|e| e.starts_with("https://"))
+            .then(|| crate::store::StoreTls {
+                ca: self.etcd_ca.clone().or_else(|| self.tls_ca.clone()),
+                cert: self.etcd_cert.clone().or_else(|| self.tls_cert.clone()),
+                key: self.etcd_key.clone().or_else(|| self.tls_key.clone()),
+                domain: self.etcd_domain.clone(),
+            });
+        let user = self.etcd_user.clone().map(|name| crate::store::StoreUser {
+            name,
+            password: match &self.etcd_password_file {
+                Some(f) => crate::store::Password::File(f.clone()),
+                None => crate::store::Password::Env("SHOAL_ETCD_PASSWORD"),
+            },
+        });
         StoreOptions {
             endpoints: self.etcd.clone(),
             cluster: self.cluster.clone(),
+            tls,
+            user,
         }
+    }
+
+    /// This member's certificate files.
+    pub fn tls_files(&self) -> crate::tls::TlsFiles {
+        crate::tls::TlsFiles {
+            ca: self.tls_ca.clone(),
+            cert: self.tls_cert.clone(),
+            key: self.tls_key.clone(),
+        }
+    }
+
+    /// Installs this process's mode of the links between components for a member of
+    /// `role` (see [`crate::tls`]).
+    pub fn install_tls(&self, role: &str) -> Result<crate::tls::Mode, crate::tls::TlsError> {
+        crate::tls::install(&self.tls_files(), self.plaintext, role)
     }
 }
 
@@ -177,7 +284,12 @@ where
             Err(e) => {
                 tracing::error!(error = %e, "exiting on error");
                 eprintln!("error: {e:#}");
-                1
+                // Unusable certificates are a configuration error, like a bad flag.
+                if e.downcast_ref::<crate::tls::TlsError>().is_some() {
+                    EXIT_CONFIG
+                } else {
+                    1
+                }
             }
         }
     });

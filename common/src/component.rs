@@ -55,6 +55,7 @@ pub async fn serve(
         grpc_names,
         ops,
     } = spec;
+    common.install_tls(role)?;
     let grpc_addr = listeners.grpc.local_addr()?;
     let ops_addr = listeners.ops.local_addr()?;
     let ops_task = tokio::spawn(crate::ops::serve(

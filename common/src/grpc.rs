@@ -39,15 +39,43 @@ pub async fn with_health_and_reflection(routes: Routes, names: &[&str]) -> Route
     routes
 }
 
-/// Serves `routes` on `listener` until `cancel`, then drains in-flight calls.
+/// Serves `routes` on `listener` until `cancel`, then drains in-flight calls. With this
+/// process's cluster certificate installed ([`crate::tls`]) the listener takes mutual TLS
+/// only, and each caller's role is checked against [`crate::tls::CALLERS`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     routes: Routes,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    serve_tcp(listener, routes, cancel, crate::tls::cluster()).await
+}
+
+/// Serves `routes` on `listener` in plain text, to anyone (the gateway's public Invoker,
+/// whose callers are checked by each channel's security definitions).
+pub async fn serve_public(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    cancel: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    serve_tcp(listener, routes, cancel, None).await
+}
+
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    cancel: CancellationToken,
+    tls: Option<std::sync::Arc<crate::tls::ClusterTls>>,
+) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let routes = match tls {
+        Some(tls) => {
+            builder = builder.tls_config(tls.server())?;
+            crate::tls::guard(routes)
+        }
+        None => routes,
+    };
+    builder
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
         .await
@@ -62,6 +90,11 @@ pub async fn serve_unix(
 ) -> std::io::Result<()> {
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
+    // No TLS on the socket: only this user may connect to it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let result = tonic::transport::Server::builder()
         .add_routes(routes)

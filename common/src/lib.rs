@@ -32,6 +32,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod zato_cron;
 
 pub use error::{ErrorCode, ShoalError};

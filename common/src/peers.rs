@@ -85,7 +85,7 @@ impl Peers {
         if let Some(ch) = state.channels.get(&addr) {
             return Ok((addr, ch.clone()));
         }
-        let ch = endpoint(&addr, self.timeout)?;
+        let ch = endpoint(&addr, self.role, self.timeout)?;
         state.channels.insert(addr.clone(), ch.clone());
         Ok((addr, ch))
     }
@@ -99,24 +99,32 @@ impl Peers {
     }
 }
 
-/// A lazy channel to `addr`: `host:port` over TCP, or `unix:/path` over a Unix socket
-/// (what [`Peers::pick_addr`] gives for a member on this host). `timeout` bounds each call.
-pub fn endpoint(addr: &str, timeout: Duration) -> Result<Channel, ShoalError> {
+/// A lazy channel to `addr`, a member of `role`: `host:port` over TCP (mutual TLS when
+/// this process has a cluster certificate), or `unix:/path` over a Unix socket (what
+/// [`Peers::pick_addr`] gives for a member on this host). `timeout` bounds each call.
+pub fn endpoint(addr: &str, role: &str, timeout: Duration) -> Result<Channel, ShoalError> {
+    let internal = |e: tonic::transport::Error| ShoalError::new(ErrorCode::Internal, e.to_string());
+    let tls = crate::tls::cluster();
     let (uri, path) = match addr.strip_prefix("unix:") {
         // The URI is only a label for a Unix socket; the connector below makes the stream.
         Some(p) => (
             "http://localhost".to_owned(),
             Some(std::path::PathBuf::from(p)),
         ),
+        None if tls.is_some() => (format!("https://{addr}"), None),
         None => (format!("http://{addr}"), None),
     };
     let endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ShoalError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(internal)?
         .connect_timeout(Duration::from_secs(2))
         .timeout(timeout)
         .tcp_nodelay(true);
-    Ok(match path {
-        Some(path) => crate::grpc::connect_unix_lazy(endpoint, path),
-        None => endpoint.connect_lazy(),
+    Ok(match (path, tls) {
+        (Some(path), _) => crate::grpc::connect_unix_lazy(endpoint, path),
+        (None, Some(tls)) => endpoint
+            .tls_config(tls.client(role))
+            .map_err(internal)?
+            .connect_lazy(),
+        (None, None) => endpoint.connect_lazy(),
     })
 }

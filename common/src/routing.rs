@@ -381,13 +381,27 @@ pub fn never_sent(status: &tonic::Status) -> bool {
 /// A lazy channel to an executor: over its Unix socket when it runs on this host (and the
 /// socket is there), else over TCP.
 fn connect(m: &Member) -> Option<Conn> {
-    let endpoint = Endpoint::from_shared(format!("http://{}", m.grpc_addr))
+    let socket = crate::grpc::local_socket(m);
+    // Over TCP with mutual TLS when this process has a cluster certificate; a Unix
+    // socket is protected by its file mode instead.
+    let tls = crate::tls::cluster().filter(|_| socket.is_none());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", m.grpc_addr))
         .ok()?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
-    let channel = match crate::grpc::local_socket(m) {
+    if let Some(tls) = tls {
+        endpoint = match endpoint.tls_config(tls.client(crate::members::role::EXECUTOR)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(executor = %m.grpc_addr, error = %e, "cannot set up TLS to an executor");
+                return None;
+            }
+        };
+    }
+    let channel = match socket {
         Some(path) => crate::grpc::connect_unix_lazy(endpoint, path),
         None => endpoint.connect_lazy(),
     };

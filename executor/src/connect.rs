@@ -82,9 +82,12 @@ pub fn connector_call(
                     Some(a) => a.clone(),
                     None => ctx.connectors.pick_addr().map_err(|_| last.clone())?,
                 };
-                let r = local_call(&target, Duration::from_secs(600), |ch| {
-                    one(ch, &rpc, &meta, &body)
-                });
+                let r = local_call(
+                    &target,
+                    shoal_common::members::role::CONNECTORS,
+                    Duration::from_secs(600),
+                    |ch| one(ch, &rpc, &meta, &body),
+                );
                 match r {
                     Err(s) if shoal_common::routing::never_sent(&s) => {
                         ctx.connectors.failed(&target);
@@ -309,25 +312,30 @@ pub fn ftp_download(
             .connectors
             .pick_addr()
             .map_err(|e| tonic::Status::unavailable(e.message))?;
-        local_call(&addr, Duration::from_secs(600), |ch| async move {
-            let mut c = pb::connectors_client::ConnectorsClient::new(ch)
-                .max_decoding_message_size(MAX_MESSAGE);
-            let mut stream = c.ftp_read(req).await?.into_inner();
-            let mut total = 0u64;
-            while let Some(chunk) = stream.message().await? {
-                total += chunk.data.len() as u64;
-                let delivered = Python::attach(|py| {
-                    sink.call1(py, (PyBytes::new(py, &chunk.data),)).map(|_| ())
-                });
-                if let Err(e) = delivered {
-                    return Ok(Err((
-                        "bad_request".to_owned(),
-                        format!("the sink raised: {e}"),
-                    )));
+        local_call(
+            &addr,
+            shoal_common::members::role::CONNECTORS,
+            Duration::from_secs(600),
+            |ch| async move {
+                let mut c = pb::connectors_client::ConnectorsClient::new(ch)
+                    .max_decoding_message_size(MAX_MESSAGE);
+                let mut stream = c.ftp_read(req).await?.into_inner();
+                let mut total = 0u64;
+                while let Some(chunk) = stream.message().await? {
+                    total += chunk.data.len() as u64;
+                    let delivered = Python::attach(|py| {
+                        sink.call1(py, (PyBytes::new(py, &chunk.data),)).map(|_| ())
+                    });
+                    if let Err(e) = delivered {
+                        return Ok(Err((
+                            "bad_request".to_owned(),
+                            format!("the sink raised: {e}"),
+                        )));
+                    }
                 }
-            }
-            Ok(Ok(total))
-        })
+                Ok(Ok(total))
+            },
+        )
     });
     Ok(transfer_result(r))
 }
@@ -348,48 +356,53 @@ pub fn ftp_upload(
             .connectors
             .pick_addr()
             .map_err(|e| tonic::Status::unavailable(e.message))?;
-        local_call(&addr, Duration::from_secs(600), |ch| async move {
-            let mut c = pb::connectors_client::ConnectorsClient::new(ch)
-                .max_encoding_message_size(MAX_MESSAGE);
-            let failed: std::sync::Arc<parking_lot::Mutex<Option<String>>> = Default::default();
-            let failure = failed.clone();
-            let mut first = true;
-            let chunks = futures::stream::poll_fn(move |_| {
-                let next = Python::attach(|py| -> PyResult<Vec<u8>> {
-                    let v = source.call0(py)?;
-                    v.extract::<Vec<u8>>(py)
-                });
-                let data = match next {
-                    Ok(d) => d,
-                    Err(e) => {
-                        *failure.lock() = Some(format!("the source raised: {e}"));
-                        Vec::new()
+        local_call(
+            &addr,
+            shoal_common::members::role::CONNECTORS,
+            Duration::from_secs(600),
+            |ch| async move {
+                let mut c = pb::connectors_client::ConnectorsClient::new(ch)
+                    .max_encoding_message_size(MAX_MESSAGE);
+                let failed: std::sync::Arc<parking_lot::Mutex<Option<String>>> = Default::default();
+                let failure = failed.clone();
+                let mut first = true;
+                let chunks = futures::stream::poll_fn(move |_| {
+                    let next = Python::attach(|py| -> PyResult<Vec<u8>> {
+                        let v = source.call0(py)?;
+                        v.extract::<Vec<u8>>(py)
+                    });
+                    let data = match next {
+                        Ok(d) => d,
+                        Err(e) => {
+                            *failure.lock() = Some(format!("the source raised: {e}"));
+                            Vec::new()
+                        }
+                    };
+                    if data.is_empty() && !first {
+                        return std::task::Poll::Ready(None);
                     }
-                };
-                if data.is_empty() && !first {
-                    return std::task::Poll::Ready(None);
+                    let msg = pb::FtpChunk {
+                        connection: if first {
+                            connection.clone()
+                        } else {
+                            String::new()
+                        },
+                        path: if first { path.clone() } else { String::new() },
+                        data,
+                    };
+                    first = false;
+                    std::task::Poll::Ready(Some(msg))
+                });
+                let r = c.ftp_write(chunks).await?.into_inner();
+                if let Some(why) = failed.lock().take() {
+                    return Ok(Err(("bad_request".to_owned(), why)));
                 }
-                let msg = pb::FtpChunk {
-                    connection: if first {
-                        connection.clone()
-                    } else {
-                        String::new()
-                    },
-                    path: if first { path.clone() } else { String::new() },
-                    data,
-                };
-                first = false;
-                std::task::Poll::Ready(Some(msg))
-            });
-            let r = c.ftp_write(chunks).await?.into_inner();
-            if let Some(why) = failed.lock().take() {
-                return Ok(Err(("bad_request".to_owned(), why)));
-            }
-            Ok(match r.error {
-                Some(e) => Err((e.code, e.message)),
-                None => Ok(r.size),
-            })
-        })
+                Ok(match r.error {
+                    Some(e) => Err((e.code, e.message)),
+                    None => Ok(r.size),
+                })
+            },
+        )
     });
     Ok(transfer_result(r))
 }

@@ -550,6 +550,7 @@ pub async fn run(
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    options.common.install_tls(role::EXECUTOR)?;
     let ops = Ops::new("executor");
     let grpc_addr = listeners.grpc.local_addr()?;
     let ops_addr = listeners.ops.local_addr()?;

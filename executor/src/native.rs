@@ -169,87 +169,93 @@ fn kvdb_call(
                 .kvdb
                 .pick_addr()
                 .map_err(|e| tonic::Status::unavailable(e.message))?;
-            let r = local_call(&addr, Duration::from_secs(10), |channel| async {
-                let mut c = kv::kvdb_client::KvdbClient::new(channel);
-                let key = key.clone();
-                match family.as_str() {
-                    "get" => c.get(kv::GetRequest { key }).await.map(|r| {
-                        let r = r.into_inner();
-                        (r.found, 0, Vec::new(), vec![r.value])
-                    }),
-                    "set" => c
-                        .set(kv::SetRequest {
-                            key,
-                            value: values.first().cloned().unwrap_or_default(),
-                            expiry_ms: a.max(0) as u64,
-                            if_absent: b != 0,
-                        })
-                        .await
-                        .map(|r| (r.into_inner().written, 0, Vec::new(), Vec::new())),
-                    "delete" => c
-                        .delete(kv::DeleteRequest {
-                            keys: fields.clone(),
-                        })
-                        .await
-                        .map(|r| (false, r.into_inner().deleted as i64, Vec::new(), Vec::new())),
-                    "exists" => c
-                        .exists(kv::ExistsRequest { key })
-                        .await
-                        .map(|r| (r.into_inner().exists, 0, Vec::new(), Vec::new())),
-                    "expire" => c
-                        .expire(kv::ExpireRequest {
-                            key,
-                            expiry_ms: a.max(0) as u64,
-                        })
-                        .await
-                        .map(|r| (r.into_inner().updated, 0, Vec::new(), Vec::new())),
-                    "ttl" => c
-                        .ttl(kv::TtlRequest { key })
-                        .await
-                        .map(|r| (false, r.into_inner().ttl_ms, Vec::new(), Vec::new())),
-                    "incr" => c
-                        .incr_by(kv::IncrByRequest { key, by: a })
-                        .await
-                        .map(|r| (true, r.into_inner().value, Vec::new(), Vec::new())),
-                    "scan" => c
-                        .scan(kv::ScanRequest {
-                            prefix: key,
-                            limit: a.clamp(0, i64::from(u32::MAX)) as u32,
-                        })
-                        .await
-                        .map(|r| (true, 0, r.into_inner().keys, Vec::new())),
-                    "hash" => c
-                        .hash_op(kv::HashRequest {
-                            op: op.clone(),
-                            key,
-                            fields: fields.clone(),
-                            values: values.clone(),
-                        })
-                        .await
-                        .map(|r| collection(r.into_inner())),
-                    "list" => c
-                        .list_op(kv::ListRequest {
-                            op: op.clone(),
-                            key,
-                            values: values.clone(),
-                            start: a,
-                            stop: b,
-                        })
-                        .await
-                        .map(|r| collection(r.into_inner())),
-                    "set_op" => c
-                        .set_op(kv::SetOpRequest {
-                            op: op.clone(),
-                            key,
-                            members: values.clone(),
-                        })
-                        .await
-                        .map(|r| collection(r.into_inner())),
-                    other => Err(tonic::Status::invalid_argument(format!(
-                        "unknown KVDB call '{other}'"
-                    ))),
-                }
-            });
+            let r = local_call(
+                &addr,
+                shoal_common::members::role::KVDB,
+                Duration::from_secs(10),
+                |channel| async {
+                    let mut c = kv::kvdb_client::KvdbClient::new(channel);
+                    let key = key.clone();
+                    match family.as_str() {
+                        "get" => c.get(kv::GetRequest { key }).await.map(|r| {
+                            let r = r.into_inner();
+                            (r.found, 0, Vec::new(), vec![r.value])
+                        }),
+                        "set" => c
+                            .set(kv::SetRequest {
+                                key,
+                                value: values.first().cloned().unwrap_or_default(),
+                                expiry_ms: a.max(0) as u64,
+                                if_absent: b != 0,
+                            })
+                            .await
+                            .map(|r| (r.into_inner().written, 0, Vec::new(), Vec::new())),
+                        "delete" => {
+                            c.delete(kv::DeleteRequest {
+                                keys: fields.clone(),
+                            })
+                            .await
+                            .map(|r| (false, r.into_inner().deleted as i64, Vec::new(), Vec::new()))
+                        }
+                        "exists" => c
+                            .exists(kv::ExistsRequest { key })
+                            .await
+                            .map(|r| (r.into_inner().exists, 0, Vec::new(), Vec::new())),
+                        "expire" => c
+                            .expire(kv::ExpireRequest {
+                                key,
+                                expiry_ms: a.max(0) as u64,
+                            })
+                            .await
+                            .map(|r| (r.into_inner().updated, 0, Vec::new(), Vec::new())),
+                        "ttl" => c
+                            .ttl(kv::TtlRequest { key })
+                            .await
+                            .map(|r| (false, r.into_inner().ttl_ms, Vec::new(), Vec::new())),
+                        "incr" => c
+                            .incr_by(kv::IncrByRequest { key, by: a })
+                            .await
+                            .map(|r| (true, r.into_inner().value, Vec::new(), Vec::new())),
+                        "scan" => c
+                            .scan(kv::ScanRequest {
+                                prefix: key,
+                                limit: a.clamp(0, i64::from(u32::MAX)) as u32,
+                            })
+                            .await
+                            .map(|r| (true, 0, r.into_inner().keys, Vec::new())),
+                        "hash" => c
+                            .hash_op(kv::HashRequest {
+                                op: op.clone(),
+                                key,
+                                fields: fields.clone(),
+                                values: values.clone(),
+                            })
+                            .await
+                            .map(|r| collection(r.into_inner())),
+                        "list" => c
+                            .list_op(kv::ListRequest {
+                                op: op.clone(),
+                                key,
+                                values: values.clone(),
+                                start: a,
+                                stop: b,
+                            })
+                            .await
+                            .map(|r| collection(r.into_inner())),
+                        "set_op" => c
+                            .set_op(kv::SetOpRequest {
+                                op: op.clone(),
+                                key,
+                                members: values.clone(),
+                            })
+                            .await
+                            .map(|r| collection(r.into_inner())),
+                        other => Err(tonic::Status::invalid_argument(format!(
+                            "unknown KVDB call '{other}'"
+                        ))),
+                    }
+                },
+            );
             match r {
                 Err(s) if shoal_common::routing::never_sent(&s) => {
                     ctx.kvdb.failed(&addr);
@@ -304,9 +310,15 @@ thread_local! {
     static LOCAL: std::cell::RefCell<Option<Local>> = const { std::cell::RefCell::new(None) };
 }
 
-/// Runs `f` with this thread's channel to `addr`, to completion, on this thread. `timeout`
-/// bounds each call on a channel made now (channels are kept per address).
-pub(crate) fn local_call<T, F, Fut>(addr: &str, timeout: Duration, f: F) -> Result<T, tonic::Status>
+/// Runs `f` with this thread's channel to `addr` (a member of `role`), to completion, on
+/// this thread. `timeout` bounds each call on a channel made now (channels are kept per
+/// address).
+pub(crate) fn local_call<T, F, Fut>(
+    addr: &str,
+    role: &str,
+    timeout: Duration,
+    f: F,
+) -> Result<T, tonic::Status>
 where
     F: FnOnce(tonic::transport::Channel) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -330,7 +342,7 @@ where
             Some(c) => c.clone(),
             None => {
                 let _enter = rt.enter();
-                let c = shoal_common::peers::endpoint(addr, timeout)
+                let c = shoal_common::peers::endpoint(addr, role, timeout)
                     .map_err(|e| tonic::Status::internal(e.message))?;
                 channels.insert(addr.to_owned(), c.clone());
                 c

@@ -143,6 +143,7 @@ pub async fn run(
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    options.common.install_tls(role::GATEWAY)?;
     let password = options.admin_password().map_err(anyhow::Error::msg)?;
     let auth = auth::BasicAuth::new(auth::ADMIN_USER, &password).map_err(anyhow::Error::msg)?;
     drop(password);
@@ -250,7 +251,7 @@ pub async fn run(
     );
     let routes =
         shoal_common::grpc::with_health_and_reflection(routes, &["shoal.invoker.v1.Invoker"]).await;
-    let grpc_task = tokio::spawn(shoal_common::grpc::serve(
+    let grpc_task = tokio::spawn(shoal_common::grpc::serve_public(
         listeners.grpc,
         routes,
         cancel.clone(),

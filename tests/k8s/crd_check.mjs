@@ -12,6 +12,7 @@ import { pathToFileURL } from "node:url";
 const models = process.argv[2];
 const kinds = {
   "keda.sh/v1alpha1/ScaledObject": ["keda", "keda.sh/v1alpha1", "ScaledObject"],
+  "keda.sh/v1alpha1/TriggerAuthentication": ["keda", "keda.sh/v1alpha1", "TriggerAuthentication"],
   "monitoring.coreos.com/v1/ServiceMonitor": ["prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"],
 };
 

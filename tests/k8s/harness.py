@@ -13,7 +13,8 @@ What the kubelet would do is done here, as close as one machine allows:
 - Service names (short and `.svc` forms) resolve to a ready pod behind the Service, and a
   StatefulSet pod's stable name `POD.HEADLESS.NS.svc` to that pod;
 - volumes are folders: `emptyDir` a temporary folder per pod (shared by its containers),
-  `configMap` a folder laid out exactly as the kubelet lays it out (`kubelet_write`), and a
+  `configMap` a folder laid out exactly as the kubelet lays it out (`kubelet_write`),
+  `secret` a folder of the Secret's items with the volume's file mode, and a
   container's mount path is replaced by that folder wherever its env and args name it
   (the processes share the machine's filesystem: there is no mount namespace);
 - a container that exits is started again (restartPolicy Always) after a short back-off;
@@ -160,6 +161,8 @@ class Pod:
                 files = (cm or {}).get('data') or {}
                 kubelet_write(path, files)
                 cluster.configmap_mounts.setdefault(v['configMap']['name'], []).append(path)
+            if 'secret' in v:
+                cluster.write_secret(path, v['secret'])
             self.volumes[v['name']] = path
         for t in owner['spec'].get('volumeClaimTemplates', []):
             path = self.dir / 'volumes' / t['metadata']['name']
@@ -229,12 +232,25 @@ class Cluster:
                     'metadata.namespace': self.namespace}[path]
         if 'secretKeyRef' in source:
             ref = source['secretKeyRef']
-            s = self.objects[('Secret', ref['name'])]
-            if 'stringData' in s:
-                return s['stringData'][ref['key']]
-            import base64
-            return base64.b64decode(s['data'][ref['key']]).decode()
+            return self.secret_data(ref['name'])[ref['key']].decode()
         raise ValueError('unsupported valueFrom {}'.format(source))
+
+    def secret_data(self, name):
+        """A Secret's keys and decoded values."""
+        import base64
+        s = self.objects[('Secret', name)]
+        if 'stringData' in s:
+            return {k: v.encode() for k, v in s['stringData'].items()}
+        return {k: base64.b64decode(v) for k, v in (s.get('data') or {}).items()}
+
+    def write_secret(self, path, source):
+        """A `secret` volume: its items (or every key) as files, with the volume's mode."""
+        data = self.secret_data(source['secretName'])
+        items = source.get('items') or [{'key': k, 'path': k} for k in data]
+        for item in items:
+            f = pathlib.Path(path) / item['path']
+            f.write_bytes(data[item['key']])
+            os.chmod(f, item.get('mode', source.get('defaultMode', 0o644)))
 
     def service_pods(self, name):
         svc = self.objects.get(('Service', name))

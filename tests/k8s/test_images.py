@@ -94,6 +94,30 @@ def until(check, patience=60.0, what='the condition'):
     pytest.fail('{} did not hold in {} s'.format(what, patience))
 
 
+@pytest.fixture(scope='module')
+def certs(tmp_path_factory):
+    """A cluster CA and a certificate per role, from `shoal tls-secret` (what the chart's
+    Secret holds), as files the image's uid can read."""
+    import yaml
+    from harness import bin_dir
+    d = tmp_path_factory.mktemp('tls')
+    out = subprocess.run([str(bin_dir() / 'shoal'), 'tls-secret'], check=True, capture_output=True,
+                         text=True).stdout
+    secret = yaml.safe_load(out)
+    for k, v in secret['stringData'].items():
+        (d / k).write_text(v)
+        os.chmod(d / k, 0o644)
+    os.chmod(d, 0o755)
+    return d
+
+
+def tls(certs, role):
+    """The env and volume that give a container its role's certificate."""
+    env = {'SHOAL_TLS_CA': '/etc/shoal/tls/ca.crt', 'SHOAL_TLS_CERT': '/etc/shoal/tls/{}.crt'.format(role),
+           'SHOAL_TLS_KEY': '/etc/shoal/tls/{}.key'.format(role)}
+    return env, (certs, '/etc/shoal/tls')
+
+
 def run(image, env, volumes=()):
     """Starts a container as the chart would; answers its id. /run/shoal is a fresh
     world-writable host folder, as an emptyDir is (podman 4.3's tmpfs options cannot set
@@ -118,16 +142,18 @@ def stop(cid):
 
 @pytest.mark.parametrize('component,port', [('gateway', None), ('connectors', 'SHOAL_LISTEN'),
                                             ('scheduler', 'SHOAL_LISTEN'), ('kvdb-proxy', 'SHOAL_LISTEN')])
-def test_each_image_starts_and_answers_live(images, etcd, component, port):
+def test_each_image_starts_and_answers_live(images, etcd, certs, component, port):
     ops = free_port()
     env = {'SHOAL_ETCD': etcd, 'SHOAL_OPS_LISTEN': '127.0.0.1:{}'.format(ops), 'SHOAL_CLUSTER': 'img-' + component}
+    tls_env, tls_volume = tls(certs, component)
+    env.update(tls_env)
     if port:
         env[port] = '127.0.0.1:{}'.format(free_port())
     if component == 'gateway':
         env.update({'SHOAL_ADMIN_PASSWORD': PASSWORD, 'SHOAL_HTTP_LISTEN': '127.0.0.1:{}'.format(free_port()),
                     'SHOAL_GRPC_LISTEN': '127.0.0.1:{}'.format(free_port()),
                     'SHOAL_ADMIN_LISTEN': '127.0.0.1:{}'.format(free_port())})
-    cid = run('localhost/shoal-{}:{}'.format(component, TAG), env)
+    cid = run('localhost/shoal-{}:{}'.format(component, TAG), env, volumes=[tls_volume])
     try:
         until(lambda: get('http://127.0.0.1:{}/live'.format(ops))[0] == 200, what=component + ' /live')
         until(lambda: get('http://127.0.0.1:{}/ready'.format(ops))[0] == 200, what=component + ' /ready')
@@ -139,7 +165,7 @@ def test_each_image_starts_and_answers_live(images, etcd, component, port):
     assert 'panicked' not in logs, logs
 
 
-def test_the_executor_image_runs_a_service_on_its_own_libpython(images, etcd, tmp_path):
+def test_the_executor_image_runs_a_service_on_its_own_libpython(images, etcd, certs, tmp_path):
     services = tmp_path / 'services'
     services.mkdir()
     (services / 'from_image.py').write_text(SERVICE)
@@ -152,14 +178,19 @@ def test_the_executor_image_runs_a_service_on_its_own_libpython(images, etcd, tm
     lib = [line for line in r.stdout.splitlines() if 'libpython3.11' in line][0]
     assert '=> /lib/x86_64-linux-gnu/libpython3.11.so.1.0' in lib or '=> /usr/lib/' in lib, lib
     admin, ops_g, ops_e = free_port(), free_port(), free_port()
-    gw = run('localhost/shoal-gateway:' + TAG, {
+    # Two containers (two hostnames): the gateway reaches the executor over TCP, with
+    # mutual TLS from the mounted certificates.
+    gw_tls, tls_volume = tls(certs, 'gateway')
+    ex_tls, _ = tls(certs, 'executor')
+    gw = run('localhost/shoal-gateway:' + TAG, dict({
         'SHOAL_ETCD': etcd, 'SHOAL_CLUSTER': 'img-run', 'SHOAL_ADMIN_PASSWORD': PASSWORD,
         'SHOAL_OPS_LISTEN': '127.0.0.1:{}'.format(ops_g), 'SHOAL_ADMIN_LISTEN': '127.0.0.1:{}'.format(admin),
-        'SHOAL_HTTP_LISTEN': '127.0.0.1:{}'.format(free_port()), 'SHOAL_GRPC_LISTEN': '127.0.0.1:{}'.format(free_port())})
-    ex = run('localhost/shoal-executor:' + TAG, {
+        'SHOAL_HTTP_LISTEN': '127.0.0.1:{}'.format(free_port()), 'SHOAL_GRPC_LISTEN': '127.0.0.1:{}'.format(free_port())},
+        **gw_tls), volumes=[tls_volume])
+    ex = run('localhost/shoal-executor:' + TAG, dict({
         'SHOAL_ETCD': etcd, 'SHOAL_CLUSTER': 'img-run', 'SHOAL_PICKUP_DIR': '/srv/shoal/services',
         'SHOAL_OPS_LISTEN': '127.0.0.1:{}'.format(ops_e), 'SHOAL_LISTEN': '127.0.0.1:{}'.format(free_port())},
-        volumes=[(services, '/srv/shoal/services')])
+        **ex_tls), volumes=[(services, '/srv/shoal/services'), tls_volume])
     try:
         url = 'http://127.0.0.1:{}/api/v1/services/image.hello/invoke'.format(admin)
         until(lambda: get(url, 'POST', b'{}', 'admin:' + PASSWORD)[0] == 200, what='the service from the image')

@@ -110,7 +110,11 @@ impl Cluster {
             http_url: format!("http://{http_a}"),
             grpc_addr: grpc_a,
             gateway_ops: ops_a,
-            store_url: format!("http://{store_a}"),
+            store_url: if extra.contains(&"--plaintext") {
+                format!("http://{store_a}")
+            } else {
+                format!("https://{store_a}")
+            },
             password: "test-password-1".into(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -125,6 +129,87 @@ impl Cluster {
         })
         .await;
         cluster
+    }
+
+    /// The folder of the cluster's CA and its certificates (`shoal up` makes it).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join(".shoal/tls")
+    }
+
+    /// Whether the links between components run over mutual TLS (no `--plaintext`).
+    pub fn tls(&self) -> bool {
+        self.store_url.starts_with("https://")
+    }
+
+    /// Flags for a component joining this cluster as `role`: its store and the role's
+    /// certificate.
+    pub fn member_args(&self, role: &str) -> Vec<String> {
+        let mut v = vec!["--etcd".to_owned(), self.store_url.clone()];
+        if !self.tls() {
+            v.push("--plaintext".into());
+            return v;
+        }
+        let f = shoal_common::tls::files_in(&self.tls_dir(), role);
+        for (flag, p) in [
+            ("--tls-ca", f.ca),
+            ("--tls-cert", f.cert),
+            ("--tls-key", f.key),
+        ] {
+            v.push(flag.into());
+            v.push(p.map(|p| p.display().to_string()).unwrap_or_default());
+        }
+        v.push("--etcd-domain".into());
+        v.push(shoal_common::tls::role_name(shoal_common::tls::STORE));
+        v
+    }
+
+    /// A gRPC channel to the member of `target` role at `addr`, as a caller holding the
+    /// certificate of `as_role` (plain text on a `--plaintext` cluster).
+    pub async fn member_channel(
+        &self,
+        addr: &str,
+        as_role: &str,
+        target: &str,
+    ) -> tonic::transport::Channel {
+        if !self.tls() {
+            return tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect");
+        }
+        let f = shoal_common::tls::files_in(&self.tls_dir(), as_role);
+        let read = |p: Option<PathBuf>| std::fs::read(p.expect("path")).expect("read");
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(f.ca)))
+            .identity(tonic::transport::Identity::from_pem(
+                read(f.cert),
+                read(f.key),
+            ))
+            .domain_name(shoal_common::tls::role_name(target));
+        tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Settings for reaching this cluster's config store from a test, as `role`.
+    pub fn store_options(&self, role: &str) -> shoal_common::store::StoreOptions {
+        let f = shoal_common::tls::files_in(&self.tls_dir(), role);
+        shoal_common::store::StoreOptions {
+            endpoints: vec![self.store_url.clone()],
+            cluster: "default".into(),
+            tls: self.tls().then(|| shoal_common::store::StoreTls {
+                ca: f.ca,
+                cert: f.cert,
+                key: f.key,
+                domain: Some(shoal_common::tls::role_name(shoal_common::tls::STORE)),
+            }),
+            user: None,
+        }
     }
 
     /// `GET /api/v1/cluster`, or None while it does not answer.

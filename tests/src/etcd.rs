@@ -10,9 +10,24 @@ pub struct Etcd {
     _dir: tempfile::TempDir,
 }
 
+/// TLS for a test etcd: its CA, server certificate and key (PEM), and whether clients
+/// must present a certificate of that CA (`--client-cert-auth`).
+pub struct EtcdTls {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    pub client_cert_auth: bool,
+}
+
 impl Etcd {
     /// Starts etcd and waits until it answers. Panics with a hint if etcd is not installed.
     pub async fn start() -> Etcd {
+        Self::start_with(None).await
+    }
+
+    /// Starts etcd serving clients over TLS (`https://`), and waits until it accepts TLS
+    /// connections.
+    pub async fn start_with(tls: Option<EtcdTls>) -> Etcd {
         let bin = which("etcd").unwrap_or_else(|| {
             panic!(
                 "etcd is not installed: apt-get install etcd-server (the test command does this)"
@@ -21,9 +36,27 @@ impl Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let client_port = crate::free_port();
         let peer_port = crate::free_port();
-        let endpoint = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let child = tokio::process::Command::new(bin)
+        let mut cmd = tokio::process::Command::new(bin);
+        if let Some(t) = &tls {
+            let (ca, cert, key) = (
+                dir.path().join("ca.crt"),
+                dir.path().join("server.crt"),
+                dir.path().join("server.key"),
+            );
+            std::fs::write(&ca, &t.ca).expect("write ca");
+            std::fs::write(&cert, &t.cert).expect("write cert");
+            std::fs::write(&key, &t.key).expect("write key");
+            cmd.arg(format!("--cert-file={}", cert.display()))
+                .arg(format!("--key-file={}", key.display()))
+                .arg(format!("--trusted-ca-file={}", ca.display()));
+            if t.client_cert_auth {
+                cmd.arg("--client-cert-auth");
+            }
+        }
+        let child = cmd
             .arg("--name=shoal-test")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={endpoint}"))
@@ -42,14 +75,28 @@ impl Etcd {
             child,
             _dir: dir,
         };
-        crate::eventually(Duration::from_secs(20), "etcd to answer", || {
-            let ep = endpoint.clone();
-            async move {
-                let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
-                c.get("probe", None).await.ok().map(|_| ())
+        match tls {
+            None => {
+                crate::eventually(Duration::from_secs(20), "etcd to answer", || {
+                    let ep = endpoint.clone();
+                    async move {
+                        let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
+                        c.get("probe", None).await.ok().map(|_| ())
+                    }
+                })
+                .await;
             }
-        })
-        .await;
+            // A TLS etcd may want a client certificate the caller holds: wait for the port.
+            Some(_) => {
+                crate::eventually(Duration::from_secs(20), "etcd to listen", || async move {
+                    tokio::net::TcpStream::connect(("127.0.0.1", client_port))
+                        .await
+                        .ok()
+                        .map(|_| ())
+                })
+                .await;
+            }
+        }
         etcd
     }
 

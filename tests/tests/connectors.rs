@@ -417,17 +417,12 @@ async fn http_and_soap_through_a_real_server() {
     // Secrets are stored sealed and shown redacted.
     let (_, v) = c.admin(reqwest::Method::GET, "outgoing/good", None).await;
     assert_eq!(v["security"]["password"], "***", "{v}");
-    let mut etcd = etcd_client::Client::connect([c.store_url.as_str()], None)
+    let store = shoal_common::store::Store::connect(&c.store_options("gateway"))
         .await
         .expect("config store");
-    let stored = etcd
-        .get("/shoal/default/outgoing/good", None)
-        .await
-        .expect("get");
+    let stored = store.get("outgoing/good").await.expect("get");
     let text = stored
-        .kvs()
-        .first()
-        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
         .unwrap_or_default();
     assert!(text.contains("\"sealed\""), "{text}");
     assert!(

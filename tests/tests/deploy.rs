@@ -135,12 +135,9 @@ async fn deploy_through_the_api_and_cli_with_rollback() {
     version_everywhere(&c, 1).await;
 
     // Service metadata (with SimpleIO) is in the config store for the gateway and docs.
-    let store = shoal_common::store::Store::connect(&shoal_common::store::StoreOptions {
-        endpoints: vec![c.store_url.clone()],
-        cluster: "default".into(),
-    })
-    .await
-    .expect("store");
+    let store = shoal_common::store::Store::connect(&c.store_options("gateway"))
+        .await
+        .expect("store");
     let meta = store
         .get("services/hot.version")
         .await

@@ -25,6 +25,7 @@ fn common(store: &str) -> CommonOptions {
         etcd: vec![format!("http://{store}")],
         cluster: "in-process".into(),
         grace_period: 2,
+        plaintext: true,
         ..CommonOptions::default()
     }
 }

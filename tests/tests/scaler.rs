@@ -34,9 +34,8 @@ async fn the_external_scaler_reports_calls_in_flight_and_goes_idle() {
         .as_str()
         .expect("scheduler address")
         .to_owned();
-    let mut scaler = ExternalScalerClient::connect(format!("http://{addr}"))
-        .await
-        .expect("connect");
+    // KEDA calls with a certificate of the cluster CA for its role.
+    let mut scaler = ExternalScalerClient::new(c.member_channel(&addr, "keda", "scheduler").await);
 
     let spec = scaler
         .get_metric_spec(object(&[("targetInFlight", "4")]))

@@ -16,21 +16,21 @@ fn fixtures() -> std::path::PathBuf {
 /// A cluster whose executor holds fixtures/a, plus a second executor holding fixtures/b.
 async fn two_executors() -> (Cluster, Proc) {
     let c = Cluster::start(&[&fixtures().join("a/front.py")], 1, &[]).await;
-    let b = Proc::spawn(
-        "shoal-executor",
-        &[
+    let mut args = c.member_args("executor");
+    args.extend(
+        [
             "--supervised",
-            "--etcd",
-            &c.store_url,
             "--listen",
             "127.0.0.1:0",
             "--ops-listen",
             "127.0.0.1:0",
             "--pickup-dir",
             fixtures().join("b").to_str().expect("utf8"),
-        ],
-        &[],
+        ]
+        .map(String::from),
     );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let b = Proc::spawn("shoal-executor", &args, &[]);
     eventually(
         Duration::from_secs(20),
         "executor B registered with its services",

@@ -407,27 +407,24 @@ async fn ws_security_username_token() {
     );
     let state = c.dir.path().join(".shoal");
     let addr = |p: u16| format!("127.0.0.1:{p}");
-    let _gw2 = shoal_tests::process::Proc::spawn(
-        "shoal-gateway",
-        &[
-            "--supervised",
-            "--etcd",
-            &c.store_url,
-            "--http-listen",
-            &addr(h2),
-            "--grpc-listen",
-            &addr(g2),
-            "--admin-listen",
-            &addr(a2),
-            "--ops-listen",
-            &addr(o2),
-            "--admin-password-file",
-            state.join("admin-password").to_str().expect("utf8"),
-            "--secret-key-file",
-            state.join("secret-key").to_str().expect("utf8"),
-        ],
-        &[],
-    );
+    let mut args = c.member_args("gateway");
+    args.extend([
+        "--supervised".to_owned(),
+        "--http-listen".into(),
+        addr(h2),
+        "--grpc-listen".into(),
+        addr(g2),
+        "--admin-listen".into(),
+        addr(a2),
+        "--ops-listen".into(),
+        addr(o2),
+        "--admin-password-file".into(),
+        state.join("admin-password").display().to_string(),
+        "--secret-key-file".into(),
+        state.join("secret-key").display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _gw2 = shoal_tests::process::Proc::spawn("shoal-gateway", &args, &[]);
     let base2 = format!("http://{}", addr(h2));
     let nonce2 = fresh();
     let token2 = wss_env("acme2", "acme-pw-2", DIGEST, &nonce2, &rfc3339(now()));

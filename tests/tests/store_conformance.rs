@@ -70,6 +70,7 @@ impl Backend {
         Store::connect(&StoreOptions {
             endpoints: vec![self.endpoint()],
             cluster: cluster.into(),
+            ..StoreOptions::default()
         })
         .await
         .expect("store")

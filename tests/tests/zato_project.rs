@@ -220,6 +220,7 @@ async fn a_virtualenv_of_another_python_or_a_missing_module_is_refused() {
                 "127.0.0.1:0",
                 "--etcd",
                 "http://127.0.0.1:1",
+                "--plaintext",
             ])
             .args(args)
             .output()

@@ -13,4 +13,5 @@ pub mod logs;
 pub mod objects;
 pub mod services;
 pub mod status;
+pub mod tls_secret;
 pub mod up;

@@ -65,6 +65,10 @@ pub struct UpArgs {
         value_name = "MODULE"
     )]
     pub static_modules: Vec<String>,
+    /// Run the links between components (and the embedded config store) in plain text
+    /// instead of mutual TLS with certificates from DIR/.shoal/tls.
+    #[arg(long, env = "SHOAL_PLAINTEXT")]
+    pub plaintext: bool,
 }
 
 struct ChildSpec {
@@ -91,6 +95,26 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
     let bins = sibling_dir()?;
     let cancel = shoal_common::shutdown::install(false);
 
+    // Trust between components: a cluster CA and a certificate per role, made once and
+    // kept in DIR/.shoal/tls; this process serves the embedded store as `store`.
+    let tls_dir = state.join("tls");
+    let tls_files = |role: &str| {
+        if args.plaintext {
+            shoal_common::tls::TlsFiles::default()
+        } else {
+            shoal_common::tls::files_in(&tls_dir, role)
+        }
+    };
+    if !args.plaintext {
+        shoal_common::tls::ensure_dir(&tls_dir, &args.cluster)?;
+    }
+    shoal_common::tls::install(
+        &tls_files(shoal_common::tls::STORE),
+        args.plaintext,
+        shoal_common::tls::STORE,
+    )?;
+    let scheme = if args.plaintext { "http" } else { "https" };
+
     // The config store: embedded (in this process) unless --etcd.
     let mut store_task = None;
     let etcd = match &args.etcd {
@@ -105,7 +129,7 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
                         args.store_listen
                     )
                 })?;
-            let url = format!("http://{}", listener.local_addr()?);
+            let url = format!("{scheme}://{}", listener.local_addr()?);
             let c = cancel.child_token();
             let stop = c.clone();
             store_task = Some((
@@ -120,8 +144,9 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
         }
     };
 
+    let embedded = args.etcd.is_none();
     let common = |name: &str| -> Vec<String> {
-        vec![
+        let mut v: Vec<String> = vec![
             "--supervised".into(),
             "--etcd".into(),
             etcd.clone(),
@@ -133,7 +158,23 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
             } else {
                 "127.0.0.1:0".into()
             },
-        ]
+        ];
+        let f = tls_files(name);
+        match (f.ca, f.cert, f.key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                for (flag, p) in [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)] {
+                    v.extend([flag.into(), p.display().to_string()]);
+                }
+                if embedded {
+                    v.extend([
+                        "--etcd-domain".into(),
+                        shoal_common::tls::role_name(shoal_common::tls::STORE),
+                    ]);
+                }
+            }
+            _ => v.push("--plaintext".into()),
+        }
+        v
     };
     let mut specs = vec![ChildSpec {
         name: "kvdb-proxy".into(),
@@ -243,10 +284,12 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
         .collect();
 
     // Report when the cluster answers.
-    let store_opts = StoreOptions {
-        endpoints: vec![etcd.clone()],
-        cluster: args.cluster.clone(),
-    };
+    let store_opts = store_options(
+        &etcd,
+        &args.cluster,
+        &tls_files(shoal_common::tls::STORE),
+        embedded,
+    );
     let want_exec = args.executors.max(1) as usize;
     let report = {
         let cancel = cancel.clone();
@@ -339,6 +382,36 @@ async fn apply_config(file: &Path, admin_listen: &str, password_file: &Path) {
         "error: {} was not applied: the admin API did not answer",
         file.display()
     );
+}
+
+/// How this process reaches the store: the embedded one with its own certificate, an
+/// external etcd with the `SHOAL_ETCD_*` settings its children read too.
+fn store_options(
+    etcd: &str,
+    cluster: &str,
+    files: &shoal_common::tls::TlsFiles,
+    embedded: bool,
+) -> StoreOptions {
+    let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    shoal_common::cli::CommonOptions {
+        etcd: vec![etcd.to_owned()],
+        cluster: cluster.to_owned(),
+        tls_ca: files.ca.clone(),
+        tls_cert: files.cert.clone(),
+        tls_key: files.key.clone(),
+        etcd_ca: env("SHOAL_ETCD_CA"),
+        etcd_cert: env("SHOAL_ETCD_CERT"),
+        etcd_key: env("SHOAL_ETCD_KEY"),
+        etcd_domain: if embedded {
+            Some(shoal_common::tls::role_name(shoal_common::tls::STORE))
+        } else {
+            std::env::var("SHOAL_ETCD_DOMAIN").ok()
+        },
+        etcd_user: std::env::var("SHOAL_ETCD_USER").ok(),
+        etcd_password_file: env("SHOAL_ETCD_PASSWORD_FILE"),
+        ..Default::default()
+    }
+    .store()
 }
 
 /// Runs one child until `cancel`, restarting it with backoff when it dies.

@@ -576,7 +576,8 @@ impl EmbeddedStore {
             .add_service(PbLeaseServer::new(self.clone()))
     }
 
-    /// Serves the store on `listener` until `cancel`.
+    /// Serves the store on `listener` until `cancel` (over mutual TLS when this process
+    /// installed a cluster certificate, see [`crate::tls`]).
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
@@ -595,7 +596,13 @@ impl EmbeddedStore {
         });
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
+        // Mutual TLS when this process has a cluster certificate: every member may use
+        // the store, nobody else.
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = crate::tls::cluster() {
+            builder = builder.tls_config(tls.server())?;
+        }
+        let result = builder
             .add_routes(self.router())
             .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
             .await;

@@ -27,15 +27,95 @@ pub enum StoreError {
     Request(#[from] etcd_client::Error),
     #[error("config store lease {0} is gone")]
     LeaseLost(i64),
+    #[error("config store settings: {0}")]
+    Settings(String),
 }
 
 /// Connection settings for the config store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
-    /// etcd endpoints, e.g. `http://127.0.0.1:2379`.
+    /// etcd endpoints, e.g. `http://127.0.0.1:2379` (`https://` for TLS).
     pub endpoints: Vec<String>,
     /// Cluster name; keys live under `/shoal/<cluster>/`.
     pub cluster: String,
+    /// TLS settings for `https://` endpoints.
+    pub tls: Option<StoreTls>,
+    /// etcd's own authentication.
+    pub user: Option<StoreUser>,
+}
+
+/// TLS to the store: the CA its certificate is checked against, a client certificate
+/// (for etcd's `--client-cert-auth`) and the name the server's certificate must hold.
+#[derive(Debug, Clone, Default)]
+pub struct StoreTls {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    pub domain: Option<String>,
+}
+
+/// An etcd user and where its password is.
+#[derive(Debug, Clone)]
+pub struct StoreUser {
+    pub name: String,
+    pub password: Password,
+}
+
+/// Where a password is read from (never held in options that get printed).
+#[derive(Debug, Clone)]
+pub enum Password {
+    /// A file (trailing newline dropped).
+    File(std::path::PathBuf),
+    /// An environment variable.
+    Env(&'static str),
+}
+
+impl Password {
+    fn read(&self) -> Result<String, String> {
+        match self {
+            Password::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| format!("cannot read the etcd password from {}: {e}", p.display())),
+            Password::Env(v) => {
+                std::env::var(v).map_err(|_| format!("an etcd user is set but ${v} is not"))
+            }
+        }
+    }
+}
+
+impl StoreOptions {
+    /// etcd-client's options for these settings.
+    fn connect_options(&self) -> Result<ConnectOptions, String> {
+        let mut connect = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(10))
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        if let Some(t) = &self.tls {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            };
+            let mut tls = etcd_client::TlsOptions::new();
+            if let Some(ca) = &t.ca {
+                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca)?));
+            }
+            match (&t.cert, &t.key) {
+                (Some(c), Some(k)) => {
+                    tls = tls.identity(etcd_client::Identity::from_pem(read(c)?, read(k)?));
+                }
+                (None, None) => {}
+                _ => return Err("give both the etcd client certificate and its key".into()),
+            }
+            if let Some(d) = &t.domain {
+                tls = tls.domain_name(d.clone());
+            }
+            connect = connect.with_tls(tls);
+        }
+        if let Some(u) = &self.user {
+            connect = connect.with_user(u.name.clone(), u.password.read()?);
+        }
+        Ok(connect)
+    }
 }
 
 /// A handle on the config store; cheap to clone.
@@ -75,12 +155,13 @@ pub enum WatchEvent {
 impl Store {
     /// Connects, with a short connect timeout so a wrong address fails fast.
     pub async fn connect(opts: &StoreOptions) -> Result<Store, StoreError> {
-        let connect = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
-        let endpoints: Vec<String> = opts.endpoints.iter().map(|e| normalise(e)).collect();
+        let connect = opts.connect_options().map_err(StoreError::Settings)?;
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let endpoints: Vec<String> = opts
+            .endpoints
+            .iter()
+            .map(|e| normalise(e, scheme))
+            .collect();
         let client = Client::connect(&endpoints, Some(connect))
             .await
             .map_err(|source| StoreError::Connect {
@@ -413,10 +494,10 @@ async fn sleep_or_cancel(cancel: &CancellationToken, delay: &mut Duration) -> bo
     true
 }
 
-fn normalise(endpoint: &str) -> String {
+fn normalise(endpoint: &str, scheme: &str) -> String {
     if endpoint.contains("://") {
         endpoint.to_owned()
     } else {
-        format!("http://{endpoint}")
+        format!("{scheme}://{endpoint}")
     }
 }

@@ -57,10 +57,51 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-auth" (include "shoal.fullname" .)) .Values.auth.existingSecret -}}
 {{- end -}}
 
+{{- define "shoal.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "shoal.fullname" .)) .Values.tls.existingSecret -}}
+{{- end -}}
+
+{{/* The TLS environment of a container of (dict "root" $ "component" name): its role's
+certificate from the mounted Secret, or --plaintext. */}}
+{{- define "shoal.tlsEnv" -}}
+{{- if .root.Values.tls.enabled }}
+- name: SHOAL_TLS_CA
+  value: /etc/shoal/tls/ca.crt
+- name: SHOAL_TLS_CERT
+  value: /etc/shoal/tls/{{ .component }}.crt
+- name: SHOAL_TLS_KEY
+  value: /etc/shoal/tls/{{ .component }}.key
+{{- if .root.Values.etcd.enabled }}
+# The bundled etcd's certificate names its Service.
+- name: SHOAL_ETCD_DOMAIN
+  value: {{ include "shoal.fullname" .root }}-etcd
+{{- end }}
+{{- else }}
+- name: SHOAL_PLAINTEXT
+  value: "true"
+{{- end }}
+{{- end -}}
+
+{{/* The volume of a component's certificate: only its own key, the CA and its
+certificate (dict "root" $ "component" name). */}}
+{{- define "shoal.tlsVolume" -}}
+{{- if .root.Values.tls.enabled }}
+- name: tls-{{ .component }}
+  secret:
+    secretName: {{ include "shoal.tlsSecret" .root }}
+    # 0440: readable by the pod's fsGroup.
+    defaultMode: 288
+    items:
+      - {key: ca.crt, path: ca.crt}
+      - {key: {{ .component }}.crt, path: {{ .component }}.crt}
+      - {key: {{ .component }}.key, path: {{ .component }}.key}
+{{- end }}
+{{- end -}}
+
 {{/* The config store endpoints, comma-separated. */}}
 {{- define "shoal.etcdEndpoints" -}}
 {{- if .Values.etcd.enabled -}}
-{{- printf "http://%s-etcd:2379" (include "shoal.fullname" .) -}}
+{{- printf "%s://%s-etcd:2379" (ternary "https" "http" .Values.tls.enabled) (include "shoal.fullname" .) -}}
 {{- else -}}
 {{- required "etcd.external.endpoints is required when etcd.enabled is false" (join "," .Values.etcd.external.endpoints) -}}
 {{- end -}}
@@ -135,6 +176,7 @@ One Shoal container: (dict "root" $ "component" "connectors" "values" .Values.co
       value: "0.0.0.0:{{ .port }}"
     - name: SHOAL_OPS_LISTEN
       value: "0.0.0.0:{{ .opsPort }}"
+    {{- include "shoal.tlsEnv" . | nindent 4 }}
     {{- with .env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -151,6 +193,9 @@ One Shoal container: (dict "root" $ "component" "connectors" "values" .Values.co
     {{- include "shoal.securityContext" . | nindent 4 }}
   volumeMounts:
     - {name: run, mountPath: /run/shoal}
+    {{- if .root.Values.tls.enabled }}
+    - {name: tls-{{ .component }}, mountPath: /etc/shoal/tls, readOnly: true}
+    {{- end }}
     {{- with .mounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
