@@ -74,6 +74,12 @@ pub struct Options {
     /// Memory, in MB, a module may take while it is validated (beyond the validating
     /// process's own).
     pub validate_memory_mb: u64,
+    /// How long after its deadline a call that could not be stopped gets before its thread
+    /// is written off and replaced, in milliseconds.
+    pub write_off_after_ms: u64,
+    /// Written-off threads stuck at once that make the executor restart itself gracefully
+    /// (drain, exit, be started again by its supervisor).
+    pub max_written_off: usize,
 }
 
 impl Default for Options {
@@ -97,9 +103,15 @@ impl Default for Options {
             user_config: Vec::new(),
             validate_timeout_secs: 10,
             validate_memory_mb: 1024,
+            write_off_after_ms: 2000,
+            max_written_off: 4,
         }
     }
 }
+
+/// How long stopping a call past its deadline may wait for the GIL before the executor
+/// takes the interpreter for wedged.
+const GIL_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A running executor's handle: deploy, invoke, list. Cheap to clone.
 #[derive(Clone)]
@@ -121,6 +133,13 @@ pub struct Executor {
     metrics: Arc<metrics::Metrics>,
     /// The source and origin of every module loaded, by module name (GetSource).
     sources: Arc<parking_lot::Mutex<std::collections::HashMap<String, (String, String)>>>,
+    write_off_after: Duration,
+    max_written_off: usize,
+    /// Cancelled when this executor must restart (too many stuck threads, a held GIL);
+    /// [`run`] then drains and returns an error, so the supervisor starts a new one.
+    restart: CancellationToken,
+    /// Why [`Executor::restart`] was cancelled.
+    restart_reason: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 impl Executor {
@@ -159,7 +178,41 @@ impl Executor {
             publish_wanted: Arc::default(),
             publishing: Arc::default(),
             metrics,
+            write_off_after: Duration::from_millis(options.write_off_after_ms.max(1)),
+            max_written_off: options.max_written_off.max(1),
+            restart: CancellationToken::new(),
+            restart_reason: Arc::default(),
         })
+    }
+
+    /// Asks for a graceful restart (the first reason is kept).
+    fn request_restart(&self, reason: String) {
+        let mut r = self.restart_reason.lock();
+        if r.is_none() {
+            tracing::error!(reason = %reason, "restarting this executor gracefully");
+            self.metrics.restarts_requested.inc();
+            *r = Some(reason);
+        }
+        self.restart.cancel();
+    }
+
+    /// After a call past its deadline was told to stop: gives it `write_off_after`, then
+    /// writes its thread off if it still runs, restarting when too many are stuck.
+    fn watch_stuck(&self, state: Arc<python::JobState>, service: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(me.write_off_after).await;
+            if me.pool.write_off(&state) {
+                let stuck = me.pool.written_off();
+                tracing::warn!(service = %service, stuck, limit = me.max_written_off, "a Python thread stuck in a call was written off and replaced");
+                if stuck >= me.max_written_off {
+                    me.request_restart(format!(
+                        "{stuck} Python threads are stuck in calls past their deadline (the limit is {})",
+                        me.max_written_off
+                    ));
+                }
+            }
+        });
     }
 
     /// Python worker threads alive now.
@@ -209,11 +262,32 @@ impl Executor {
                 "Python worker went away",
             )),
             Err(_) => {
-                // Stop the service where it is; the pool grows meanwhile if it must.
-                let interrupted = tokio::task::spawn_blocking(move || python::interrupt(&state))
+                // Answer at once; stop the service where it is meanwhile (the pool grows
+                // if it must). Taking the GIL to stop it must not wait for ever: a service
+                // holding it (a C loop) has stopped every Python thread, and only a
+                // restart frees them.
+                let me = self.clone();
+                let (svc, id) = (service.clone(), cid.clone());
+                tokio::spawn(async move {
+                    let st = state.clone();
+                    let interrupted = match tokio::time::timeout(
+                        GIL_PATIENCE,
+                        tokio::task::spawn_blocking(move || python::interrupt(&st)),
+                    )
                     .await
-                    .unwrap_or(false);
-                tracing::warn!(service = %service, cid = %cid, timeout_ms = timeout.as_millis() as u64, interrupted, "invocation past its deadline");
+                    {
+                        Ok(r) => r.unwrap_or(false),
+                        Err(_) => {
+                            me.request_restart(format!(
+                                "service {svc} holds the GIL: no Python thread has run for {} s",
+                                GIL_PATIENCE.as_secs()
+                            ));
+                            false
+                        }
+                    };
+                    tracing::warn!(service = %svc, cid = %id, timeout_ms = timeout.as_millis() as u64, interrupted, "invocation past its deadline");
+                    me.watch_stuck(state, svc);
+                });
                 fail(ShoalError::new(
                     ErrorCode::Timeout,
                     format!(
@@ -650,8 +724,13 @@ pub async fn run(
         tracing::info!(grpc = %grpc_addr, ops = %ops_addr, "executor ready");
     }
 
-    cancel.cancelled().await;
+    let restarting = tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = executor.restart.cancelled() => true,
+    };
     ops.set_ready(false);
+    // Everything this executor runs stops now, as on SIGTERM.
+    cancel.cancel();
     // Leave routing first, then drain in-flight calls.
     reg_cancel.cancel();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -669,5 +748,10 @@ pub async fn run(
         },
     )
     .await;
+    if restarting {
+        // A non-zero exit: the supervisor (shoal up, the kubelet) starts a new executor.
+        let why = executor.restart_reason.lock().clone().unwrap_or_default();
+        anyhow::bail!("restarting: {why}");
+    }
     Ok(())
 }

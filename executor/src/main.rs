@@ -70,6 +70,16 @@ struct Cli {
     #[arg(long, env = "SHOAL_VALIDATE_MEMORY_MB")]
     #[serde(skip_serializing_if = "Option::is_none")]
     validate_memory_mb: Option<u64>,
+    /// Milliseconds a call past its deadline that could not be stopped gets before its
+    /// Python thread is written off and replaced (default 2000).
+    #[arg(long, env = "SHOAL_WRITE_OFF_AFTER_MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    write_off_after_ms: Option<u64>,
+    /// Written-off threads stuck at once that make the executor restart itself
+    /// gracefully (default 4).
+    #[arg(long, env = "SHOAL_MAX_WRITTEN_OFF")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_written_off: Option<usize>,
     /// Run as the validating process of an executor (internal: imports modules sent on
     /// standard input, answers on standard output).
     #[arg(long, hide = true)]

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Calls waiting for a Python thread.
     pub queued: Gauge,
+    written_off_total: Counter,
+    written_off_now: Gauge,
+    /// Graceful restarts this executor asked for (stuck threads, a held GIL).
+    pub restarts_requested: Counter,
 }
 
 impl Metrics {
@@ -35,6 +39,9 @@ impl Metrics {
             deploy_failures: Counter::default(),
             in_flight: Gauge::default(),
             queued: Gauge::default(),
+            written_off_total: Counter::default(),
+            written_off_now: Gauge::default(),
+            restarts_requested: Counter::default(),
         };
         ops.register(|r| {
             r.register(
@@ -73,6 +80,21 @@ impl Metrics {
                 m.queued.clone(),
             );
             r.register(
+                "executor_workers_written_off",
+                "Python threads written off (stuck in a call long past its deadline)",
+                m.written_off_total.clone(),
+            );
+            r.register(
+                "executor_workers_written_off_stuck",
+                "Written-off Python threads still stuck in their call",
+                m.written_off_now.clone(),
+            );
+            r.register(
+                "executor_restarts_requested",
+                "Graceful restarts asked for (too many stuck threads, or a service holding the GIL)",
+                m.restarts_requested.clone(),
+            );
+            r.register(
                 "executor_deploy_failures",
                 "Modules that failed to import",
                 m.deploy_failures.clone(),
@@ -87,6 +109,14 @@ impl Metrics {
             self.errors.inc();
         }
         self.handle_seconds.observe(took.as_secs_f64());
+    }
+
+    /// `delta` threads written off (+1) or ended after being written off (-1).
+    pub fn written_off(&self, delta: i64) {
+        if delta > 0 {
+            self.written_off_total.inc_by(delta.unsigned_abs());
+        }
+        self.written_off_now.inc_by(delta);
     }
 
     pub fn queue_wait(&self, took: Duration) {

@@ -55,6 +55,8 @@ pub struct JobState {
 
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
+/// Still running long past its deadline: its thread was written off and replaced.
+const WRITTEN_OFF: u8 = 3;
 
 /// Sizes of the elastic pool.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +87,8 @@ struct Shared {
     permits: parking_lot::Mutex<Permits>,
     permit_cv: parking_lot::Condvar,
     metrics: Arc<Metrics>,
+    /// Written-off threads still stuck in their job.
+    written_off: AtomicUsize,
 }
 
 impl Shared {
@@ -174,6 +178,7 @@ impl Pool {
             }),
             permit_cv: parking_lot::Condvar::new(),
             metrics,
+            written_off: AtomicUsize::new(0),
         });
         for _ in 0..size.min {
             spawn_worker(&shared)?;
@@ -196,6 +201,29 @@ impl Pool {
     /// Jobs waiting for a Python thread.
     pub fn queued(&self) -> usize {
         self.tx.len()
+    }
+
+    /// Writes off the thread running `state`'s job if it is still running it: its run
+    /// permit and its place among the workers go to a new thread at once, and the stuck
+    /// thread ends by itself if its job ever returns. Whether it was written off.
+    pub fn write_off(&self, state: &JobState) -> bool {
+        if state
+            .phase
+            .compare_exchange(RUNNING, WRITTEN_OFF, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.shared.alive.fetch_sub(1, Ordering::AcqRel);
+        self.shared.release();
+        self.shared.written_off.fetch_add(1, Ordering::AcqRel);
+        self.shared.metrics.written_off(1);
+        true
+    }
+
+    /// Threads written off and still stuck.
+    pub fn written_off(&self) -> usize {
+        self.shared.written_off.load(Ordering::Acquire)
     }
 
     pub fn submit(&self, job: Job) -> Result<(), ShoalError> {
@@ -387,20 +415,35 @@ fn worker(shared: Arc<Shared>) {
                 return;
             }
         };
-        Python::attach(|py| {
-            run_job(py, job, ident, &shared);
+        let written_off = Python::attach(|py| {
+            if run_job(py, job, ident, &shared) {
+                return true;
+            }
             while shared.extra.load(Ordering::Acquire) == 0 {
                 match shared.rx.try_recv() {
-                    Ok(job) => run_job(py, job, ident, &shared),
+                    Ok(job) => {
+                        if run_job(py, job, ident, &shared) {
+                            return true;
+                        }
+                    }
                     Err(_) => break,
                 }
             }
+            false
         });
+        if written_off {
+            // Its permit and its place were handed on when it was written off.
+            shared.written_off.fetch_sub(1, Ordering::AcqRel);
+            shared.metrics.written_off(-1);
+            tracing::warn!("a written-off Python thread finished its call and ends");
+            return;
+        }
         shared.release();
     }
 }
 
-fn run_job(py: Python<'_>, job: Job, ident: u64, shared: &Shared) {
+/// Runs one job; true when its thread was written off meanwhile (it must end).
+fn run_job(py: Python<'_>, job: Job, ident: u64, shared: &Shared) -> bool {
     match job {
         Job::Invoke {
             req,
@@ -412,17 +455,21 @@ fn run_job(py: Python<'_>, job: Job, ident: u64, shared: &Shared) {
             if reply.is_closed() {
                 // The caller gave up while the job waited: do not run it.
                 state.phase.store(DONE, Ordering::Release);
-                return;
+                return false;
             }
             state.thread.store(ident, Ordering::Release);
             state.phase.store(RUNNING, Ordering::Release);
             let started = Instant::now();
             let resp = invoke(py, *req);
-            state.phase.store(DONE, Ordering::Release);
+            let was = state.phase.swap(DONE, Ordering::AcqRel);
             shared
                 .metrics
                 .invoked(started.elapsed(), resp.error.is_some());
             let _ = reply.send(resp);
+            if was == WRITTEN_OFF {
+                shared.completed.fetch_add(1, Ordering::AcqRel);
+                return true;
+            }
         }
         Job::Deploy {
             module,
@@ -444,6 +491,7 @@ fn run_job(py: Python<'_>, job: Job, ident: u64, shared: &Shared) {
         }
     }
     shared.completed.fetch_add(1, Ordering::AcqRel);
+    false
 }
 
 /// Raises `DeadlineExceeded` inside the invocation if it is still running (called by the

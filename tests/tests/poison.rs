@@ -134,3 +134,141 @@ async fn poison_modules_are_refused_and_the_executor_lives_on() {
     )
     .await;
 }
+
+const STUCK: &str = r#"import re, time
+from shoal import Service
+
+class Spin(Service):
+    name = 'stuck.spin'
+    def handle(self):
+        while True:
+            pass
+
+class Sleep(Service):
+    """Blocked in C with the GIL released: no Python exception reaches it."""
+    name = 'stuck.sleep'
+    def handle(self):
+        time.sleep(3600)
+
+class HoldsTheGil(Service):
+    """Catastrophic backtracking: the regex engine holds the GIL and never returns."""
+    name = 'stuck.gil'
+    def handle(self):
+        re.match(r'(a+)+$', 'a' * 64 + 'b')
+
+class Echo(Service):
+    name = 'stuck.echo'
+    def handle(self):
+        self.response.payload = {'ok': True}
+"#;
+
+/// An admin invoke of `service` with a deadline of `ms`: its status.
+async fn invoke_within(c: &Cluster, service: &str, ms: u64) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/api/v1/services/{service}/invoke", c.admin_url))
+        .basic_auth("admin", Some(&c.password))
+        .header("X-Shoal-Timeout-Ms", ms.to_string())
+        .json(&json!({}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+/// The executor's metric `name` (first sample), from its ops listener.
+async fn executor_metric(c: &Cluster, name: &str) -> Option<f64> {
+    let v = c.cluster_json().await?;
+    let ops = v["members"]["executor"][0]["ops_addr"].as_str()?.to_owned();
+    let text = reqwest::get(format!("http://{ops}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stuck_services_are_written_off_and_the_executor_restarts_gracefully() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stuck = dir.path().join("stuck.py");
+    std::fs::write(&stuck, STUCK).expect("write");
+    let c = Cluster::start_env(
+        &[stuck.as_path()],
+        1,
+        &[],
+        None,
+        &[
+            ("SHOAL_MAX_WRITTEN_OFF", "2"),
+            ("SHOAL_WRITE_OFF_AFTER_MS", "500"),
+        ],
+    )
+    .await;
+    let first = executor_pids(&c).await;
+    assert_eq!(invoke_within(&c, "stuck.echo", 5000).await, 200);
+
+    // A pure-Python spin is stopped where it is: 504, and the worker lives on.
+    assert_eq!(invoke_within(&c, "stuck.spin", 300).await, 504);
+    shoal_tests::holds_for(Duration::from_secs(1), "nothing written off", || async {
+        executor_metric(&c, "shoal_executor_workers_written_off_total").await == Some(0.0)
+    })
+    .await;
+
+    // A thread blocked where no exception reaches it is written off and replaced: the
+    // executor keeps serving, same process.
+    assert_eq!(invoke_within(&c, "stuck.sleep", 300).await, 504);
+    shoal_tests::eventually(
+        Duration::from_secs(10),
+        "one worker written off",
+        || async {
+            (executor_metric(&c, "shoal_executor_workers_written_off_total").await == Some(1.0))
+                .then_some(())
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        assert_eq!(invoke_within(&c, "stuck.echo", 5000).await, 200);
+    }
+    assert_eq!(
+        executor_pids(&c).await,
+        first,
+        "one write-off is no restart"
+    );
+
+    // The second stuck thread reaches the limit: the executor drains and restarts.
+    assert_eq!(invoke_within(&c, "stuck.sleep", 300).await, 504);
+    let second = shoal_tests::eventually(
+        Duration::from_secs(30),
+        "a new executor after the limit",
+        || async {
+            let p = executor_pids(&c).await;
+            (p.len() == 1 && p != first).then_some(p)
+        },
+    )
+    .await;
+    shoal_tests::eventually(Duration::from_secs(20), "serving again", || async {
+        (invoke_within(&c, "stuck.echo", 5000).await == 200).then_some(())
+    })
+    .await;
+
+    // A service holding the GIL wedges the interpreter: nothing else can run Python, so
+    // the executor restarts at once rather than after the limit.
+    assert_eq!(invoke_within(&c, "stuck.gil", 300).await, 504);
+    shoal_tests::eventually(
+        Duration::from_secs(40),
+        "a new executor after the GIL was held",
+        || async {
+            let p = executor_pids(&c).await;
+            (p.len() == 1 && p != second).then_some(())
+        },
+    )
+    .await;
+    shoal_tests::eventually(Duration::from_secs(20), "serving again", || async {
+        (invoke_within(&c, "stuck.echo", 5000).await == 200).then_some(())
+    })
+    .await;
+}
