@@ -244,6 +244,21 @@ impl Discovery {
         let _ = self.changed.changed().await;
     }
 
+    /// Resolves once no member has `grpc_addr` (it left, or its lease ended): what a call
+    /// in flight to a frozen or partitioned member waits on instead of its deadline.
+    pub async fn left(&self, grpc_addr: &str) {
+        let mut changed = self.changed.clone();
+        loop {
+            if !self.members.read().iter().any(|m| m.grpc_addr == grpc_addr) {
+                return;
+            }
+            if changed.changed().await.is_err() {
+                // The watch ended (shutting down): never resolves.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Waits until `pred` holds for the member list, up to `timeout`.
     pub async fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&[Member]) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;

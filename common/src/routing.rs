@@ -181,7 +181,24 @@ impl Router {
             let (addr, channel, _inflight) = self.pick(&req.service, &tried)?;
             let mut request = tonic::Request::new(encoded.clone());
             request.set_timeout(deadline);
-            match invoke_encoded(channel, request).await {
+            // A member that stops answering (frozen, partitioned) loses its lease within
+            // seconds: its calls in flight end then, not at their deadline.
+            let outcome = tokio::select! {
+                biased;
+                r = invoke_encoded(channel, request) => r,
+                () = self.discovery.left(&addr) => {
+                    tracing::warn!(executor = %addr, "executor left the cluster mid-call");
+                    self.mark_down(&addr);
+                    return Err(ShoalError::new(
+                        ErrorCode::BadGateway,
+                        format!(
+                            "the executor running {} left the cluster mid-call (its member lease ended)",
+                            req.service
+                        ),
+                    ));
+                }
+            };
+            match outcome {
                 Ok(resp) => return Ok(resp.into_inner()),
                 Err(status) if never_sent(&status) => {
                     tracing::warn!(executor = %addr, error = %status.message(), "executor unreachable; trying another");

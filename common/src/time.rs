@@ -46,7 +46,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         d.next()?.parse().ok()?,
         d.next()?.parse().ok()?,
     );
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    // Four-digit years only: a year of 13 digits overflowed the arithmetic below (a
+    // panic in debug builds, a wrapped — possibly "fresh" — instant in release), found by
+    // the wss fuzz target (fuzz/regressions/wss/).
+    if d.next().is_some()
+        || !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+    {
         return None;
     }
     let (time, offset) = if let Some(t) = rest.strip_suffix('Z') {
@@ -55,10 +62,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         let (t, off) = rest.split_at(pos);
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (oh, om) = off[1..].split_once(':')?;
-        (
-            t,
-            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60),
-        )
+        let (oh, om) = (oh.parse::<i64>().ok()?, om.parse::<i64>().ok()?);
+        if !(0..=23).contains(&oh) || !(0..=59).contains(&om) {
+            return None;
+        }
+        (t, sign * (oh * 3600 + om * 60))
     } else {
         return None;
     };
@@ -69,7 +77,11 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         t.next()?.parse().ok()?,
         t.next()?.parse().ok()?,
     );
-    if t.next().is_some() || hh > 23 || mm > 59 || ss > 60 {
+    if t.next().is_some()
+        || !(0..=23).contains(&hh)
+        || !(0..=59).contains(&mm)
+        || !(0..=60).contains(&ss)
+    {
         return None;
     }
     Some(days_from_civil(y, m, day) * 86_400 + hh * 3600 + mm * 60 + ss - offset)
@@ -95,7 +107,9 @@ mod tests {
             assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
         }
         for bad in [
-            "",
+            "2026123452026-12-01T10:00:00.123456+02:00",
+            "2024-05-01T10:00:00+99999999999999999:00",
+            "2024-05-01T-1:00:00Z",
             "2024-05-01",
             "2024-13-01T00:00:00Z",
             "2024-05-01T25:00:00Z",

@@ -1078,7 +1078,7 @@ async fn soap_call(
 
 /// Reads an `AnyServiceInvoker` request: `{"name", "payload": base64(JSON)}` (other keys
 /// are the client's options and are ignored). Returns the service and its JSON payload.
-fn zato_request(body: &[u8]) -> Result<(String, Vec<u8>), String> {
+pub fn zato_request(body: &[u8]) -> Result<(String, Vec<u8>), String> {
     #[derive(serde::Deserialize)]
     struct ZatoInvoke {
         name: Option<String>,

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod queues;
 pub mod respond;
 pub use shoal_common::secret;
+pub mod fuzzing;
 pub mod soap;
 pub mod tail;
 pub mod tail_api;

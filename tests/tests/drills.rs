@@ -1,0 +1,238 @@
+//! Drills under load: a bounded closed-loop load runs through a `shoal up` cluster (an HTTP
+//! channel → gateway → one of two executors → a service that uses the KVDB proxy and an
+//! outgoing SQL connection through the connectors) while one component is killed with
+//! SIGKILL, or an executor is frozen with SIGSTOP past its member lease. Each drill counts
+//! the requests that failed, asserts that none hung (every request answered within its
+//! client timeout) and that the cluster recovered (a run of successes after), and prints
+//! one line of the table in docs/reliability.md.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shoal_tests::cluster::Cluster;
+
+const WORK: &str = r#"from shoal import Service
+
+class Work(Service):
+    """Touches the KVDB proxy and the connectors on every call."""
+    name = 'drill.work'
+
+    def handle(self):
+        n = self.kvdb.conn.incr('drill:calls')
+        row = self.out.sql.get('lite').execute('select 1 as one').fetchall()[0]
+        self.response.payload = {'n': n, 'one': row._asdict()['one']}
+"#;
+
+/// What one drill saw.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    hung: AtomicU64,
+}
+
+/// A closed loop of `workers` clients calling the channel until `stop`; every request
+/// bounded by `patience` (one that takes longer counts as hung).
+fn load(
+    url: String,
+    workers: usize,
+    patience: Duration,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..workers)
+        .map(|_| {
+            let (url, stop, tally) = (url.clone(), stop.clone(), tally.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(patience)
+                    .build()
+                    .expect("client");
+                while !stop.load(Ordering::Acquire) {
+                    let r = client.post(&url).json(&json!({})).send().await;
+                    match r {
+                        Ok(r) if r.status() == 200 => {
+                            tally.ok.fetch_add(1, Ordering::AcqRel);
+                        }
+                        Err(e) if e.is_timeout() => {
+                            tally.hung.fetch_add(1, Ordering::AcqRel);
+                        }
+                        _ => {
+                            tally.failed.fetch_add(1, Ordering::AcqRel);
+                            // A refused connection answers at once: do not spin.
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+fn pid_of(v: &Value, role: &str, index: usize) -> Option<u32> {
+    v["members"][role][index]["pid"]
+        .as_u64()
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+/// The scheduler that leads (holds the leader key), or the first.
+fn scheduler_pid(v: &Value) -> Option<u32> {
+    let all = v["members"]["scheduler"].as_array()?;
+    let id = v["leaders"]["scheduler"].as_str();
+    let leader = all
+        .iter()
+        .find(|m| m["id"].as_str().is_some() && m["id"].as_str() == id)
+        .or_else(|| all.first())?;
+    leader["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
+}
+
+/// One drill: load for a second, `fault`, load until the cluster answers 50 calls in a
+/// row again (at most 30 s), then stop. Returns the line of the table.
+async fn drill(c: &Cluster, what: &str, fault: impl AsyncFnOnce(&Cluster)) -> String {
+    let url = format!("{}/drill/work", c.http_url);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let workers = load(
+        url.clone(),
+        8,
+        Duration::from_secs(15),
+        stop.clone(),
+        tally.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = tally.ok.load(Ordering::Acquire);
+    assert!(before > 0, "{what}: the load runs before the fault");
+    let started = Instant::now();
+    fault(c).await;
+    // Recovered: 50 successes in a row from one more client, within 30 s.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    let mut streak = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while streak < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not recovered within 30 s"
+        );
+        let ok = client
+            .post(&url)
+            .json(&json!({}))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        streak = if ok { streak + 1 } else { 0 };
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let recovered = started.elapsed();
+    // Keep the load a moment longer, then stop it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    for w in workers {
+        let _ = w.await;
+    }
+    let (ok, failed, hung) = (
+        tally.ok.load(Ordering::Acquire),
+        tally.failed.load(Ordering::Acquire),
+        tally.hung.load(Ordering::Acquire),
+    );
+    assert_eq!(hung, 0, "{what}: requests hung");
+    let line = format!(
+        "| {what} | {} | {failed} | {hung} | {:.1} s |",
+        ok + failed,
+        recovered.as_secs_f64()
+    );
+    eprintln!("drill {line}");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_each_component_and_a_frozen_executor_under_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = dir.path().join("drill_work.py");
+    std::fs::write(&svc, WORK).expect("write");
+    let db = dir.path().join("drill.db");
+    let config = format!(
+        r#"
+outgoing:
+  - {{name: lite, type: sql, url: "sqlite://{}"}}
+channels:
+  - {{name: drill, type: http, service: drill.work, url_path: /drill/work, data_format: json}}
+"#,
+        db.display()
+    );
+    let c = Cluster::start_env(
+        &[svc.as_path()],
+        2,
+        &["--schedulers", "2"],
+        Some(&config),
+        // A frozen executor leaves routing when its lease (3 s) ends.
+        &[],
+    )
+    .await;
+    shoal_tests::eventually(Duration::from_secs(30), "the drill channel", || async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/drill/work", c.http_url))
+            .json(&json!({}))
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    let kill = |role: &'static str| {
+        async move |c: &Cluster| {
+            let v = c.cluster_json().await.expect("cluster");
+            let pid = if role == "scheduler" {
+                scheduler_pid(&v)
+            } else {
+                pid_of(&v, role, 0)
+            }
+            .unwrap_or_else(|| panic!("a {role} in {v}"));
+            shoal_tests::process::signal(pid, libc::SIGKILL);
+        }
+    };
+    let mut table = vec![
+        "| fault under load | requests | failed | hung | recovered after |".to_owned(),
+        "|---|---|---|---|---|".to_owned(),
+    ];
+    table.push(drill(&c, "kill -9 of an executor (of 2)", kill("executor")).await);
+    table.push(drill(&c, "kill -9 of the connectors", kill("connectors")).await);
+    table.push(drill(&c, "kill -9 of the KVDB proxy", kill("kvdb-proxy")).await);
+    table.push(
+        drill(
+            &c,
+            "kill -9 of the scheduler leader (of 2)",
+            kill("scheduler"),
+        )
+        .await,
+    );
+    table.push(drill(&c, "kill -9 of the gateway", kill("gateway")).await);
+    table.push(
+        drill(
+            &c,
+            "SIGSTOP of an executor for 6 s (past its 3 s lease)",
+            async |c: &Cluster| {
+                let v = c.cluster_json().await.expect("cluster");
+                let pid = pid_of(&v, "executor", 0).expect("an executor");
+                shoal_tests::process::signal(pid, libc::SIGSTOP);
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                shoal_tests::process::signal(pid, libc::SIGCONT);
+            },
+        )
+        .await,
+    );
+    // The frozen executor rejoined: both executors are members again.
+    shoal_tests::eventually(Duration::from_secs(20), "both executors again", || async {
+        let v = c.cluster_json().await?;
+        (v["members"]["executor"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    eprintln!("\n{}", table.join("\n"));
+}
