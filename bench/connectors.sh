@@ -49,7 +49,7 @@ for _ in $(seq 1 100); do
 done
 CONNECTORS=$(curl -s -u "admin:$SHOAL_ADMIN_PASSWORD" "$SHOAL_ADMIN_URL/api/v1/cluster" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["members"]["connectors"][0]["grpc_addr"])')
-rust_out=$("$BIN/shoal-bench-connectors" --connectors "$CONNECTORS" --amqp-connection bench-rabbit \
+rust_out=$("$BIN/shoal-bench-connectors" --connectors "$CONNECTORS" --tls-dir "$DIR/.shoal/tls" --amqp-connection bench-rabbit \
   --sql-connection bench-pg --queue "$QUEUE" --n "$N")
 "$BIN/shoal" invoke bench.connectors --data "$ARGS, \"n\": $((N / 10 + 1))}" >/dev/null   # warm up
 py_out=$("$BIN/shoal" invoke bench.connectors --data "$ARGS, \"n\": $N}")

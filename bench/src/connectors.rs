@@ -39,6 +39,10 @@ struct Args {
     /// Only delete `queue` and exit (after the runs).
     #[arg(long)]
     cleanup: bool,
+    /// The cluster's certificates (a `shoal up` DIR/.shoal/tls): the calls go over mutual
+    /// TLS as an executor's do. Without it, plain text (a `--plaintext` cluster).
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<std::path::PathBuf>,
 }
 
 fn rate(n: u32, started: Instant) -> f64 {
@@ -85,10 +89,30 @@ async fn main() -> anyhow::Result<()> {
     }
     let amqp_direct = rate(a.n, t);
 
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", a.connectors))?
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
+    let channel = match &a.tls_dir {
+        None => {
+            tonic::transport::Endpoint::from_shared(format!("http://{}", a.connectors))?
+                .tcp_nodelay(true)
+                .connect()
+                .await?
+        }
+        Some(dir) => {
+            let f = shoal_common::tls::files_in(dir, "executor");
+            let read = |p: Option<std::path::PathBuf>| std::fs::read(p.unwrap_or_default());
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(read(f.ca)?))
+                .identity(tonic::transport::Identity::from_pem(
+                    read(f.cert)?,
+                    read(f.key)?,
+                ))
+                .domain_name(shoal_common::tls::role_name("connectors"));
+            tonic::transport::Endpoint::from_shared(format!("https://{}", a.connectors))?
+                .tcp_nodelay(true)
+                .tls_config(tls)?
+                .connect()
+                .await?
+        }
+    };
     let mut c = pb::connectors_client::ConnectorsClient::new(channel);
     let req = pb::AmqpPublishRequest {
         connection: a.amqp_connection.clone(),

@@ -8,6 +8,8 @@ pub struct Etcd {
     pub endpoint: String,
     child: tokio::process::Child,
     _dir: tempfile::TempDir,
+    /// The program and arguments it was started with (for [`Etcd::restart`]).
+    command: (std::path::PathBuf, Vec<String>),
 }
 
 /// TLS for a test etcd: its CA, server certificate and key (PEM), and whether clients
@@ -39,7 +41,7 @@ impl Etcd {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoint = format!("{scheme}://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
-        let mut cmd = tokio::process::Command::new(bin);
+        let mut args: Vec<String> = Vec::new();
         if let Some(t) = &tls {
             let (ca, cert, key) = (
                 dir.path().join("ca.crt"),
@@ -49,31 +51,29 @@ impl Etcd {
             std::fs::write(&ca, &t.ca).expect("write ca");
             std::fs::write(&cert, &t.cert).expect("write cert");
             std::fs::write(&key, &t.key).expect("write key");
-            cmd.arg(format!("--cert-file={}", cert.display()))
-                .arg(format!("--key-file={}", key.display()))
-                .arg(format!("--trusted-ca-file={}", ca.display()));
+            args.push(format!("--cert-file={}", cert.display()));
+            args.push(format!("--key-file={}", key.display()));
+            args.push(format!("--trusted-ca-file={}", ca.display()));
             if t.client_cert_auth {
-                cmd.arg("--client-cert-auth");
+                args.push("--client-cert-auth".into());
             }
         }
-        let child = cmd
-            .arg("--name=shoal-test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={endpoint}"))
-            .arg(format!("--advertise-client-urls={endpoint}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=shoal-test={peer}"))
-            .arg("--log-level=error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn etcd");
+        args.extend([
+            "--name=shoal-test".to_owned(),
+            format!("--data-dir={}", dir.path().join("data").display()),
+            format!("--listen-client-urls={endpoint}"),
+            format!("--advertise-client-urls={endpoint}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=shoal-test={peer}"),
+            "--log-level=error".to_owned(),
+        ]);
+        let child = spawn(&bin, &args);
         let etcd = Etcd {
             endpoint: endpoint.clone(),
             child,
             _dir: dir,
+            command: (bin, args),
         };
         match tls {
             None => {
@@ -104,6 +104,33 @@ impl Etcd {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+
+    /// Kills etcd (SIGKILL), waits `down`, and starts it again on the same ports and data
+    /// (plain-text etcd only); returns once it answers.
+    pub async fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill().await;
+        tokio::time::sleep(down).await;
+        self.child = spawn(&self.command.0, &self.command.1);
+        let ep = self.endpoint.clone();
+        crate::eventually(Duration::from_secs(20), "etcd to answer again", || {
+            let ep = ep.clone();
+            async move {
+                let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
+                c.get("probe", None).await.ok().map(|_| ())
+            }
+        })
+        .await;
+    }
+}
+
+fn spawn(bin: &std::path::Path, args: &[String]) -> tokio::process::Child {
+    tokio::process::Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn etcd")
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {
