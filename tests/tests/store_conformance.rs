@@ -19,7 +19,7 @@ enum Backend {
         task: tokio::task::JoinHandle<()>,
         store: EmbeddedStore,
     },
-    Real(Etcd),
+    Real(Box<Etcd>),
 }
 
 impl Backend {
@@ -50,7 +50,7 @@ impl Backend {
     }
 
     async fn real() -> Backend {
-        Backend::Real(Etcd::start().await)
+        Backend::Real(Box::new(Etcd::start().await))
     }
 
     fn endpoint(&self) -> String {
