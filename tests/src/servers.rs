@@ -225,3 +225,31 @@ impl Drop for PrivateRedis {
         }
     }
 }
+
+/// Forwards 127.0.0.1:`port` to `target` until dropped: a database that can go away.
+pub struct Forwarder(tokio::task::JoinHandle<()>);
+
+impl Forwarder {
+    pub async fn start(port: u16, target: &'static str) -> Forwarder {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind forwarder");
+        Forwarder(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = l.accept().await {
+                conns.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        }))
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        // Aborting the accept loop drops the JoinSet, which aborts every connection.
+        self.0.abort();
+    }
+}

@@ -17,7 +17,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{Value, json};
 use shoal_tests::cluster::Cluster;
-use shoal_tests::servers::{BrokerRestart, Ftp};
+use shoal_tests::servers::{BrokerRestart, Forwarder, Ftp};
 
 const RABBIT: &str = shoal_tests::servers::RABBITMQ;
 
@@ -210,34 +210,6 @@ outgoing:
         v["rows"],
         json!([{"id": 1, "name": "a", "price": 12.5, "ok": true}, {"id": 2, "name": null, "price": 3.0, "ok": false}])
     );
-}
-
-/// Forwards 127.0.0.1:`port` to `target` until dropped: a database that can go away.
-struct Forwarder(tokio::task::JoinHandle<()>);
-
-impl Forwarder {
-    async fn start(port: u16, target: &'static str) -> Forwarder {
-        let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind forwarder");
-        Forwarder(tokio::spawn(async move {
-            let mut conns = tokio::task::JoinSet::new();
-            while let Ok((mut inbound, _)) = l.accept().await {
-                conns.spawn(async move {
-                    if let Ok(mut out) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        }))
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        // Aborting the accept loop drops the JoinSet, which aborts every connection.
-        self.0.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,15 @@ class Work(Service):
         n = self.kvdb.conn.incr('drill:calls')
         row = self.out.sql.get('lite').execute('select 1 as one').fetchall()[0]
         self.response.payload = {'n': n, 'one': row._asdict()['one']}
+
+
+class Pg(Service):
+    """A query on PostgreSQL through the connectors."""
+    name = 'drill.pg'
+
+    def handle(self):
+        row = self.out.sql.get('pg').execute('select 1 as one').fetchall()[0]
+        self.response.payload = {'one': row._asdict()['one']}
 "#;
 
 /// What one drill saw.
@@ -91,7 +100,17 @@ fn scheduler_pid(v: &Value) -> Option<u32> {
 /// One drill: load for a second, `fault`, load until the cluster answers 50 calls in a
 /// row again (at most 30 s), then stop. Returns the line of the table.
 async fn drill(c: &Cluster, what: &str, fault: impl AsyncFnOnce(&Cluster)) -> String {
-    let url = format!("{}/drill/work", c.http_url);
+    drill_at(c, "/drill/work", what, fault).await
+}
+
+/// [`drill`] on the channel at `path`.
+async fn drill_at(
+    c: &Cluster,
+    path: &str,
+    what: &str,
+    fault: impl AsyncFnOnce(&Cluster),
+) -> String {
+    let url = format!("{}{path}", c.http_url);
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let workers = load(
@@ -238,40 +257,66 @@ channels:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn restarts_of_etcd_and_redis_under_load() {
+async fn restarts_of_etcd_redis_and_postgresql_under_load() {
     let mut etcd = shoal_tests::etcd::Etcd::start().await;
     let mut redis = shoal_tests::servers::PrivateRedis::start();
+    shoal_tests::servers::postgres();
+    // PostgreSQL is the machine's, shared by other tests: its "restart" is the connection
+    // to it cut and refused for a second, which is what a restart looks like from here.
+    let pg_port = shoal_tests::free_port();
+    let mut pg = Some(shoal_tests::servers::Forwarder::start(pg_port, "127.0.0.1:5432").await);
     let dir = tempfile::tempdir().expect("tempdir");
     let svc = dir.path().join("drill_work.py");
     std::fs::write(&svc, WORK).expect("write");
+    let ticks = dir.path().join("ticks.py");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ticks.py"),
+        &ticks,
+    )
+    .expect("ticks fixture");
+    let runs = dir.path().join("runs.jsonl");
     let db = dir.path().join("drill.db");
     let config = format!(
         r#"
 outgoing:
   - {{name: lite, type: sql, url: "sqlite://{}"}}
+  - {{name: pg, type: sql, url: "postgres://postgres@127.0.0.1:{pg_port}/test", timeout: 3}}
 channels:
   - {{name: drill, type: http, service: drill.work, url_path: /drill/work, data_format: json}}
+  - {{name: drill-pg, type: http, service: drill.pg, url_path: /drill/pg, data_format: json}}
+jobs:
+  - {{name: every-second, type: interval, service: probe.tick, seconds: 1, extra: {{file: "{}"}}}}
 "#,
-        db.display()
+        db.display(),
+        runs.display()
     );
     let redis_url = redis.url();
     let c = Cluster::start_with(
-        &[svc.as_path()],
+        &[svc.as_path(), ticks.as_path()],
         2,
-        &["--etcd", &etcd.endpoint, "--redis", &redis_url],
+        &[
+            "--etcd",
+            &etcd.endpoint,
+            "--redis",
+            &redis_url,
+            "--schedulers",
+            "2",
+        ],
         Some(&config),
     )
     .await;
-    shoal_tests::eventually(Duration::from_secs(30), "the drill channel", || async {
-        let r = reqwest::Client::new()
-            .post(format!("{}/drill/work", c.http_url))
-            .json(&json!({}))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    for path in ["/drill/work", "/drill/pg"] {
+        shoal_tests::eventually(Duration::from_secs(30), "the drill channels", || async {
+            let r = reqwest::Client::new()
+                .post(format!("{}{path}", c.http_url))
+                .json(&json!({}))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    }
     let mut table = vec![
         "| fault under load | requests | failed | hung | recovered after |".to_owned(),
         "|---|---|---|---|---|".to_owned(),
@@ -307,5 +352,41 @@ channels:
         )
         .await,
     );
-    eprintln!("\n{}", table.join("\n"));
+    table.push(
+        drill_at(
+            &c,
+            "/drill/pg",
+            "PostgreSQL cut off for 1 s (connections dropped, then refused)",
+            async |_: &Cluster| {
+                drop(pg.take());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                pg = Some(shoal_tests::servers::Forwarder::start(pg_port, "127.0.0.1:5432").await);
+            },
+        )
+        .await,
+    );
+    // The 1 s job ran on through all of it, each scheduled instant once.
+    let text = std::fs::read_to_string(&runs).unwrap_or_default();
+    let scheduled: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] != "manual")
+        .filter_map(|v| match &v["scheduled"] {
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+        .collect();
+    let mut unique = scheduled.clone();
+    unique.sort();
+    unique.dedup();
+    assert!(
+        scheduled.len() >= 5,
+        "the job ran during the drills: {text}"
+    );
+    assert_eq!(unique.len(), scheduled.len(), "a job run twice: {text}");
+    eprintln!(
+        "\n{}\njob runs during the drills: {}, doubled: 0",
+        table.join("\n"),
+        scheduled.len()
+    );
 }
