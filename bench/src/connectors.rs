@@ -97,15 +97,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?
         }
         Some(dir) => {
-            let f = shoal_common::tls::files_in(dir, "executor");
-            let read = |p: Option<std::path::PathBuf>| std::fs::read(p.unwrap_or_default());
-            let tls = tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(read(f.ca)?))
-                .identity(tonic::transport::Identity::from_pem(
-                    read(f.cert)?,
-                    read(f.key)?,
-                ))
-                .domain_name(shoal_common::tls::role_name("connectors"));
+            let tls = shoal_common::tls::client_from_dir(dir, "executor", "connectors")?;
             tonic::transport::Endpoint::from_shared(format!("https://{}", a.connectors))?
                 .tcp_nodelay(true)
                 .tls_config(tls)?

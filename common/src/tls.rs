@@ -365,6 +365,21 @@ fn rcgen_days(days: u32) -> ::time::Duration {
     ::time::Duration::days(i64::from(days))
 }
 
+/// Client settings for calling a member of `target` as `as_role`, from a folder made by
+/// [`ensure_dir`] (tools and tests that are not members: benchmarks, a KEDA stand-in).
+pub fn client_from_dir(
+    dir: &Path,
+    as_role: &str,
+    target: &str,
+) -> Result<ClientTlsConfig, TlsError> {
+    let f = files_in(dir, as_role);
+    let get = |p: Option<PathBuf>| read(&p.unwrap_or_default());
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(get(f.ca)?))
+        .identity(Identity::from_pem(get(f.cert)?, get(f.key)?))
+        .domain_name(role_name(target)))
+}
+
 /// The files of `role` in a folder made by [`ensure_dir`].
 pub fn files_in(dir: &Path, role: &str) -> TlsFiles {
     TlsFiles {

@@ -131,6 +131,22 @@ impl Cluster {
         cluster
     }
 
+    /// Waits (30 s at most) until a JSON POST of `{}` to the HTTP channel at `path`
+    /// answers 200: the applied configuration has reached the gateway.
+    pub async fn wait_for_channel(&self, path: &str) {
+        crate::eventually(Duration::from_secs(30), "the channel to answer", || async {
+            let r = self
+                .http
+                .post(format!("{}{path}", self.http_url))
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    }
+
     /// The folder of the cluster's CA and its certificates (`shoal up` makes it).
     pub fn tls_dir(&self) -> PathBuf {
         self.dir.path().join(".shoal/tls")
@@ -178,15 +194,8 @@ impl Cluster {
                 .await
                 .expect("connect");
         }
-        let f = shoal_common::tls::files_in(&self.tls_dir(), as_role);
-        let read = |p: Option<PathBuf>| std::fs::read(p.expect("path")).expect("read");
-        let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(read(f.ca)))
-            .identity(tonic::transport::Identity::from_pem(
-                read(f.cert),
-                read(f.key),
-            ))
-            .domain_name(shoal_common::tls::role_name(target));
+        let tls = shoal_common::tls::client_from_dir(&self.tls_dir(), as_role, target)
+            .expect("the cluster's certificates");
         tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
             .expect("uri")
             .tls_config(tls)

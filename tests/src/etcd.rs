@@ -76,16 +76,7 @@ impl Etcd {
             command: (bin, args),
         };
         match tls {
-            None => {
-                crate::eventually(Duration::from_secs(20), "etcd to answer", || {
-                    let ep = endpoint.clone();
-                    async move {
-                        let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
-                        c.get("probe", None).await.ok().map(|_| ())
-                    }
-                })
-                .await;
-            }
+            None => answers(&endpoint, "etcd to answer").await,
             // A TLS etcd may want a client certificate the caller holds: wait for the port.
             Some(_) => {
                 crate::eventually(Duration::from_secs(20), "etcd to listen", || async move {
@@ -111,16 +102,17 @@ impl Etcd {
         let _ = self.child.kill().await;
         tokio::time::sleep(down).await;
         self.child = spawn(&self.command.0, &self.command.1);
-        let ep = self.endpoint.clone();
-        crate::eventually(Duration::from_secs(20), "etcd to answer again", || {
-            let ep = ep.clone();
-            async move {
-                let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
-                c.get("probe", None).await.ok().map(|_| ())
-            }
-        })
-        .await;
+        answers(&self.endpoint, "etcd to answer again").await;
     }
+}
+
+/// Waits (20 s at most) until the plain-text etcd at `endpoint` answers a read.
+async fn answers(endpoint: &str, what: &str) {
+    crate::eventually(Duration::from_secs(20), what, || async move {
+        let mut c = etcd_client::Client::connect([endpoint], None).await.ok()?;
+        c.get("probe", None).await.ok().map(|_| ())
+    })
+    .await;
 }
 
 fn spawn(bin: &std::path::Path, args: &[String]) -> tokio::process::Child {

@@ -194,16 +194,7 @@ channels:
         &[],
     )
     .await;
-    shoal_tests::eventually(Duration::from_secs(30), "the drill channel", || async {
-        let r = reqwest::Client::new()
-            .post(format!("{}/drill/work", c.http_url))
-            .json(&json!({}))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    c.wait_for_channel("/drill/work").await;
 
     let kill = |role: &'static str| {
         async move |c: &Cluster| {
@@ -306,16 +297,7 @@ jobs:
     )
     .await;
     for path in ["/drill/work", "/drill/pg"] {
-        shoal_tests::eventually(Duration::from_secs(30), "the drill channels", || async {
-            let r = reqwest::Client::new()
-                .post(format!("{}{path}", c.http_url))
-                .json(&json!({}))
-                .send()
-                .await
-                .ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await;
+        c.wait_for_channel(path).await;
     }
     let mut table = vec![
         "| fault under load | requests | failed | hung | recovered after |".to_owned(),

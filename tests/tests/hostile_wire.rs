@@ -9,7 +9,6 @@ use base64::Engine;
 use serde_json::json;
 use shoal_proto::invoker::v1::{InvokeRequest, invoker_client::InvokerClient};
 use shoal_tests::cluster::{Cluster, examples_dir};
-use shoal_tests::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONFIG: &str =
@@ -31,16 +30,7 @@ async fn exchange(addr: &str, bytes: &[u8]) -> String {
 async fn framing_attacks_and_hostile_grpc_calls_get_4xx() {
     let c = Cluster::start_with(&[&examples_dir().join("hello.py")], 1, &[], Some(CONFIG)).await;
     let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "the channel", || async {
-        let r = http
-            .post(format!("{}/echo", c.http_url))
-            .json(&json!({}))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    c.wait_for_channel("/echo").await;
     let addr = c.http_url.trim_start_matches("http://").to_owned();
     let long_header = format!("X-Long: {}\r\n", "a".repeat(70 * 1024));
     let many_headers: String = (0..2000).map(|i| format!("X-H{i}: v\r\n")).collect();

@@ -23,17 +23,7 @@ async fn cluster() -> Cluster {
         &[("SHOAL_BODY_READ_TIMEOUT_SECS", "2")],
     )
     .await;
-    let http = reqwest::Client::new();
-    eventually(Duration::from_secs(20), "the channels", || async {
-        let r = http
-            .post(format!("{}/echo", c.http_url))
-            .json(&json!({}))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    c.wait_for_channel("/echo").await;
     c
 }
 
