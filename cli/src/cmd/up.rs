@@ -291,6 +291,14 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
         embedded,
     );
     let want_exec = args.executors.max(1) as usize;
+    let links = if args.plaintext {
+        "linked in plain text (--plaintext)".to_owned()
+    } else {
+        format!(
+            "linked by mutual TLS (certificates in {})",
+            tls_dir.display()
+        )
+    };
     let report = {
         let cancel = cancel.clone();
         let args = args.clone();
@@ -321,14 +329,15 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
             }
             if ok_gw && ok_ex {
                 println!(
-                    "\nShoal is up (cluster '{}', config store {}).\n  HTTP channels  http://{}\n  gRPC invoker   {}\n  admin API      http://{}/api/v1  (user admin, password in {} or $SHOAL_ADMIN_PASSWORD)\n  services from  {}\nTry: shoal invoke <service> --data '{{}}'   ·   shoal status   ·   Ctrl-C stops everything.\n",
+                    "\nShoal is up (cluster '{}', config store {}).\n  HTTP channels  http://{}\n  gRPC invoker   {}\n  admin API      http://{}/api/v1  (user admin, password in {} or $SHOAL_ADMIN_PASSWORD)\n  services from  {}\n  components     {}\nTry: shoal invoke <service> --data '{{}}'   ·   shoal status   ·   Ctrl-C stops everything.\n",
                     args.cluster,
                     etcd,
                     args.http_listen,
                     args.grpc_listen,
                     args.admin_listen,
                     password_file.display(),
-                    services.display()
+                    services.display(),
+                    links
                 );
             } else {
                 eprintln!("warning: the cluster did not come up within 60 s; see the logs above");
