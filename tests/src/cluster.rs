@@ -19,6 +19,8 @@ pub struct Cluster {
     pub store_url: String,
     pub password: String,
     http: reqwest::Client,
+    /// How `shoal up` was started (for [`Cluster::kill_and_restart_up`]).
+    up: (Vec<String>, Vec<(String, String)>),
 }
 
 impl Cluster {
@@ -103,6 +105,12 @@ impl Cluster {
         let mut envs = vec![("SHOAL_ADMIN_PASSWORD", "test-password-1")];
         envs.extend_from_slice(env);
         let proc = Proc::spawn("shoal", &args, &envs);
+        let up = (
+            args.iter().map(|a| a.to_string()).collect(),
+            envs.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
         let cluster = Cluster {
             dir,
             proc,
@@ -120,6 +128,7 @@ impl Cluster {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("client"),
+            up,
         };
         crate::eventually(Duration::from_secs(60), "cluster ready", || async {
             let v = cluster.cluster_json().await?;
@@ -129,6 +138,21 @@ impl Cluster {
         })
         .await;
         cluster
+    }
+
+    /// kill -9 of `shoal up` (the embedded store's owner; its children end with it), then
+    /// the same `shoal up` again on the same folder and ports.
+    pub async fn kill_and_restart_up(&mut self) {
+        self.proc.signal(libc::SIGKILL);
+        let _ = self.proc.child.wait().await;
+        let args: Vec<&str> = self.up.0.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = self
+            .up
+            .1
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.proc = Proc::spawn("shoal", &args, &envs);
     }
 
     /// Waits (30 s at most) until a JSON POST of `{}` to the HTTP channel at `path`

@@ -80,6 +80,80 @@ fn load(
         .collect()
 }
 
+/// A module deployed through the admin API (kept in the store) before `shoal up` dies.
+const KEPT: &str = "from shoal import Service\n\nclass Kept(Service):\n    name = 'drill.kept'\n\n    def handle(self):\n        self.response.payload = {'kept': True}\n";
+
+/// The drill whose fault is the loss of `shoal up` itself: the same as [`drill_at`], with
+/// the cluster restarted in place.
+async fn drill_owned(c: &mut Cluster, what: &str) -> String {
+    let url = format!("{}/drill/work", c.http_url);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let workers = load(
+        url.clone(),
+        8,
+        Duration::from_secs(15),
+        stop.clone(),
+        tally.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = Instant::now();
+    c.kill_and_restart_up().await;
+    let recovered = recovered_within(&url, what, Duration::from_secs(60)).await;
+    let took = started.elapsed().min(recovered);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    for w in workers {
+        let _ = w.await;
+    }
+    finish(what, &tally, took)
+}
+
+/// Waits for 50 successes in a row at `url`; how long it took.
+async fn recovered_within(url: &str, what: &str, patience: Duration) -> Duration {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    let mut streak = 0;
+    while streak < 50 {
+        assert!(
+            started.elapsed() < patience,
+            "{what}: not recovered within {} s",
+            patience.as_secs()
+        );
+        let ok = client
+            .post(url)
+            .json(&json!({}))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        streak = if ok { streak + 1 } else { 0 };
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    started.elapsed()
+}
+
+/// The table's line for a drill, after asserting nothing hung.
+fn finish(what: &str, tally: &Tally, recovered: Duration) -> String {
+    let (ok, failed, hung) = (
+        tally.ok.load(Ordering::Acquire),
+        tally.failed.load(Ordering::Acquire),
+        tally.hung.load(Ordering::Acquire),
+    );
+    assert_eq!(hung, 0, "{what}: requests hung");
+    let line = format!(
+        "| {what} | {} | {failed} | {hung} | {:.1} s |",
+        ok + failed,
+        recovered.as_secs_f64()
+    );
+    eprintln!("drill {line}");
+    line
+}
+
 fn pid_of(v: &Value, role: &str, index: usize) -> Option<u32> {
     v["members"][role][index]["pid"]
         .as_u64()
@@ -126,28 +200,7 @@ async fn drill_at(
     let started = Instant::now();
     fault(c).await;
     // Recovered: 50 successes in a row from one more client, within 30 s.
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client");
-    let mut streak = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while streak < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not recovered within 30 s"
-        );
-        let ok = client
-            .post(&url)
-            .json(&json!({}))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        streak = if ok { streak + 1 } else { 0 };
-        if !ok {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+    recovered_within(&url, what, Duration::from_secs(30)).await;
     let recovered = started.elapsed();
     // Keep the load a moment longer, then stop it.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -155,19 +208,7 @@ async fn drill_at(
     for w in workers {
         let _ = w.await;
     }
-    let (ok, failed, hung) = (
-        tally.ok.load(Ordering::Acquire),
-        tally.failed.load(Ordering::Acquire),
-        tally.hung.load(Ordering::Acquire),
-    );
-    assert_eq!(hung, 0, "{what}: requests hung");
-    let line = format!(
-        "| {what} | {} | {failed} | {hung} | {:.1} s |",
-        ok + failed,
-        recovered.as_secs_f64()
-    );
-    eprintln!("drill {line}");
-    line
+    finish(what, &tally, recovered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -237,6 +278,38 @@ channels:
             },
         )
         .await,
+    );
+    // The frozen executor rejoins: both executors are members again.
+    shoal_tests::eventually(Duration::from_secs(20), "both executors again", || async {
+        let v = c.cluster_json().await?;
+        (v["members"]["executor"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    // The store's owner: `shoal up` itself, and with it the whole local cluster; a new
+    // `shoal up` on the same folder serves again from the store's snapshot.
+    let mut c = c;
+    let deployed = c
+        .admin(
+            reqwest::Method::POST,
+            "deploy",
+            Some(
+                serde_json::to_vec(&json!({"files": [{"name": "drill_kept.py", "source": KEPT}]}))
+                    .expect("json"),
+            ),
+        )
+        .await;
+    assert_eq!(deployed.0, 200, "{}", deployed.1);
+    table.push(
+        drill_owned(
+            &mut c,
+            "kill -9 of `shoal up` (the store owner), started again",
+        )
+        .await,
+    );
+    let (status, v) = c.invoke("drill.kept", &json!({})).await.expect("invoke");
+    assert_eq!(
+        status, 200,
+        "code deployed before the kill is served after it: {v}"
     );
     // The frozen executor rejoined: both executors are members again.
     shoal_tests::eventually(Duration::from_secs(20), "both executors again", || async {
