@@ -99,6 +99,37 @@ async fn errors_a_user_can_cause_are_one_clear_line() {
         "cannot read the payload file",
     );
 
+    // YAML alias bombs ("billion laughs": nine levels of nine aliases) in a file given to
+    // apply or import-zato are refused at once, naming the file, never expanded.
+    let mut bomb =
+        String::from("channels:\n  - &c0 {name: lol, type: http, service: s, url_path: /x}\n");
+    let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let refs = vec![format!("*c{}", i - 1); 9].join(", ");
+        bomb.push_str(&format!("  - &c{i} [{refs}]\n"));
+        let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+        laughs.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    laughs.push_str("channels: *a9\n");
+    for (name, text) in [("bomb.yaml", &bomb), ("laughs.yaml", &laughs)] {
+        let f = c.dir.path().join(name);
+        std::fs::write(&f, text).expect("write");
+        let f = f.display().to_string();
+        for verb in [
+            &["apply", "-f", f.as_str()][..],
+            &["import-zato", f.as_str()][..],
+        ] {
+            let started = std::time::Instant::now();
+            let r = shoal(&url, &c.password, verb, None).await;
+            one_line_error("a YAML alias bomb", &r, 2, &f);
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{verb:?} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+
     // A SimpleIO error names the element in the JSON body, and exits 2.
     let r = shoal(
         &url,
