@@ -87,26 +87,53 @@ const KEPT: &str = "from shoal import Service\n\nclass Kept(Service):\n    name 
 /// the cluster restarted in place.
 async fn drill_owned(c: &mut Cluster, what: &str) -> String {
     let url = format!("{}/drill/work", c.http_url);
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let workers = load(
-        url.clone(),
-        8,
-        Duration::from_secs(15),
-        stop.clone(),
-        tally.clone(),
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let running = Running::start(&url, what).await;
     let started = Instant::now();
     c.kill_and_restart_up().await;
-    let recovered = recovered_within(&url, what, Duration::from_secs(60)).await;
-    let took = started.elapsed().min(recovered);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Release);
-    for w in workers {
-        let _ = w.await;
+    recovered_within(&url, what, Duration::from_secs(60)).await;
+    running.stop(what, started.elapsed()).await
+}
+
+/// The load of one drill, running.
+struct Running {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts the load on `url` and lets it run for a second.
+    async fn start(url: &str, what: &str) -> Running {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let workers = load(
+            url.to_owned(),
+            8,
+            Duration::from_secs(15),
+            stop.clone(),
+            tally.clone(),
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            tally.ok.load(Ordering::Acquire) > 0,
+            "{what}: the load runs before the fault"
+        );
+        Running {
+            stop,
+            tally,
+            workers,
+        }
     }
-    finish(what, &tally, took)
+
+    /// Keeps the load a moment longer, stops it, and gives the table's line.
+    async fn stop(self, what: &str, recovered: Duration) -> String {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.stop.store(true, Ordering::Release);
+        for w in self.workers {
+            let _ = w.await;
+        }
+        finish(what, &self.tally, recovered)
+    }
 }
 
 /// Waits for 50 successes in a row at `url`; how long it took.
@@ -185,30 +212,12 @@ async fn drill_at(
     fault: impl AsyncFnOnce(&Cluster),
 ) -> String {
     let url = format!("{}{path}", c.http_url);
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let workers = load(
-        url.clone(),
-        8,
-        Duration::from_secs(15),
-        stop.clone(),
-        tally.clone(),
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = tally.ok.load(Ordering::Acquire);
-    assert!(before > 0, "{what}: the load runs before the fault");
+    let running = Running::start(&url, what).await;
     let started = Instant::now();
     fault(c).await;
     // Recovered: 50 successes in a row from one more client, within 30 s.
     recovered_within(&url, what, Duration::from_secs(30)).await;
-    let recovered = started.elapsed();
-    // Keep the load a moment longer, then stop it.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Release);
-    for w in workers {
-        let _ = w.await;
-    }
-    finish(what, &tally, recovered)
+    running.stop(what, started.elapsed()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
