@@ -30,6 +30,9 @@ use crate::Executor;
 /// to through symlinks (a ConfigMap's `..data` swap changes it).
 type Stamp = (SystemTime, u64, PathBuf);
 
+/// How long a changed file must be left alone before it is deployed.
+const SETTLE: Duration = Duration::from_millis(100);
+
 /// Module name of a pickup file: its stem (`crm.py` → `crm`); at most 252 characters,
 /// so that `NAME.py` fits the filesystem's 255 bytes.
 pub fn module_name(path: &Path) -> Option<String> {
@@ -114,26 +117,51 @@ pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: C
     tracing::info!(dir = %dir.display(), "watching the pickup folder");
     let mut known: HashMap<PathBuf, Stamp> = HashMap::new();
     loop {
-        let now = scan(&dir);
-        let mut changed: Vec<&PathBuf> = now
+        let mut now = scan(&dir);
+        let mut changed: Vec<PathBuf> = now
             .iter()
             .filter(|(p, s)| known.get(*p) != Some(*s))
-            .map(|(p, _)| p)
+            .map(|(p, _)| p.clone())
             .collect();
         changed.sort();
+        let clock = SystemTime::now();
         for path in changed {
-            let Some(module) = module_of(&dir, path) else {
+            let Some(module) = module_of(&dir, &path) else {
                 tracing::warn!(file = %path.display(), "not a valid Python module name; skipped");
                 continue;
             };
-            match tokio::fs::read_to_string(path).await {
-                Ok(source) => {
-                    let origin = path.display().to_string();
-                    // Errors are logged by deploy(); the old version keeps serving.
-                    let _ = executor.deploy(&module, source, &origin).await;
+            let Some(stamp) = now.get(&path).cloned() else {
+                continue;
+            };
+            // A file written this very moment may be half-written (`>`, `cp` and
+            // `std::fs::write` truncate first): it is taken at the next scan, once it
+            // has been left alone for a moment.
+            let fresh = clock.duration_since(stamp.0).is_ok_and(|age| age < SETTLE);
+            let source = if fresh {
+                None
+            } else {
+                match tokio::fs::read_to_string(&path).await {
+                    // Changed again while it was read: next scan.
+                    Ok(source) if source.len() as u64 != stamp.1 => None,
+                    Ok(source) => Some(source),
+                    Err(e) => {
+                        // Not retried until the file changes (no warning every scan).
+                        tracing::warn!(file = %path.display(), error = %e, "cannot read");
+                        continue;
+                    }
                 }
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read"),
-            }
+            };
+            let Some(source) = source else {
+                // Remembered as it was before, so the next scan sees the change again.
+                match known.get(&path) {
+                    Some(old) => now.insert(path.clone(), old.clone()),
+                    None => now.remove(&path),
+                };
+                continue;
+            };
+            let origin = path.display().to_string();
+            // Errors are logged by deploy(); the old version keeps serving.
+            let _ = executor.deploy(&module, source, &origin).await;
         }
         for gone in known.keys().filter(|p| !now.contains_key(*p)) {
             if let Some(module) = module_of(&dir, gone) {
