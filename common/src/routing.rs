@@ -23,6 +23,8 @@ const DOWN_FOR: Duration = Duration::from_secs(2);
 
 struct Conn {
     channel: Channel,
+    /// The co-located executor's socket, reached without `Channel` (see [`crate::hop`]).
+    unix: Option<crate::hop::UnixHop>,
     outstanding: Arc<AtomicUsize>,
     down_until: Option<Instant>,
 }
@@ -74,7 +76,7 @@ impl Router {
         &self,
         service: &str,
         tried: &[String],
-    ) -> Result<(String, Channel, InFlight), ShoalError> {
+    ) -> Result<(String, Transport, InFlight), ShoalError> {
         let members = self.discovery.snapshot();
         if members.is_empty() {
             return Err(ShoalError::new(
@@ -128,9 +130,13 @@ impl Router {
             .get(&m.grpc_addr)
             .ok_or_else(|| ShoalError::new(ErrorCode::Internal, "executor connection vanished"))?;
         conn.outstanding.fetch_add(1, Ordering::AcqRel);
+        let transport = match &conn.unix {
+            Some(hop) => Transport::Unix(hop.clone()),
+            None => Transport::Channel(conn.channel.clone()),
+        };
         Ok((
             m.grpc_addr.clone(),
-            conn.channel.clone(),
+            transport,
             InFlight(conn.outstanding.clone()),
         ))
     }
@@ -178,14 +184,14 @@ impl Router {
         // Encoded once: a retry on another executor sends the same bytes.
         let encoded = bytes::Bytes::from(prost::Message::encode_to_vec(req));
         loop {
-            let (addr, channel, _inflight) = self.pick(&req.service, &tried)?;
+            let (addr, transport, _inflight) = self.pick(&req.service, &tried)?;
             let mut request = tonic::Request::new(encoded.clone());
             request.set_timeout(deadline);
             // A member that stops answering (frozen, partitioned) loses its lease within
             // seconds: its calls in flight end then, not at their deadline.
             let outcome = tokio::select! {
                 biased;
-                r = invoke_encoded(channel, request) => r,
+                r = invoke_encoded(transport, request, deadline) => r,
                 () = self.discovery.left(&addr) => {
                     tracing::warn!(executor = %addr, "executor left the cluster mid-call");
                     self.mark_down(&addr);
@@ -359,17 +365,56 @@ impl Router {
     }
 }
 
-/// `Executor.Invoke` with a request encoded beforehand (see [`crate::grpc::PreEncoded`]).
+/// How a call reaches an executor.
+enum Transport {
+    Channel(Channel),
+    Unix(crate::hop::UnixHop),
+}
+
+/// `Executor.Invoke` with a request encoded beforehand (see [`crate::grpc::PreEncoded`]),
+/// bounded by `deadline` on this side too (a peer that stops answering cannot hold the
+/// call past it).
 async fn invoke_encoded(
-    channel: Channel,
+    transport: Transport,
     request: tonic::Request<bytes::Bytes>,
+    deadline: Duration,
 ) -> Result<tonic::Response<pb::InvokeResponse>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel)
+    let call = async {
+        match transport {
+            Transport::Channel(channel) => unary(tonic::client::Grpc::new(channel), request).await,
+            Transport::Unix(hop) => {
+                // The URI's authority is only a label: the socket is the address.
+                let origin = http::Uri::from_static("http://executor.local");
+                unary(tonic::client::Grpc::with_origin(hop, origin), request).await
+            }
+        }
+    };
+    tokio::time::timeout(deadline, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(tonic::Status::deadline_exceeded(
+                "the executor did not answer in time",
+            ))
+        })
+}
+
+async fn unary<T>(
+    grpc: tonic::client::Grpc<T>,
+    request: tonic::Request<bytes::Bytes>,
+) -> Result<tonic::Response<pb::InvokeResponse>, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    T::ResponseBody: tonic::codegen::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut grpc = grpc
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unknown(format!("executor connection not ready: {e}")))?;
+    grpc.ready().await.map_err(|e| {
+        tonic::Status::unknown(format!("executor connection not ready: {}", e.into()))
+    })?;
     let path = http::uri::PathAndQuery::from_static("/shoal.executor.v1.Executor/Invoke");
     grpc.unary(
         request,
@@ -418,12 +463,17 @@ fn connect(m: &Member) -> Option<Conn> {
             }
         };
     }
+    let unix = socket
+        .clone()
+        .filter(|_| crate::levers::on(crate::levers::Lever::Hop))
+        .map(crate::hop::UnixHop::new);
     let channel = match socket {
         Some(path) => crate::grpc::connect_unix_lazy(endpoint, path),
         None => endpoint.connect_lazy(),
     };
     Some(Conn {
         channel,
+        unix,
         outstanding: Arc::default(),
         down_until: None,
     })
