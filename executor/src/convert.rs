@@ -8,13 +8,109 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{self, Serialize, SerializeMap, SerializeSeq};
+use shoal_common::levers::{self, Lever};
 
 /// Parses JSON bytes into Python objects.
+///
+/// While it builds them, CPython's cyclic garbage collector is paused: a large document
+/// allocates tens of thousands of containers, each of which would count towards a
+/// collection that traverses everything built so far (none of it can be garbage yet).
+/// Keys repeated within the document become one Python string each, as with CPython's
+/// own `json`.
 pub fn loads<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>, String> {
+    let _paused = (bytes.len() >= GC_PAUSE_FROM && levers::on(Lever::Gc)).then(|| GcPause::new(py));
+    let keys = std::cell::RefCell::new(Keys::default());
+    let memo = levers::on(Lever::Keys).then_some(&keys);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = PySeed(py).deserialize(&mut de).map_err(|e| e.to_string())?;
+    let value = PySeed(py, memo)
+        .deserialize(&mut de)
+        .map_err(|e| e.to_string())?;
     de.end().map_err(|e| e.to_string())?;
     Ok(value)
+}
+
+/// Documents below this size make too few objects for a collection to matter.
+const GC_PAUSE_FROM: usize = 4096;
+
+/// Pauses the cyclic collector while alive, if it was running (a service that turned it
+/// off keeps it off). Through the `gc` module: a few hundred nanoseconds, paid only by
+/// documents large enough to gain milliseconds.
+struct GcPause<'py>(Option<Bound<'py, PyAny>>);
+
+impl<'py> GcPause<'py> {
+    fn new(py: Python<'py>) -> GcPause<'py> {
+        static GC: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let Ok(gc) = GC.get_or_try_init(py, || py.import("gc").map(|m| m.into_any().unbind()))
+        else {
+            return GcPause(None);
+        };
+        let gc = gc.bind(py);
+        let running = gc
+            .call_method0("isenabled")
+            .and_then(|v| v.extract::<bool>())
+            .unwrap_or(false);
+        if running && gc.call_method0("disable").is_ok() {
+            GcPause(Some(gc.clone()))
+        } else {
+            GcPause(None)
+        }
+    }
+}
+
+impl Drop for GcPause<'_> {
+    fn drop(&mut self) {
+        if let Some(gc) = &self.0 {
+            let _ = gc.call_method0("enable");
+        }
+    }
+}
+
+/// The object keys met so far in one document (short keys only, and a bounded number).
+#[derive(Default)]
+struct Keys {
+    seen: std::collections::HashMap<Box<str>, Py<PyString>, std::hash::BuildHasherDefault<Fnv>>,
+}
+
+const KEY_MEMO_MAX_LEN: usize = 32;
+const KEY_MEMO_MAX_KEYS: usize = 512;
+
+impl Keys {
+    fn get<'py>(&mut self, py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+        if key.len() > KEY_MEMO_MAX_LEN {
+            return PyString::new(py, key);
+        }
+        if let Some(s) = self.seen.get(key) {
+            return s.bind(py).clone();
+        }
+        let s = PyString::new(py, key);
+        if self.seen.len() < KEY_MEMO_MAX_KEYS {
+            self.seen.insert(key.into(), s.clone().unbind());
+        }
+        s
+    }
+}
+
+/// FNV-1a: short keys hash in a few nanoseconds (SipHash costs more than the string).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 /// Serialises a Python object to JSON bytes. Besides JSON's own types it takes tuples,
@@ -30,13 +126,13 @@ pub fn dumps(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 }
 
 #[derive(Clone, Copy)]
-struct PySeed<'py>(Python<'py>);
+struct PySeed<'a, 'py>(Python<'py>, Option<&'a std::cell::RefCell<Keys>>);
 
 fn de_err<E: de::Error>(e: PyErr) -> E {
     E::custom(e.to_string())
 }
 
-impl<'de, 'py> DeserializeSeed<'de> for PySeed<'py> {
+impl<'de, 'py> DeserializeSeed<'de> for PySeed<'_, 'py> {
     type Value = Bound<'py, PyAny>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -44,7 +140,7 @@ impl<'de, 'py> DeserializeSeed<'de> for PySeed<'py> {
     }
 }
 
-impl<'de, 'py> Visitor<'de> for PySeed<'py> {
+impl<'de, 'py> Visitor<'de> for PySeed<'_, 'py> {
     type Value = Bound<'py, PyAny>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +183,7 @@ impl<'de, 'py> Visitor<'de> for PySeed<'py> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let dict = PyDict::new(self.0);
-        while let Some(key) = map.next_key_seed(KeySeed(self.0))? {
+        while let Some(key) = map.next_key_seed(KeySeed(self.0, self.1))? {
             let value = map.next_value_seed(self)?;
             dict.set_item(key, value).map_err(de_err)?;
         }
@@ -96,9 +192,9 @@ impl<'de, 'py> Visitor<'de> for PySeed<'py> {
 }
 
 /// Object keys straight to Python strings (borrowed when the input has no escapes).
-struct KeySeed<'py>(Python<'py>);
+struct KeySeed<'a, 'py>(Python<'py>, Option<&'a std::cell::RefCell<Keys>>);
 
-impl<'de, 'py> DeserializeSeed<'de> for KeySeed<'py> {
+impl<'de, 'py> DeserializeSeed<'de> for KeySeed<'_, 'py> {
     type Value = Bound<'py, PyString>;
 
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -106,7 +202,7 @@ impl<'de, 'py> DeserializeSeed<'de> for KeySeed<'py> {
     }
 }
 
-impl<'de, 'py> Visitor<'de> for KeySeed<'py> {
+impl<'de, 'py> Visitor<'de> for KeySeed<'_, 'py> {
     type Value = Bound<'py, PyString>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -114,7 +210,10 @@ impl<'de, 'py> Visitor<'de> for KeySeed<'py> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PyString::new(self.0, v))
+        Ok(match self.1 {
+            Some(keys) => keys.borrow_mut().get(self.0, v),
+            None => PyString::new(self.0, v),
+        })
     }
 }
 
@@ -252,6 +351,45 @@ mod tests {
                 dumps(&mixed).expect("dumps"),
                 br#"["1.10",[1,2],[3],"2020-01-02"]"#
             );
+        });
+    }
+
+    #[test]
+    fn large_documents_pause_the_collector_and_share_keys() {
+        Python::initialize();
+        Python::attach(|py| {
+            let items: Vec<String> = (0..500)
+                .map(|i| format!(r#"{{"id":{i},"name":"n{i}","tags":["a"]}}"#))
+                .collect();
+            let doc = format!(r#"{{"items":[{}]}}"#, items.join(","));
+            assert!(doc.len() >= GC_PAUSE_FROM);
+            let gc = py.import("gc").expect("gc");
+            let enabled = |gc: &Bound<'_, PyModule>| -> bool {
+                gc.call_method0("isenabled")
+                    .and_then(|v| v.extract())
+                    .expect("isenabled")
+            };
+            assert!(enabled(&gc));
+            let obj = loads(py, doc.as_bytes()).expect("loads");
+            assert!(enabled(&gc), "the collector runs again after a document");
+            // A failure half-way also gives the collector back.
+            let broken = &doc.as_bytes()[..doc.len() - 10];
+            assert!(loads(py, broken).is_err());
+            assert!(enabled(&gc));
+            // A service that switched it off keeps it off.
+            gc.call_method0("disable").expect("disable");
+            loads(py, doc.as_bytes()).expect("loads");
+            assert!(!enabled(&gc));
+            gc.call_method0("enable").expect("enable");
+            // One key string per distinct key, shared by every item.
+            let list = obj.get_item("items").expect("items");
+            let key_of = |i: usize| -> Bound<'_, PyAny> {
+                let d = list.get_item(i).expect("item");
+                let d = d.cast::<PyDict>().expect("dict");
+                d.keys().get_item(0).expect("key")
+            };
+            assert!(key_of(0).is(key_of(499)));
+            assert_eq!(dumps(&obj).expect("dumps"), doc.as_bytes());
         });
     }
 }
