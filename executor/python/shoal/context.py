@@ -7,7 +7,7 @@ import datetime
 import threading
 import time as _time
 
-from shoal.service import ServiceError
+from shoal.errors import ConnectionNotConfigured, ServiceError
 
 # Zato's names for outgoing connection types, and their aliases.
 OUTGOING_KINDS = {
@@ -19,7 +19,6 @@ _CANONICAL = {'plain_http': 'rest', 'wmq': 'ibm_mq', 'jms_wmq': 'ibm_mq'}
 
 
 def not_configured(kind, name):
-    from shoal.outgoing import ConnectionNotConfigured
     return ConnectionNotConfigured("outgoing {} connection '{}' is not configured".format(
         OUTGOING_KINDS.get(kind, kind), name))
 

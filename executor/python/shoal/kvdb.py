@@ -12,33 +12,8 @@ import re
 import threading
 import time
 
-from shoal.service import ServiceError
-
-
-class KVDBError(ServiceError):
-    """Base of KVDB errors (a ``ServiceError``: uncaught, it answers the client with its
-    code, not a traceback)."""
-
-    def __init__(self, message, code='service_error'):
-        super().__init__(message, code)
-
-
-class ConnectionError(KVDBError):  # noqa: A001 - redis-py's name
-    """The KVDB cannot be reached (no proxy, or Redis is down): the caller gets 503."""
-
-    def __init__(self, message):
-        super().__init__(message, 'unavailable')
-
-
-class ResponseError(KVDBError):
-    """The KVDB refused the command (WRONGTYPE, not an integer, ...)."""
-
-
-class DataError(KVDBError):
-    """A value or argument the KVDB cannot take."""
-
-    def __init__(self, message):
-        super().__init__(message, 'bad_request')
+from shoal.errors import (  # noqa: F401 - re-exported under redis-py's names
+    ServiceError, KVDBError, KVDBConnectionError as ConnectionError, ResponseError, DataError)
 
 
 _ERRORS = {'unavailable': ConnectionError, 'invalid_argument': DataError}

@@ -20,50 +20,9 @@ import io
 import json
 import uuid
 
-from shoal.service import ServiceError
-
-
-class OutgoingError(ServiceError):
-    """A call through an outgoing connection failed. ``connector_code`` says how:
-    ``not_configured``, ``bad_request``, ``unavailable``, ``timeout``, ``unauthorized`` or
-    ``remote_error``."""
-
-    code = 'service_error'
-    connector_code = 'remote_error'
-
-    def __init__(self, message='', code=None):
-        super().__init__(message, code)
-
-
-class ConnectionNotConfigured(OutgoingError):
-    connector_code = 'not_configured'
-
-
-class ConnectionUnavailable(OutgoingError):
-    """The peer (or every connector) cannot be reached; the service answers 503."""
-    code = 'unavailable'
-    connector_code = 'unavailable'
-
-
-class ConnectionTimeout(OutgoingError):
-    """The peer did not answer in time; the service answers 504."""
-    code = 'timeout'
-    connector_code = 'timeout'
-
-
-class AuthFailed(OutgoingError):
-    """The peer refused the connection's credentials."""
-    connector_code = 'unauthorized'
-
-
-class RemoteError(OutgoingError):
-    """The peer answered with an error (a SQL error, an FTP reply, a broker's refusal)."""
-    connector_code = 'remote_error'
-
-
-class OutgoingBadRequest(OutgoingError):
-    """The call itself was wrong (a missing bind parameter, a bad header...)."""
-    connector_code = 'bad_request'
+from shoal.errors import (  # noqa: F401 - re-exported: services import them from here
+    ServiceError, OutgoingError, ConnectionNotConfigured, ConnectionUnavailable, ConnectionTimeout,
+    AuthFailed, RemoteError, OutgoingBadRequest)
 
 
 _ERRORS = {

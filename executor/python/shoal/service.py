@@ -5,36 +5,9 @@ import logging
 import re
 import uuid
 
-
-class ServiceError(Exception):
-    """A failure with an error code from Shoal's error table (see docs)."""
-
-    code = 'service_error'
-
-    def __init__(self, message='', code=None, element=None):
-        super().__init__(message)
-        self.message = message
-        if code:
-            self.code = code
-        # The SimpleIO element the error is about (answered as "element" in the JSON
-        # error body), or None.
-        self.element = element
-
-
-class BadRequest(ServiceError):
-    code = 'bad_request'
-
-
-class NotFound(ServiceError):
-    code = 'not_found'
-
-
-class Forbidden(ServiceError):
-    code = 'forbidden'
-
-
-class MethodNotAllowed(ServiceError):
-    code = 'method_not_allowed'
+from shoal import context
+from shoal.errors import (  # noqa: F401 - re-exported: services import them from here
+    ServiceError, BadRequest, NotFound, Forbidden, MethodNotAllowed)
 
 
 class Bunch(dict):
@@ -286,23 +259,20 @@ class Service:
     @property
     def out(self):
         """Outgoing connections: ``self.out.rest['name']``, ``self.out.amqp.send(...)``."""
-        from shoal.context import Outgoing
         rt = self._rt()
-        return Outgoing(rt.outgoing, rt.native)
+        return context.Outgoing(rt.outgoing, rt.native)
 
     outgoing = out
 
     @property
     def cache(self):
         """Zato 3.2's cache API: ``self.cache.default.get(key)``."""
-        from shoal.context import Caches
-        return Caches(self._rt().caches, self._rt().kv)
+        return context.Caches(self._rt().caches, self._rt().kv)
 
     @property
     def kvdb(self):
         """Zato 2.0's KVDB: ``self.kvdb.conn.get(key)``."""
-        from shoal.context import KVDB
-        return KVDB(self._rt().kvdb_conn, self._rt().kv)
+        return context.KVDB(self._rt().kvdb_conn, self._rt().kv)
 
     @property
     def config(self):
@@ -316,13 +286,11 @@ class Service:
 
     @property
     def time(self):
-        from shoal.context import TimeUtil
-        return TimeUtil()
+        return context.TimeUtil()
 
     @property
     def patterns(self):
-        from shoal.context import Patterns
-        return Patterns(self)
+        return context.Patterns(self)
 
     def lock(self, name='', ttl=20, block=10):
         """A lock shared by the whole cluster (``with self.lock('x'):``); it expires after

@@ -18,7 +18,7 @@ import datetime as _dt
 import decimal as _decimal
 import uuid as _uuid
 
-from shoal.service import BadRequest, ServiceError
+from shoal.errors import BadRequest, SerialisationError, ServiceError  # noqa: F401 - re-exported
 
 
 class _NotGiven:
@@ -27,12 +27,6 @@ class _NotGiven:
 
 
 NotGiven = _NotGiven()
-
-
-class SerialisationError(ServiceError):
-    """The service's output does not match its SimpleIO declaration (a service bug: 500)."""
-
-    code = 'service_error'
 
 
 class Elem:
