@@ -296,10 +296,17 @@ where
     std::process::exit(code)
 }
 
-/// The whole `main` of a component whose own flags are `--listen` (its gRPC address) and,
-/// optionally, more fields (clap args that override the option of the same name): parses
-/// flags, loads the layered config, starts telemetry and runs
-/// `$krate::run(options, listeners, cancel)` with signal handling.
+/// The whole `main` of a component: parses flags, loads the layered config, starts
+/// telemetry and runs `$krate::run(options, listeners, cancel)` with signal handling.
+/// Every Shoal binary's `main.rs` is one call of it.
+///
+/// The short form is for a component whose own flags are `--listen` (its gRPC address)
+/// and, optionally, more fields (clap args that override the option of the same name);
+/// its listeners are [`crate::component::Listeners`]. The `custom` form names every flag
+/// itself, says how its listeners are bound (`bind(options) { ... }`, an async block
+/// giving `io::Result<$krate::Listeners>`) and what runs before the runtime starts
+/// (`before(cli, options) { ... }`, giving `Some(exit code)` to end there, as a
+/// preflight check or another mode of the same binary does).
 ///
 /// ```ignore
 /// shoal_common::component_main!("shoal-scheduler", "Fires jobs.", shoal_scheduler);
@@ -309,6 +316,13 @@ where
 ///     #[serde(skip_serializing_if = "Option::is_none")]
 ///     redis_url: Option<String>,
 /// });
+/// shoal_common::component_main!(custom "shoal-gateway", "Inbound protocols.", shoal_gateway, {
+///     /// HTTP channels listener.
+///     #[arg(long, env = "SHOAL_HTTP_LISTEN")]
+///     #[serde(skip_serializing_if = "Option::is_none")]
+///     http_listen: Option<String>,
+/// }, bind(o) { shoal_gateway::Listeners::bind(o).await },
+///    before(_cli, o) { shoal_gateway::preflight(o) });
 /// ```
 #[macro_export]
 macro_rules! component_main {
@@ -316,6 +330,18 @@ macro_rules! component_main {
         $crate::component_main!($name, $about, $krate, {});
     };
     ($name:literal, $about:literal, $krate:ident, { $($extra:tt)* }) => {
+        $crate::component_main!(custom $name, $about, $krate, {
+            /// gRPC listen address.
+            #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
+            #[serde(skip_serializing_if = "Option::is_none")]
+            listen: Option<String>,
+            $($extra)*
+        },
+        bind(o) { $crate::component::Listeners::bind(&o.listen, &o.common.ops_listen).await },
+        before(_cli, _o) { None });
+    };
+    (custom $name:literal, $about:literal, $krate:ident, { $($extra:tt)* },
+     bind($bo:ident) $bind:block, before($bc:ident, $bopt:ident) $before:block) => {
         #[global_allocator]
         static GLOBAL: $crate::Allocator = $crate::Allocator;
 
@@ -325,12 +351,11 @@ macro_rules! component_main {
             #[command(flatten)]
             #[serde(skip)]
             common: $crate::cli::CommonArgs,
-            /// gRPC listen address.
-            #[arg(long, env = "SHOAL_LISTEN", value_name = "ADDR")]
-            #[serde(skip_serializing_if = "Option::is_none")]
-            listen: Option<String>,
             $($extra)*
         }
+
+        /// What runs before the async runtime starts; `Some(code)` ends the process.
+        fn before($bc: &Cli, $bopt: &$krate::Options) -> Option<i32> $before
 
         fn main() {
             let cli = <Cli as clap::Parser>::parse();
@@ -340,13 +365,15 @@ macro_rules! component_main {
                 &$crate::cli::overrides(&cli.common, &cli),
             );
             $crate::telemetry::init(options.common.log_json);
+            if let Some(code) = before(&cli, &options) {
+                std::process::exit(code);
+            }
             $crate::cli::run_main(
                 move |cancel| async move {
-                    let listeners = $crate::component::Listeners::bind(
-                        &options.listen,
-                        &options.common.ops_listen,
-                    )
-                    .await?;
+                    let listeners = {
+                        let $bo = &options;
+                        $bind
+                    }?;
                     $krate::run(options, listeners, cancel).await
                 },
                 cli.common.supervised,

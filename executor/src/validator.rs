@@ -276,3 +276,19 @@ pub fn child_args(options: &crate::Options) -> Vec<String> {
     args.push(options.validate_memory_mb.to_string());
     args
 }
+
+/// `shoal-executor --validator`: the validating process with `options`' import setup
+/// (its virtualenv, pickup folder and user config). Returns the exit code.
+pub fn main(options: &crate::Options) -> i32 {
+    let setup = crate::python::Setup {
+        virtualenv: options.virtualenv.as_deref(),
+        import_paths: options.pickup_dir.iter().cloned().collect(),
+        user_config: &options.user_config,
+        static_modules: &[],
+    };
+    child_main(
+        options.python_sdk.as_deref(),
+        &setup,
+        options.validate_memory_mb,
+    )
+}

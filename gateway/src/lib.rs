@@ -138,6 +138,30 @@ pub struct Listeners {
     pub ops: tokio::net::TcpListener,
 }
 
+impl Listeners {
+    /// Binds the four addresses of `options`.
+    pub async fn bind(options: &Options) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            http: shoal_common::grpc::bind(&options.http_listen).await?,
+            grpc: shoal_common::grpc::bind(&options.grpc_listen).await?,
+            admin: shoal_common::grpc::bind(&options.admin_listen).await?,
+            ops: shoal_common::grpc::bind(&options.common.ops_listen).await?,
+        })
+    }
+}
+
+/// Checks what must hold before the gateway starts (the admin password can be read);
+/// `Some(exit code)` after saying why on standard error.
+pub fn preflight(options: &Options) -> Option<i32> {
+    match options.admin_password() {
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Some(shoal_common::config::EXIT_CONFIG)
+        }
+    }
+}
+
 /// Runs the gateway until `cancel`.
 pub async fn run(
     options: Options,
