@@ -106,17 +106,21 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut c = pb::connectors_client::ConnectorsClient::new(channel);
-    let req = pb::AmqpPublishRequest {
+    // What the executor sends for `self.out.amqp.send(...)`.
+    let req = pb::CallRequest {
+        kind: "amqp".into(),
+        op: "publish".into(),
         connection: a.amqp_connection.clone(),
+        meta_json: serde_json::to_vec(&serde_json::json!({"connection": a.amqp_connection}))?,
         body: body.clone(),
         ..Default::default()
     };
     for _ in 0..a.n / 10 {
-        c.amqp_publish(req.clone()).await?;
+        c.call(req.clone()).await?;
     }
     let t = Instant::now();
     for _ in 0..a.n {
-        let r = c.amqp_publish(req.clone()).await?.into_inner();
+        let r = c.call(req.clone()).await?.into_inner();
         if let Some(e) = r.error {
             anyhow::bail!("publish through the connector failed: {}", e.message);
         }
@@ -145,18 +149,24 @@ async fn main() -> anyhow::Result<()> {
         query(pool.clone(), i).await?;
     }
     let sql_direct = rate(a.n, t);
-    let sql = |i: u32| pb::SqlExecuteRequest {
+    // What the executor sends for `self.out.sql.get(...).execute(...)`.
+    let sql = |i: u32| pb::CallRequest {
+        kind: "sql".into(),
+        op: "execute".into(),
         connection: a.sql_connection.clone(),
-        sql: "select :i::int4 + 1".into(),
-        params_json: format!("{{\"i\": {i}}}").into_bytes(),
+        meta_json: serde_json::to_vec(&serde_json::json!({
+            "connection": a.sql_connection, "session_id": "",
+            "sql": "select :i::int4 + 1", "bind": {"i": i},
+        }))
+        .unwrap_or_default(),
         ..Default::default()
     };
     for i in 0..a.n / 10 {
-        c.sql_execute(sql(i)).await?;
+        c.call(sql(i)).await?;
     }
     let t = Instant::now();
     for i in 0..a.n {
-        let r = c.sql_execute(sql(i)).await?.into_inner();
+        let r = c.call(sql(i)).await?.into_inner();
         if let Some(e) = r.error {
             anyhow::bail!("query through the connector failed: {}", e.message);
         }

@@ -176,14 +176,6 @@ impl Admin {
     }
 }
 
-/// The `message` of a JSON error body, or the text itself.
-pub fn error_message(text: &str) -> String {
-    serde_json::from_str::<Value>(text)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| text.trim().to_owned())
-}
-
 /// Percent-encodes a path segment.
 pub fn urlencode(s: &str) -> String {
     s.bytes()

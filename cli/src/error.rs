@@ -49,11 +49,7 @@ impl CliError {
 
     /// The error for a non-2xx answer: `status` and the message of its JSON error body.
     pub fn from_answer(url: &str, status: reqwest::StatusCode, body: &str) -> CliError {
-        let message = format!(
-            "{}: {}",
-            status.as_u16(),
-            crate::client::error_message(body)
-        );
+        let message = format!("{}: {}", status.as_u16(), error_message(body));
         match status.as_u16() {
             401 => CliError::Unauthorized {
                 url: url.to_owned(),
@@ -78,3 +74,11 @@ impl From<serde_json::Error> for CliError {
 
 /// A verb's result.
 pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// The `message` of a JSON error body, or the text itself.
+pub fn error_message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| text.trim().to_owned())
+}

@@ -39,11 +39,17 @@ pub enum ErrorCode {
     Timeout,
     /// A bug in Shoal itself.
     Internal,
+    /// An outgoing connection a service called is not configured, not active, or of
+    /// another kind (what `ConnectionNotConfigured` carries).
+    NotConfigured,
+    /// The peer of an outgoing connection answered with an error: a SQL error, an FTP
+    /// reply, a broker's refusal (what `RemoteError` carries).
+    RemoteError,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -59,6 +65,8 @@ impl ErrorCode {
         ErrorCode::BadGateway,
         ErrorCode::Timeout,
         ErrorCode::Internal,
+        ErrorCode::NotConfigured,
+        ErrorCode::RemoteError,
     ];
 
     /// The wire name, e.g. `bad_request`.
@@ -79,6 +87,8 @@ impl ErrorCode {
             ErrorCode::BadGateway => "bad_gateway",
             ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotConfigured => "not_configured",
+            ErrorCode::RemoteError => "remote_error",
         }
     }
 
@@ -104,9 +114,11 @@ impl ErrorCode {
             ErrorCode::UriTooLong => S::URI_TOO_LONG,
             ErrorCode::RequestTimeout => S::REQUEST_TIMEOUT,
             ErrorCode::TooManyRequests => S::TOO_MANY_REQUESTS,
-            ErrorCode::ServiceError | ErrorCode::Internal => S::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServiceError | ErrorCode::Internal | ErrorCode::NotConfigured => {
+                S::INTERNAL_SERVER_ERROR
+            }
             ErrorCode::Unavailable => S::SERVICE_UNAVAILABLE,
-            ErrorCode::BadGateway => S::BAD_GATEWAY,
+            ErrorCode::BadGateway | ErrorCode::RemoteError => S::BAD_GATEWAY,
             ErrorCode::Timeout => S::GATEWAY_TIMEOUT,
         }
     }
@@ -127,6 +139,8 @@ impl ErrorCode {
             ErrorCode::Unavailable | ErrorCode::BadGateway => C::Unavailable,
             ErrorCode::Timeout | ErrorCode::RequestTimeout => C::DeadlineExceeded,
             ErrorCode::Internal => C::Internal,
+            ErrorCode::NotConfigured => C::FailedPrecondition,
+            ErrorCode::RemoteError => C::Aborted,
         }
     }
 
@@ -294,6 +308,9 @@ mod tests {
                 ErrorCode::BadGateway => assert_eq!(back, ErrorCode::Unavailable),
                 ErrorCode::UriTooLong => assert_eq!(back, ErrorCode::PayloadTooLarge),
                 ErrorCode::RequestTimeout => assert_eq!(back, ErrorCode::Timeout),
+                // Connector codes travel in-band; as statuses they read as their class.
+                ErrorCode::NotConfigured => assert_eq!(back, ErrorCode::BadRequest),
+                ErrorCode::RemoteError => assert_eq!(back, ErrorCode::Conflict),
                 _ => assert_eq!(back, code),
             }
         }

@@ -104,34 +104,6 @@ pub async fn serve_unix(
     result.map_err(std::io::Error::other)
 }
 
-/// This host's name (for telling whether a member's Unix socket is reachable from here);
-/// read once per process, since callers ask on every call.
-pub fn host_name() -> String {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        // $HOSTNAME first: Kubernetes sets it to the pod's name (as its UTS namespace
-        // does), and a harness running several "pods" on one machine sets one per pod.
-        std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
-                    .map(|s| s.trim().to_owned())
-            })
-            .unwrap_or_default()
-    })
-    .clone()
-}
-
-/// Whether `member`'s Unix socket can be used from here: it has one, runs on this host,
-/// and the socket file is there.
-pub fn local_socket(member: &crate::members::Member) -> Option<std::path::PathBuf> {
-    let path = std::path::Path::new(&member.uds_path);
-    (!member.uds_path.is_empty() && member.host == host_name() && path.exists())
-        .then(|| path.to_path_buf())
-}
-
 /// A lazy channel from `endpoint` that connects over the Unix socket at `path` (the
 /// endpoint's URI is then only a label).
 pub fn connect_unix_lazy(

@@ -1,10 +1,14 @@
 //! Shared plumbing of every Shoal binary: layered configuration ([`config`]), the config
-//! store over etcd's v3 API and its embedded implementation ([`store`]), member
-//! registration and discovery ([`members`]), leader election ([`leader`]), telemetry,
-//! graceful shutdown, the ops listener and the one error-code table ([`error`]).
+//! store client over etcd's v3 API ([`store`]; the embedded server `shoal up` runs is the
+//! `shoal-store-embedded` crate), member registration and discovery ([`members`]),
+//! leader election ([`leader`]), routing to executors ([`routing`], [`hop`]), one
+//! component lifecycle ([`component`], [`cli`]), telemetry, graceful shutdown, the ops
+//! listener and the one error-code table ([`error`]); and the schemas of the config
+//! objects every component reads from the store ([`objects`]: channels, security,
+//! outgoing connections, jobs, modules).
 //!
-//! Nothing here knows about services, channels or Python: this crate must stay small
-//! enough that every binary can depend on it.
+//! Nothing here serves a protocol or runs Python: this crate must stay small enough that
+//! every binary can depend on it.
 
 /// The allocator every Shoal binary uses (`#[global_allocator]` in each `main.rs`):
 /// mimalloc, which took the gateway's allocation cost from ~17 % of its CPU (glibc malloc,
@@ -19,14 +23,11 @@ pub mod grpc;
 pub mod hop;
 pub mod http;
 pub mod invocation;
-pub mod jobs;
 pub mod leader;
 pub mod levers;
 pub mod members;
-pub mod modules;
 pub mod objects;
 pub mod ops;
-pub mod outgoing;
 pub mod peers;
 pub mod routing;
 pub mod secret;
@@ -35,6 +36,5 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
-pub mod zato_cron;
 
 pub use error::{ErrorCode, ShoalError};

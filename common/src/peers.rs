@@ -53,7 +53,7 @@ impl Peers {
         let addrs: Vec<String> = members
             .iter()
             .filter(|m| !m.grpc_addr.is_empty())
-            .map(|m| match crate::grpc::local_socket(m) {
+            .map(|m| match crate::members::local_socket(m) {
                 Some(path) => format!("unix:{}", path.display()),
                 None => m.grpc_addr.clone(),
             })

@@ -443,7 +443,7 @@ pub fn never_sent(status: &tonic::Status) -> bool {
 /// A lazy channel to an executor: over its Unix socket when it runs on this host (and the
 /// socket is there), else over TCP.
 fn connect(m: &Member) -> Option<Conn> {
-    let socket = crate::grpc::local_socket(m);
+    let socket = crate::members::local_socket(m);
     // Over TCP with mutual TLS when this process has a cluster certificate; a Unix
     // socket is protected by its file mode instead.
     let tls = crate::tls::cluster().filter(|_| socket.is_none());

@@ -2,17 +2,104 @@
 //! connection definition; `send` returns once the broker confirmed the message. A lost
 //! connection is reopened on the next call (with one immediate retry of that call).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use shoal_common::outgoing::{AmqpOut, redact_url};
+use shoal_common::objects::outgoing::{AmqpOut, OutgoingDef, redact_url};
 use shoal_proto::connectors::v1 as pb;
 use tokio::sync::Mutex;
 
 use crate::CallError;
+use crate::kind::{self, Call, Kind, Reply};
+
+/// Outgoing AMQP publishers (definition type `amqp`); one operation, `publish`.
+pub struct Amqp;
+
+/// The fields of a `publish` (the body is the message).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PublishFields {
+    exchange: String,
+    routing_key: String,
+    properties: std::collections::HashMap<String, String>,
+    headers: std::collections::HashMap<String, String>,
+}
+
+/// A live publisher and the definition it publishes with.
+struct AmqpConn {
+    publisher: Publisher,
+    def: AmqpOut,
+}
+
+#[tonic::async_trait]
+impl Kind for Amqp {
+    fn name(&self) -> &'static str {
+        "amqp"
+    }
+    fn display(&self) -> &'static str {
+        "AMQP"
+    }
+    fn types(&self) -> &'static [&'static str] {
+        &["amqp"]
+    }
+    /// A publisher that names a `definition` takes that connection's URL.
+    fn resolve(&self, def: &OutgoingDef, all: &dyn Fn(&str) -> Option<OutgoingDef>) -> OutgoingDef {
+        if let OutgoingDef::Amqp(a) = def
+            && a.url.is_none()
+            && let Some(d) = &a.definition
+            && let Some(OutgoingDef::Amqp(base)) = all(d)
+            && base.url.is_some()
+        {
+            let mut a = a.clone();
+            a.url = base.url;
+            return OutgoingDef::Amqp(a);
+        }
+        def.clone()
+    }
+    fn build(&self, def: &OutgoingDef) -> Result<Arc<dyn kind::Connection>, String> {
+        let OutgoingDef::Amqp(a) = def else {
+            return Err(format!("a {} definition is not AMQP", def.kind()));
+        };
+        let url = a.url.clone().ok_or_else(|| {
+            format!(
+                "its definition '{}' is not an amqp connection with a url",
+                a.definition.as_deref().unwrap_or_default()
+            )
+        })?;
+        Ok(Arc::new(AmqpConn {
+            publisher: Publisher::new(url),
+            def: a.clone(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl kind::Connection for AmqpConn {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        if call.op != "publish" {
+            return Err(call.unknown_op("AMQP"));
+        }
+        let f: PublishFields = call.fields()?;
+        let r = pb::AmqpPublishRequest {
+            connection: call.connection,
+            cid: call.cid,
+            body: call.body,
+            exchange: f.exchange,
+            routing_key: f.routing_key,
+            properties: f.properties,
+            headers: f.headers,
+        };
+        self.publisher.publish(&self.def, &r).await?;
+        Ok(Reply::empty())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// A publisher over one broker connection.
 pub struct Publisher {
@@ -40,10 +127,9 @@ pub async fn connect(url: &str, name: &str) -> Result<Connection, CallError> {
         Ok(Err(e)) => {
             let text = e.to_string();
             if text.contains("ACCESS_REFUSED") || text.contains("auth") {
-                Err(CallError::new(
-                    "unauthorized",
-                    format!("the broker at {shown} refused the credentials: {text}"),
-                ))
+                Err(CallError::unauthorized(format!(
+                    "the broker at {shown} refused the credentials: {text}"
+                )))
             } else {
                 Err(CallError::unavailable(format!(
                     "cannot connect to the broker at {shown}: {text}"

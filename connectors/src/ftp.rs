@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_common::outgoing::FtpOut;
+use shoal_common::objects::outgoing::{FtpOut, OutgoingDef};
 use shoal_proto::connectors::v1 as pb;
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::{FtpError, Mode};
@@ -12,6 +12,65 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::CallError;
+use crate::kind::{Call, Connection, Kind, Reply};
+
+/// Outgoing FTP and FTPS servers (definition type `ftp`): each operation of
+/// [`FtpCallRequest`](pb::FtpCallRequest) (`listdir`, `readbytes`, `writebytes`, `remove`,
+/// `makedir`, `removedir`, `rename`, `exists`, `getsize`) is a call; files that should
+/// not be held whole go through `Connectors.FtpRead`/`FtpWrite`.
+pub struct Ftp;
+
+/// The fields of an FTP call (a file written is the body).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct OpFields {
+    path: String,
+    path2: String,
+}
+
+#[tonic::async_trait]
+impl Kind for Ftp {
+    fn name(&self) -> &'static str {
+        "ftp"
+    }
+    fn display(&self) -> &'static str {
+        "FTP"
+    }
+    fn types(&self) -> &'static [&'static str] {
+        &["ftp"]
+    }
+    fn build(&self, def: &OutgoingDef) -> Result<Arc<dyn Connection>, String> {
+        let OutgoingDef::Ftp(f) = def else {
+            return Err(format!("a {} definition is not FTP", def.kind()));
+        };
+        Ok(Arc::new(FtpPool::new(f.clone())))
+    }
+}
+
+#[tonic::async_trait]
+impl Connection for FtpPool {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        let f: OpFields = call.fields()?;
+        let r = FtpPool::call(
+            self,
+            &pb::FtpCallRequest {
+                connection: call.connection,
+                op: call.op,
+                path: f.path,
+                path2: f.path2,
+                data: call.body,
+            },
+        )
+        .await?;
+        Ok(Reply {
+            fields: serde_json::json!({"names": r.names, "flag": r.flag, "size": r.size}),
+            body: r.data,
+        })
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// Logged-in connections to one server.
 pub struct FtpPool {
@@ -29,10 +88,7 @@ fn ftp_err(def: &FtpOut, what: &str, e: FtpError) -> CallError {
         FtpError::UnexpectedResponse(r) => {
             let text = String::from_utf8_lossy(&r.body).trim().to_owned();
             if r.status.code() == 530 {
-                CallError::new(
-                    "unauthorized",
-                    format!("the FTP server refused the login: {text}"),
-                )
+                CallError::unauthorized(format!("the FTP server refused the login: {text}"))
             } else {
                 CallError::remote(format!("{what}: {text}"))
             }
@@ -132,7 +188,7 @@ impl FtpPool {
     async fn checkin<T>(&self, s: AsyncRustlsFtpStream, out: &Result<T, CallError>) {
         let keep = match out {
             Ok(_) => true,
-            Err(e) => e.code == "remote_error",
+            Err(e) => e.code == shoal_common::ErrorCode::RemoteError,
         };
         if keep {
             self.idle.lock().await.push(s);

@@ -2,14 +2,89 @@
 //! connection.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use shoal_common::objects::PasswordType;
-use shoal_common::outgoing::{HttpOut, OutFormat, OutSecurity};
+use shoal_common::objects::outgoing::{HttpOut, OutFormat, OutSecurity, OutgoingDef};
 use shoal_proto::connectors::v1 as pb;
 
 use crate::CallError;
+use crate::kind::{Call, Connection, Kind, Reply};
+
+/// Outgoing HTTP, REST and SOAP connections (definition types `http` and `soap`); one
+/// operation, `request`.
+pub struct Http;
+
+/// The fields of a `request` (the body is the call's).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct RequestFields {
+    method: String,
+    params: HashMap<String, String>,
+    headers: HashMap<String, String>,
+    timeout_ms: u64,
+}
+
+/// A live HTTP or SOAP connection.
+struct HttpConn {
+    pool: HttpPool,
+    def: HttpOut,
+    soap: bool,
+}
+
+#[tonic::async_trait]
+impl Kind for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+    fn display(&self) -> &'static str {
+        "HTTP"
+    }
+    fn types(&self) -> &'static [&'static str] {
+        &["http", "soap"]
+    }
+    fn build(&self, def: &OutgoingDef) -> Result<Arc<dyn Connection>, String> {
+        let (h, soap) = match def {
+            OutgoingDef::Http(h) => (h, false),
+            OutgoingDef::Soap(h) => (h, true),
+            other => return Err(format!("a {} definition is not HTTP", other.kind())),
+        };
+        Ok(Arc::new(HttpConn {
+            pool: HttpPool::new(h)?,
+            def: h.clone(),
+            soap,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Connection for HttpConn {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        if call.op != "request" {
+            return Err(call.unknown_op("HTTP"));
+        }
+        let f: RequestFields = call.fields()?;
+        let r = pb::HttpCallRequest {
+            connection: call.connection,
+            cid: call.cid,
+            method: f.method,
+            params: f.params,
+            headers: f.headers,
+            body: call.body,
+            timeout_ms: f.timeout_ms,
+        };
+        let resp = self.pool.call(&self.def, self.soap, &r).await?;
+        Ok(Reply {
+            fields: serde_json::json!({"status": resp.status, "headers": resp.headers}),
+            body: resp.body,
+        })
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// A connection's client.
 pub struct HttpPool {

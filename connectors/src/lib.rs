@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
+use shoal_common::ErrorCode;
 use shoal_common::cli::CommonOptions;
 use shoal_common::component::{self, Listeners};
 use shoal_common::members::role;
+use shoal_common::objects::outgoing::{OutgoingDef, StoredOutgoing};
 use shoal_common::ops::Ops;
-use shoal_common::outgoing::{OutgoingDef, StoredOutgoing};
 use shoal_common::secret::SecretKey;
 use shoal_common::store::{Store, WatchEvent};
 use shoal_proto::common::v1::ErrorDetail;
@@ -33,9 +34,12 @@ use tonic::{Request, Response, Status};
 pub mod amqp;
 pub mod ftp;
 pub mod http;
+pub mod kind;
 pub mod mq;
 pub mod sql;
 pub mod zmq;
+
+pub use kind::{Call, Kind, Kinds, Reply};
 
 /// Connectors configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,35 +67,45 @@ impl Default for Options {
     }
 }
 
-/// A failure of one call, as it reaches the service.
-#[derive(Debug, Clone)]
+/// A failure of one call, as it reaches the service: a code of the one table
+/// (`shoal_common::ErrorCode`: `not_configured`, `bad_request`, `unavailable`,
+/// `timeout`, `unauthorized`, `remote_error`) and a message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
 pub struct CallError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl CallError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> CallError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> CallError {
         CallError {
             code,
             message: message.into(),
         }
     }
     pub fn bad_request(message: impl Into<String>) -> CallError {
-        Self::new("bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
     pub fn unavailable(message: impl Into<String>) -> CallError {
-        Self::new("unavailable", message)
+        Self::new(ErrorCode::Unavailable, message)
     }
     pub fn remote(message: impl Into<String>) -> CallError {
-        Self::new("remote_error", message)
+        Self::new(ErrorCode::RemoteError, message)
     }
     pub fn timeout(message: impl Into<String>) -> CallError {
-        Self::new("timeout", message)
+        Self::new(ErrorCode::Timeout, message)
     }
-    fn detail(self, cid: &str) -> Option<ErrorDetail> {
+    pub fn unauthorized(message: impl Into<String>) -> CallError {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+    pub fn not_configured(message: impl Into<String>) -> CallError {
+        Self::new(ErrorCode::NotConfigured, message)
+    }
+    /// The in-band form every response carries.
+    pub fn detail(self, cid: &str) -> Option<ErrorDetail> {
         Some(ErrorDetail {
-            code: self.code.to_owned(),
+            code: self.code.as_str().to_owned(),
             message: self.message,
             cid: cid.to_owned(),
             element: String::new(),
@@ -99,43 +113,17 @@ impl CallError {
     }
 }
 
-/// A failure as a gRPC status, for streaming calls (which cannot carry it in-band):
-/// not_configured → FAILED_PRECONDITION, bad_request → INVALID_ARGUMENT, unavailable →
-/// UNAVAILABLE, timeout → DEADLINE_EXCEEDED, unauthorized → PERMISSION_DENIED,
-/// remote_error → ABORTED.
-pub fn status(e: CallError) -> Status {
-    let code = match e.code {
-        "not_configured" => tonic::Code::FailedPrecondition,
-        "bad_request" => tonic::Code::InvalidArgument,
-        "unavailable" => tonic::Code::Unavailable,
-        "timeout" => tonic::Code::DeadlineExceeded,
-        "unauthorized" => tonic::Code::PermissionDenied,
-        _ => tonic::Code::Aborted,
-    };
-    Status::new(code, e.message)
-}
-
-/// One live connection: its definition (secrets opened) and its pool.
+/// One outgoing connection: its definition (secrets opened) and what was built from it.
 pub struct Conn {
     pub def: OutgoingDef,
-    pub pool: Pool,
-}
-
-/// The pool behind a connection, by type.
-pub enum Pool {
-    Http(http::HttpPool),
-    Amqp(amqp::Publisher),
-    Zmq(zmq::Sender),
-    Sql(sql::SqlPool),
-    Ftp(ftp::FtpPool),
-    Mq(mq::MqSender),
-    /// The definition could not be turned into a pool (the message says why).
-    Broken(String),
+    /// The live connection, or why the definition could not become one.
+    pub live: Result<Arc<dyn kind::Connection>, String>,
 }
 
 /// Every outgoing connection by name.
 #[derive(Clone)]
 pub struct Registry {
+    kinds: Kinds,
     conns: Arc<RwLock<HashMap<String, Arc<Conn>>>>,
     /// The store, once [`Registry::follow`] has it (for read-your-writes lookups).
     store: Arc<std::sync::OnceLock<Store>>,
@@ -143,9 +131,11 @@ pub struct Registry {
     applied: Arc<tokio::sync::watch::Sender<i64>>,
 }
 
-impl Default for Registry {
-    fn default() -> Self {
+impl Registry {
+    /// An empty registry of connections of `kinds`.
+    pub fn new(kinds: Kinds) -> Registry {
         Registry {
+            kinds,
             conns: Arc::default(),
             store: Arc::default(),
             applied: Arc::new(tokio::sync::watch::Sender::new(0)),
@@ -159,10 +149,14 @@ const CATCH_UP: Duration = Duration::from_secs(3);
 
 impl Registry {
     /// As `Registry::get`, but read-your-writes: when `name` is missing or not yet of
-    /// `kinds` here while the store already holds a newer definition (applied a moment
+    /// `kind` here while the store already holds a newer definition (applied a moment
     /// ago, its watch event still on the way), waits for the registry to catch up.
-    pub async fn lookup(&self, name: &str, kinds: &[&str]) -> Result<Arc<Conn>, CallError> {
-        let first = self.get(name, kinds);
+    pub async fn lookup(
+        &self,
+        name: &str,
+        kind: &dyn Kind,
+    ) -> Result<Arc<dyn kind::Connection>, CallError> {
+        let first = self.get(name, kind);
         let Err(e) = first else { return first };
         let Some(store) = self.store.get() else {
             return Err(e);
@@ -172,47 +166,40 @@ impl Registry {
                 let mut rx = self.applied.subscribe();
                 let rev = entry.mod_revision;
                 let _ = tokio::time::timeout(CATCH_UP, rx.wait_for(|r| *r >= rev)).await;
-                self.get(name, kinds)
+                self.get(name, kind)
             }
             _ => Err(e),
         }
     }
 
-    /// The connection `name` as built now, which must be of `kind` (`http` also takes
-    /// `soap`); calls go through [`Registry::lookup`].
-    fn get(&self, name: &str, kinds: &[&str]) -> Result<Arc<Conn>, CallError> {
+    /// The connection `name` as built now, which must be of `kind` (HTTP's also takes
+    /// `soap` definitions); calls go through [`Registry::lookup`].
+    fn get(&self, name: &str, kind: &dyn Kind) -> Result<Arc<dyn kind::Connection>, CallError> {
+        let not_configured = CallError::not_configured;
         let conn = self.conns.read().get(name).cloned().ok_or_else(|| {
-            CallError::new(
-                "not_configured",
-                format!(
-                    "outgoing {} connection '{name}' is not configured",
-                    display(kinds.first().copied().unwrap_or_default())
-                ),
-            )
+            not_configured(format!(
+                "outgoing {} connection '{name}' is not configured",
+                kind.display()
+            ))
         })?;
-        if !kinds.contains(&conn.def.kind()) {
-            return Err(CallError::new(
-                "not_configured",
-                format!(
-                    "outgoing connection '{name}' is a {} connection, not {}",
-                    conn.def.kind(),
-                    kinds.join(" or ")
-                ),
-            ));
+        if !kind.types().contains(&conn.def.kind()) {
+            return Err(not_configured(format!(
+                "outgoing connection '{name}' is a {} connection, not {}",
+                conn.def.kind(),
+                kind.types().join(" or ")
+            )));
         }
         if !conn.def.is_active() {
-            return Err(CallError::new(
-                "not_configured",
-                format!("outgoing connection '{name}' is not active"),
-            ));
+            return Err(not_configured(format!(
+                "outgoing connection '{name}' is not active"
+            )));
         }
-        if let Pool::Broken(why) = &conn.pool {
-            return Err(CallError::new(
-                "not_configured",
-                format!("outgoing connection '{name}': {why}"),
-            ));
+        match &conn.live {
+            Ok(live) => Ok(live.clone()),
+            Err(why) => Err(not_configured(format!(
+                "outgoing connection '{name}': {why}"
+            ))),
         }
-        Ok(conn)
     }
 
     /// Follows `outgoing/` in the store until `cancel`, rebuilding what changed.
@@ -246,7 +233,12 @@ impl Registry {
         let current = self.conns.read().clone();
         for (name, def) in &opened {
             let def = match def {
-                Ok(d) => resolve(d, &opened),
+                Ok(d) => match self.kinds.by_type(d.kind()) {
+                    Some(k) => k.resolve(d, &|other: &str| {
+                        opened.get(other).and_then(|o| o.as_ref().ok()).cloned()
+                    }),
+                    None => d.clone(),
+                },
                 Err(e) => {
                     tracing::error!(connection = %name, error = %e, "cannot open outgoing connection");
                     let d = stored[*name].def.clone();
@@ -254,7 +246,7 @@ impl Registry {
                         (*name).to_owned(),
                         Arc::new(Conn {
                             def: d,
-                            pool: Pool::Broken(e.clone()),
+                            live: Err(e.clone()),
                         }),
                     );
                     continue;
@@ -263,17 +255,24 @@ impl Registry {
             // Unchanged: keep the pool (and its warm connections).
             if let Some(c) = current.get(*name)
                 && c.def == def
-                && !matches!(c.pool, Pool::Broken(_))
+                && c.live.is_ok()
             {
                 next.insert((*name).to_owned(), c.clone());
                 continue;
             }
-            let pool = build(&def).unwrap_or_else(|e| {
-                tracing::error!(connection = %name, error = %e, "cannot build outgoing connection");
-                Pool::Broken(e)
-            });
-            tracing::info!(connection = %name, kind = def.kind(), "outgoing connection (re)built");
-            next.insert((*name).to_owned(), Arc::new(Conn { def, pool }));
+            let live = match self.kinds.by_type(def.kind()) {
+                Some(k) => k.build(&def),
+                None => Err(format!("no connector serves {} connections", def.kind())),
+            };
+            match &live {
+                Ok(_) => {
+                    tracing::info!(connection = %name, kind = def.kind(), "outgoing connection (re)built")
+                }
+                Err(e) => {
+                    tracing::error!(connection = %name, error = %e, "cannot build outgoing connection")
+                }
+            }
+            next.insert((*name).to_owned(), Arc::new(Conn { def, live }));
         }
         for name in current.keys() {
             if !next.contains_key(name) {
@@ -281,20 +280,6 @@ impl Registry {
             }
         }
         *self.conns.write() = next;
-    }
-}
-
-/// How a connection type reads in messages (as the SDK names them).
-fn display(kind: &str) -> &str {
-    match kind {
-        "http" => "HTTP",
-        "soap" => "SOAP",
-        "sql" => "SQL",
-        "amqp" => "AMQP",
-        "zmq" => "ZeroMQ",
-        "ftp" => "FTP",
-        "ibm_mq" => "IBM MQ",
-        other => other,
     }
 }
 
@@ -331,186 +316,79 @@ fn apply(map: &mut BTreeMap<String, StoredOutgoing>, ev: WatchEvent) -> i64 {
     }
 }
 
-/// An AMQP publisher that names a `definition` takes that connection's URL.
-fn resolve(def: &OutgoingDef, all: &HashMap<&str, Result<OutgoingDef, String>>) -> OutgoingDef {
-    if let OutgoingDef::Amqp(a) = def
-        && a.url.is_none()
-        && let Some(d) = &a.definition
-        && let Some(Ok(OutgoingDef::Amqp(base))) = all.get(d.as_str())
-        && base.url.is_some()
-    {
-        let mut a = a.clone();
-        a.url = base.url.clone();
-        return OutgoingDef::Amqp(a);
-    }
-    def.clone()
-}
-
-fn build(def: &OutgoingDef) -> Result<Pool, String> {
-    Ok(match def {
-        OutgoingDef::Http(h) | OutgoingDef::Soap(h) => Pool::Http(http::HttpPool::new(h)?),
-        OutgoingDef::Amqp(a) => {
-            let url = a.url.clone().ok_or_else(|| {
-                format!(
-                    "its definition '{}' is not an amqp connection with a url",
-                    a.definition.as_deref().unwrap_or_default()
-                )
-            })?;
-            Pool::Amqp(amqp::Publisher::new(url))
-        }
-        OutgoingDef::Zmq(z) => Pool::Zmq(zmq::Sender::new(z.clone())),
-        OutgoingDef::Sql(s) => Pool::Sql(sql::SqlPool::new(s)?),
-        OutgoingDef::Ftp(f) => Pool::Ftp(ftp::FtpPool::new(f.clone())),
-        OutgoingDef::IbmMq(m) => Pool::Mq(mq::MqSender::new(m.clone())),
-    })
+/// Every connector kind: a new kind is its file and one line here.
+pub fn kinds() -> Kinds {
+    Kinds::new(vec![
+        Arc::new(http::Http),
+        Arc::new(amqp::Amqp),
+        Arc::new(zmq::Zmq),
+        Arc::new(sql::Sql::default()),
+        Arc::new(ftp::Ftp),
+        Arc::new(mq::IbmMq),
+    ])
 }
 
 #[derive(Clone)]
 struct ConnectorsService {
+    kinds: Kinds,
     registry: Registry,
-    sessions: sql::Sessions,
+}
+
+impl ConnectorsService {
+    async fn call(&self, r: pb::CallRequest) -> Result<Reply, CallError> {
+        let Some(kind) = self.kinds.by_name(&r.kind) else {
+            return Err(CallError::bad_request(format!(
+                "no connector kind is called '{}'",
+                r.kind
+            )));
+        };
+        let call = Call {
+            op: r.op,
+            connection: r.connection,
+            cid: r.cid,
+            meta: r.meta_json,
+            body: r.body,
+        };
+        if !kind.needs_connection(&call) {
+            return kind.call_detached(call).await;
+        }
+        let conn = self
+            .registry
+            .lookup(&call.connection, kind.as_ref())
+            .await?;
+        conn.call(call).await
+    }
+
+    /// The FTP connection `name`, for the streaming RPCs.
+    async fn ftp(&self, name: &str) -> Result<Arc<dyn kind::Connection>, CallError> {
+        let conn = self.registry.lookup(name, &ftp::Ftp).await?;
+        if conn.as_any().downcast_ref::<ftp::FtpPool>().is_none() {
+            return Err(CallError::not_configured("not an FTP connection"));
+        }
+        Ok(conn)
+    }
 }
 
 #[tonic::async_trait]
 impl pb::connectors_server::Connectors for ConnectorsService {
-    async fn http_call(
+    async fn call(
         &self,
-        r: Request<pb::HttpCallRequest>,
-    ) -> Result<Response<pb::HttpCallResponse>, Status> {
+        r: Request<pb::CallRequest>,
+    ) -> Result<Response<pb::CallResponse>, Status> {
         let r = r.into_inner();
-        let out = match self.registry.lookup(&r.connection, &["http", "soap"]).await {
-            Ok(c) => match (&c.pool, &c.def) {
-                (Pool::Http(p), OutgoingDef::Http(h)) => p.call(h, false, &r).await,
-                (Pool::Http(p), OutgoingDef::Soap(h)) => p.call(h, true, &r).await,
-                _ => Err(CallError::new("not_configured", "not an HTTP connection")),
-            },
-            Err(e) => Err(e),
-        };
-        Ok(Response::new(match out {
-            Ok(resp) => resp,
-            Err(e) => pb::HttpCallResponse {
-                error: e.detail(&r.cid),
-                ..Default::default()
-            },
-        }))
-    }
-
-    async fn amqp_publish(
-        &self,
-        r: Request<pb::AmqpPublishRequest>,
-    ) -> Result<Response<pb::AmqpPublishResponse>, Status> {
-        let r = r.into_inner();
-        let out = match self.registry.lookup(&r.connection, &["amqp"]).await {
-            Ok(c) => match (&c.pool, &c.def) {
-                (Pool::Amqp(p), OutgoingDef::Amqp(a)) => p.publish(a, &r).await,
-                _ => Err(CallError::new("not_configured", "not an AMQP connection")),
-            },
-            Err(e) => Err(e),
-        };
-        Ok(Response::new(pb::AmqpPublishResponse {
-            error: out.err().and_then(|e| e.detail(&r.cid)),
-        }))
-    }
-
-    async fn zmq_send(
-        &self,
-        r: Request<pb::ZmqSendRequest>,
-    ) -> Result<Response<pb::ZmqSendResponse>, Status> {
-        let r = r.into_inner();
-        let out = match self.registry.lookup(&r.connection, &["zmq"]).await {
-            Ok(c) => match &c.pool {
-                Pool::Zmq(z) => z.send(r.frames.clone()).await,
-                _ => Err(CallError::new("not_configured", "not a ZeroMQ connection")),
-            },
-            Err(e) => Err(e),
-        };
-        Ok(Response::new(pb::ZmqSendResponse {
-            error: out.err().and_then(|e| e.detail(&r.cid)),
-        }))
-    }
-
-    async fn sql_begin(
-        &self,
-        r: Request<pb::SqlBeginRequest>,
-    ) -> Result<Response<pb::SqlBeginResponse>, Status> {
-        let r = r.into_inner();
-        let out = match self.registry.lookup(&r.connection, &["sql"]).await {
-            Ok(c) => match &c.pool {
-                Pool::Sql(p) => {
-                    self.sessions
-                        .begin(&r.connection, p, Duration::from_millis(r.idle_timeout_ms))
-                        .await
-                }
-                _ => Err(CallError::new("not_configured", "not a SQL connection")),
-            },
-            Err(e) => Err(e),
-        };
-        Ok(Response::new(match out {
-            Ok(session_id) => pb::SqlBeginResponse {
-                session_id,
+        let cid = r.cid.clone();
+        Ok(Response::new(match self.call(r).await {
+            Ok(reply) => pb::CallResponse {
                 error: None,
-            },
-            Err(e) => pb::SqlBeginResponse {
-                session_id: String::new(),
-                error: e.detail(&r.cid),
-            },
-        }))
-    }
-
-    async fn sql_execute(
-        &self,
-        r: Request<pb::SqlExecuteRequest>,
-    ) -> Result<Response<pb::SqlExecuteResponse>, Status> {
-        let r = r.into_inner();
-        let out = if r.session_id.is_empty() {
-            match self.registry.lookup(&r.connection, &["sql"]).await {
-                Ok(c) => match &c.pool {
-                    Pool::Sql(p) => p.execute(&r.sql, &r.params_json).await,
-                    _ => Err(CallError::new("not_configured", "not a SQL connection")),
+                meta_json: if reply.fields.is_null() {
+                    Vec::new()
+                } else {
+                    serde_json::to_vec(&reply.fields).unwrap_or_default()
                 },
-                Err(e) => Err(e),
-            }
-        } else {
-            self.sessions
-                .execute(&r.session_id, &r.sql, &r.params_json)
-                .await
-        };
-        Ok(Response::new(match out {
-            Ok(o) => o,
-            Err(e) => pb::SqlExecuteResponse {
-                error: e.detail(""),
-                ..Default::default()
+                body: reply.body,
             },
-        }))
-    }
-
-    async fn sql_end(
-        &self,
-        r: Request<pb::SqlEndRequest>,
-    ) -> Result<Response<pb::SqlEndResponse>, Status> {
-        let r = r.into_inner();
-        let out = self.sessions.end(&r.session_id, r.commit).await;
-        Ok(Response::new(pb::SqlEndResponse {
-            error: out.err().and_then(|e| e.detail("")),
-        }))
-    }
-
-    async fn ftp_call(
-        &self,
-        r: Request<pb::FtpCallRequest>,
-    ) -> Result<Response<pb::FtpCallResponse>, Status> {
-        let r = r.into_inner();
-        let out = match self.registry.lookup(&r.connection, &["ftp"]).await {
-            Ok(c) => match &c.pool {
-                Pool::Ftp(p) => p.call(&r).await,
-                _ => Err(CallError::new("not_configured", "not an FTP connection")),
-            },
-            Err(e) => Err(e),
-        };
-        Ok(Response::new(match out {
-            Ok(o) => o,
-            Err(e) => pb::FtpCallResponse {
-                error: e.detail(""),
+            Err(e) => pb::CallResponse {
+                error: e.detail(&cid),
                 ..Default::default()
             },
         }))
@@ -523,20 +401,27 @@ impl pb::connectors_server::Connectors for ConnectorsService {
         r: Request<pb::FtpCallRequest>,
     ) -> Result<Response<Self::FtpReadStream>, Status> {
         let r = r.into_inner();
-        let conn = self
-            .registry
-            .lookup(&r.connection, &["ftp"])
-            .await
-            .map_err(status)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            let Pool::Ftp(p) = &conn.pool else {
-                return;
-            };
-            if let Err(e) = p.download(&r.path, tx.clone()).await {
-                let _ = tx.send(Err(status(e))).await;
+        // A failure is the stream's last message, in-band like every other answer.
+        let fail = |e: CallError| pb::FtpChunk {
+            error: e.detail(""),
+            ..Default::default()
+        };
+        match self.ftp(&r.connection).await {
+            Err(e) => {
+                let _ = tx.send(Ok(fail(e))).await;
             }
-        });
+            Ok(conn) => {
+                tokio::spawn(async move {
+                    let Some(p) = conn.as_any().downcast_ref::<ftp::FtpPool>() else {
+                        return;
+                    };
+                    if let Err(e) = p.download(&r.path, tx.clone()).await {
+                        let _ = tx.send(Ok(fail(e))).await;
+                    }
+                });
+            }
+        }
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
@@ -552,10 +437,10 @@ impl pb::connectors_server::Connectors for ConnectorsService {
                 "an upload needs at least one message",
             ));
         };
-        let out = match self.registry.lookup(&first.connection, &["ftp"]).await {
-            Ok(c) => match &c.pool {
-                Pool::Ftp(p) => p.upload(&first.path, first.data, chunks).await,
-                _ => Err(CallError::new("not_configured", "not an FTP connection")),
+        let out = match self.ftp(&first.connection).await {
+            Ok(c) => match c.as_any().downcast_ref::<ftp::FtpPool>() {
+                Some(p) => p.upload(&first.path, first.data, chunks).await,
+                None => Err(CallError::not_configured("not an FTP connection")),
             },
             Err(e) => Err(e),
         };
@@ -570,23 +455,6 @@ impl pb::connectors_server::Connectors for ConnectorsService {
             },
         }))
     }
-
-    async fn ibm_mq_send(
-        &self,
-        r: Request<pb::IbmMqSendRequest>,
-    ) -> Result<Response<pb::IbmMqSendResponse>, Status> {
-        let r = r.into_inner();
-        let out = match self.registry.lookup(&r.connection, &["ibm_mq"]).await {
-            Ok(c) => match &c.pool {
-                Pool::Mq(m) => m.send(&r).await,
-                _ => Err(CallError::new("not_configured", "not an IBM MQ connection")),
-            },
-            Err(e) => Err(e),
-        };
-        Ok(Response::new(pb::IbmMqSendResponse {
-            error: out.err().and_then(|e| e.detail("")),
-        }))
-    }
 }
 
 /// Largest message the connectors take or give (a file, a result set): 256 MB.
@@ -599,12 +467,12 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let key = SecretKey::load(options.secret_key_file.as_deref()).map_err(anyhow::Error::msg)?;
-    let registry = Registry::default();
-    let sessions = sql::Sessions::default();
-    sessions.reap_idle(cancel.clone());
+    let kinds = kinds();
+    kinds.start(&cancel);
+    let registry = Registry::new(kinds.clone());
     let service = ConnectorsService {
+        kinds,
         registry: registry.clone(),
-        sessions,
     };
     let routes = tonic::service::Routes::new(
         pb::connectors_server::ConnectorsServer::new(service)

@@ -9,11 +9,69 @@ use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{Data, Header, Message, Priority, Properties};
 use fe2o3_amqp::{Connection, Sender, Session};
-use shoal_common::outgoing::{IbmMqOut, redact_url};
+use shoal_common::objects::outgoing::{IbmMqOut, OutgoingDef, redact_url};
 use shoal_proto::connectors::v1 as pb;
 use tokio::sync::Mutex;
 
 use crate::CallError;
+use crate::kind::{self, Call, Kind, Reply};
+
+/// Outgoing IBM MQ queue managers (definition type `ibm_mq`); one operation, `send`.
+pub struct IbmMq;
+
+/// The fields of a `send` (the body is the message).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct SendFields {
+    queue: String,
+    correlation_id: String,
+    reply_to: String,
+    priority: u32,
+    delivery_mode: u32,
+}
+
+#[tonic::async_trait]
+impl Kind for IbmMq {
+    fn name(&self) -> &'static str {
+        "ibm_mq"
+    }
+    fn display(&self) -> &'static str {
+        "IBM MQ"
+    }
+    fn types(&self) -> &'static [&'static str] {
+        &["ibm_mq"]
+    }
+    fn build(&self, def: &OutgoingDef) -> Result<std::sync::Arc<dyn kind::Connection>, String> {
+        let OutgoingDef::IbmMq(m) = def else {
+            return Err(format!("a {} definition is not IBM MQ", def.kind()));
+        };
+        Ok(std::sync::Arc::new(MqSender::new(m.clone())))
+    }
+}
+
+#[tonic::async_trait]
+impl kind::Connection for MqSender {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        if call.op != "send" {
+            return Err(call.unknown_op("IBM MQ"));
+        }
+        let f: SendFields = call.fields()?;
+        self.send(&pb::IbmMqSendRequest {
+            connection: call.connection,
+            queue: f.queue,
+            body: call.body,
+            correlation_id: f.correlation_id,
+            reply_to: f.reply_to,
+            priority: f.priority,
+            delivery_mode: f.delivery_mode,
+        })
+        .await?;
+        Ok(Reply::empty())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 struct Link {
     conn: ConnectionHandle<()>,
@@ -42,7 +100,7 @@ pub async fn open(
             .map_err(|e| {
                 let text = e.to_string();
                 if text.to_ascii_lowercase().contains("sasl") || text.contains("auth") {
-                    CallError::new("unauthorized", format!("{shown} refused the login: {text}"))
+                    CallError::unauthorized(format!("{shown} refused the login: {text}"))
                 } else {
                     CallError::unavailable(format!("cannot connect to {shown}: {text}"))
                 }
@@ -94,7 +152,7 @@ impl MqSender {
             attempt += 1;
             match self.try_send(&address, r, mode, priority).await {
                 Ok(()) => return Ok(()),
-                Err(e) if e.code == "unavailable" && attempt < 2 => {
+                Err(e) if e.code == shoal_common::ErrorCode::Unavailable && attempt < 2 => {
                     tracing::warn!(connection = %self.def.name, error = %e.message, "IBM MQ send failed; reconnecting");
                     *self.link.lock().await = None;
                 }

@@ -14,12 +14,130 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
-use shoal_common::outgoing::{SqlOut, redact_url};
+use shoal_common::objects::outgoing::{SqlOut, redact_url};
 use shoal_proto::connectors::v1 as pb;
 use sqlx::{Column, Either, Executor, Row, Statement, TypeInfo, ValueRef};
 use tokio_util::sync::CancellationToken;
 
 use crate::CallError;
+use crate::kind::{self, Call, Reply};
+
+/// Outgoing SQL connections (definition type `sql`): `execute` (one statement in its own
+/// transaction, or in a session), `begin` (opens a session) and `end` (commits or rolls
+/// it back). Calls on an open session go to the session, not to the connection.
+#[derive(Default)]
+pub struct Sql {
+    sessions: Sessions,
+}
+
+/// The fields of every SQL call.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Fields {
+    idle_timeout_ms: u64,
+    session_id: String,
+    sql: String,
+    bind: Value,
+    commit: bool,
+}
+
+/// A live SQL connection: its pool, and the sessions it opens.
+struct SqlConn {
+    pool: SqlPool,
+    sessions: Sessions,
+}
+
+fn rows(r: pb::SqlExecuteResponse) -> Reply {
+    Reply {
+        fields: json!({"columns": r.columns, "rows_affected": r.rows_affected}),
+        body: r.rows_json,
+    }
+}
+
+fn bind_json(f: &Fields) -> Vec<u8> {
+    serde_json::to_vec(&f.bind).unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl kind::Kind for Sql {
+    fn name(&self) -> &'static str {
+        "sql"
+    }
+    fn display(&self) -> &'static str {
+        "SQL"
+    }
+    fn types(&self) -> &'static [&'static str] {
+        &["sql"]
+    }
+    fn build(
+        &self,
+        def: &shoal_common::objects::outgoing::OutgoingDef,
+    ) -> Result<Arc<dyn kind::Connection>, String> {
+        let shoal_common::objects::outgoing::OutgoingDef::Sql(s) = def else {
+            return Err(format!("a {} definition is not SQL", def.kind()));
+        };
+        Ok(Arc::new(SqlConn {
+            pool: SqlPool::new(s)?,
+            sessions: self.sessions.clone(),
+        }))
+    }
+    fn needs_connection(&self, call: &Call) -> bool {
+        match call.op.as_str() {
+            "end" => false,
+            "execute" => call
+                .fields::<Fields>()
+                .map(|f| f.session_id.is_empty())
+                .unwrap_or(true),
+            _ => true,
+        }
+    }
+    async fn call_detached(&self, call: Call) -> Result<Reply, CallError> {
+        let f: Fields = call.fields()?;
+        match call.op.as_str() {
+            "end" => {
+                self.sessions.end(&f.session_id, f.commit).await?;
+                Ok(Reply::empty())
+            }
+            "execute" => Ok(rows(
+                self.sessions
+                    .execute(&f.session_id, &f.sql, &bind_json(&f))
+                    .await?,
+            )),
+            _ => Err(call.unknown_op("SQL")),
+        }
+    }
+    fn start(&self, cancel: CancellationToken) {
+        self.sessions.reap_idle(cancel);
+    }
+}
+
+#[tonic::async_trait]
+impl kind::Connection for SqlConn {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        let f: Fields = call.fields()?;
+        match call.op.as_str() {
+            "begin" => {
+                let id = self
+                    .sessions
+                    .begin(
+                        &call.connection,
+                        &self.pool,
+                        Duration::from_millis(f.idle_timeout_ms),
+                    )
+                    .await?;
+                Ok(Reply {
+                    fields: json!({ "session_id": id }),
+                    body: Vec::new(),
+                })
+            }
+            "execute" => Ok(rows(self.pool.execute(&f.sql, &bind_json(&f)).await?)),
+            _ => Err(call.unknown_op("SQL")),
+        }
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 /// A connection's pool.
 pub struct SqlPool {
@@ -151,7 +269,7 @@ fn db_err(shown: &str, e: sqlx::Error) -> CallError {
         other => {
             let text = other.to_string();
             if text.contains("password authentication") || text.contains("Access denied") {
-                CallError::new("unauthorized", format!("{shown}: {text}"))
+                CallError::unauthorized(format!("{shown}: {text}"))
             } else {
                 CallError::remote(text)
             }

@@ -2,14 +2,62 @@
 //! PUB socket per connection, bound or connected on first use and reopened after a
 //! failure.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal_common::outgoing::{SocketMethod, ZmqOut, ZmqOutType};
+use shoal_common::objects::outgoing::{OutgoingDef, SocketMethod, ZmqOut, ZmqOutType};
 use tokio::sync::Mutex;
 use zeromq::{Socket, SocketSend, ZmqMessage};
 
 use crate::CallError;
+use crate::kind::{Call, Connection, Kind, Reply};
+
+/// Outgoing ZeroMQ sockets (definition type `zmq`); one operation, `send`.
+pub struct Zmq;
+
+/// The fields of a `send`: the frames before the body (a PUB topic).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct SendFields {
+    frames: Vec<String>,
+}
+
+#[tonic::async_trait]
+impl Kind for Zmq {
+    fn name(&self) -> &'static str {
+        "zmq"
+    }
+    fn display(&self) -> &'static str {
+        "ZeroMQ"
+    }
+    fn types(&self) -> &'static [&'static str] {
+        &["zmq"]
+    }
+    fn build(&self, def: &OutgoingDef) -> Result<Arc<dyn Connection>, String> {
+        let OutgoingDef::Zmq(z) = def else {
+            return Err(format!("a {} definition is not ZeroMQ", def.kind()));
+        };
+        Ok(Arc::new(Sender::new(z.clone())))
+    }
+}
+
+#[tonic::async_trait]
+impl Connection for Sender {
+    async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        if call.op != "send" {
+            return Err(call.unknown_op("ZeroMQ"));
+        }
+        let f: SendFields = call.fields()?;
+        let mut frames: Vec<Vec<u8>> = f.frames.into_iter().map(String::into_bytes).collect();
+        frames.push(call.body);
+        self.send(frames).await?;
+        Ok(Reply::empty())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
 
 enum Sock {
     Push(zeromq::PushSocket),

@@ -2,49 +2,18 @@
 //! The request's fields travel as JSON (`meta`) beside the raw body, so that files and
 //! HTTP bodies are never re-encoded; the GIL is released for the whole round trip.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde::Deserialize;
-use serde_json::{Value, json};
-use shoal_proto::common::v1::ErrorDetail;
+use shoal_common::ErrorCode;
 use shoal_proto::connectors::v1 as pb;
 
-use crate::native::{ctx, forget_local, local_call};
+use crate::cluster::{ctx, forget_local, local_call};
 
 /// Largest message exchanged with the connectors (a file, a result set).
 const MAX_MESSAGE: usize = 256 * 1024 * 1024;
-
-/// The fields of any connector request (each RPC reads the ones it has).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Meta {
-    connection: String,
-    cid: String,
-    method: String,
-    params: HashMap<String, String>,
-    headers: HashMap<String, String>,
-    timeout_ms: u64,
-    exchange: String,
-    routing_key: String,
-    properties: HashMap<String, String>,
-    frames: Vec<String>,
-    idle_timeout_ms: u64,
-    session_id: String,
-    sql: String,
-    bind: Value,
-    commit: bool,
-    op: String,
-    path: String,
-    path2: String,
-    queue: String,
-    correlation_id: String,
-    reply_to: String,
-    priority: u32,
-    delivery_mode: u32,
-}
 
 /// (error code, error message, reply fields as JSON, reply body, connector address).
 type Reply = (
@@ -55,70 +24,81 @@ type Reply = (
     String,
 );
 
-/// Calls the connectors: `rpc` is `http`, `amqp`, `zmq`, `sql_begin`, `sql_execute`,
-/// `sql_end`, `ftp` or `ibm_mq`; `addr` pins the call to one connector (a SQL session
-/// lives in the connector that opened it).
+/// Calls the connectors: operation `op` of connector kind `kind` (`http` `request`,
+/// `sql` `begin`...) with its fields as JSON (`meta`) and its body, each passed through
+/// as it is; `addr` pins the call to one connector (a SQL session lives in the connector
+/// that opened it). The executor knows no kind: the connectors read the fields.
 #[pyfunction]
-#[pyo3(signature = (rpc, meta, body, addr=None))]
+#[pyo3(signature = (kind, op, meta, body, addr=None))]
 pub fn connector_call(
     py: Python<'_>,
-    rpc: &str,
-    meta: &[u8],
+    kind: &str,
+    op: &str,
+    meta: Vec<u8>,
     body: Vec<u8>,
     addr: Option<String>,
 ) -> PyResult<Reply> {
     let ctx = ctx()?;
-    let meta: Meta = serde_json::from_slice(meta).map_err(|e| {
+    let names: Names = serde_json::from_slice(&meta).map_err(|e| {
         pyo3::exceptions::PyValueError::new_err(format!("bad connector request: {e}"))
     })?;
-    let rpc = rpc.to_owned();
-    let result: Result<(Option<ErrorDetail>, Value, Vec<u8>, String), tonic::Status> =
-        py.detach(|| {
-            let mut last = tonic::Status::unavailable(
-                "no connectors are running in this cluster (start shoal-connectors)",
+    let req = pb::CallRequest {
+        kind: kind.to_owned(),
+        op: op.to_owned(),
+        connection: names.connection,
+        cid: names.cid,
+        meta_json: meta,
+        body,
+    };
+    let result: Result<(pb::CallResponse, String), tonic::Status> = py.detach(|| {
+        let mut last = tonic::Status::unavailable(
+            "no connectors are running in this cluster (start shoal-connectors)",
+        );
+        for _ in 0..3 {
+            let target = match &addr {
+                Some(a) => a.clone(),
+                None => ctx.connectors.pick_addr().map_err(|_| last.clone())?,
+            };
+            let r = local_call(
+                &target,
+                shoal_common::members::role::CONNECTORS,
+                Duration::from_secs(600),
+                |ch| one(ch, req.clone()),
             );
-            for _ in 0..3 {
-                let target = match &addr {
-                    Some(a) => a.clone(),
-                    None => ctx.connectors.pick_addr().map_err(|_| last.clone())?,
-                };
-                let r = local_call(
-                    &target,
-                    shoal_common::members::role::CONNECTORS,
-                    Duration::from_secs(600),
-                    |ch| one(ch, &rpc, &meta, &body),
-                );
-                match r {
-                    Err(s) if shoal_common::routing::never_sent(&s) => {
-                        ctx.connectors.failed(&target);
-                        forget_local(&target);
-                        last = s;
-                        if addr.is_some() {
-                            break;
-                        }
+            match r {
+                Err(s) if shoal_common::routing::never_sent(&s) => {
+                    ctx.connectors.failed(&target);
+                    forget_local(&target);
+                    last = s;
+                    if addr.is_some() {
+                        break;
                     }
-                    Ok((e, v, b)) => return Ok((e, v, b, target)),
-                    Err(s) => return Err(s),
                 }
+                Ok(r) => return Ok((r, target)),
+                Err(s) => return Err(s),
             }
-            Err(last)
-        });
+        }
+        Err(last)
+    });
     let empty = || PyBytes::new(py, b"").unbind();
     Ok(match result {
-        Ok((Some(e), _, _, target)) => (Some(e.code), Some(e.message), empty(), empty(), target),
-        Ok((None, v, b, target)) => (
+        Ok((pb::CallResponse { error: Some(e), .. }, target)) => {
+            (Some(e.code), Some(e.message), empty(), empty(), target)
+        }
+        Ok((r, target)) => (
             None,
             None,
-            PyBytes::new(py, &serde_json::to_vec(&v).unwrap_or_default()).unbind(),
-            PyBytes::new(py, &b).unbind(),
+            PyBytes::new(py, &r.meta_json).unbind(),
+            PyBytes::new(py, &r.body).unbind(),
             target,
         ),
         Err(s) => {
             let code = match s.code() {
-                tonic::Code::DeadlineExceeded => "timeout",
-                tonic::Code::ResourceExhausted => "bad_request",
-                _ => "unavailable",
-            };
+                tonic::Code::DeadlineExceeded => ErrorCode::Timeout,
+                tonic::Code::ResourceExhausted => ErrorCode::BadRequest,
+                _ => ErrorCode::Unavailable,
+            }
+            .as_str();
             (
                 Some(code.to_owned()),
                 Some(format!("connectors: {}", s.message())),
@@ -130,152 +110,35 @@ pub fn connector_call(
     })
 }
 
+/// The connection a call names and its correlation id (the rest of its fields are the
+/// connectors' to read).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Names {
+    connection: String,
+    cid: String,
+}
+
 async fn one(
     ch: tonic::transport::Channel,
-    rpc: &str,
-    m: &Meta,
-    body: &[u8],
-) -> Result<(Option<ErrorDetail>, Value, Vec<u8>), tonic::Status> {
+    req: pb::CallRequest,
+) -> Result<pb::CallResponse, tonic::Status> {
     let mut c = pb::connectors_client::ConnectorsClient::new(ch)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-    Ok(match rpc {
-        "http" => {
-            let r = c
-                .http_call(pb::HttpCallRequest {
-                    connection: m.connection.clone(),
-                    cid: m.cid.clone(),
-                    method: m.method.clone(),
-                    params: m.params.clone(),
-                    headers: m.headers.clone(),
-                    body: body.to_vec(),
-                    timeout_ms: m.timeout_ms,
-                })
-                .await?
-                .into_inner();
-            (
-                r.error,
-                json!({"status": r.status, "headers": r.headers}),
-                r.body,
-            )
-        }
-        "amqp" => {
-            let r = c
-                .amqp_publish(pb::AmqpPublishRequest {
-                    connection: m.connection.clone(),
-                    cid: m.cid.clone(),
-                    body: body.to_vec(),
-                    exchange: m.exchange.clone(),
-                    routing_key: m.routing_key.clone(),
-                    properties: m.properties.clone(),
-                    headers: m.headers.clone(),
-                })
-                .await?
-                .into_inner();
-            (r.error, Value::Null, Vec::new())
-        }
-        "zmq" => {
-            let mut frames: Vec<Vec<u8>> = m.frames.iter().map(|f| f.as_bytes().to_vec()).collect();
-            frames.push(body.to_vec());
-            let r = c
-                .zmq_send(pb::ZmqSendRequest {
-                    connection: m.connection.clone(),
-                    cid: m.cid.clone(),
-                    frames,
-                })
-                .await?
-                .into_inner();
-            (r.error, Value::Null, Vec::new())
-        }
-        "sql_begin" => {
-            let r = c
-                .sql_begin(pb::SqlBeginRequest {
-                    connection: m.connection.clone(),
-                    cid: m.cid.clone(),
-                    idle_timeout_ms: m.idle_timeout_ms,
-                })
-                .await?
-                .into_inner();
-            (r.error, json!({"session_id": r.session_id}), Vec::new())
-        }
-        "sql_execute" => {
-            let r = c
-                .sql_execute(pb::SqlExecuteRequest {
-                    connection: m.connection.clone(),
-                    session_id: m.session_id.clone(),
-                    sql: m.sql.clone(),
-                    params_json: serde_json::to_vec(&m.bind).unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            (
-                r.error,
-                json!({"columns": r.columns, "rows_affected": r.rows_affected}),
-                r.rows_json,
-            )
-        }
-        "sql_end" => {
-            let r = c
-                .sql_end(pb::SqlEndRequest {
-                    session_id: m.session_id.clone(),
-                    commit: m.commit,
-                })
-                .await?
-                .into_inner();
-            (r.error, Value::Null, Vec::new())
-        }
-        "ftp" => {
-            let r = c
-                .ftp_call(pb::FtpCallRequest {
-                    connection: m.connection.clone(),
-                    op: m.op.clone(),
-                    path: m.path.clone(),
-                    path2: m.path2.clone(),
-                    data: body.to_vec(),
-                })
-                .await?
-                .into_inner();
-            (
-                r.error,
-                json!({"names": r.names, "flag": r.flag, "size": r.size}),
-                r.data,
-            )
-        }
-        "ibm_mq" => {
-            let r = c
-                .ibm_mq_send(pb::IbmMqSendRequest {
-                    connection: m.connection.clone(),
-                    queue: m.queue.clone(),
-                    body: body.to_vec(),
-                    correlation_id: m.correlation_id.clone(),
-                    reply_to: m.reply_to.clone(),
-                    priority: m.priority,
-                    delivery_mode: m.delivery_mode,
-                })
-                .await?
-                .into_inner();
-            (r.error, Value::Null, Vec::new())
-        }
-        other => {
-            return Err(tonic::Status::invalid_argument(format!(
-                "unknown connector call '{other}'"
-            )));
-        }
-    })
+    Ok(c.call(req).await?.into_inner())
 }
 
 /// (error code, error message, bytes moved) of a streamed FTP transfer.
 type Transfer = (Option<String>, Option<String>, u64);
 
-/// The connector's status for a streamed call, back to its in-band code.
+/// A transport failure of a streamed call (the connectors' own failures are in-band) as
+/// a code of the one table.
 fn code_of(s: &tonic::Status) -> &'static str {
     match s.code() {
-        tonic::Code::FailedPrecondition => "not_configured",
-        tonic::Code::InvalidArgument => "bad_request",
-        tonic::Code::DeadlineExceeded => "timeout",
-        tonic::Code::PermissionDenied => "unauthorized",
-        tonic::Code::Aborted => "remote_error",
-        _ => "unavailable",
+        tonic::Code::InvalidArgument => ErrorCode::BadRequest.as_str(),
+        tonic::Code::DeadlineExceeded => ErrorCode::Timeout.as_str(),
+        _ => ErrorCode::Unavailable.as_str(),
     }
 }
 
@@ -322,13 +185,16 @@ pub fn ftp_download(
                 let mut stream = c.ftp_read(req).await?.into_inner();
                 let mut total = 0u64;
                 while let Some(chunk) = stream.message().await? {
+                    if let Some(e) = chunk.error {
+                        return Ok(Err((e.code, e.message)));
+                    }
                     total += chunk.data.len() as u64;
                     let delivered = Python::attach(|py| {
                         sink.call1(py, (PyBytes::new(py, &chunk.data),)).map(|_| ())
                     });
                     if let Err(e) = delivered {
                         return Ok(Err((
-                            "bad_request".to_owned(),
+                            ErrorCode::BadRequest.as_str().to_owned(),
                             format!("the sink raised: {e}"),
                         )));
                     }
@@ -389,13 +255,14 @@ pub fn ftp_upload(
                         },
                         path: if first { path.clone() } else { String::new() },
                         data,
+                        error: None,
                     };
                     first = false;
                     std::task::Poll::Ready(Some(msg))
                 });
                 let r = c.ftp_write(chunks).await?.into_inner();
                 if let Some(why) = failed.lock().take() {
-                    return Ok(Err(("bad_request".to_owned(), why)));
+                    return Ok(Err((ErrorCode::BadRequest.as_str().to_owned(), why)));
                 }
                 Ok(match r.error {
                     Some(e) => Err((e.code, e.message)),

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use shoal_common::modules::ModuleRecord;
+use shoal_common::objects::modules::ModuleRecord;
 use shoal_common::store::{Store, WatchEvent};
 use tokio_util::sync::CancellationToken;
 

@@ -6,6 +6,7 @@
 //! the pickup folder ([`pickup`]) or from `Deploy` calls. pyo3 and any `unsafe` it needs
 //! live in this crate only.
 
+mod cluster;
 mod connect;
 pub mod convert;
 pub mod follow;
@@ -557,7 +558,7 @@ impl pb::executor_server::Executor for Executor {
         Ok(Response::new(match found {
             Some((origin, source)) => pb::GetSourceResponse {
                 found: true,
-                hash: shoal_common::modules::source_hash(&source),
+                hash: shoal_common::objects::modules::source_hash(&source),
                 source,
                 origin,
             },
@@ -617,24 +618,23 @@ async fn publish_load(executor: Executor, reg: Registration, cancel: Cancellatio
 /// same pair every gRPC component takes.
 pub use shoal_common::component::Listeners;
 
-/// Runs the executor until `cancel`: ops listener, gRPC server, pickup folder, member
-/// registration.
+/// Runs the executor until `cancel` (or until it restarts itself): the shared component
+/// lifecycle (`shoal_common::component`), with the ops listener answering while Python
+/// starts, the pickup folder, the store's modules, and the member record carrying the
+/// services deployed here.
 pub async fn run(
     options: Options,
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    options.common.install_tls(role::EXECUTOR)?;
-    let ops = Ops::new("executor");
-    let grpc_addr = listeners.grpc.local_addr()?;
-    let ops_addr = listeners.ops.local_addr()?;
-    let ops_task = tokio::spawn(shoal_common::ops::serve(
+    let started = shoal_common::component::begin(
+        role::EXECUTOR,
+        Ops::new("executor"),
+        &options.common,
         listeners.ops,
-        ops.router(),
-        cancel.clone(),
-    ));
-    let executor = Executor::build(&options, &ops).map_err(anyhow::Error::msg)?;
-
+        &cancel,
+    )?;
+    let executor = Executor::build(&options, started.ops()).map_err(anyhow::Error::msg)?;
     let pickup_task = options.pickup_dir.clone().map(|dir| {
         tokio::spawn(pickup::run(
             executor.clone(),
@@ -643,62 +643,70 @@ pub async fn run(
             cancel.clone(),
         ))
     });
-
     let routes = tonic::service::Routes::new(
         pb::executor_server::ExecutorServer::new(executor.clone())
             .max_decoding_message_size(shoal_common::grpc::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(shoal_common::grpc::MAX_MESSAGE_BYTES),
     );
-    let routes =
-        shoal_common::grpc::with_health_and_reflection(routes, &["shoal.executor.v1.Executor"])
-            .await;
-    let grpc_cancel = CancellationToken::new();
-    // The same API on a Unix socket, for a gateway on this host (the router prefers it).
-    let uds_path = std::env::temp_dir().join(format!("shoal-executor-{}.sock", std::process::id()));
-    let uds_task = tokio::spawn(shoal_common::grpc::serve_unix(
-        uds_path.clone(),
-        routes.clone(),
-        grpc_cancel.clone(),
-    ));
-    let grpc_task = tokio::spawn(shoal_common::grpc::serve(
-        listeners.grpc,
-        routes,
-        grpc_cancel.clone(),
-    ));
+    let hooks = Lifecycle {
+        executor: executor.clone(),
+        advertise: options.advertise.clone(),
+        cancel: cancel.clone(),
+    };
+    started
+        .serve(
+            routes,
+            &["shoal.executor.v1.Executor"],
+            listeners.grpc,
+            cancel,
+            hooks,
+        )
+        .await?;
+    if let Some(t) = pickup_task {
+        let _ = t.await;
+    }
+    if executor.restart.is_cancelled() {
+        // A non-zero exit: the supervisor (shoal up, the kubelet) starts a new executor.
+        let why = executor.restart_reason.lock().clone().unwrap_or_default();
+        anyhow::bail!("restarting: {why}");
+    }
+    Ok(())
+}
 
-    let reg_cancel = CancellationToken::new();
-    if let Some(store) = Store::connect_retrying(&options.common.store(), &cancel).await {
+/// What the executor adds to the shared lifecycle.
+struct Lifecycle {
+    executor: Executor,
+    advertise: Option<String>,
+    cancel: CancellationToken,
+}
+
+impl shoal_common::component::Hooks for Lifecycle {
+    fn advertise(&self) -> Option<String> {
+        self.advertise.clone()
+    }
+
+    /// Follows the store's modules, wires `_shoal_native` (remote invoke, locks, the
+    /// KVDB, the connectors) and puts the services deployed so far in the member record.
+    async fn on_store(&mut self, store: &Store, member: &mut members::Member) {
+        let (executor, cancel) = (&self.executor, &self.cancel);
         tokio::spawn(follow::run(executor.clone(), store.clone(), cancel.clone()));
-        let advertise = options
-            .advertise
-            .clone()
-            .unwrap_or_else(|| options.common.advertise(grpc_addr));
-        let mut member = members::Member::new(
-            role::EXECUTOR,
-            advertise,
-            options.common.advertise(ops_addr),
-        );
-        if uds_path.exists() {
-            member.uds_path = uds_path.display().to_string();
-        }
-        let discovery = members::Discovery::watch(&store, role::EXECUTOR, cancel.clone());
-        let native = native::install(native::Ctx {
+        let discovery = members::Discovery::watch(store, role::EXECUTOR, cancel.clone());
+        if let Err(e) = native::install(cluster::Ctx {
             handle: tokio::runtime::Handle::current(),
             store: store.clone(),
             router: shoal_common::routing::Router::new(discovery),
             holder: member.id.clone(),
             kvdb: shoal_common::peers::Peers::new(
                 role::KVDB,
-                members::Discovery::watch(&store, role::KVDB, cancel.clone()),
+                members::Discovery::watch(store, role::KVDB, cancel.clone()),
                 Duration::from_secs(10),
             ),
             connectors: shoal_common::peers::Peers::new(
                 role::CONNECTORS,
-                members::Discovery::watch(&store, role::CONNECTORS, cancel.clone()),
+                members::Discovery::watch(store, role::CONNECTORS, cancel.clone()),
                 Duration::from_secs(10),
             ),
-        });
-        if let Err(e) = native {
+        }) {
             tracing::warn!(error = %e, "remote invoke and cluster locks unavailable");
         }
         member.services = executor.list().await.into_iter().map(|s| s.name).collect();
@@ -711,47 +719,26 @@ pub async fn run(
                     .collect(),
             );
         }
-        let reg = members::register(store, member, options.common.member_ttl, reg_cancel.clone());
+    }
+
+    /// Publishes the load while registered; the pickup folder may have deployed before
+    /// the registration, so the services are published again.
+    async fn on_registered(&mut self, reg: members::Registration) {
+        let executor = &self.executor;
         tokio::spawn(publish_load(
             executor.clone(),
             reg.clone(),
-            reg_cancel.clone(),
+            self.cancel.child_token(),
         ));
         *executor.registration.lock() = Some(reg);
-        // The pickup folder may have deployed before we registered.
         executor.publish_services().await;
-        ops.set_ready(true);
-        tracing::info!(grpc = %grpc_addr, ops = %ops_addr, "executor ready");
     }
 
-    let restarting = tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = executor.restart.cancelled() => true,
-    };
-    ops.set_ready(false);
-    // Everything this executor runs stops now, as on SIGTERM.
-    cancel.cancel();
-    // Leave routing first, then drain in-flight calls.
-    reg_cancel.cancel();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    grpc_cancel.cancel();
-    shoal_common::shutdown::drain_within(
-        Duration::from_secs(options.common.grace_period),
-        "executor",
-        async {
-            let _ = grpc_task.await;
-            let _ = uds_task.await;
-            let _ = ops_task.await;
-            if let Some(t) = pickup_task {
-                let _ = t.await;
-            }
-        },
-    )
-    .await;
-    if restarting {
-        // A non-zero exit: the supervisor (shoal up, the kubelet) starts a new executor.
-        let why = executor.restart_reason.lock().clone().unwrap_or_default();
-        anyhow::bail!("restarting: {why}");
+    fn stopped(&self) -> impl std::future::Future<Output = ()> + Send {
+        self.executor.restart.cancelled()
     }
-    Ok(())
+
+    fn settle(&self) -> Duration {
+        Duration::from_millis(100)
+    }
 }

@@ -47,7 +47,7 @@ pub fn xml(data: &[u8]) {
 /// Zato's `AnyServiceInvoker` wire (`POST /zato/json/invoke`): an accepted request names
 /// a service and carries JSON or nothing.
 pub fn zato_wire(data: &[u8]) {
-    match crate::channels::zato_request(data) {
+    match crate::channels::front::zato::request(data) {
         Ok((name, payload)) => {
             assert!(!name.is_empty(), "a request without a service name");
             if !payload.is_empty() {
@@ -108,7 +108,7 @@ pub fn config(data: &[u8]) {
 /// Cron expressions: Zato's `cron_definition` and Shoal's own, and the next instant.
 pub fn cron(data: &[u8]) {
     let Ok(s) = from_utf8(data) else { return };
-    if let Ok(c) = shoal_common::zato_cron::ZatoCron::parse(s) {
+    if let Ok(c) = shoal_common::objects::zato_cron::ZatoCron::parse(s) {
         let from = chrono::DateTime::from_timestamp(1_700_000_000, 0)
             .map(|d| d.naive_utc())
             .unwrap_or_default();
@@ -117,7 +117,7 @@ pub fn cron(data: &[u8]) {
         }
     }
     let job = serde_json::json!({"name": "f", "service": "s", "cron": s});
-    if let Ok(j) = serde_json::from_value::<shoal_common::jobs::JobDef>(job) {
+    if let Ok(j) = serde_json::from_value::<shoal_common::objects::jobs::JobDef>(job) {
         let _ = j.schedule();
     }
 }

@@ -71,7 +71,7 @@ impl ipb::invoker_server::Invoker for InvokerService {
             );
         }
         let cid = if req.cid.is_empty() {
-            crate::admin::new_cid()
+            crate::respond::new_cid()
         } else {
             req.cid
         };

@@ -1,8 +1,9 @@
 //! `shoal-gateway`: every inbound protocol — HTTP, SOAP and invoke channels
-//! ([`channels`], [`soap`]), queue channels ([`queues`]), the public gRPC `Invoker`
-//! ([`invoker`]), the admin REST API ([`admin`] and the `*_api` modules) with the live
-//! request tail ([`tail`]), and the web admin ([`web`]) — routing every call to executors by least outstanding
-//! requests (`shoal_common::routing`).
+//! ([`channels`]: one request flow, one front end per format; [`soap`] the Envelope
+//! itself), queue channels ([`queues`]), the public gRPC `Invoker` ([`invoker`]), the
+//! admin REST API ([`admin`]) with the live request tail ([`tail`]), and the web admin
+//! ([`web`]) — routing every call to executors by least outstanding requests
+//! (`shoal_common::routing`).
 //!
 //! The gateway holds no service state of its own: channels, security definitions and the
 //! executors it routes to all come from the config store, so any number of gateways can
@@ -10,19 +11,15 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod channels;
 pub mod invoker;
-pub mod jobs_api;
-pub mod kvdb_api;
-pub mod objects_api;
-pub mod openapi;
 pub mod queues;
 pub mod respond;
 pub use shoal_common::secret;
 pub mod fuzzing;
 pub mod soap;
 pub mod tail;
-pub mod tail_api;
 pub mod web;
 pub mod wss;
 
@@ -221,7 +218,13 @@ pub async fn run(
         session_idle: Duration::from_secs(options.admin_session_idle_secs.max(60)),
         session_max: Duration::from_secs(options.admin_session_max_secs.max(60)),
     };
-    let admin_app = admin::router(admin_state, &ops, web);
+    // The admin listener: the API under Basic Auth, the web admin under `/admin/` (its own
+    // session login, calling the API in process), the ops routes open.
+    let (api, inner_api) = admin::api(admin_state.clone());
+    let admin_app = axum::Router::new()
+        .nest("/api/v1", api)
+        .merge(web::router(web::WebState::new(admin_state, inner_api, web)))
+        .merge(ops.router());
     let limits = shoal_common::http::HttpLimits {
         header_read_timeout: Duration::from_secs(options.header_read_timeout_secs.max(1)),
         max_header_bytes: options.max_header_bytes,
@@ -244,7 +247,10 @@ pub async fn run(
         cancel.clone(),
     );
     let http_app = axum::Router::new()
-        .route("/zato/ping", axum::routing::get(channels::zato_ping))
+        .route(
+            "/zato/ping",
+            axum::routing::get(channels::front::zato::ping),
+        )
         .fallback(channels::serve)
         .with_state(channels::HttpState::new(channels::HttpShared {
             channels: channels.clone(),

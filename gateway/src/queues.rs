@@ -26,8 +26,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use shoal_common::objects::outgoing::{OutgoingDef, SocketMethod, StoredOutgoing, redact_url};
 use shoal_common::objects::{ChannelDef, DataFormat, ZmqInType};
-use shoal_common::outgoing::{OutgoingDef, SocketMethod, StoredOutgoing, redact_url};
 use shoal_common::routing::Router;
 use shoal_common::secret::SecretKey;
 use shoal_common::store::Store;
@@ -127,19 +127,19 @@ pub fn follow(
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 ev = chan_rx.recv() => match ev {
-                    Some(ev) => crate::channels::apply_event(&mut channels, ev, "channels/"),
+                    Some(ev) => crate::channels::table::apply_event(&mut channels, ev, "channels/"),
                     None => break,
                 },
                 ev = out_rx.recv() => match ev {
-                    Some(ev) => crate::channels::apply_event(&mut outgoing, ev, "outgoing/"),
+                    Some(ev) => crate::channels::table::apply_event(&mut outgoing, ev, "outgoing/"),
                     None => break,
                 },
             }
             while let Ok(ev) = chan_rx.try_recv() {
-                crate::channels::apply_event(&mut channels, ev, "channels/");
+                crate::channels::table::apply_event(&mut channels, ev, "channels/");
             }
             while let Ok(ev) = out_rx.try_recv() {
-                crate::channels::apply_event(&mut outgoing, ev, "outgoing/");
+                crate::channels::table::apply_event(&mut outgoing, ev, "outgoing/");
             }
             let wanted = wanted(&channels, &outgoing, key.as_ref());
             running.retain(|name, (spec, stop)| {

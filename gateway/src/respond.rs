@@ -1,6 +1,7 @@
 //! Turning an executor's answer (or a failure) into an HTTP response, the way a JSON
 //! channel answers: the service's status, headers and content type; JSON payloads as JSON;
-//! failures as `{"error": {"code", "message", "cid"}}` with the mapped status.
+//! failures as `{"error": {"code", "message", "cid"}}` with the mapped status; and the
+//! correlation id of a request.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -63,4 +64,30 @@ pub fn json_channel(resp: pb::InvokeResponse) -> Response {
         headers.insert("x-shoal-cid", v);
     }
     out
+}
+
+/// The request header through which a caller names the correlation id of its call.
+pub const CID_HEADER: &str = "x-shoal-cid";
+
+/// The caller's correlation id (`X-Shoal-Cid`: 1 to 64 letters, digits, `-`, `_`, `.`,
+/// `:`), else a new one. An unusable value is replaced rather than refused, so that a
+/// proxy's odd request ids never fail a call; it never reaches the logs as given.
+pub fn cid_from(headers: &http::HeaderMap) -> String {
+    headers
+        .get(CID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .map_or_else(new_cid, str::to_owned)
+}
+
+/// A new correlation id (24 hex characters, as Zato's).
+pub fn new_cid() -> String {
+    // 96 random bits from the thread's CSPRNG (no system call per request, unlike a
+    // fresh UUID v4), as 24 lowercase hex digits.
+    let bits: u128 = rand::random::<u128>() >> 32;
+    format!("{bits:024x}")
 }

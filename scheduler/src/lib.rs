@@ -3,7 +3,7 @@
 //!
 //! Jobs live under `jobs/` (written by `shoal apply` or the admin API); see [`engine`] for
 //! how runs are claimed so that each fires once per cluster, and
-//! [`shoal_common::jobs`] for the schedules and the misfire policy.
+//! [`shoal_common::objects::jobs`] for the schedules and the misfire policy.
 
 pub mod engine;
 pub mod scaler;
@@ -13,10 +13,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use shoal_common::cli::CommonOptions;
 use shoal_common::component::{self, Listeners};
-use shoal_common::jobs::{self, JobDef};
 use shoal_common::leader::{self, Leadership};
 use shoal_common::members::Discovery;
 use shoal_common::members::role;
+use shoal_common::objects::jobs::{self, JobDef};
 use shoal_common::ops::Ops;
 use shoal_common::routing::Router;
 use shoal_common::store::Store;

@@ -1,5 +1,6 @@
 //! Test harness for Shoal's cross-binary tests: one helper per external dependency (start,
-//! wait until ready, clean up on drop) and a bounded `eventually` instead of fixed sleeps.
+//! wait until ready, clean up on drop) and a bounded `eventually` instead of fixed sleeps
+//! (`holds_for` for "nothing happens", `window` for a span of time a test measures).
 
 pub mod cluster;
 pub mod etcd;
@@ -93,6 +94,27 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A stretch of time that is itself what the test is about: the span a schedule is
+/// watched over (runs counted in 10 s), how long a fault is held (a broker down for 2 s,
+/// a process stopped past its lease), the cadence of a client (a keep-alive every 0.5 s).
+/// Never a wait for something to happen — that is [`eventually`] (or [`holds_for`] for
+/// "nothing happens"); `scripts/test` refuses a bare sleep in `tests/tests/`, so every
+/// use of time in a test says which of the three it is.
+pub async fn window(span: Duration, what: &str) {
+    let _ = what;
+    tokio::time::sleep(span).await;
+}
+
+/// Until the wall-clock instant `at` (seconds since the epoch): a [`window`] that ends at
+/// a known instant (a schedule's last expected run).
+pub async fn window_until(at: f64, what: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(at);
+    window(Duration::from_secs_f64((at - now).max(0.0)), what).await;
 }
 
 /// The folder cargo puts this workspace's binaries in (next to the test executable's

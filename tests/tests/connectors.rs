@@ -279,7 +279,13 @@ async fn a_changed_connection_does_not_drop_calls_in_flight() {
                 .expect("json")
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The slow query is running (PostgreSQL says so; the probe divides by zero until then).
+    let running = json!({"conn": "pg", "sql": "select 1 / (select count(*) from pg_stat_activity where query = 'select pg_sleep(2)' and state = 'active')::int"});
+    shoal_tests::eventually(Duration::from_secs(10), "the 2 s query to run", || {
+        let (c, running) = (&c, running.clone());
+        async move { (call(c, "conn.sql-error", running).await["error"] == Value::Null).then_some(()) }
+    })
+    .await;
     let changed = json!({"name": "pg", "type": "sql", "url": "postgres://postgres@127.0.0.1:5432/test", "pool_size": 3});
     let (s, v) = c
         .admin(
@@ -339,8 +345,18 @@ async fn sql_server_unreachable_then_back() {
     assert_eq!(v["error"], Value::Null, "{v}");
     // It goes away with connections in the pool, and comes back again.
     drop(fwd);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let v = call(&c, "conn.sql-error", probe.clone()).await;
+    let v = shoal_tests::eventually(
+        Duration::from_secs(10),
+        "a call to fail with the server gone",
+        || {
+            let (c, probe) = (&c, probe.clone());
+            async move {
+                let v = call(c, "conn.sql-error", probe).await;
+                (v["error"] != Value::Null).then_some(v)
+            }
+        },
+    )
+    .await;
     assert!(v["error"] != Value::Null, "{v}");
     let _fwd = Forwarder::start(port, "127.0.0.1:5432").await;
     shoal_tests::eventually(Duration::from_secs(15), "the pool to recover", || {
@@ -857,7 +873,7 @@ channels:
     call(&c, "conn.send", send(1001)).await;
     {
         let _restart = BrokerRestart::stop();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        shoal_tests::window(Duration::from_secs(2), "the broker stays down").await;
     }
     call(&c, "conn.send", send(1002)).await;
     let all: Vec<u32> = (1..=1002).collect();
@@ -883,30 +899,32 @@ channels:
     // The dead-letter queue holds exactly the poison messages, each after 1 + 3 tries
     // (a redelivery across the restart may add one), and the unparseable one at once.
     let (_conn, ch) = rabbit().await;
-    let mut dead: Vec<(Value, u32)> = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while dead.len() < 6 && std::time::Instant::now() < deadline {
-        match ch
+    let taken: std::sync::Mutex<Vec<(Value, u32)>> = Default::default();
+    shoal_tests::eventually(Duration::from_secs(30), "six dead letters", || async {
+        while let Ok(Some(m)) = ch
             .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: true })
             .await
         {
-            Ok(Some(m)) => {
-                let attempts = m
-                    .delivery
-                    .properties
-                    .headers()
-                    .as_ref()
-                    .and_then(|h| match h.inner().get("x-shoal-attempts") {
-                        Some(AMQPValue::LongUInt(n)) => Some(*n),
-                        _ => None,
-                    })
-                    .unwrap_or(0);
-                let body = serde_json::from_slice(&m.delivery.data).unwrap_or(Value::Null);
-                dead.push((body, attempts));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            let attempts = m
+                .delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| match h.inner().get("x-shoal-attempts") {
+                    Some(AMQPValue::LongUInt(n)) => Some(*n),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            let body = serde_json::from_slice(&m.delivery.data).unwrap_or(Value::Null);
+            taken
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((body, attempts));
         }
-    }
+        (taken.lock().unwrap_or_else(|e| e.into_inner()).len() >= 6).then_some(())
+    })
+    .await;
+    let dead = taken.into_inner().unwrap_or_else(|e| e.into_inner());
     assert_eq!(dead.len(), 6, "{dead:?}");
     let poison = stats(&c, "drill", &[2001, 2002, 2003, 2004, 2005]).await;
     for (body, attempts) in &dead {

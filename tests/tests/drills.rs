@@ -71,7 +71,11 @@ fn load(
                         _ => {
                             tally.failed.fetch_add(1, Ordering::AcqRel);
                             // A refused connection answers at once: do not spin.
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            shoal_tests::window(
+                                Duration::from_millis(20),
+                                "a failing client's pace",
+                            )
+                            .await;
                         }
                     }
                 }
@@ -102,7 +106,7 @@ struct Running {
 }
 
 impl Running {
-    /// Starts the load on `url` and lets it run for a second.
+    /// Starts the load on `url` and waits until it runs (50 calls answered).
     async fn start(url: &str, what: &str) -> Running {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Tally::default());
@@ -113,11 +117,12 @@ impl Running {
             stop.clone(),
             tally.clone(),
         );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(
-            tally.ok.load(Ordering::Acquire) > 0,
-            "{what}: the load runs before the fault"
-        );
+        shoal_tests::eventually(
+            Duration::from_secs(30),
+            &format!("{what}: the load runs before the fault"),
+            || async { (tally.ok.load(Ordering::Acquire) >= 50).then_some(()) },
+        )
+        .await;
         Running {
             stop,
             tally,
@@ -125,9 +130,16 @@ impl Running {
         }
     }
 
-    /// Keeps the load a moment longer, stops it, and gives the table's line.
+    /// Keeps the load on until 50 more calls succeeded after the recovery, stops it, and
+    /// gives the table's line.
     async fn stop(self, what: &str, recovered: Duration) -> String {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let ok = self.tally.ok.load(Ordering::Acquire);
+        shoal_tests::eventually(
+            Duration::from_secs(30),
+            &format!("{what}: 50 more calls after the recovery"),
+            || async { (self.tally.ok.load(Ordering::Acquire) >= ok + 50).then_some(()) },
+        )
+        .await;
         self.stop.store(true, Ordering::Release);
         for w in self.workers {
             let _ = w.await;
@@ -158,7 +170,7 @@ async fn recovered_within(url: &str, what: &str, patience: Duration) -> Duration
             .is_ok_and(|r| r.status() == 200);
         streak = if ok { streak + 1 } else { 0 };
         if !ok {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            shoal_tests::window(Duration::from_millis(50), "the probe's pace").await;
         }
     }
     started.elapsed()
@@ -282,7 +294,7 @@ channels:
                 let v = c.cluster_json().await.expect("cluster");
                 let pid = pid_of(&v, "executor", 0).expect("an executor");
                 shoal_tests::process::signal(pid, libc::SIGSTOP);
-                tokio::time::sleep(Duration::from_secs(6)).await;
+                shoal_tests::window(Duration::from_secs(6), "the executor stays stopped").await;
                 shoal_tests::process::signal(pid, libc::SIGCONT);
             },
         )
@@ -423,7 +435,7 @@ jobs:
             "PostgreSQL cut off for 1 s (connections dropped, then refused)",
             async |_: &Cluster| {
                 drop(pg.take());
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                shoal_tests::window(Duration::from_secs(1), "PostgreSQL stays cut off").await;
                 pg = Some(shoal_tests::servers::Forwarder::start(pg_port, "127.0.0.1:5432").await);
             },
         )

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shoal_common::cli::CommonOptions;
 use shoal_common::component::Listeners;
-use shoal_common::store::embedded::EmbeddedStore;
+use shoal_store_embedded::EmbeddedStore;
 use shoal_tests::eventually;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -97,7 +97,9 @@ async fn call(role: &str, ch: Channel) -> Verdict {
         ),
         "connectors" => verdict(
             cpb::connectors_client::ConnectorsClient::new(ch)
-                .http_call(cpb::HttpCallRequest {
+                .call(cpb::CallRequest {
+                    kind: "http".into(),
+                    op: "request".into(),
                     connection: "no-such-connection".into(),
                     ..Default::default()
                 })

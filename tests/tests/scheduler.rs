@@ -49,7 +49,7 @@ fn now() -> f64 {
 
 fn rfc3339(t: f64) -> String {
     let ms = (t * 1000.0).round() as i64;
-    shoal_common::jobs::format_ms(ms)
+    shoal_common::objects::jobs::format_ms(ms)
 }
 
 async fn admin(
@@ -127,7 +127,7 @@ async fn just_after_a_run(file: &Path) {
         (ticks(file).len() > seen).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    shoal_tests::window(Duration::from_millis(150), "clear of the run just recorded").await;
 }
 
 #[tokio::test]
@@ -155,7 +155,7 @@ async fn jobs_fire_at_their_instants() {
                "timezone": "Europe/Paris", "extra": {"file": f}}),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs_f64(start + 6.0 - now())).await;
+    shoal_tests::window_until(start + 6.0, "the six seconds the schedule is watched").await;
     // Stop the cron job so the tally is final.
     let (s, _) = admin(&c, reqwest::Method::DELETE, "jobs/even", None).await;
     assert_eq!(s, 200);
@@ -344,7 +344,7 @@ async fn failover_after_kill_9_never_doubles_a_run() {
     just_after_a_run(&file).await;
     let killed_at = now();
     shoal_tests::process::signal(pid, libc::SIGKILL);
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    shoal_tests::window(Duration::from_secs(10), "the runs counted after the kill").await;
     let (new_id, _, _) = leader(&c).await;
     assert_ne!(new_id, old_id, "another scheduler must lead");
 
@@ -388,7 +388,7 @@ async fn a_paused_leader_does_not_fire_when_it_wakes() {
         (l.0 != old_id).then_some(l)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    shoal_tests::window(Duration::from_secs(2), "the old leader stays paused").await;
     shoal_tests::process::signal(pid, libc::SIGCONT);
     shoal_tests::holds_for(
         Duration::from_secs(5),

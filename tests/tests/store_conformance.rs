@@ -7,7 +7,8 @@ use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, WatchOptions,
 };
-use shoal_common::store::{Store, StoreOptions, WatchEvent, embedded::EmbeddedStore};
+use shoal_common::store::{Store, StoreOptions, WatchEvent};
+use shoal_store_embedded::EmbeddedStore;
 use shoal_tests::{etcd::Etcd, eventually};
 use tokio_util::sync::CancellationToken;
 
@@ -401,7 +402,7 @@ async fn case_lease_keepalive(b: &Backend) {
         keeper.keep_alive().await.expect("send");
         let r = responses.message().await.expect("ok").expect("open");
         assert!(r.ttl() > 0);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        shoal_tests::window(Duration::from_millis(500), "the keep-alive cadence").await;
     }
     // 3 s later than its TTL the key is still there thanks to keep-alives.
     assert_eq!(c.get("kept", None).await.expect("get").kvs().len(), 1);

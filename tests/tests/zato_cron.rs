@@ -2,7 +2,7 @@
 //! seven fields, ranges, steps, names, aliases) the next ten instants Shoal computes equal
 //! those of the Python `crontab` package that Zato's scheduler uses (run here, for real).
 
-use shoal_common::jobs::{JobDef, Schedule};
+use shoal_common::objects::jobs::{JobDef, Schedule};
 
 const EXPRESSIONS: [&str; 20] = [
     "0 2 * * *",

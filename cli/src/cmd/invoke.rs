@@ -117,7 +117,7 @@ pub async fn run(args: &AdminArgs, a: InvokeArgs) -> Result<i32> {
         "{} {}: {}",
         style.red("error:"),
         answer.status.as_u16(),
-        crate::client::error_message(&answer.body)
+        crate::error::error_message(&answer.body)
     );
     Ok(if answer.status.is_client_error() {
         2

@@ -10,7 +10,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use shoal_common::members::{Discovery, role};
-use shoal_common::store::{Store, StoreOptions, embedded::EmbeddedStore};
+use shoal_common::store::{Store, StoreOptions};
+use shoal_store_embedded::EmbeddedStore;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 

@@ -1,10 +1,9 @@
-//! The config store: a thin client over etcd's v3 API (real etcd, or the [`embedded`] store
-//! that `shoal up` serves) that scopes every key under `/shoal/<cluster>/`.
+//! The config store: a thin client over etcd's v3 API (real etcd, or the embedded store
+//! that `shoal up` serves, crate `shoal-store-embedded`) that scopes every key under
+//! `/shoal/<cluster>/`.
 //!
 //! Keys are given relative to the cluster root (`services/crm.get-customer`). Values are
 //! opaque bytes; most callers store JSON.
-
-pub mod embedded;
 
 use std::time::Duration;
 

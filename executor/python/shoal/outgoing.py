@@ -61,9 +61,11 @@ class _Transport:
     def __init__(self, native):
         self.native = native
 
-    def call(self, rpc, meta, body=b'', addr=None):
+    def call(self, kind, op, meta, body=b'', addr=None):
+        """Operation ``op`` of connector kind ``kind`` with its fields (``meta``) and body;
+        returns the reply's fields, its body and the connector that answered."""
         code, message, reply, data, used = self.native.connector_call(
-            rpc, json.dumps(meta, default=_default).encode('utf-8'), body, addr)
+            kind, op, json.dumps(meta, default=_default).encode('utf-8'), body, addr)
         if code:
             raise _ERRORS.get(code, OutgoingError)(message)
         return (json.loads(reply) if reply else None), data, used
@@ -130,7 +132,7 @@ class HTTPConnection:
         meta = {'connection': self.name, 'cid': cid or '', 'method': method,
                 'params': {str(k): str(v) for k, v in (params or {}).items()},
                 'headers': hdrs, 'timeout_ms': int(float(timeout) * 1000) if timeout else 0}
-        reply, content, _ = self._t.call('http', meta, body)
+        reply, content, _ = self._t.call('http', 'request', meta, body)
         return Response(reply['status'], reply.get('headers') or {}, content)
 
     def get(self, cid, params=None, headers=None, **kwargs):
@@ -183,7 +185,7 @@ class AMQPConnection:
         meta = {'connection': self.name, 'cid': cid or '', 'exchange': exchange or '',
                 'routing_key': routing_key or '', 'properties': props,
                 'headers': {str(k): str(v) for k, v in (headers or {}).items()}}
-        self._t.call('amqp', meta, body)
+        self._t.call('amqp', 'publish', meta, body)
 
 
 class ZMQConnection:
@@ -198,7 +200,7 @@ class ZMQConnection:
         sockets that filter on it)."""
         body, _ = _encode(msg)
         meta = {'connection': self.name, 'cid': cid or '', 'frames': [topic] if topic else []}
-        self._t.call('zmq', meta, body)
+        self._t.call('zmq', 'send', meta, body)
 
 
 class IBMMQConnection:
@@ -216,7 +218,7 @@ class IBMMQConnection:
         meta = {'connection': self.name, 'queue': queue_name,
                 'correlation_id': correlation_id or '', 'reply_to': reply_to or '',
                 'priority': int(priority or 0), 'delivery_mode': int(delivery_mode or 0)}
-        self._t.call('ibm_mq', meta, body)
+        self._t.call('ibm_mq', 'send', meta, body)
 
 
 # -- SQL ---------------------------------------------------------------------------------
@@ -324,8 +326,8 @@ class SQLSession:
 
     def _begin(self):
         if self._session is None:
-            reply, _, addr = self._t.call('sql_begin', {'connection': self.name,
-                                                        'idle_timeout_ms': self._idle_ms})
+            reply, _, addr = self._t.call('sql', 'begin', {'connection': self.name,
+                                                           'idle_timeout_ms': self._idle_ms})
             self._session, self._addr = reply['session_id'], addr
         return self._session
 
@@ -337,7 +339,7 @@ class SQLSession:
         session = self._begin()
         meta = {'connection': self.name, 'session_id': session, 'sql': _sql_text(sql),
                 'bind': bind}
-        reply, rows, _ = self._t.call('sql_execute', meta, b'', self._addr)
+        reply, rows, _ = self._t.call('sql', 'execute', meta, b'', self._addr)
         return Result(reply.get('columns') or [], json.loads(rows) if rows else [],
                       reply.get('rows_affected', 0))
 
@@ -346,7 +348,7 @@ class SQLSession:
             return
         session, addr = self._session, self._addr
         self._session = self._addr = None
-        self._t.call('sql_end', {'session_id': session, 'commit': commit}, b'', addr)
+        self._t.call('sql', 'end', {'session_id': session, 'commit': commit}, b'', addr)
 
     def commit(self):
         self._end(True)
@@ -383,7 +385,7 @@ class SQLConnection:
         bind = dict(params or {})
         bind.update(kwargs)
         meta = {'connection': self.name, 'session_id': '', 'sql': _sql_text(sql), 'bind': bind}
-        reply, rows, _ = self._t.call('sql_execute', meta)
+        reply, rows, _ = self._t.call('sql', 'execute', meta)
         return Result(reply.get('columns') or [], json.loads(rows) if rows else [],
                       reply.get('rows_affected', 0))
 
@@ -401,8 +403,8 @@ class FTPConnection:
         self.name = name
 
     def _op(self, op, path='', path2='', data=b''):
-        return self._t.call('ftp', {'connection': self.name, 'op': op, 'path': path,
-                                    'path2': path2}, data)
+        return self._t.call('ftp', op, {'connection': self.name, 'path': path, 'path2': path2},
+                            data)
 
     def listdir(self, path='/'):
         return self._op('listdir', path)[0]['names']

@@ -31,7 +31,8 @@ STATUS = {
     'bad_request': 400, 'unauthorized': 401, 'forbidden': 403, 'not_found': 404,
     'method_not_allowed': 405, 'conflict': 409, 'payload_too_large': 413, 'uri_too_long': 414,
     'too_many_requests': 429, 'service_error': 500, 'internal': 500, 'bad_gateway': 502,
-    'unavailable': 503, 'timeout': 504,
+    'unavailable': 503, 'timeout': 504, 'not_configured': 500, 'remote_error': 502,
+    'request_timeout': 408,
 }
 
 

@@ -21,8 +21,8 @@ class FakeNative:
         self.calls = []
         self.replies = list(replies or [])
 
-    def connector_call(self, rpc, meta, body, addr=None):
-        self.calls.append((rpc, json.loads(meta), body, addr))
+    def connector_call(self, kind, op, meta, body, addr=None):
+        self.calls.append(((kind, op), json.loads(meta), body, addr))
         if self.replies:
             return self.replies.pop(0)
         return None, None, b'null', b'', 'conn-1:1'
@@ -39,7 +39,7 @@ def test_rest_calls_and_responses():
     resp = conn.post('cid-1', {'when': datetime.date(2024, 1, 2), 'amount': decimal.Decimal('1.50')},
                      params={'id': 5}, headers={'X-Trace': 't'})
     rpc, meta, body, _ = native.calls[0]
-    assert rpc == 'http'
+    assert rpc == ('http', 'request')
     assert meta['method'] == 'POST' and meta['params'] == {'id': '5'}
     assert meta['headers'] == {'X-Trace': 't', 'Content-Type': 'application/json'}
     assert json.loads(body) == {'when': '2024-01-02', 'amount': '1.50'}
@@ -74,15 +74,15 @@ def test_amqp_zmq_and_ibm_mq_sends():
     o.amqp.send({'k': 1}, 'rabbit', routing_key='q', properties={'priority': 3},
                 headers={'h': 1}, correlation_id='c')
     rpc, meta, body, _ = native.calls[-1]
-    assert rpc == 'amqp' and meta['routing_key'] == 'q'
+    assert rpc == ('amqp', 'publish') and meta['routing_key'] == 'q'
     assert meta['properties'] == {'priority': '3', 'correlation_id': 'c',
                                   'content_type': 'application/json'}
     assert meta['headers'] == {'h': '1'} and json.loads(body) == {'k': 1}
     o.zmq.send('hi', 'z', topic='news')
-    assert native.calls[-1][:3] == ('zmq', {'connection': 'z', 'cid': '', 'frames': ['news']}, b'hi')
+    assert native.calls[-1][:3] == (('zmq', 'send'), {'connection': 'z', 'cid': '', 'frames': ['news']}, b'hi')
     o.wmq.send(b'\x00raw', 'mq', 'DEV.QUEUE.1', correlation_id='c1', priority=2, delivery_mode=1)
     rpc, meta, body, _ = native.calls[-1]
-    assert rpc == 'ibm_mq' and body == b'\x00raw'
+    assert rpc == ('ibm_mq', 'send') and body == b'\x00raw'
     assert (meta['queue'], meta['correlation_id'], meta['priority'], meta['delivery_mode']) == \
         ('DEV.QUEUE.1', 'c1', 2, 1)
 
@@ -97,10 +97,10 @@ def test_sql_sessions_stay_on_one_connector_and_roll_back_on_close():
     with closing(db.session()) as session:
         result = session.execute('select id, name from t where id > :min', {'min': 0})
     begin, execute, end = native.calls
-    assert begin[0] == 'sql_begin' and begin[3] is None
-    assert execute[0] == 'sql_execute' and execute[3] == 'conn-2:1'
+    assert begin[0] == ('sql', 'begin') and begin[3] is None
+    assert execute[0] == ('sql', 'execute') and execute[3] == 'conn-2:1'
     assert execute[1]['session_id'] == 'db/1' and execute[1]['bind'] == {'min': 0}
-    assert end[0] == 'sql_end' and end[1] == {'session_id': 'db/1', 'commit': False}
+    assert end[0] == ('sql', 'end') and end[1] == {'session_id': 'db/1', 'commit': False}
     assert end[3] == 'conn-2:1'
     rows = result.fetchall()
     assert rows[0] == (1, 'a') and rows[0].name == 'a' and rows[0]['id'] == 1
@@ -118,7 +118,7 @@ def test_sql_commit_and_new_transaction():
     session.commit()
     assert session.execute('select count(*) as n from t').scalar() == 7
     session.close()
-    assert [c[0] for c in native.calls] == ['sql_begin', 'sql_execute', 'sql_end'] * 2
+    assert [c[0] for c in native.calls] == [('sql', 'begin'), ('sql', 'execute'), ('sql', 'end')] * 2
     assert native.calls[2][1]['commit'] is True and native.calls[5][1]['commit'] is False
 
 
@@ -156,7 +156,7 @@ def test_ftp_names_and_streams():
     assert ftp.listdir('/in') == ['a.txt']
     assert ftp.readtext('/in/a.txt') == 'héllo'
     assert ftp.exists('/in') is True
-    assert [c[1]['op'] for c in native.calls] == ['listdir', 'exists']
+    assert [c[0] for c in native.calls] == [('ftp', 'listdir'), ('ftp', 'exists')]
     import io
     assert ftp.upload('/in/big', io.BytesIO(b'x' * 10), chunk_size=4) == 10
     assert native.files['/in/big'] == b'x' * 10

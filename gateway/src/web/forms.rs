@@ -284,9 +284,9 @@ pub fn decode(
         };
         let value = match f.widget {
             Widget::Bool => Some(Value::Bool(values.contains_key(&f.name))),
-            _ if text.is_empty() && f.widget == Widget::Secret && editing => {
-                Some(Value::String(shoal_common::outgoing::REDACTED.to_owned()))
-            }
+            _ if text.is_empty() && f.widget == Widget::Secret && editing => Some(Value::String(
+                shoal_common::objects::outgoing::REDACTED.to_owned(),
+            )),
             _ if text.is_empty() && !f.required => None,
             Widget::Integer if !text.is_empty() => Some(
                 text.parse::<i64>()
@@ -421,8 +421,8 @@ pub fn field_of_error(variant: &Variant, object_name: &str, message: &str) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shoal_common::objects::outgoing::OutgoingDef;
     use shoal_common::objects::{ChannelDef, SecurityInput};
-    use shoal_common::outgoing::OutgoingDef;
 
     fn channel_variants() -> Vec<Variant> {
         variants(&schemars::schema_for!(ChannelDef))
@@ -503,7 +503,7 @@ mod tests {
         assert_eq!(sec.widget, Widget::Json);
         let s = variants(&schemars::schema_for!(SecurityInput));
         assert_eq!(s.len(), 3);
-        let jobs = variants(&schemars::schema_for!(shoal_common::jobs::JobDef));
+        let jobs = variants(&schemars::schema_for!(shoal_common::objects::jobs::JobDef));
         assert_eq!(jobs.len(), 1);
         assert!(jobs[0].tag.is_none());
         let kind = jobs[0]

@@ -301,7 +301,7 @@ async fn guarded(state: WebState, mut req: Request, next: Next) -> Response {
                     false
                 } else {
                     let (parts, body) = req.into_parts();
-                    let bytes = match crate::channels::read_limited(
+                    let bytes = match crate::body::read_limited(
                         body,
                         crate::admin::MAX_BODY as u64,
                         state.admin.body_read_timeout,

@@ -742,7 +742,7 @@ async fn invoke(
         time: format!("{:.2} ms", elapsed.as_secs_f64() * 1000.0),
         cid: a
             .headers
-            .get(crate::admin::CID_HEADER)
+            .get(crate::respond::CID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned(),
@@ -1046,7 +1046,7 @@ static KINDS: &[Kind] = &[
         list_key: "outgoing",
         title: "Outgoing connections",
         singular: "outgoing connection",
-        schema: || schemars::schema_for!(shoal_common::outgoing::OutgoingDef),
+        schema: || schemars::schema_for!(shoal_common::objects::outgoing::OutgoingDef),
     },
     Kind {
         slug: "security",
@@ -1060,7 +1060,7 @@ static KINDS: &[Kind] = &[
         list_key: "jobs",
         title: "Jobs",
         singular: "job",
-        schema: || schemars::schema_for!(shoal_common::jobs::JobDef),
+        schema: || schemars::schema_for!(shoal_common::objects::jobs::JobDef),
     },
 ];
 

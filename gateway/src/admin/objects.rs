@@ -7,9 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use shoal_common::jobs::{self, JobDef};
+use shoal_common::objects::jobs::{self, JobDef};
+use shoal_common::objects::outgoing::{OutgoingDef, StoredOutgoing};
 use shoal_common::objects::{ApplyDoc, ChannelDef, SecurityDef, SecurityInput, check_name};
-use shoal_common::outgoing::{OutgoingDef, StoredOutgoing};
 use shoal_common::store::Store;
 use shoal_common::{ErrorCode, ShoalError};
 
@@ -57,12 +57,12 @@ async fn to_stored(
     let result = tokio::task::spawn_blocking(move || -> Result<SecurityDef, String> {
         // A secret sent back as `***` keeps the stored one (of the same type).
         let keep = |secret: &str, stored: bool| -> Result<bool, String> {
-            match (secret == shoal_common::outgoing::REDACTED, stored) {
+            match (secret == shoal_common::objects::outgoing::REDACTED, stored) {
                 (true, true) => Ok(true),
                 (true, false) => Err(format!(
                     "security {}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
                     input.name(),
-                    shoal_common::outgoing::REDACTED
+                    shoal_common::objects::outgoing::REDACTED
                 )),
                 (false, _) => Ok(false),
             }
@@ -315,7 +315,7 @@ pub async fn apply(
             return bad(format!(
                 "outgoing {}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
                 o.name(),
-                shoal_common::outgoing::REDACTED
+                shoal_common::objects::outgoing::REDACTED
             ));
         }
         let stored = match StoredOutgoing::seal(&o, state.secret_key.as_ref(), existing) {
@@ -397,16 +397,25 @@ pub async fn export(State(state): State<AdminState>) -> Response {
     .into_response()
 }
 
-/// An object kind of the config store as the admin API lists, shows and deletes it: one
-/// table row per kind, one implementation of each verb ([`list`], [`get`], [`remove`]).
-/// Creating one differs per kind (validation, secrets) and stays with each kind's `put_*`.
+/// An object kind of the config store as the admin API lists, shows, writes and deletes
+/// it: one table row per kind, one implementation of each verb ([`list`], [`get`],
+/// [`put`], [`remove`]). What differs per kind is data: its row here, and for a write the
+/// `prepare` step it hands to [`put`] (validation against the other objects, secrets
+/// hashed or sealed).
 pub struct ObjectKind {
     /// Key prefix in the store (`channels/`).
     pub prefix: &'static str,
-    /// Key of the list in `GET /api/v1/{kind}`.
+    /// Key of the list in `GET /api/v1/{kind}`, and of the name in a `PUT`'s answer.
     pub list_key: &'static str,
     /// How messages name one (`no channel crm`).
     pub noun: &'static str,
+    /// How a `PUT` whose body does not read says so (`invalid channel: ...`).
+    pub invalid: &'static str,
+    /// How a `PUT` whose body names another object names the kind ("channel " in
+    /// `the body names channel 'a' but the URL names 'b'`; empty: no noun).
+    pub names: &'static str,
+    /// The key in a `PUT`'s answer (`{"channel": name, "result": ...}`).
+    pub answer_key: &'static str,
     /// A stored record as the API shows it (secrets left out); None when it does not read.
     pub show: fn(&[u8]) -> Option<serde_json::Value>,
 }
@@ -424,6 +433,9 @@ pub const CHANNELS: ObjectKind = ObjectKind {
     prefix: "channels/",
     list_key: "channels",
     noun: "channel",
+    invalid: "invalid channel",
+    names: "channel ",
+    answer_key: "channel",
     show: |b| show_as(b, |c: ChannelDef| c),
 };
 
@@ -431,6 +443,9 @@ pub const SECURITY: ObjectKind = ObjectKind {
     prefix: "security/",
     list_key: "security",
     noun: "security definition",
+    invalid: "invalid security definition",
+    names: "",
+    answer_key: "security",
     show: |b| show_as(b, |s: SecurityDef| s.public()),
 };
 
@@ -438,6 +453,9 @@ pub const OUTGOING: ObjectKind = ObjectKind {
     prefix: "outgoing/",
     list_key: "outgoing",
     noun: "outgoing connection",
+    invalid: "invalid outgoing connection",
+    names: "",
+    answer_key: "outgoing",
     show: |b| show_as(b, |o: StoredOutgoing| o.def),
 };
 
@@ -480,6 +498,43 @@ pub async fn remove(state: &AdminState, kind: &ObjectKind, name: &str) -> Respon
         Ok(true) => Json(json!({"deleted": name})).into_response(),
         Ok(false) => not_found(kind, name),
         Err(e) => store_err(e),
+    }
+}
+
+/// `PUT /api/v1/{kind}/{name}`: reads the body as `T`, checks that it names `name`, lets
+/// the kind turn it into what is stored (`prepare`; an `Err` is the answer), and writes it
+/// under `key` if it changed.
+pub async fn put<T, S>(
+    state: &AdminState,
+    kind: &ObjectKind,
+    key: &str,
+    name: &str,
+    body: &[u8],
+    name_of: impl Fn(&T) -> &str,
+    prepare: impl AsyncFnOnce(T) -> Result<S, Response>,
+) -> Response
+where
+    T: serde::de::DeserializeOwned,
+    S: serde::Serialize + PartialEq + serde::de::DeserializeOwned,
+{
+    let value: T = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("{}: {e}", kind.invalid)),
+    };
+    if name_of(&value) != name {
+        return bad(format!(
+            "the body names {}'{}' but the URL names '{name}'",
+            kind.names,
+            name_of(&value)
+        ));
+    }
+    let stored = match prepare(value).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match put_if_changed(&state.store, key, &stored).await {
+        Ok(what) => Json(json!({kind.answer_key: name, "result": what})).into_response(),
+        Err(r) => r,
     }
 }
 
@@ -557,39 +612,36 @@ pub async fn put_channel(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let c: ChannelDef = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => return bad(format!("invalid channel: {e}")),
-    };
-    if c.name() != name {
-        return bad(format!(
-            "the body names channel '{}' but the URL names '{name}'",
-            c.name()
-        ));
-    }
-    let known: Vec<String> = match load_all::<SecurityDef>(&state.store, "security/").await {
-        Ok(l) => l.iter().map(|s| s.name().to_owned()).collect(),
-        Err(r) => return r,
-    };
-    let known_out = match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
-        Ok(l) => outgoing_kinds(
-            &l.into_iter()
-                .map(|o| (o.def.name().to_owned(), o))
-                .collect(),
-        ),
-        Err(r) => return r,
-    };
-    let doc = ApplyDoc {
-        channels: vec![c.clone()],
-        ..Default::default()
-    };
-    if let Err(e) = doc.validate(&known, &known_out) {
-        return bad(e);
-    }
-    match put_if_changed(&state.store, &format!("channels/{name}"), &c).await {
-        Ok(what) => Json(json!({"channel": name, "result": what})).into_response(),
-        Err(r) => r,
-    }
+    let key = format!("channels/{name}");
+    put(
+        &state,
+        &CHANNELS,
+        &key,
+        &name,
+        &body,
+        ChannelDef::name,
+        async |c: ChannelDef| {
+            let known: Vec<String> = load_all::<SecurityDef>(&state.store, "security/")
+                .await?
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect();
+            let known_out = outgoing_kinds(
+                &load_all::<StoredOutgoing>(&state.store, "outgoing/")
+                    .await?
+                    .into_iter()
+                    .map(|o| (o.def.name().to_owned(), o))
+                    .collect(),
+            );
+            let doc = ApplyDoc {
+                channels: vec![c.clone()],
+                ..Default::default()
+            };
+            doc.validate(&known, &known_out).map_err(bad)?;
+            Ok(c)
+        },
+    )
+    .await
 }
 
 pub async fn delete_channel(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
@@ -610,36 +662,25 @@ pub async fn put_security(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let s: SecurityInput = match serde_json::from_slice(&body) {
-        Ok(s) => s,
-        Err(e) => return bad(format!("invalid security definition: {e}")),
-    };
-    if s.name() != name {
-        return bad(format!(
-            "the body names '{}' but the URL names '{name}'",
-            s.name()
-        ));
-    }
-    let doc = ApplyDoc {
-        security: vec![s.clone()],
-        ..Default::default()
-    };
-    if let Err(e) = doc.validate(&[], &[]) {
-        return bad(e);
-    }
     let key = format!("security/{name}");
-    let existing = match load_one::<SecurityDef>(&state.store, &key).await {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let stored = match to_stored(s, existing, state.secret_key.clone()).await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    match put_if_changed(&state.store, &key, &stored).await {
-        Ok(what) => Json(json!({"security": name, "result": what})).into_response(),
-        Err(r) => r,
-    }
+    put(
+        &state,
+        &SECURITY,
+        &key,
+        &name,
+        &body,
+        SecurityInput::name,
+        async |s: SecurityInput| {
+            let doc = ApplyDoc {
+                security: vec![s.clone()],
+                ..Default::default()
+            };
+            doc.validate(&[], &[]).map_err(bad)?;
+            let existing = load_one::<SecurityDef>(&state.store, &key).await?;
+            to_stored(s, existing, state.secret_key.clone()).await
+        },
+    )
+    .await
 }
 
 /// `DELETE /api/v1/security/{name}`: refused (409) while a channel uses it.
@@ -696,49 +737,32 @@ pub async fn put_outgoing(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let mut o: OutgoingDef = match serde_json::from_slice(&body) {
-        Ok(o) => o,
-        Err(e) => return bad(format!("invalid outgoing connection: {e}")),
-    };
-    if o.name() != name {
-        return bad(format!(
-            "the body names '{}' but the URL names '{name}'",
-            o.name()
-        ));
-    }
-    let all: std::collections::HashMap<String, StoredOutgoing> =
-        match load_all::<StoredOutgoing>(&state.store, "outgoing/").await {
-            Ok(l) => l
+    let key = format!("outgoing/{name}");
+    put(&state, &OUTGOING, &key, &name, &body, OutgoingDef::name, async |mut o: OutgoingDef| {
+        let all: std::collections::HashMap<String, StoredOutgoing> =
+            load_all::<StoredOutgoing>(&state.store, "outgoing/")
+                .await?
                 .into_iter()
                 .map(|o| (o.def.name().to_owned(), o))
-                .collect(),
-            Err(r) => return r,
+                .collect();
+        let doc = ApplyDoc {
+            outgoing: vec![o.clone()],
+            ..Default::default()
         };
-    let doc = ApplyDoc {
-        outgoing: vec![o.clone()],
-        ..Default::default()
-    };
-    if let Err(e) = doc.validate(&[], &outgoing_kinds(&all)) {
-        return bad(e);
-    }
-    // A secret sent back as `***` (as GET shows it) keeps the stored one.
-    let previous = all
-        .get(&name)
-        .and_then(|s| s.open(state.secret_key.as_ref()).ok());
-    if o.restore_secrets(previous.as_ref()) {
-        return bad(format!(
-            "outgoing {name}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
-            shoal_common::outgoing::REDACTED
-        ));
-    }
-    let stored = match StoredOutgoing::seal(&o, state.secret_key.as_ref(), all.get(&name)) {
-        Ok(s) => s,
-        Err(e) => return bad(e),
-    };
-    match put_if_changed(&state.store, &format!("outgoing/{name}"), &stored).await {
-        Ok(what) => Json(json!({"outgoing": name, "result": what})).into_response(),
-        Err(r) => r,
-    }
+        doc.validate(&[], &outgoing_kinds(&all)).map_err(bad)?;
+        // A secret sent back as `***` (as GET shows it) keeps the stored one.
+        let previous = all
+            .get(&name)
+            .and_then(|s| s.open(state.secret_key.as_ref()).ok());
+        if o.restore_secrets(previous.as_ref()) {
+            return Err(bad(format!(
+                "outgoing {name}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
+                shoal_common::objects::outgoing::REDACTED
+            )));
+        }
+        StoredOutgoing::seal(&o, state.secret_key.as_ref(), all.get(&name)).map_err(bad)
+    })
+    .await
 }
 
 /// `DELETE /api/v1/outgoing/{name}`: refused (409) while a channel or another

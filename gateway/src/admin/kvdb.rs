@@ -15,7 +15,7 @@ use shoal_proto::kvdb::v1 as pb;
 use tonic::transport::Channel;
 
 use crate::admin::AdminState;
-use crate::objects_api::bad;
+use crate::admin::objects::bad;
 use crate::respond;
 
 type Client = pb::kvdb_client::KvdbClient<Channel>;
@@ -53,7 +53,7 @@ pub const MAX_LIST: u32 = 1000;
 pub async fn list_keys(State(state): State<AdminState>, RawQuery(raw): RawQuery) -> Response {
     let mut prefix = String::new();
     let mut limit = 100u32;
-    match crate::objects_api::query_params(raw.as_deref(), &["prefix", "limit"]) {
+    match crate::admin::objects::query_params(raw.as_deref(), &["prefix", "limit"]) {
         Ok(params) => {
             for (k, v) in params {
                 if k == "prefix" {
@@ -148,7 +148,7 @@ pub async fn put_key(
         return r;
     }
     let mut expiry_ms = 0;
-    match crate::objects_api::query_params(raw.as_deref(), &["expiry"]) {
+    match crate::admin::objects::query_params(raw.as_deref(), &["expiry"]) {
         Ok(params) => {
             for (_, v) in params {
                 expiry_ms = match v.parse::<f64>() {

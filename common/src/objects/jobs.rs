@@ -56,7 +56,7 @@ impl JobKind {
 
 /// A job, as written in `shoal apply` and stored under `jobs/<name>`. Zato's names are
 /// accepted too: `interval_based`, `cron_style`, and `cron_definition`, which keeps
-/// Zato's meaning (see [`crate::zato_cron`]).
+/// Zato's meaning (see [`crate::objects::zato_cron`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobDef {
@@ -124,7 +124,7 @@ pub enum Schedule {
 #[derive(Debug, Clone)]
 pub enum CronExpr {
     Shoal(cron::Schedule),
-    Zato(crate::zato_cron::ZatoCron),
+    Zato(crate::objects::zato_cron::ZatoCron),
 }
 
 impl CronExpr {
@@ -381,7 +381,7 @@ impl JobDef {
                         ));
                     }
                     (None, Some(text)) => CronExpr::Zato(
-                        crate::zato_cron::ZatoCron::parse(text)
+                        crate::objects::zato_cron::ZatoCron::parse(text)
                             .map_err(|e| format!("job {n}: cron_definition {e}"))?,
                     ),
                     (Some(text), None) => {

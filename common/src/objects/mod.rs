@@ -1,11 +1,19 @@
-//! Config objects users declare (`shoal apply -f shoal.yaml`): security definitions and
-//! channels, as they are written and as they are stored.
+//! Config objects users declare (`shoal apply -f shoal.yaml`), as they are written and as
+//! they are stored: security definitions and channels (here), outgoing connections
+//! ([`outgoing`]), scheduled jobs ([`jobs`], with Zato's cron dialect in [`zato_cron`]),
+//! deployed modules ([`modules`]), and the apply document that carries them
+//! ([`ApplyDoc`]).
 //!
 //! Secrets never reach the store in clear: a security definition's password or API key is
 //! replaced by its argon2 hash (PHC string) before it is stored, and `shoal export` prints
 //! definitions without them.
 
 use serde::{Deserialize, Serialize};
+
+pub mod jobs;
+pub mod modules;
+pub mod outgoing;
+pub mod zato_cron;
 
 fn yes() -> bool {
     true
@@ -325,7 +333,7 @@ pub enum ChannelDef {
         service: String,
         socket_type: ZmqInType,
         #[serde(default = "bind")]
-        socket_method: crate::outgoing::SocketMethod,
+        socket_method: crate::objects::outgoing::SocketMethod,
         /// `tcp://host:port`.
         address: String,
         /// SUB only: the topic prefix subscribed to (empty: everything).
@@ -364,8 +372,8 @@ fn default_redeliveries() -> u32 {
     5
 }
 
-fn bind() -> crate::outgoing::SocketMethod {
-    crate::outgoing::SocketMethod::Bind
+fn bind() -> crate::objects::outgoing::SocketMethod {
+    crate::objects::outgoing::SocketMethod::Bind
 }
 
 /// `socket_type` of a ZeroMQ channel.
@@ -585,9 +593,9 @@ pub struct ApplyDoc {
     #[serde(default)]
     pub channels: Vec<ChannelDef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub outgoing: Vec<crate::outgoing::OutgoingDef>,
+    pub outgoing: Vec<crate::objects::outgoing::OutgoingDef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub jobs: Vec<crate::jobs::JobDef>,
+    pub jobs: Vec<crate::objects::jobs::JobDef>,
 }
 
 impl ApplyDoc {
@@ -622,7 +630,7 @@ impl ApplyDoc {
                 })
         };
         for o in &self.outgoing {
-            if let crate::outgoing::OutgoingDef::Amqp(a) = o
+            if let crate::objects::outgoing::OutgoingDef::Amqp(a) = o
                 && let Some(d) = &a.definition
                 && outgoing_kind(d) != Some("amqp")
             {

@@ -27,7 +27,7 @@ use crate::tail::{DEFAULT_CAPACITY, Filter, Record};
 
 /// The query of both endpoints: the filter and a count (`limit` or `backlog`).
 fn parse(raw: Option<&str>, count_key: &str, default: usize) -> Result<(Filter, usize), String> {
-    let params = crate::objects_api::query_params(raw, &["service", count_key])?;
+    let params = crate::admin::objects::query_params(raw, &["service", count_key])?;
     let mut service = None;
     let mut count = default;
     for (k, v) in params {

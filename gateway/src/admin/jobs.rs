@@ -7,13 +7,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use shoal_common::jobs::{self, JobDef};
+use shoal_common::objects::jobs::{self, JobDef};
 use shoal_common::routing::never_sent;
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::scheduler::v1 as pb;
 
 use crate::admin::AdminState;
-use crate::objects_api::{bad, put_if_changed, store_err};
+use crate::admin::objects::{ObjectKind, bad, put, store_err};
 use crate::respond;
 
 fn no_job(name: &str) -> Response {
@@ -42,29 +42,42 @@ pub async fn get_job(State(state): State<AdminState>, Path(name): Path<String>) 
     }
 }
 
+/// Jobs as the generic `PUT` writes them (listing and showing add the last and next run,
+/// so those stay here).
+const JOBS: ObjectKind = ObjectKind {
+    prefix: "jobs/",
+    list_key: "jobs",
+    noun: "job",
+    invalid: "invalid job",
+    names: "job ",
+    answer_key: "job",
+    show: |b| {
+        serde_json::from_slice::<JobDef>(b)
+            .ok()
+            .and_then(|j| serde_json::to_value(j).ok())
+    },
+};
+
 /// `PUT /api/v1/jobs/{name}`: creates or replaces a job.
 pub async fn put_job(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    let job: JobDef = match serde_json::from_slice(&body) {
-        Ok(j) => j,
-        Err(e) => return bad(format!("invalid job: {e}")),
-    };
-    if job.name != name {
-        return bad(format!(
-            "the body names job '{}' but the URL names '{name}'",
-            job.name
-        ));
-    }
-    if let Err(e) = job.validate() {
-        return bad(e);
-    }
-    match put_if_changed(&state.store, &jobs::def_key(&name), &job).await {
-        Ok(what) => Json(json!({"job": name, "result": what})).into_response(),
-        Err(r) => r,
-    }
+    let key = jobs::def_key(&name);
+    put(
+        &state,
+        &JOBS,
+        &key,
+        &name,
+        &body,
+        |j: &JobDef| j.name.as_str(),
+        async |job: JobDef| {
+            job.validate().map_err(bad)?;
+            Ok(job)
+        },
+    )
+    .await
 }
 
 /// `DELETE /api/v1/jobs/{name}`: the job, its run claims and its last result.

@@ -20,6 +20,12 @@ use crate::auth::BasicAuth;
 use crate::respond;
 use shoal_common::routing::Router as ExecRouter;
 
+pub mod jobs;
+pub mod kvdb;
+pub mod objects;
+pub mod openapi;
+pub mod requests;
+
 /// Admin request bodies above this are refused with 413.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
 
@@ -41,29 +47,19 @@ pub struct AdminState {
     pub body_read_timeout: std::time::Duration,
 }
 
-/// The admin listener's router: the API under Basic Auth, the web admin under `/admin/`
-/// (its own session login), the ops routes open.
-pub fn router(
-    state: AdminState,
-    ops: &shoal_common::ops::Ops,
-    web: crate::web::WebOptions,
-) -> Router {
-    let api = api_routes()
+/// The API's routes for `/api/v1` twice: under Basic Auth and the body limits (what the
+/// admin listener serves), and without the Basic Auth guard, for the web admin to call in
+/// process past its own session check, so that every rule and error is the API's own.
+pub fn api(state: AdminState) -> (Router, Router) {
+    let guarded = api_routes()
         .layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .with_state(state.clone());
-    // The web admin calls the same handlers in process, past the Basic Auth guard (it has
-    // checked its session), so that every rule and error is the API's own.
     let inner = api_routes()
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state.clone());
-    Router::new()
-        .nest("/api/v1", api)
-        .merge(crate::web::router(crate::web::WebState::new(
-            state, inner, web,
-        )))
-        .merge(ops.router())
+        .with_state(state);
+    (guarded, inner)
 }
 
 /// Every `/api/v1` route, without its guards (see [`router`]).
@@ -73,53 +69,53 @@ fn api_routes() -> Router<AdminState> {
         .route("/services/{name}", get(get_service))
         .route("/services/{name}/invoke", post(invoke))
         .route("/cluster", get(cluster))
-        .route("/requests", get(crate::tail_api::recent))
-        .route("/tail", get(crate::tail_api::follow))
+        .route("/requests", get(crate::admin::requests::recent))
+        .route("/tail", get(crate::admin::requests::follow))
         .route("/deploy", get(list_modules).post(deploy))
         .route("/deploy/rollback", post(rollback))
         .route("/deploy/{module}", get(get_module))
-        .route("/apply", post(crate::objects_api::apply))
-        .route("/export", get(crate::objects_api::export))
-        .route("/openapi.json", get(crate::openapi::openapi))
-        .route("/channels", get(crate::objects_api::list_channels))
+        .route("/apply", post(crate::admin::objects::apply))
+        .route("/export", get(crate::admin::objects::export))
+        .route("/openapi.json", get(crate::admin::openapi::openapi))
+        .route("/channels", get(crate::admin::objects::list_channels))
         .route(
             "/channels/{name}",
-            get(crate::objects_api::get_channel)
-                .put(crate::objects_api::put_channel)
-                .delete(crate::objects_api::delete_channel),
+            get(crate::admin::objects::get_channel)
+                .put(crate::admin::objects::put_channel)
+                .delete(crate::admin::objects::delete_channel),
         )
         .route(
             "/channels/{name}/wsdl",
-            get(crate::objects_api::channel_wsdl),
+            get(crate::admin::objects::channel_wsdl),
         )
-        .route("/outgoing", get(crate::objects_api::list_outgoing))
+        .route("/outgoing", get(crate::admin::objects::list_outgoing))
         .route(
             "/outgoing/{name}",
-            get(crate::objects_api::get_outgoing)
-                .put(crate::objects_api::put_outgoing)
-                .delete(crate::objects_api::delete_outgoing),
+            get(crate::admin::objects::get_outgoing)
+                .put(crate::admin::objects::put_outgoing)
+                .delete(crate::admin::objects::delete_outgoing),
         )
-        .route("/security", get(crate::objects_api::list_security))
+        .route("/security", get(crate::admin::objects::list_security))
         .route(
             "/security/{name}",
-            get(crate::objects_api::get_security)
-                .put(crate::objects_api::put_security)
-                .delete(crate::objects_api::delete_security),
+            get(crate::admin::objects::get_security)
+                .put(crate::admin::objects::put_security)
+                .delete(crate::admin::objects::delete_security),
         )
-        .route("/jobs", get(crate::jobs_api::list_jobs))
+        .route("/jobs", get(crate::admin::jobs::list_jobs))
         .route(
             "/jobs/{name}",
-            get(crate::jobs_api::get_job)
-                .put(crate::jobs_api::put_job)
-                .delete(crate::jobs_api::delete_job),
+            get(crate::admin::jobs::get_job)
+                .put(crate::admin::jobs::put_job)
+                .delete(crate::admin::jobs::delete_job),
         )
-        .route("/jobs/{name}/run", post(crate::jobs_api::run_job))
-        .route("/kvdb", get(crate::kvdb_api::list_keys))
+        .route("/jobs/{name}/run", post(crate::admin::jobs::run_job))
+        .route("/kvdb", get(crate::admin::kvdb::list_keys))
         .route(
             "/kvdb/{*key}",
-            get(crate::kvdb_api::get_key)
-                .put(crate::kvdb_api::put_key)
-                .delete(crate::kvdb_api::delete_key),
+            get(crate::admin::kvdb::get_key)
+                .put(crate::admin::kvdb::put_key)
+                .delete(crate::admin::kvdb::delete_key),
         )
         .fallback(not_found)
 }
@@ -177,24 +173,24 @@ async fn read_body(
     // Declared over the limit while the client waits for `100 Continue`: answer now,
     // before the body is asked for.
     if declared.is_some_and(|n| n > MAX_BODY as u64)
-        && crate::channels::expects_continue(&parts.headers)
+        && crate::body::expects_continue(&parts.headers)
     {
         return too_large();
     }
-    match crate::channels::read_limited(body, MAX_BODY as u64, state.body_read_timeout).await {
+    match crate::body::read_limited(body, MAX_BODY as u64, state.body_read_timeout).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
         }
-        Err(crate::channels::BodyError::TooLarge) => too_large(),
-        Err(crate::channels::BodyError::TimedOut) => respond::error(&ShoalError::new(
+        Err(crate::body::BodyError::TooLarge) => too_large(),
+        Err(crate::body::BodyError::TimedOut) => respond::error(&ShoalError::new(
             ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {} s",
                 state.body_read_timeout.as_secs()
             ),
         )),
-        Err(crate::channels::BodyError::Read(e)) => respond::error(&ShoalError::new(
+        Err(crate::body::BodyError::Read(e)) => respond::error(&ShoalError::new(
             ErrorCode::BadRequest,
             format!("cannot read the request body: {e}"),
         )),
@@ -285,7 +281,7 @@ async fn invoke(
     headers: http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    let cid = cid_from(&headers);
+    let cid = respond::cid_from(&headers);
     let timeout_ms = match headers
         .get(TIMEOUT_HEADER)
         .map(|v| v.to_str().map(str::parse::<u64>))
@@ -454,9 +450,9 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
             failures.push(format!("{name} did not import: {}", err.message));
             continue;
         }
-        let rec = shoal_common::modules::ModuleRecord {
+        let rec = shoal_common::objects::modules::ModuleRecord {
             module: module.clone(),
-            hash: shoal_common::modules::source_hash(&source),
+            hash: shoal_common::objects::modules::source_hash(&source),
             source,
             origin,
             deployed_at_ms: shoal_common::members::now_ms(),
@@ -466,7 +462,7 @@ async fn deploy(State(state): State<AdminState>, body: Bytes) -> Response {
         records.push(rec);
     }
     if !records.is_empty()
-        && let Err(e) = shoal_common::modules::publish_many(&state.store, &records).await
+        && let Err(e) = shoal_common::objects::modules::publish_many(&state.store, &records).await
     {
         return respond::error(&ShoalError::new(
             ErrorCode::Unavailable,
@@ -519,11 +515,12 @@ async fn list_modules(State(state): State<AdminState>) -> Response {
     };
     let mut modules = Vec::new();
     for e in entries {
-        let Ok(rec) = serde_json::from_slice::<shoal_common::modules::ModuleRecord>(&e.value)
+        let Ok(rec) =
+            serde_json::from_slice::<shoal_common::objects::modules::ModuleRecord>(&e.value)
         else {
             continue;
         };
-        let history = shoal_common::modules::history(&state.store, &rec.module)
+        let history = shoal_common::objects::modules::history(&state.store, &rec.module)
             .await
             .unwrap_or_default();
         modules.push(json!({
@@ -559,7 +556,9 @@ async fn get_module(State(state): State<AdminState>, Path(module): Path<String>)
         ));
     }
     let rec = match state.store.get(&format!("modules/{module}")).await {
-        Ok(Some(e)) => serde_json::from_slice::<shoal_common::modules::ModuleRecord>(&e.value).ok(),
+        Ok(Some(e)) => {
+            serde_json::from_slice::<shoal_common::objects::modules::ModuleRecord>(&e.value).ok()
+        }
         Ok(None) => None,
         Err(e) => {
             return respond::error(&ShoalError::new(
@@ -586,7 +585,7 @@ async fn get_module(State(state): State<AdminState>, Path(module): Path<String>)
             )),
         };
     };
-    let history = shoal_common::modules::history(&state.store, &rec.module)
+    let history = shoal_common::objects::modules::history(&state.store, &rec.module)
         .await
         .unwrap_or_default();
     Json(json!({
@@ -623,7 +622,7 @@ async fn rollback(State(state): State<AdminState>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(e) => return respond::error(&e),
     };
-    match shoal_common::modules::rollback(&state.store, &module).await {
+    match shoal_common::objects::modules::rollback(&state.store, &module).await {
         Ok(Some(rec)) => {
             Json(json!({"module": module, "hash": rec.hash, "deployed_at_ms": rec.deployed_at_ms}))
                 .into_response()
@@ -678,29 +677,3 @@ async fn cluster(State(state): State<AdminState>) -> Response {
 /// The request header that gives `services/{name}/invoke` a deadline, in milliseconds
 /// (past it the call answers 504).
 pub const TIMEOUT_HEADER: &str = "x-shoal-timeout-ms";
-
-/// The request header through which a caller names the correlation id of its call.
-pub const CID_HEADER: &str = "x-shoal-cid";
-
-/// The caller's correlation id (`X-Shoal-Cid`: 1 to 64 letters, digits, `-`, `_`, `.`,
-/// `:`), else a new one. An unusable value is replaced rather than refused, so that a
-/// proxy's odd request ids never fail a call; it never reaches the logs as given.
-pub fn cid_from(headers: &http::HeaderMap) -> String {
-    headers
-        .get(CID_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
-        .map_or_else(new_cid, str::to_owned)
-}
-
-/// A new correlation id (24 hex characters, as Zato's).
-pub fn new_cid() -> String {
-    // 96 random bits from the thread's CSPRNG (no system call per request, unlike a
-    // fresh UUID v4), as 24 lowercase hex digits.
-    let bits: u128 = rand::random::<u128>() >> 32;
-    format!("{bits:024x}")
-}

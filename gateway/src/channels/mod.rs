@@ -1,0 +1,260 @@
+//! HTTP channels, live from the config store.
+//!
+//! [`serve`] is the HTTP listener's handler, the same flow for every channel: match
+//! method and path in the route table ([`table`], followed live from the store), check
+//! the channel's security ([`guard`]), read the body within the channel's limit
+//! ([`crate::body`]), let the channel's front end ([`front`]: JSON, XML, form, plain,
+//! SOAP, the Zato wire) decode it, invoke the service, and let the front end answer.
+//! [`admission`] caps requests in flight and URL length in front of it all.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use shoal_common::invocation::Invocation;
+use shoal_common::routing::Router;
+use shoal_common::store::Store;
+use shoal_common::{ErrorCode, ShoalError};
+use shoal_proto::common::v1::HttpInfo;
+
+use crate::body::{BodyError, expects_continue, read_limited};
+use crate::respond;
+
+pub mod admission;
+pub mod front;
+pub mod guard;
+pub mod table;
+
+pub use admission::{Admission, admit};
+use table::{ChannelLabels, ChannelOnly};
+pub use table::{Channels, Compiled, Match, Table};
+
+#[derive(Clone)]
+pub struct HttpState(std::sync::Arc<HttpShared>);
+
+impl HttpState {
+    pub fn new(shared: HttpShared) -> HttpState {
+        HttpState(std::sync::Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = HttpShared;
+    fn deref(&self) -> &HttpShared {
+        &self.0
+    }
+}
+
+/// The parts of [`HttpState`].
+pub struct HttpShared {
+    pub channels: Channels,
+    pub router: Router,
+    /// For SOAP channels' WSDL (the services' SimpleIO), and WS-Security nonces when no
+    /// KVDB proxy runs.
+    pub store: Store,
+    /// The KVDB proxies: the cluster-wide WS-Security nonce cache.
+    pub kvdb: shoal_common::peers::Peers,
+    /// How long a request body may take to arrive (408 after).
+    pub body_read_timeout: std::time::Duration,
+}
+
+/// The HTTP channels listener's handler.
+pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let cid = crate::respond::cid_from(req.headers());
+    let table = state.channels.table();
+    let (channel, params) = match table.lookup(req.method(), req.uri().path()) {
+        Match::Found(c, p) if c.soap.is_some() => (
+            table.soap_by_action(&c, &front::soap::action(req.headers())),
+            p,
+        ),
+        Match::Found(c, p) => (c, p),
+        Match::NotFound => {
+            return respond::error(
+                &ShoalError::new(
+                    ErrorCode::NotFound,
+                    format!("no channel matches {} {}", req.method(), req.uri().path()),
+                )
+                .with_cid(cid),
+            );
+        }
+        Match::MethodNotAllowed(allowed) => {
+            let mut resp = respond::error(
+                &ShoalError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!(
+                        "{} is not allowed here; allowed: {}",
+                        req.method(),
+                        allowed.join(", ")
+                    ),
+                )
+                .with_cid(cid),
+            );
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+            return resp;
+        }
+    };
+    let resp = handle(&state, &table, &channel, params, req, &cid).await;
+    let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5);
+    let metrics = &state.channels.metrics;
+    channel.counters[class - 1]
+        .get_or_init(|| {
+            metrics
+                .requests
+                .get_or_create(&ChannelLabels {
+                    channel: channel.name.clone(),
+                    class: format!("{class}xx"),
+                })
+                .clone()
+        })
+        .inc();
+    channel
+        .latency
+        .get_or_init(|| {
+            metrics
+                .seconds
+                .get_or_create(&ChannelOnly {
+                    channel: channel.name.clone(),
+                })
+                .clone()
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Request headers for the service: names lower-cased, repeated ones joined; credentials
+/// (Authorization, Cookie, the channel's API key header) are not passed on.
+pub(crate) fn forwarded_headers(
+    headers: &HeaderMap,
+    hide: Option<&HeaderName>,
+) -> HashMap<String, String> {
+    let mut out: HashMap<String, String> = HashMap::new();
+    for (name, value) in headers {
+        if name == header::AUTHORIZATION || name == header::COOKIE || Some(name) == hide {
+            continue;
+        }
+        let Ok(v) = value.to_str() else { continue };
+        out.entry(name.as_str().to_owned())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(v);
+            })
+            .or_insert_with(|| v.to_owned());
+    }
+    out
+}
+
+async fn handle(
+    state: &HttpState,
+    table: &Table,
+    channel: &Compiled,
+    mut params: HashMap<String, String>,
+    req: Request<Body>,
+    cid: &str,
+) -> Response {
+    let front = front::of(channel);
+    let refuse =
+        |code: ErrorCode, msg: String| front.refuse(channel, ShoalError::new(code, msg), cid);
+    // Security on the headers.
+    let (mut username, hidden_header) =
+        match guard::check_headers(table, channel, req.headers()).await {
+            Ok(v) => v,
+            Err(refused) => {
+                let mut resp = front.refuse(channel, refused.error, cid);
+                if let Some(c) = refused.challenge
+                    && let Ok(v) = HeaderValue::from_str(&c)
+                {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                return resp;
+            }
+        };
+    // SOAP: the WSDL on GET ?wsdl; otherwise only POST.
+    let (parts, body) = req.into_parts();
+    if let Some(resp) = front::soap::preflight(state, channel, &parts, cid).await {
+        return resp;
+    }
+    // Body, within the channel's limit. A client that declares more than the limit and
+    // waits for `100 Continue` is answered at once, before the body is asked for.
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = || {
+        refuse(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "request body is over this channel's limit of {} bytes",
+                channel.max_body
+            ),
+        )
+    };
+    if declared.is_some_and(|n| n > channel.max_body) && expects_continue(&parts.headers) {
+        return too_large();
+    }
+    let body = match read_limited(body, channel.max_body, state.body_read_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Read(e)) => {
+            return refuse(
+                ErrorCode::BadRequest,
+                format!("cannot read the request body: {e}"),
+            );
+        }
+        Err(BodyError::TimedOut) => {
+            return refuse(
+                ErrorCode::RequestTimeout,
+                format!(
+                    "the request body did not arrive within {} s",
+                    state.body_read_timeout.as_secs()
+                ),
+            );
+        }
+    };
+    // The service and its input, as the channel's front end reads them.
+    let decoded = match front.decode(channel, &parts.method, &mut params, &body, cid) {
+        Ok(d) => d,
+        Err(resp) => return resp,
+    };
+    // WS-Security, on the SOAP envelope.
+    if channel.soap.is_some() {
+        match guard::check_wss(state, table, channel, decoded.token.clone(), username).await {
+            Ok(user) => username = user,
+            Err(e) => return front.refuse(channel, e, cid),
+        }
+    }
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let (kind, data_format) = front.channel_type(channel);
+    let invoke = Invocation::new(decoded.service, cid)
+        .channel(channel.name.clone(), kind, data_format)
+        .caller(channel.security.clone().unwrap_or_default(), username)
+        .payload(decoded.payload)
+        .raw_request(body)
+        .http(HttpInfo {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            params,
+            query,
+            headers: forwarded_headers(&parts.headers, hidden_header.as_ref()),
+            form: decoded.form,
+        })
+        .build();
+    let result = state.router.invoke(invoke).await;
+    let mut resp = front.answer(channel, result, cid);
+    if channel.wire.is_some()
+        && let Ok(v) = HeaderValue::from_str(cid)
+    {
+        resp.headers_mut().insert("x-zato-cid", v);
+    }
+    resp
+}

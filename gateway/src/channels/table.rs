@@ -1,0 +1,480 @@
+//! The HTTP channels' route table, live from the config store.
+//!
+//! [`Channels::follow`] watches `channels/` and `security/` and rebuilds an immutable
+//! [`Table`] on every change, so a new channel serves its first request as soon as the
+//! watch delivers it, and a deleted one answers 404 at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use http::Method;
+use parking_lot::RwLock;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use shoal_common::objects::{ChannelDef, DataFormat, SecurityDef, Wire};
+use shoal_common::store::{Store, WatchEvent};
+use tokio_util::sync::CancellationToken;
+
+use super::guard::Guard;
+
+/// What a SOAP channel adds.
+#[derive(Debug, Clone)]
+pub struct SoapSpec {
+    pub version: crate::soap::Version,
+    pub namespace: String,
+    pub action: String,
+}
+
+enum Seg {
+    Lit(String),
+    Param(String),
+}
+
+/// One HTTP channel, ready to match.
+pub struct Compiled {
+    pub name: String,
+    /// The service (HTTP channels); invoke channels take it from the request.
+    pub service: String,
+    /// Set for `invoke` channels.
+    pub wire: Option<Wire>,
+    /// Set for SOAP channels.
+    pub soap: Option<SoapSpec>,
+    pub method: Option<Method>,
+    pub data_format: DataFormat,
+    pub security: Option<String>,
+    pub max_body: u64,
+    segments: Vec<Seg>,
+    literals: usize,
+    /// This channel's request counters by status class (1xx..5xx) and its latency
+    /// histogram, taken from the metric families on first use so a request does not
+    /// build label strings and hash them.
+    pub(super) counters: [std::sync::OnceLock<Counter>; 5],
+    pub(super) latency: std::sync::OnceLock<Histogram>,
+}
+
+/// An immutable snapshot of the channels and security definitions.
+#[derive(Default)]
+pub struct Table {
+    channels: Vec<Arc<Compiled>>,
+    pub(super) guards: HashMap<String, Arc<Guard>>,
+}
+
+/// What a request path matched.
+pub enum Match {
+    Found(Arc<Compiled>, HashMap<String, String>),
+    /// The path matches channels, but none for this method.
+    MethodNotAllowed(Vec<String>),
+    NotFound,
+}
+
+/// A channel definition ready to match; `None` when it is inactive.
+fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
+    let mut soap = None;
+    let (name, is_active, service, url_path, method, data_format, security, max_body, wire) =
+        match c {
+            ChannelDef::Http {
+                name,
+                is_active,
+                service,
+                url_path,
+                method,
+                data_format,
+                security,
+                max_body,
+            } => (
+                name,
+                *is_active,
+                service.clone(),
+                url_path,
+                method.as_str(),
+                *data_format,
+                security,
+                *max_body,
+                None,
+            ),
+            ChannelDef::Soap {
+                name,
+                is_active,
+                service,
+                url_path,
+                soap_version,
+                namespace,
+                soap_action,
+                security,
+                max_body,
+            } => {
+                soap = Some(SoapSpec {
+                    version: crate::soap::Version::parse(soap_version)
+                        .unwrap_or(crate::soap::Version::V11),
+                    namespace: if namespace.is_empty() {
+                        format!("urn:shoal:{service}")
+                    } else {
+                        namespace.clone()
+                    },
+                    action: soap_action.clone(),
+                });
+                (
+                    name,
+                    *is_active,
+                    service.clone(),
+                    url_path,
+                    "",
+                    DataFormat::Plain,
+                    security,
+                    *max_body,
+                    None,
+                )
+            }
+            ChannelDef::Invoke {
+                name,
+                is_active,
+                url_path,
+                wire,
+                security,
+                max_body,
+            } => (
+                name,
+                *is_active,
+                String::new(),
+                url_path,
+                "",
+                DataFormat::Json,
+                security,
+                *max_body,
+                Some(*wire),
+            ),
+            // Queue and socket channels are served by `crate::queues`, not over HTTP.
+            ChannelDef::Amqp { .. } | ChannelDef::Zmq { .. } | ChannelDef::IbmMq { .. } => {
+                return None;
+            }
+        };
+    if !is_active {
+        return None;
+    }
+    let segments: Vec<Seg> = url_path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(p) => Seg::Param(p.to_owned()),
+                None => Seg::Lit(s.to_owned()),
+            },
+        )
+        .collect();
+    let literals = segments.iter().filter(|s| matches!(s, Seg::Lit(_))).count();
+    let method = if method.is_empty() {
+        None
+    } else {
+        Method::from_bytes(method.to_ascii_uppercase().as_bytes()).ok()
+    };
+    Some(Arc::new(Compiled {
+        name: name.clone(),
+        service,
+        wire,
+        soap,
+        method,
+        data_format,
+        security: security.clone(),
+        max_body,
+        segments,
+        literals,
+        counters: Default::default(),
+        latency: std::sync::OnceLock::new(),
+    }))
+}
+
+impl Table {
+    pub(super) fn build(
+        channels: &BTreeMap<String, ChannelDef>,
+        security: &BTreeMap<String, SecurityDef>,
+        key: Option<&crate::secret::SecretKey>,
+    ) -> Table {
+        let mut compiled: Vec<Arc<Compiled>> = channels.values().filter_map(compile).collect();
+        // The most specific path wins: more literal segments first.
+        compiled.sort_by(|a, b| {
+            b.literals
+                .cmp(&a.literals)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let guards = security
+            .values()
+            .map(|s| (s.name().to_owned(), Arc::new(Guard::from_def(s, key))))
+            .collect();
+        Table {
+            channels: compiled,
+            guards,
+        }
+    }
+
+    /// Among SOAP channels sharing `found`'s path, the one whose `soap_action` matches
+    /// `action` (quotes and case aside), else `found`.
+    pub fn soap_by_action(&self, found: &Arc<Compiled>, action: &str) -> Arc<Compiled> {
+        let action = action.trim().trim_matches('"');
+        if action.is_empty() {
+            return found.clone();
+        }
+        let same_path = |c: &Compiled| {
+            c.segments.len() == found.segments.len()
+                && c.segments
+                    .iter()
+                    .zip(&found.segments)
+                    .all(|(a, b)| match (a, b) {
+                        (Seg::Lit(x), Seg::Lit(y)) => x == y,
+                        (Seg::Param(_), Seg::Param(_)) => true,
+                        _ => false,
+                    })
+        };
+        self.channels
+            .iter()
+            .find(|c| {
+                c.soap
+                    .as_ref()
+                    .is_some_and(|s| s.action.eq_ignore_ascii_case(action))
+                    && same_path(c)
+            })
+            .cloned()
+            .unwrap_or_else(|| found.clone())
+    }
+
+    /// Matches a request.
+    pub fn lookup(&self, method: &Method, path: &str) -> Match {
+        let parts: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let mut allowed = Vec::new();
+        for c in &self.channels {
+            if c.segments.len() != parts.len() {
+                continue;
+            }
+            let mut params = HashMap::new();
+            let fits = c.segments.iter().zip(&parts).all(|(seg, part)| match seg {
+                Seg::Lit(l) => l == part,
+                Seg::Param(p) => {
+                    let value = percent_encoding::percent_decode_str(part)
+                        .decode_utf8_lossy()
+                        .into_owned();
+                    params.insert(p.clone(), value);
+                    true
+                }
+            });
+            if !fits {
+                continue;
+            }
+            match &c.method {
+                Some(m) if m != method => allowed.push(m.to_string()),
+                _ => return Match::Found(c.clone(), params),
+            }
+        }
+        if allowed.is_empty() {
+            Match::NotFound
+        } else {
+            Match::MethodNotAllowed(allowed)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ChannelLabels {
+    pub(super) channel: String,
+    pub(super) class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ChannelOnly {
+    pub(super) channel: String,
+}
+
+/// Per-channel metrics: `shoal_gateway_channel_requests_total{channel,class}` and
+/// `shoal_gateway_channel_seconds{channel}`.
+#[derive(Clone)]
+pub(super) struct Metrics {
+    pub(super) requests: Family<ChannelLabels, Counter>,
+    pub(super) seconds: Family<ChannelOnly, Histogram>,
+}
+
+/// The live channel table; cheap to clone.
+#[derive(Clone)]
+pub struct Channels {
+    table: Arc<RwLock<Arc<Table>>>,
+    pub(super) metrics: Metrics,
+}
+
+impl Channels {
+    /// Follows `channels/` and `security/` in the store until `cancel`.
+    pub fn follow(
+        store: &Store,
+        ops: &shoal_common::ops::Ops,
+        cancel: CancellationToken,
+        key: Option<crate::secret::SecretKey>,
+    ) -> Channels {
+        let metrics = Metrics {
+            requests: Family::default(),
+            seconds: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+                ])
+            }),
+        };
+        ops.register(|r| {
+            r.register(
+                "gateway_channel_requests",
+                "Requests per channel and status class",
+                metrics.requests.clone(),
+            );
+            r.register(
+                "gateway_channel_seconds",
+                "Request latency per channel",
+                metrics.seconds.clone(),
+            );
+        });
+        let me = Channels {
+            table: Arc::new(RwLock::new(Arc::new(Table::default()))),
+            metrics,
+        };
+        let mut chan_rx = store.watch_prefix("channels/", cancel.clone());
+        let mut sec_rx = store.watch_prefix("security/", cancel.clone());
+        let table = me.table.clone();
+        tokio::spawn(async move {
+            let mut channels: BTreeMap<String, ChannelDef> = BTreeMap::new();
+            let mut security: BTreeMap<String, SecurityDef> = BTreeMap::new();
+            loop {
+                tokio::select! {
+                    ev = chan_rx.recv() => match ev {
+                        Some(ev) => apply_event(&mut channels, ev, "channels/"),
+                        None => return,
+                    },
+                    ev = sec_rx.recv() => match ev {
+                        Some(ev) => apply_event(&mut security, ev, "security/"),
+                        None => return,
+                    },
+                }
+                // Events of one change arrive together: take all that are waiting, then
+                // rebuild once, so no half-applied configuration is ever served.
+                while let Ok(ev) = chan_rx.try_recv() {
+                    apply_event(&mut channels, ev, "channels/");
+                }
+                while let Ok(ev) = sec_rx.try_recv() {
+                    apply_event(&mut security, ev, "security/");
+                }
+                *table.write() = Arc::new(Table::build(&channels, &security, key.as_ref()));
+                tracing::debug!(
+                    channels = channels.len(),
+                    security = security.len(),
+                    "channel table rebuilt"
+                );
+            }
+        });
+        me
+    }
+
+    /// The table now.
+    pub fn table(&self) -> Arc<Table> {
+        self.table.read().clone()
+    }
+}
+
+/// Applies one watch event of `prefix` to `map` (the queue channels follow the store the
+/// same way).
+pub(crate) fn apply_event<T: serde::de::DeserializeOwned>(
+    map: &mut BTreeMap<String, T>,
+    ev: WatchEvent,
+    prefix: &str,
+) {
+    let parse = |key: &str, value: &[u8]| match serde_json::from_slice::<T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(key, error = %e, "unreadable config object; ignored");
+            None
+        }
+    };
+    match ev {
+        WatchEvent::Reset { entries, .. } => {
+            map.clear();
+            for e in entries {
+                if let Some(v) = parse(&e.key, &e.value) {
+                    map.insert(e.key.trim_start_matches(prefix).to_owned(), v);
+                }
+            }
+        }
+        WatchEvent::Put(e) => {
+            if let Some(v) = parse(&e.key, &e.value) {
+                map.insert(e.key.trim_start_matches(prefix).to_owned(), v);
+            }
+        }
+        WatchEvent::Delete { key, .. } => {
+            map.remove(key.trim_start_matches(prefix));
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn table() -> Table {
+        let mut channels = BTreeMap::new();
+        for (name, path, method) in [
+            ("a", "/api/customer/{id}", "GET"),
+            ("b", "/api/orders", ""),
+            ("c", "/x/{p}/y/{q}", "POST"),
+        ] {
+            channels.insert(
+                name.to_owned(),
+                ChannelDef::Http {
+                    name: name.into(),
+                    is_active: true,
+                    service: "s".into(),
+                    url_path: path.into(),
+                    method: method.into(),
+                    data_format: DataFormat::Json,
+                    security: None,
+                    max_body: shoal_common::objects::DEFAULT_MAX_BODY,
+                },
+            );
+        }
+        Table::build(&channels, &BTreeMap::new(), None)
+    }
+
+    #[test]
+    fn matching() {
+        let t = table();
+        match t.lookup(&Method::GET, "/api/customer/C%201") {
+            Match::Found(c, p) => {
+                assert_eq!(c.name, "a");
+                assert_eq!(p["id"], "C 1");
+            }
+            _ => panic!("no match"),
+        }
+        assert!(
+            matches!(t.lookup(&Method::POST, "/api/customer/1"), Match::MethodNotAllowed(m) if m == ["GET"])
+        );
+        assert!(matches!(
+            t.lookup(&Method::DELETE, "/api/orders"),
+            Match::Found(..)
+        ));
+        assert!(matches!(
+            t.lookup(&Method::GET, "/api/nope"),
+            Match::NotFound
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Arbitrary paths and methods never panic the matcher.
+        #[test]
+        fn lookup_never_panics(path in "(/[a-zA-Z0-9%{}._~-]{0,12}){0,6}", m in "[A-Z]{1,7}") {
+            let t = table();
+            if let Ok(method) = Method::from_bytes(m.as_bytes()) {
+                let _ = t.lookup(&method, &path);
+            }
+        }
+
+    }
+}
