@@ -1,14 +1,12 @@
-//! Outgoing ZeroMQ (the pure-Rust `zeromq` crate, wire-compatible with libzmq): a PUSH or
-//! PUB socket per connection, bound or connected on first use and reopened after a
+//! Outgoing ZeroMQ (libzmq through `shoal-zmq`): a PUSH or PUB socket per connection,
+//! optionally CURVE-secured, bound or connected on first use and reopened after a
 //! failure.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use shoal_common::objects::outgoing::{OutgoingDef, SocketMethod, ZmqOut, ZmqOutType};
+use shoal_common::objects::outgoing::{OutgoingDef, ZmqOut, ZmqOutType};
 use tokio::sync::Mutex;
-use zeromq::{Socket, SocketSend, ZmqMessage};
 
 use crate::CallError;
 use crate::kind::{Call, Connection, Kind, Reply};
@@ -59,15 +57,10 @@ impl Connection for Sender {
     }
 }
 
-enum Sock {
-    Push(zeromq::PushSocket),
-    Pub(zeromq::PubSocket),
-}
-
-/// A connection's socket.
+/// A connection's socket, opened on first use and again after a failure.
 pub struct Sender {
     def: ZmqOut,
-    sock: Mutex<Option<Sock>>,
+    sock: Mutex<Option<Arc<shoal_zmq::Sender>>>,
 }
 
 /// How long a send may wait for a peer (PUSH blocks until one is connected).
@@ -81,72 +74,54 @@ impl Sender {
         }
     }
 
-    async fn open(&self) -> Result<Sock, CallError> {
+    async fn socket(&self) -> Result<Arc<shoal_zmq::Sender>, CallError> {
+        let mut guard = self.sock.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
         let d = &self.def;
-        let fail = |e: zeromq::ZmqError| {
-            CallError::unavailable(format!(
-                "cannot {} {} ZeroMQ socket to {}: {e}",
-                if d.socket_method == SocketMethod::Bind {
-                    "bind"
-                } else {
-                    "connect"
-                },
-                match d.socket_type {
-                    ZmqOutType::Push => "the PUSH",
-                    ZmqOutType::Pub => "the PUB",
-                },
-                d.address
-            ))
+        let curve = match &d.curve {
+            Some(c) => Some(
+                shoal_zmq::CurveKeys::load(c)
+                    .map_err(|e| CallError::not_configured(format!("outgoing {}: {e}", d.name)))?,
+            ),
+            None => None,
         };
-        Ok(match d.socket_type {
-            ZmqOutType::Push => {
-                let mut s = zeromq::PushSocket::new();
-                match d.socket_method {
-                    SocketMethod::Bind => s.bind(&d.address).await.map(|_| ()).map_err(fail)?,
-                    SocketMethod::Connect => s.connect(&d.address).await.map_err(fail)?,
-                }
-                Sock::Push(s)
-            }
-            ZmqOutType::Pub => {
-                let mut s = zeromq::PubSocket::new();
-                match d.socket_method {
-                    SocketMethod::Bind => s.bind(&d.address).await.map(|_| ()).map_err(fail)?,
-                    SocketMethod::Connect => s.connect(&d.address).await.map_err(fail)?,
-                }
-                Sock::Pub(s)
-            }
-        })
+        let ep = shoal_zmq::Endpoint {
+            kind: match d.socket_type {
+                ZmqOutType::Push => shoal_zmq::Kind::Push,
+                ZmqOutType::Pub => shoal_zmq::Kind::Pub,
+            },
+            method: d.socket_method,
+            address: d.address.clone(),
+            topic: String::new(),
+            curve,
+        };
+        let s = Arc::new(
+            shoal_zmq::Sender::open(ep, SEND_TIMEOUT)
+                .await
+                .map_err(|e| CallError::unavailable(e.to_string()))?,
+        );
+        *guard = Some(s.clone());
+        Ok(s)
     }
 
     /// Sends one (multi-frame) message.
     pub async fn send(&self, frames: Vec<Vec<u8>>) -> Result<(), CallError> {
-        let msg = ZmqMessage::try_from(frames.into_iter().map(Bytes::from).collect::<Vec<_>>())
-            .map_err(|_| CallError::bad_request("a ZeroMQ message needs at least one frame"))?;
-        let mut guard = self.sock.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.open().await?);
+        if frames.is_empty() {
+            return Err(CallError::bad_request(
+                "a ZeroMQ message needs at least one frame",
+            ));
         }
-        let Some(sock) = guard.as_mut() else {
-            return Err(CallError::unavailable("no socket"));
-        };
-        let sent = match sock {
-            Sock::Push(s) => tokio::time::timeout(SEND_TIMEOUT, s.send(msg)).await,
-            Sock::Pub(s) => tokio::time::timeout(SEND_TIMEOUT, s.send(msg)).await,
-        };
-        match sent {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                *guard = None;
-                Err(CallError::unavailable(format!(
-                    "sending to {} failed: {e}",
-                    self.def.address
-                )))
+        let sock = self.socket().await?;
+        match sock.send(frames).await {
+            Ok(()) => Ok(()),
+            Err(e @ shoal_zmq::ZmqError::Timeout { .. }) => Err(CallError::timeout(e.to_string())),
+            Err(e) => {
+                // Reopened on the next call.
+                *self.sock.lock().await = None;
+                Err(CallError::unavailable(e.to_string()))
             }
-            Err(_) => Err(CallError::timeout(format!(
-                "no peer took the message at {} within {} s",
-                self.def.address,
-                SEND_TIMEOUT.as_secs()
-            ))),
         }
     }
 }

@@ -26,7 +26,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use shoal_common::objects::outgoing::{OutgoingDef, SocketMethod, StoredOutgoing, redact_url};
+use shoal_common::objects::outgoing::{OutgoingDef, StoredOutgoing, redact_url};
 use shoal_common::objects::{ChannelDef, DataFormat, ZmqInType};
 use shoal_common::routing::Router;
 use shoal_common::secret::SecretKey;
@@ -634,7 +634,6 @@ async fn confirm(
 }
 
 async fn zmq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<(), String> {
-    use zeromq::{Socket, SocketRecv};
     let ChannelDef::Zmq {
         name,
         service,
@@ -643,47 +642,42 @@ async fn zmq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result
         address,
         topic,
         data_format,
+        curve,
         ..
     } = &spec.def
     else {
         return Ok(());
     };
-    enum Sock {
-        Pull(zeromq::PullSocket),
-        Sub(zeromq::SubSocket),
-    }
-    let fail = |e: zeromq::ZmqError| format!("ZeroMQ socket at {address}: {e}");
-    let mut sock = match socket_type {
-        ZmqInType::Pull => {
-            let mut s = zeromq::PullSocket::new();
-            match socket_method {
-                SocketMethod::Bind => s.bind(address).await.map(|_| ()).map_err(fail)?,
-                SocketMethod::Connect => s.connect(address).await.map_err(fail)?,
-            }
-            Sock::Pull(s)
-        }
-        ZmqInType::Sub => {
-            let mut s = zeromq::SubSocket::new();
-            match socket_method {
-                SocketMethod::Bind => s.bind(address).await.map(|_| ()).map_err(fail)?,
-                SocketMethod::Connect => s.connect(address).await.map_err(fail)?,
-            }
-            s.subscribe(topic).await.map_err(fail)?;
-            Sock::Sub(s)
-        }
+    let curve = match curve {
+        Some(c) => Some(shoal_zmq::CurveKeys::load(c).map_err(|e| e.to_string())?),
+        None => None,
     };
+    let ep = shoal_zmq::Endpoint {
+        kind: match socket_type {
+            ZmqInType::Pull => shoal_zmq::Kind::Pull,
+            ZmqInType::Sub => shoal_zmq::Kind::Sub,
+        },
+        method: *socket_method,
+        address: address.clone(),
+        topic: topic.clone(),
+        curve,
+    };
+    // The socket's thread ends with this session (a changed or deleted channel).
+    let socket_stop = stop.child_token();
+    let _stop_socket = socket_stop.clone().drop_guard();
+    let mut messages = shoal_zmq::receive(ep, socket_stop)
+        .await
+        .map_err(|e| e.to_string())?;
     ctx.set_up(name, true);
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            m = async {
-                match &mut sock {
-                    Sock::Pull(s) => s.recv().await,
-                    Sock::Sub(s) => s.recv().await,
-                }
-            } => m.map_err(fail)?,
+            m = messages.recv() => match m {
+                Some(m) => m,
+                None => return Err(format!("ZeroMQ socket at {address} closed")),
+            },
         };
-        let mut frames = msg.into_vec();
+        let mut frames = msg;
         // SUB: a leading frame equal to the topic is the envelope, not the data.
         let mut got_topic = String::new();
         if matches!(socket_type, ZmqInType::Sub)

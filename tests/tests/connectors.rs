@@ -1100,3 +1100,216 @@ channels:
     .await;
     delete(&ch, &queue).await;
 }
+
+/// CURVE (CurveZMQ) between Shoal's libzmq sockets and pyzmq's, both ways and for both
+/// socket pairs, with certificates made by pyzmq as a user makes them
+/// (`zmq.auth.create_certificates`): a CURVE-server channel takes what a CURVE client
+/// sends and nothing from a plain-text sender; a CURVE-client connection reaches a
+/// pyzmq CURVE server; PUB/SUB likewise in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zmq_curve_interoperates_with_pyzmq() {
+    let keys = tempfile::tempdir().expect("tempdir");
+    let dir = keys.path().display().to_string();
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import zmq.auth\nfor n in ('server','peer'): zmq.auth.create_certificates('{dir}', n)\n\
+             print(zmq.auth.load_certificate('{dir}/server.key')[0].decode())\n\
+             print(zmq.auth.load_certificate('{dir}/peer.key')[0].decode())"
+        ))
+        .output()
+        .expect("python3 with pyzmq");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines();
+    let (server_public, peer_public) = (
+        lines.next().expect("server key").to_owned(),
+        lines.next().expect("peer key").to_owned(),
+    );
+    let (zin, zout, pubport, subport) = (
+        shoal_tests::free_port(),
+        shoal_tests::free_port(),
+        shoal_tests::free_port(),
+        shoal_tests::free_port(),
+    );
+    let server_cert = format!("{dir}/server.key_secret");
+    let config = format!(
+        r#"
+outgoing:
+  - {{name: zc-push, type: zmq, socket_type: PUSH, address: "tcp://127.0.0.1:{zout}", curve: {{server_key: "{peer_public}"}}}}
+  - {{name: zc-pub, type: zmq, socket_type: PUB, socket_method: bind, address: "tcp://127.0.0.1:{pubport}", curve: {{server: true, certificate: "{server_cert}"}}}}
+channels:
+  - {{name: zc-in, type: zmq, service: q.record, socket_type: PULL, address: "tcp://127.0.0.1:{zin}", curve: {{server: true, certificate: "{server_cert}"}}}}
+  - {{name: zc-sub, type: zmq, service: q.record, socket_type: SUB, socket_method: connect, address: "tcp://127.0.0.1:{subport}", topic: news, curve: {{server_key: "{peer_public}"}}}}
+"#
+    );
+    let c = Cluster::start_with(
+        &[&fixture("queues.py"), &fixture("conn.py")],
+        1,
+        &[],
+        Some(&config),
+    )
+    .await;
+    shoal_tests::eventually(
+        Duration::from_secs(20),
+        "the CURVE channel to bind",
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", zin))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+
+    // 1. The CURVE-server channel: a plain-text pyzmq PUSH gets nothing through, a CURVE
+    // client with the server's public key does.
+    let tag = unique("curve");
+    let plain = unique("plain");
+    let script = format!(
+        "import zmq,json,time\nc=zmq.Context()\n\
+         p=c.socket(zmq.PUSH);p.connect('tcp://127.0.0.1:{zin}')\n\
+         for i in range(1,6): p.send_string(json.dumps({{'tag':'{plain}','seq':i,'flaky':False}}))\n\
+         s=c.socket(zmq.PUSH);s.curve_publickey,s.curve_secretkey=zmq.curve_keypair()\n\
+         s.curve_serverkey=b'{server_public}';s.immediate=1;s.sndtimeo=20000\n\
+         s.connect('tcp://127.0.0.1:{zin}')\n\
+         for i in range(1,21): s.send_string(json.dumps({{'tag':'{tag}','seq':i,'flaky':False}}))\n\
+         s.close(linger=5000);p.close(linger=1000)"
+    );
+    // (The CURVE sender waits for its handshake before each send: `immediate`.)
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .await
+        .expect("python3 with pyzmq");
+    assert!(
+        out.status.success(),
+        "pyzmq: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    shoal_tests::eventually(
+        Duration::from_secs(30),
+        "20 CURVE messages processed",
+        || async {
+            let got = stats(&c, &tag, &[]).await["done"]
+                .as_array()
+                .map_or(0, Vec::len);
+            (got == 20).then_some(())
+        },
+    )
+    .await;
+    let through = stats(&c, &plain, &[]).await["done"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(through, 0, "a plain-text sender reached a CURVE channel");
+
+    // 2. The CURVE-client connection reaches a pyzmq CURVE server (PULL).
+    let mut pull = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import zmq,zmq.auth\nc=zmq.Context();s=c.socket(zmq.PULL)\n\
+             s.curve_publickey,s.curve_secretkey=zmq.auth.load_certificate('{dir}/peer.key_secret')\n\
+             s.curve_server=True;s.bind('tcp://127.0.0.1:{zout}')\nprint('ready',flush=True)\n\
+             s.RCVTIMEO=15000\nprint(s.recv_multipart()[-1].decode(),flush=True)"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with pyzmq");
+    let mut from_pull = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        pull.stdout.take().expect("stdout"),
+    ));
+    assert_eq!(
+        from_pull.next_line().await.ok().flatten().as_deref(),
+        Some("ready")
+    );
+    call(
+        &c,
+        "conn.send",
+        json!({"kind": "zmq", "conn": "zc-push", "msg": "over curve"}),
+    )
+    .await;
+    let line = tokio::time::timeout(Duration::from_secs(15), from_pull.next_line())
+        .await
+        .expect("pyzmq got the message")
+        .ok()
+        .flatten();
+    assert_eq!(line.as_deref(), Some("over curve"));
+
+    // 3. PUB (a CURVE-server connection) to a pyzmq SUB (CURVE client): the service
+    // publishes until the subscriber has a message (PUB drops what it sends before).
+    let mut sub = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import zmq\nc=zmq.Context();s=c.socket(zmq.SUB)\n\
+             s.curve_publickey,s.curve_secretkey=zmq.curve_keypair();s.curve_serverkey=b'{server_public}'\n\
+             s.setsockopt(zmq.SUBSCRIBE,b'alerts');s.connect('tcp://127.0.0.1:{pubport}')\n\
+             s.RCVTIMEO=40000\nprint(s.recv_multipart()[-1].decode(),flush=True)"
+        ))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with pyzmq");
+    let from_sub = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        sub.stdout.take().expect("stdout"),
+    ));
+    let from_sub = tokio::sync::Mutex::new(from_sub);
+    let got = shoal_tests::eventually(
+        Duration::from_secs(30),
+        "pyzmq's SUB to get a CURVE message",
+        || {
+            let (c, from_sub) = (&c, &from_sub);
+            async move {
+                call(
+                    c,
+                    "conn.send",
+                    json!({"kind": "zmq", "conn": "zc-pub", "msg": "curve news", "topic": "alerts"}),
+                )
+                .await;
+                let mut lines = from_sub.lock().await;
+                tokio::time::timeout(Duration::from_millis(200), lines.next_line())
+                    .await
+                    .ok()
+                    .and_then(|l| l.ok().flatten())
+            }
+        },
+    )
+    .await;
+    assert_eq!(got, "curve news");
+
+    // 4. A pyzmq PUB (CURVE server) to the SUB channel (CURVE client, topic `news`).
+    let subtag = unique("curvesub");
+    let _publisher = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import zmq,zmq.auth,json,time\nc=zmq.Context();s=c.socket(zmq.PUB)\n\
+             s.curve_publickey,s.curve_secretkey=zmq.auth.load_certificate('{dir}/peer.key_secret')\n\
+             s.curve_server=True;s.bind('tcp://127.0.0.1:{subport}')\n\
+             for i in range(300):\n  s.send_multipart([b'news',json.dumps({{'tag':'{subtag}','seq':1,'flaky':False}}).encode()]);time.sleep(0.1)"
+        ))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 with pyzmq");
+    shoal_tests::eventually(
+        Duration::from_secs(30),
+        "the SUB channel to get a CURVE message",
+        || async {
+            (stats(&c, &subtag, &[]).await["done"]
+                .as_array()
+                .map_or(0, Vec::len)
+                >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let last = stats(&c, &subtag, &[]).await["last"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(last, "zmq|zc-sub||news");
+}

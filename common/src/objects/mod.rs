@@ -341,6 +341,9 @@ pub enum ChannelDef {
         topic: String,
         #[serde(default)]
         data_format: DataFormat,
+        /// CURVE security (encrypted and authenticated), off when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        curve: Option<crate::objects::outgoing::Curve>,
     },
     /// Consumes an IBM MQ queue over AMQP 1.0, with the AMQP channel's acknowledgement
     /// rules (accepted after success, released on failure, rejected past the limit).
@@ -516,6 +519,7 @@ impl ChannelDef {
                 service,
                 address,
                 data_format,
+                curve,
                 ..
             } => {
                 check_name(name)?;
@@ -526,6 +530,9 @@ impl ChannelDef {
                     return Err(format!(
                         "channel {name}: address must be tcp://host:port (got '{address}')"
                     ));
+                }
+                if let Some(c) = curve {
+                    c.validate().map_err(|e| format!("channel {name}: {e}"))?;
                 }
                 return queue_format(name, *data_format);
             }

@@ -194,6 +194,54 @@ pub struct ZmqOut {
     pub socket_method: SocketMethod,
     /// `tcp://host:port`.
     pub address: String,
+    /// CURVE security (encrypted and authenticated), off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve: Option<Curve>,
+}
+
+/// CURVE security of a ZeroMQ socket (ZMTP's CurveZMQ, as libzmq and pyzmq speak it):
+/// every message encrypted, the server authenticated by its public key. One side is the
+/// CURVE server (it holds a key pair; which side binds does not matter), the other a
+/// client that knows the server's public key. Keys are never stored in the config store:
+/// a key pair is read from a certificate file (a Kubernetes Secret mounted as a file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Curve {
+    /// This socket is the CURVE server (it needs `certificate`); otherwise a client (it
+    /// needs `server_key`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub server: bool,
+    /// On a client: the server's public key, Z85 (40 characters).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub server_key: String,
+    /// A certificate file in ZeroMQ's format (what pyzmq's
+    /// `zmq.auth.create_certificates` and czmq's `zcert` write): `public-key = "..."` and
+    /// `secret-key = "..."` lines, Z85. Required on a server; on a client, a fresh key
+    /// pair is made when it is absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+}
+
+impl Curve {
+    /// Checks what serde cannot: a server has a certificate, a client a 40-character key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.server {
+            if self.certificate.as_deref().is_none_or(str::is_empty) {
+                return Err("curve: a CURVE server needs its certificate (a key pair file)".into());
+            }
+            if !self.server_key.is_empty() {
+                return Err(
+                    "curve: server_key is for a client; a server has its own certificate".into(),
+                );
+            }
+        } else if self.server_key.len() != 40 {
+            return Err(format!(
+                "curve: server_key must be the server's public key in Z85 (40 characters), not {} characters",
+                self.server_key.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn default_sql_pool() -> u32 {
@@ -397,6 +445,9 @@ impl OutgoingDef {
                         "address must be tcp://host:port (got '{}')",
                         z.address
                     ));
+                }
+                if let Some(c) = &z.curve {
+                    c.validate().or_else(err)?;
                 }
             }
             OutgoingDef::Sql(s) => {
@@ -689,6 +740,47 @@ impl StoredOutgoing {
 mod tests {
     use super::*;
     use base64::Engine;
+
+    #[test]
+    fn curve_settings_are_checked_naming_what_is_missing() {
+        let def = |curve: &str| -> OutgoingDef {
+            serde_json::from_str(&format!(
+                r#"{{"type": "zmq", "name": "z", "socket_type": "PUSH", "address": "tcp://127.0.0.1:1", "curve": {curve}}}"#
+            ))
+            .expect("reads")
+        };
+        let e = def(r#"{"server": true}"#)
+            .validate()
+            .expect_err("no certificate");
+        assert!(e.contains("a CURVE server needs its certificate"), "{e}");
+        let e = def(r#"{"server_key": "short"}"#)
+            .validate()
+            .expect_err("short key");
+        assert!(
+            e.contains("server_key must be the server's public key in Z85 (40 characters), not 5"),
+            "{e}"
+        );
+        let e = def(r#"{"server": true, "certificate": "/k", "server_key": "x"}"#)
+            .validate()
+            .expect_err("both");
+        assert!(e.contains("server_key is for a client"), "{e}");
+        def(r#"{"server": true, "certificate": "/k"}"#)
+            .validate()
+            .expect("a server");
+        def(&format!(r#"{{"server_key": "{}"}}"#, "a".repeat(40)))
+            .validate()
+            .expect("a client");
+        // Off unless configured, and not written back when off.
+        let plain: OutgoingDef = serde_json::from_str(
+            r#"{"type": "zmq", "name": "z", "socket_type": "PUSH", "address": "tcp://127.0.0.1:1"}"#,
+        )
+        .expect("reads");
+        assert!(
+            !serde_json::to_string(&plain)
+                .expect("json")
+                .contains("curve")
+        );
+    }
 
     fn key() -> SecretKey {
         SecretKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([3u8; 32]))
