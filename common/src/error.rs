@@ -253,6 +253,18 @@ impl ShoalError {
         }
     }
 
+    /// The executor's answer for this failure: the code's HTTP status and the detail,
+    /// in-band (the one conversion every failed invocation goes through).
+    pub fn to_invoke_response(&self, cid: &str) -> shoal_proto::executor::v1::InvokeResponse {
+        let e = self.clone().with_cid(cid);
+        shoal_proto::executor::v1::InvokeResponse {
+            status: u32::from(e.code.http_status().as_u16()),
+            error: Some(e.to_detail()),
+            cid: cid.to_owned(),
+            ..Default::default()
+        }
+    }
+
     /// From the in-band protobuf detail.
     pub fn from_detail(d: &shoal_proto::common::v1::ErrorDetail) -> Self {
         ShoalError {

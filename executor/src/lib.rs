@@ -239,15 +239,7 @@ impl Executor {
         let _in_flight = InFlight::enter(&self.metrics.in_flight);
         let (reply, rx) = oneshot::channel();
         let state = Arc::new(python::JobState::default());
-        let fail = |e: ShoalError| {
-            let e = e.with_cid(&cid);
-            pb::InvokeResponse {
-                status: u32::from(e.code.http_status().as_u16()),
-                error: Some(e.to_detail()),
-                cid: cid.clone(),
-                ..Default::default()
-            }
-        };
+        let fail = |e: ShoalError| e.to_invoke_response(&cid);
         if let Err(e) = self.pool.submit(Job::Invoke {
             req: Box::new(req),
             enqueued: std::time::Instant::now(),

@@ -531,13 +531,7 @@ fn invoke_method(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 fn error_response(cid: &str, err: ShoalError) -> pb::InvokeResponse {
-    let err = err.with_cid(cid);
-    pb::InvokeResponse {
-        status: u32::from(err.code.http_status().as_u16()),
-        error: Some(err.to_detail()),
-        cid: cid.to_owned(),
-        ..Default::default()
-    }
+    err.to_invoke_response(cid)
 }
 
 fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {

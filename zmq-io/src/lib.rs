@@ -227,6 +227,30 @@ fn open(ep: &Endpoint, timeout: Duration) -> Result<zmq::Socket, ZmqError> {
 
 type Job = (Vec<Vec<u8>>, oneshot::Sender<Result<(), ZmqError>>);
 
+/// Opens `ep`'s socket on a thread of its own and runs `work` with it there; returns
+/// once the socket is open (or with why it could not be).
+async fn spawn_socket(
+    ep: Endpoint,
+    timeout: Duration,
+    work: impl FnOnce(zmq::Socket, Endpoint) + Send + 'static,
+) -> Result<(), ZmqError> {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let address = ep.address.clone();
+    std::thread::Builder::new()
+        .name(format!("zmq-{}", ep.kind.as_str().to_ascii_lowercase()))
+        .spawn(move || match open(&ep, timeout) {
+            Ok(sock) => {
+                let _ = ready_tx.send(Ok(()));
+                work(sock, ep);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| ZmqError::Socket(format!("cannot start the socket's thread: {e}")))?;
+    ready_rx.await.map_err(|_| ZmqError::Closed(address))?
+}
+
 /// A PUSH or PUB socket on its own thread; cheap to share (`&self` sends). The socket
 /// closes when the last handle is dropped.
 pub struct Sender {
@@ -238,40 +262,24 @@ impl Sender {
     /// Opens the socket; a send waits at most `timeout` for a peer to take the message.
     pub async fn open(ep: Endpoint, timeout: Duration) -> Result<Sender, ZmqError> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let (ready_tx, ready_rx) = oneshot::channel();
         let address = ep.address.clone();
-        std::thread::Builder::new()
-            .name(format!("zmq-{}", ep.kind.as_str().to_ascii_lowercase()))
-            .spawn(move || {
-                let sock = match open(&ep, timeout) {
-                    Ok(s) => {
-                        let _ = ready_tx.send(Ok(()));
-                        s
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
+        spawn_socket(ep, timeout, move |sock, ep| {
+            while let Ok((frames, answer)) = rx.recv() {
+                let out = match sock.send_multipart(frames, 0) {
+                    Ok(()) => Ok(()),
+                    Err(zmq::Error::EAGAIN) => Err(ZmqError::Timeout {
+                        address: ep.address.clone(),
+                        secs: timeout.as_secs(),
+                    }),
+                    Err(e) => Err(ZmqError::Socket(format!(
+                        "sending to {} failed: {e}",
+                        ep.address
+                    ))),
                 };
-                while let Ok((frames, answer)) = rx.recv() {
-                    let out = match sock.send_multipart(frames, 0) {
-                        Ok(()) => Ok(()),
-                        Err(zmq::Error::EAGAIN) => Err(ZmqError::Timeout {
-                            address: ep.address.clone(),
-                            secs: timeout.as_secs(),
-                        }),
-                        Err(e) => Err(ZmqError::Socket(format!(
-                            "sending to {} failed: {e}",
-                            ep.address
-                        ))),
-                    };
-                    let _ = answer.send(out);
-                }
-            })
-            .map_err(|e| ZmqError::Socket(format!("cannot start the socket's thread: {e}")))?;
-        ready_rx
-            .await
-            .map_err(|_| ZmqError::Closed(address.clone()))??;
+                let _ = answer.send(out);
+            }
+        })
+        .await?;
         Ok(Sender { tx, address })
     }
 
@@ -303,38 +311,23 @@ pub async fn receive(
     stop: CancellationToken,
 ) -> Result<mpsc::Receiver<Vec<Vec<u8>>>, ZmqError> {
     let (tx, rx) = mpsc::channel(256);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let address = ep.address.clone();
-    std::thread::Builder::new()
-        .name(format!("zmq-{}", ep.kind.as_str().to_ascii_lowercase()))
-        .spawn(move || {
-            let sock = match open(&ep, RECV_POLL) {
-                Ok(s) => {
-                    let _ = ready_tx.send(Ok(()));
-                    s
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            while !stop.is_cancelled() {
-                match sock.recv_multipart(0) {
-                    Ok(frames) => {
-                        if tx.blocking_send(frames).is_err() {
-                            return;
-                        }
-                    }
-                    Err(zmq::Error::EAGAIN) => {}
-                    Err(e) => {
-                        tracing::warn!(address = %ep.address, error = %e, "ZeroMQ receive failed");
+    spawn_socket(ep, RECV_POLL, move |sock, ep| {
+        while !stop.is_cancelled() {
+            match sock.recv_multipart(0) {
+                Ok(frames) => {
+                    if tx.blocking_send(frames).is_err() {
                         return;
                     }
                 }
+                Err(zmq::Error::EAGAIN) => {}
+                Err(e) => {
+                    tracing::warn!(address = %ep.address, error = %e, "ZeroMQ receive failed");
+                    return;
+                }
             }
-        })
-        .map_err(|e| ZmqError::Socket(format!("cannot start the socket's thread: {e}")))?;
-    ready_rx.await.map_err(|_| ZmqError::Closed(address))??;
+        }
+    })
+    .await?;
     Ok(rx)
 }
 

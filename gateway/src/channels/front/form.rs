@@ -7,7 +7,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::Method;
 
-use super::{Decoded, Front, service_of};
+use super::{Decoded, Front, decode_body};
 use crate::channels::table::Compiled;
 
 pub struct Form;
@@ -22,18 +22,14 @@ impl Front for Form {
         body: &Bytes,
         cid: &str,
     ) -> Result<Decoded, Response> {
-        let service = service_of(channel, params).map_err(|e| self.refuse(channel, e, cid))?;
-        let mut form = HashMap::new();
-        let mut map = serde_json::Map::new();
-        for (k, v) in form_urlencoded::parse(body) {
-            form.insert(k.to_string(), v.to_string());
-            map.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
-        }
-        Ok(Decoded {
-            service,
-            payload: serde_json::to_vec(&map).unwrap_or_default().into(),
-            form,
-            token: None,
+        decode_body(self, channel, params, cid, || {
+            let mut form = HashMap::new();
+            let mut map = serde_json::Map::new();
+            for (k, v) in form_urlencoded::parse(body) {
+                form.insert(k.to_string(), v.to_string());
+                map.insert(k.into_owned(), serde_json::Value::String(v.into_owned()));
+            }
+            Ok((serde_json::to_vec(&map).unwrap_or_default().into(), form))
         })
     }
 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Method;
 use shoal_common::{ErrorCode, ShoalError};
 
-use super::{Decoded, Front, blank, service_of};
+use super::{Decoded, Front, blank, decode_body};
 use crate::channels::table::Compiled;
 
 pub struct Json;
@@ -23,26 +23,17 @@ impl Front for Json {
         body: &Bytes,
         cid: &str,
     ) -> Result<Decoded, Response> {
-        let service = service_of(channel, params).map_err(|e| self.refuse(channel, e, cid))?;
-        let payload = if blank(body) {
-            Bytes::new()
-        } else {
-            if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                return Err(self.refuse(
-                    channel,
-                    ShoalError::new(
-                        ErrorCode::BadRequest,
-                        format!("request body is not valid JSON: {e}"),
-                    ),
-                    cid,
-                ));
+        decode_body(self, channel, params, cid, || {
+            if blank(body) {
+                return Ok((Bytes::new(), HashMap::new()));
             }
-            body.clone()
-        };
-        Ok(Decoded {
-            service,
-            payload,
-            ..Decoded::default()
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(|e| {
+                ShoalError::new(
+                    ErrorCode::BadRequest,
+                    format!("request body is not valid JSON: {e}"),
+                )
+            })?;
+            Ok((body.clone(), HashMap::new()))
         })
     }
 }

@@ -118,6 +118,28 @@ pub fn service_of(
     }
 }
 
+/// The decode of a front that reads only the body: the service (the channel's, or the
+/// URL's on an invoke channel), then `read` (the payload and any form fields), each
+/// failure refused in the front's own shape.
+#[allow(clippy::result_large_err)]
+pub fn decode_body(
+    front: &dyn Front,
+    channel: &Compiled,
+    params: &mut HashMap<String, String>,
+    cid: &str,
+    read: impl FnOnce() -> Result<(Bytes, HashMap<String, String>), ShoalError>,
+) -> Result<Decoded, Response> {
+    let refuse = |e| front.refuse(channel, e, cid);
+    let service = service_of(channel, params).map_err(refuse)?;
+    let (payload, form) = read().map_err(refuse)?;
+    Ok(Decoded {
+        service,
+        payload,
+        form,
+        token: None,
+    })
+}
+
 /// Whether a body is empty or only whitespace (no input).
 pub fn blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)

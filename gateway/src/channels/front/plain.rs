@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::Method;
 use shoal_common::{ErrorCode, ShoalError};
 
-use super::{Decoded, Front, service_of};
+use super::{Decoded, Front, decode_body};
 use crate::channels::table::Compiled;
 
 pub struct Plain;
@@ -22,22 +22,18 @@ impl Front for Plain {
         body: &Bytes,
         cid: &str,
     ) -> Result<Decoded, Response> {
-        let service = service_of(channel, params).map_err(|e| self.refuse(channel, e, cid))?;
-        let payload = match std::str::from_utf8(body) {
-            Ok(text) if !text.is_empty() => serde_json::to_vec(text).unwrap_or_default().into(),
-            Ok(_) => Bytes::new(),
-            Err(_) => {
-                return Err(self.refuse(
-                    channel,
-                    ShoalError::new(ErrorCode::BadRequest, "request body is not UTF-8 text"),
-                    cid,
-                ));
+        decode_body(self, channel, params, cid, || {
+            match std::str::from_utf8(body) {
+                Ok("") => Ok((Bytes::new(), HashMap::new())),
+                Ok(text) => Ok((
+                    serde_json::to_vec(text).unwrap_or_default().into(),
+                    HashMap::new(),
+                )),
+                Err(_) => Err(ShoalError::new(
+                    ErrorCode::BadRequest,
+                    "request body is not UTF-8 text",
+                )),
             }
-        };
-        Ok(Decoded {
-            service,
-            payload,
-            ..Decoded::default()
         })
     }
 }

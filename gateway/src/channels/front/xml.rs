@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, Method, header};
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::executor::v1 as pb;
 
-use super::{Decoded, Front, blank, service_of};
+use super::{Decoded, Front, blank, decode_body};
 use crate::channels::table::Compiled;
 use crate::respond;
 
@@ -26,25 +26,16 @@ impl Front for Xml {
         body: &Bytes,
         cid: &str,
     ) -> Result<Decoded, Response> {
-        let service = service_of(channel, params).map_err(|e| self.refuse(channel, e, cid))?;
-        let payload = if blank(body) {
-            Bytes::new()
-        } else {
-            match crate::soap::parse_plain(body) {
-                Ok((_, input)) => serde_json::to_vec(&input).unwrap_or_default().into(),
-                Err(msg) => {
-                    return Err(self.refuse(
-                        channel,
-                        ShoalError::new(ErrorCode::BadRequest, msg),
-                        cid,
-                    ));
-                }
+        decode_body(self, channel, params, cid, || {
+            if blank(body) {
+                return Ok((Bytes::new(), HashMap::new()));
             }
-        };
-        Ok(Decoded {
-            service,
-            payload,
-            ..Decoded::default()
+            let (_, input) = crate::soap::parse_plain(body)
+                .map_err(|msg| ShoalError::new(ErrorCode::BadRequest, msg))?;
+            Ok((
+                serde_json::to_vec(&input).unwrap_or_default().into(),
+                HashMap::new(),
+            ))
         })
     }
 
