@@ -23,6 +23,7 @@ pub mod grpc;
 pub mod hop;
 pub mod http;
 pub mod invocation;
+pub mod json;
 pub mod leader;
 pub mod levers;
 pub mod members;

@@ -283,6 +283,23 @@ fn collection(r: shoal_proto::kvdb::v1::CollectionResponse) -> KvRaw {
     (r.found, r.count, r.fields, r.values)
 }
 
+/// JSON bytes to Python with the executor's converter (every number exact):
+/// `shoal.numbers.loads` when it runs in an executor.
+#[pyfunction]
+fn json_loads<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    crate::convert::loads(py, data).map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
+/// Python to JSON bytes with the executor's converter: `shoal.numbers.dumps`.
+#[pyfunction]
+fn json_dumps<'py>(
+    py: Python<'py>,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    let out = crate::convert::dumps(obj)?;
+    Ok(pyo3::types::PyBytes::new(py, &out))
+}
+
 /// Installs the context and the `_shoal_native` module, and hands it to the runtime.
 pub fn install(ctx: Ctx) -> Result<(), String> {
     CTX.set(ctx)
@@ -296,6 +313,8 @@ pub fn install(ctx: Ctx) -> Result<(), String> {
         m.add_function(wrap_pyfunction!(crate::connect::connector_call, &m)?)?;
         m.add_function(wrap_pyfunction!(crate::connect::ftp_download, &m)?)?;
         m.add_function(wrap_pyfunction!(crate::connect::ftp_upload, &m)?)?;
+        m.add_function(wrap_pyfunction!(json_loads, &m)?)?;
+        m.add_function(wrap_pyfunction!(json_dumps, &m)?)?;
         py.import("sys")?
             .getattr("modules")?
             .set_item("_shoal_native", &m)?;

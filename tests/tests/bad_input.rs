@@ -131,7 +131,18 @@ fn corpus() -> Vec<Case> {
         "5",
         "true",
         "null",
+        // Numbers an Int cannot hold without changing them (issue #24): refused, never
+        // rounded.
+        r#"{"client_code": "c", "age": 1.0000000000000000000001}"#,
+        r#"{"client_code": "c", "age": 1e99999}"#,
+        r#"{"client_code": "c", "age": -1e-99999}"#,
     ];
+    let huge_int = format!(r#"{{"client_code": "c", "age": {}}}"#, "9".repeat(5000));
+    let mistyped: Vec<&str> = mistyped
+        .iter()
+        .copied()
+        .chain([huge_int.as_str()])
+        .collect();
     for (i, body) in mistyped.iter().enumerate() {
         cases.push(case(
             format!("mistyped SimpleIO input #{i}"),

@@ -21,6 +21,7 @@ import types
 from shoal.service import (Service, ServiceError, MethodNotAllowed, Request, ChannelInfo, Payload,
                            Bunch, service_name, new_cid)
 from shoal.simpleio import definition_for, NotGiven
+from shoal import numbers
 from shoal.context import LocalLocks, ClusterLocks, background_pool
 
 HTTP_VERBS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
@@ -500,7 +501,7 @@ class Runtime:
             _, out, _, _ = self.invoke(name, payload, b'', caller.cid,
                                        {'name': caller.channel.name, 'type': 'invoke'}, None)
             return out
-        status, out, code, message = self.native.invoke_remote(name, json.dumps(payload, default=str).encode(), caller.cid)
+        status, out, code, message = self.native.invoke_remote(name, numbers.dumps(payload, default=str), caller.cid)
         if code:
             raise ServiceError(message, code)
         return out

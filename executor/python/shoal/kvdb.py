@@ -7,11 +7,11 @@ release the GIL while they wait; under ``shoal.testing`` an in-process memory st
 the same semantics stands in, so services that use the cache are unit-testable.
 """
 
-import json
 import re
 import threading
 import time
 
+from shoal import numbers
 from shoal.errors import (  # noqa: F401 - re-exported under redis-py's names
     ServiceError, KVDBError, KVDBConnectionError as ConnectionError, ResponseError, DataError)
 
@@ -395,7 +395,7 @@ def _pack(value):
     if isinstance(value, bytes):
         return b'\x00' + value
     try:
-        return json.dumps(value, separators=(',', ':')).encode('utf-8')
+        return numbers.dumps(value)
     except (TypeError, ValueError) as e:
         raise DataError('a cache value must be bytes or JSON-serialisable: {}'.format(e))
 
@@ -404,7 +404,7 @@ def _unpack(raw):
     if raw[:1] == b'\x00':
         return raw[1:]
     try:
-        return json.loads(raw)
+        return numbers.loads(raw)
     except ValueError:
         return _dec(raw)
 

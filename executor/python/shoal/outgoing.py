@@ -20,6 +20,7 @@ import io
 import json
 import uuid
 
+from shoal import numbers
 from shoal.errors import (  # noqa: F401 - re-exported: services import them from here
     ServiceError, OutgoingError, ConnectionNotConfigured, ConnectionUnavailable, ConnectionTimeout,
     AuthFailed, RemoteError, OutgoingBadRequest)
@@ -52,7 +53,7 @@ def _encode(data):
         return bytes(data), None
     if isinstance(data, str):
         return data.encode('utf-8'), None
-    return json.dumps(data, default=_default).encode('utf-8'), 'application/json'
+    return numbers.dumps(data, default=_default), 'application/json'
 
 
 class _Transport:
@@ -65,10 +66,10 @@ class _Transport:
         """Operation ``op`` of connector kind ``kind`` with its fields (``meta``) and body;
         returns the reply's fields, its body and the connector that answered."""
         code, message, reply, data, used = self.native.connector_call(
-            kind, op, json.dumps(meta, default=_default).encode('utf-8'), body, addr)
+            kind, op, numbers.dumps(meta, default=_default), body, addr)
         if code:
             raise _ERRORS.get(code, OutgoingError)(message)
-        return (json.loads(reply) if reply else None), data, used
+        return (numbers.loads(reply) if reply else None), data, used
 
 
 # -- HTTP, REST, SOAP ---------------------------------------------------------------------
@@ -91,7 +92,7 @@ class Response:
         return self.content.decode('utf-8', 'replace')
 
     def json(self):
-        return json.loads(self.content)
+        return numbers.loads(self.content)
 
     @property
     def data(self):
@@ -340,7 +341,7 @@ class SQLSession:
         meta = {'connection': self.name, 'session_id': session, 'sql': _sql_text(sql),
                 'bind': bind}
         reply, rows, _ = self._t.call('sql', 'execute', meta, b'', self._addr)
-        return Result(reply.get('columns') or [], json.loads(rows) if rows else [],
+        return Result(reply.get('columns') or [], numbers.loads(rows) if rows else [],
                       reply.get('rows_affected', 0))
 
     def _end(self, commit):
@@ -386,7 +387,7 @@ class SQLConnection:
         bind.update(kwargs)
         meta = {'connection': self.name, 'session_id': '', 'sql': _sql_text(sql), 'bind': bind}
         reply, rows, _ = self._t.call('sql', 'execute', meta)
-        return Result(reply.get('columns') or [], json.loads(rows) if rows else [],
+        return Result(reply.get('columns') or [], numbers.loads(rows) if rows else [],
                       reply.get('rows_affected', 0))
 
     def ping(self):

@@ -19,6 +19,7 @@ import decimal as _decimal
 import uuid as _uuid
 
 from shoal.errors import BadRequest, SerialisationError, ServiceError  # noqa: F401 - re-exported
+from shoal.numbers import ExactFloat, float_holds
 
 
 class _NotGiven:
@@ -98,6 +99,11 @@ class Opaque(AsIs):
     type_name = 'Opaque'
 
 
+# Integers longer than this many digits are refused (CPython's own limit on int/str
+# conversion, sys.get_int_max_str_digits(), is 4,300).
+_MAX_INT_DIGITS = 4300
+
+
 class Int(Elem):
     type_name = 'Int'
 
@@ -106,6 +112,14 @@ class Int(Elem):
             raise _bad(self, value)
         if isinstance(value, int):
             return value
+        if isinstance(value, ExactFloat):
+            # Read from the literal: the float nearest to it may be another integer.
+            d = value.to_decimal()
+            if not d.is_finite() or d.adjusted() >= _MAX_INT_DIGITS:
+                raise _bad(self, value, 'too large')
+            if d != d.to_integral_value():
+                raise _bad(self, value)
+            return int(d)
         if isinstance(value, float):
             if value.is_integer():
                 return int(value)
@@ -130,8 +144,15 @@ class Float(Elem):
     def from_input(self, value):
         if isinstance(value, bool):
             raise _bad(self, value)
-        if isinstance(value, (int, float)):
-            return float(value)
+        if isinstance(value, ExactFloat):
+            raise _bad(self, value, _NOT_HELD)
+        if isinstance(value, float):
+            return value
+        if isinstance(value, int):
+            f = float(value)
+            if float_holds(str(value), f):
+                return f
+            raise _bad(self, value, _NOT_HELD)
         if isinstance(value, str):
             try:
                 f = float(value.strip())
@@ -139,11 +160,18 @@ class Float(Elem):
                 raise _bad(self, value) from None
             if f != f or f in (float('inf'), float('-inf')):
                 raise _bad(self, value, 'not a finite number')
+            if not float_holds(value, f):
+                raise _bad(self, value, _NOT_HELD)
             return f
         raise _bad(self, value)
 
     def to_output(self, value):
+        if isinstance(value, ExactFloat):
+            return value  # leaves with the digits it came with
         return None if value is None else self.from_input(value)
+
+
+_NOT_HELD = 'a Float cannot hold it without rounding; declare it Decimal'
 
 
 class Decimal(Elem):

@@ -22,6 +22,7 @@ import os
 import types
 import unittest
 
+from shoal import numbers
 from shoal.kvdb import MemoryTransport
 from shoal._runtime import Runtime
 from shoal.service import Service, ServiceError, new_cid
@@ -60,7 +61,7 @@ class TestResponse:
     @property
     def json(self):
         """The payload as it travels on a JSON channel (dates and decimals as strings)."""
-        return json.loads(json.dumps(self.payload, default=str))
+        return numbers.loads(numbers.dumps(self.payload, default=str))
 
     def __repr__(self):
         return '<TestResponse {} {!r}>'.format(self.status_code, self.payload)
@@ -101,7 +102,7 @@ class ServiceHarness:
         name = service if isinstance(service, str) else service.get_name()
         http = {'method': method.upper(), 'path': '', 'params': params or {}, 'query': query or {},
                 'headers': {k.lower(): v for k, v in (headers or {}).items()}, 'form': {}}
-        raw = raw_request if raw_request is not None else json.dumps(payload, default=str).encode()
+        raw = raw_request if raw_request is not None else numbers.dumps(payload, default=str)
         cid = cid or new_cid()
         try:
             status, out, hdrs, ctype = self.runtime.invoke(

@@ -71,7 +71,7 @@ impl Front for Soap {
         }
         let payload = match pb::PayloadKind::try_from(resp.kind).unwrap_or(pb::PayloadKind::Empty) {
             pb::PayloadKind::Json => {
-                serde_json::from_slice(&resp.payload).unwrap_or(serde_json::Value::Null)
+                shoal_common::json::to_value_exact(&resp.payload).unwrap_or_default()
             }
             pb::PayloadKind::Text => {
                 serde_json::Value::String(String::from_utf8_lossy(&resp.payload).into_owned())

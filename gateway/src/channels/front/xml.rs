@@ -73,8 +73,7 @@ pub fn answer(resp: pb::InvokeResponse, cid: &str) -> Response {
     if resp.kind != pb::PayloadKind::Json as i32 {
         return respond::json_channel(resp);
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(&resp.payload).unwrap_or(serde_json::Value::Null);
+    let value = shoal_common::json::to_value_exact(&resp.payload).unwrap_or_default();
     let status = http::StatusCode::from_u16(u16::try_from(resp.status).unwrap_or(200))
         .unwrap_or(http::StatusCode::OK);
     let mut out = (

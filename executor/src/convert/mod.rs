@@ -1,14 +1,21 @@
-//! JSON bytes ⇄ Python objects without an intermediate tree: a serde `DeserializeSeed`
-//! that builds Python objects as the parser walks the input, and a `Serialize` that
-//! writes JSON while it walks Python objects. (Measured: the `serde_json::Value` detour,
-//! with its map inserts and allocations, cost more than the Python call itself.)
+//! JSON bytes ⇄ Python objects without an intermediate tree: [`parse`] builds Python
+//! objects as it walks the input, and a `Serialize` writes JSON while it walks Python
+//! objects. (Measured: the `serde_json::Value` detour, with its map inserts and
+//! allocations, cost more than the Python call itself.)
+//!
+//! No number changes on the way: integers of any size stay exact, and a literal a float
+//! cannot hold as written arrives as `shoal.numbers.ExactFloat` (a `float` that keeps its
+//! digits) and leaves as it came (`shoal_common::json` decides which).
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::ser::{self, Serialize, SerializeMap, SerializeSeq};
 use shoal_common::levers::{self, Lever};
+
+mod parse;
+
+use shoal_common::json as number;
 
 /// Parses JSON bytes into Python objects.
 ///
@@ -21,12 +28,7 @@ pub fn loads<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>, St
     let _paused = (bytes.len() >= GC_PAUSE_FROM && levers::on(Lever::Gc)).then(|| GcPause::new(py));
     let keys = std::cell::RefCell::new(Keys::default());
     let memo = levers::on(Lever::Keys).then_some(&keys);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = PySeed(py, memo)
-        .deserialize(&mut de)
-        .map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(value)
+    parse::parse(py, bytes, memo)
 }
 
 /// Documents below this size make too few objects for a collection to matter.
@@ -67,7 +69,7 @@ impl Drop for GcPause<'_> {
 
 /// The object keys met so far in one document (short keys only, and a bounded number).
 #[derive(Default)]
-struct Keys {
+pub(crate) struct Keys {
     seen: std::collections::HashMap<Box<str>, Py<PyString>, std::hash::BuildHasherDefault<Fnv>>,
 }
 
@@ -75,7 +77,7 @@ const KEY_MEMO_MAX_LEN: usize = 32;
 const KEY_MEMO_MAX_KEYS: usize = 512;
 
 impl Keys {
-    fn get<'py>(&mut self, py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+    pub(crate) fn get<'py>(&mut self, py: Python<'py>, key: &str) -> Bound<'py, PyString> {
         if key.len() > KEY_MEMO_MAX_LEN {
             return PyString::new(py, key);
         }
@@ -125,98 +127,6 @@ pub fn dumps(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(out)
 }
 
-#[derive(Clone, Copy)]
-struct PySeed<'a, 'py>(Python<'py>, Option<&'a std::cell::RefCell<Keys>>);
-
-fn de_err<E: de::Error>(e: PyErr) -> E {
-    E::custom(e.to_string())
-}
-
-impl<'de, 'py> DeserializeSeed<'de> for PySeed<'_, 'py> {
-    type Value = Bound<'py, PyAny>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, 'py> Visitor<'de> for PySeed<'_, 'py> {
-    type Value = Bound<'py, PyAny>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(self.0.None().into_bound(self.0))
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(PyBool::new(self.0, v).to_owned().into_any())
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(v.into_pyobject(self.0)
-            .map_or_else(|never| match never {}, Bound::into_any))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(v.into_pyobject(self.0)
-            .map_or_else(|never| match never {}, Bound::into_any))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(PyFloat::new(self.0, v).into_any())
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PyString::new(self.0, v).into_any())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let list = PyList::empty(self.0);
-        while let Some(item) = seq.next_element_seed(self)? {
-            list.append(item).map_err(de_err)?;
-        }
-        Ok(list.into_any())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let dict = PyDict::new(self.0);
-        while let Some(key) = map.next_key_seed(KeySeed(self.0, self.1))? {
-            let value = map.next_value_seed(self)?;
-            dict.set_item(key, value).map_err(de_err)?;
-        }
-        Ok(dict.into_any())
-    }
-}
-
-/// Object keys straight to Python strings (borrowed when the input has no escapes).
-struct KeySeed<'a, 'py>(Python<'py>, Option<&'a std::cell::RefCell<Keys>>);
-
-impl<'de, 'py> DeserializeSeed<'de> for KeySeed<'_, 'py> {
-    type Value = Bound<'py, PyString>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de, 'py> Visitor<'de> for KeySeed<'_, 'py> {
-    type Value = Bound<'py, PyString>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(match self.1 {
-            Some(keys) => keys.borrow_mut().get(self.0, v),
-            None => PyString::new(self.0, v),
-        })
-    }
-}
-
 struct PyJson<'a, 'py>(&'a Bound<'py, PyAny>);
 
 fn ser_err<E: ser::Error>(e: PyErr) -> E {
@@ -253,10 +163,18 @@ impl Serialize for PyJson<'_, '_> {
             if let Ok(u) = obj.extract::<u64>() {
                 return s.serialize_u64(u);
             }
-            // Beyond 64 bits: keep every digit, as a string.
-            return s.serialize_str(&obj.str().map_err(ser_err)?.to_string());
+            // Beyond 64 bits: every digit, as a number (what CPython's `json` writes).
+            let digits = int_text(obj).map_err(ser_err)?;
+            return raw_number(digits, s);
         }
         if let Ok(f) = obj.cast::<PyFloat>() {
+            // A float that kept the literal it came as: that literal, unless the service
+            // made another (a subclass instance is only ever the one parsed).
+            if !f.is_exact_instance_of::<PyFloat>()
+                && let Some(text) = exact_text(obj)
+            {
+                return raw_number(text, s);
+            }
             let v = f.value();
             if !v.is_finite() {
                 return Err(ser::Error::custom(format!(
@@ -314,6 +232,34 @@ impl Serialize for PyJson<'_, '_> {
     }
 }
 
+/// The decimal digits of a Python `int` (through `int.__str__`, so a subclass's own `str`
+/// cannot put something else in the JSON).
+fn int_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = obj.py();
+    let text = py
+        .get_type::<PyInt>()
+        .getattr("__repr__")?
+        .call1((obj,))?
+        .extract::<String>()?;
+    Ok(text)
+}
+
+/// The literal an `ExactFloat` keeps, when it is a JSON number.
+fn exact_text(obj: &Bound<'_, PyAny>) -> Option<String> {
+    let cls = parse::exact_float(obj.py()).ok()?;
+    if !obj.is_instance(cls).ok()? {
+        return None;
+    }
+    let text: String = obj.getattr("literal").ok()?.extract().ok()?;
+    number::is_json_number(&text).then_some(text)
+}
+
+/// Writes `text` (a JSON number) as it is.
+fn raw_number<S: ser::Serializer>(text: String, s: S) -> Result<S::Ok, S::Error> {
+    let raw = serde_json::value::RawValue::from_string(text).map_err(ser::Error::custom)?;
+    raw.serialize(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +279,7 @@ mod tests {
             let big = py.eval(c"10**30", None, None).expect("int");
             assert_eq!(
                 dumps(&big).expect("dumps"),
-                b"\"1000000000000000000000000000000\""
+                b"1000000000000000000000000000000"
             );
             let nan = py.eval(c"float('nan')", None, None).expect("nan");
             assert!(dumps(&nan).is_err());
@@ -350,6 +296,90 @@ mod tests {
             assert_eq!(
                 dumps(&mixed).expect("dumps"),
                 br#"["1.10",[1,2],[3],"2020-01-02"]"#
+            );
+        });
+    }
+
+    /// Makes the SDK importable (`shoal.numbers`), as the executor does.
+    fn sdk_on_path(py: Python<'_>) {
+        let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/python");
+        let path = py
+            .import("sys")
+            .and_then(|s| s.getattr("path"))
+            .expect("sys.path");
+        if !path.contains(sdk).unwrap_or(false) {
+            path.call_method1("insert", (0, sdk)).expect("insert");
+        }
+    }
+
+    #[test]
+    fn numbers_keep_their_value() {
+        Python::initialize();
+        Python::attach(|py| {
+            sdk_on_path(py);
+            let src = br#"[18446744073709551617,-9223372036854775809,100000000000000000000000,1.2345678901234567890123456789012345678901,-0,-0.0,1e400,0.1,1.50,12,-3]"#;
+            let obj = loads(py, src).expect("loads");
+            let item = |i: usize| obj.get_item(i).expect("item");
+            assert!(item(0).is_exact_instance_of::<PyInt>());
+            assert_eq!(item(0).to_string(), "18446744073709551617");
+            assert_eq!(item(2).to_string(), "100000000000000000000000");
+            assert_eq!(
+                item(3).get_type().name().expect("name").to_string(),
+                "ExactFloat"
+            );
+            assert!(item(3).is_instance_of::<PyFloat>());
+            assert!(item(4).is_exact_instance_of::<PyFloat>());
+            assert!(
+                item(7).is_exact_instance_of::<PyFloat>(),
+                "0.1 is a plain float"
+            );
+            assert_eq!(
+                dumps(&obj).expect("dumps"),
+                br#"[18446744073709551617,-9223372036854775809,100000000000000000000000,1.2345678901234567890123456789012345678901,-0.0,-0.0,1e400,0.1,1.5,12,-3]"#
+            );
+            // Arithmetic on an exact float gives a plain float, written as one.
+            let doubled = item(3).call_method1("__mul__", (2,)).expect("mul");
+            assert_eq!(dumps(&doubled).expect("dumps"), b"2.4691357802469134");
+            // A big int's own subclass cannot smuggle text into the JSON.
+            let sneaky = py
+                .eval(
+                    c"type('S', (int,), {'__str__': lambda s: '1,2'})(10**30)",
+                    None,
+                    None,
+                )
+                .expect("subclass");
+            assert_eq!(
+                dumps(&sneaky).expect("dumps"),
+                b"1000000000000000000000000000000"
+            );
+            // Errors name where.
+            for (bad, want) in [
+                (&b"[1,"[..], "EOF"),
+                (b"[01]", "expected `,` or `]`"),
+                (b"{\"a\" 1}", "expected `:`"),
+                (b"\"\\ud800\"", "surrogate"),
+                (b"[1] x", "trailing"),
+                (b"\"a\nb\"", "control character"),
+            ] {
+                let e = loads(py, bad).expect_err("bad");
+                assert!(e.contains(want) && e.contains("line"), "{e}");
+            }
+            let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+            assert!(
+                loads(py, deep.as_bytes())
+                    .expect_err("deep")
+                    .contains("recursion")
+            );
+            let huge = format!("[{}]", "9".repeat(5000));
+            assert!(
+                loads(py, huge.as_bytes())
+                    .expect_err("huge")
+                    .contains("too large")
+            );
+            let escaped = loads(py, br#""a\u00e9\ud83d\ude00\n\"\/""#).expect("escapes");
+            assert_eq!(
+                escaped.extract::<String>().expect("str"),
+                "a\u{e9}\u{1F600}\n\"/"
             );
         });
     }
