@@ -248,3 +248,166 @@ async fn numbers_keep_their_exact_value_everywhere() {
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await;
 }
+
+/// Every kind of object and every kind of secret (issue #24's round trip).
+fn every_kind(zmq_port: u16) -> String {
+    format!(
+        r#"
+security:
+  - {{name: rt-basic, type: basic_auth, username: partner, password: "rt-basic-pw-1"}}
+  - {{name: rt-key, type: apikey, header: X-API-Key, key: "rt-key-0123456789"}}
+  - {{name: rt-wss-text, type: wss, username: acme, password: "rt-wss-pw-1"}}
+  - {{name: rt-wss-digest, type: wss, username: acme, password: "rt-wss-pw-2", password_type: digest}}
+outgoing:
+  - {{name: rt-http-basic, type: http, address: "http://127.0.0.1:9", url_path: /x,
+     security: {{type: basic_auth, username: u, password: "rt-out-pw-1"}}}}
+  - {{name: rt-http-key, type: http, address: "http://127.0.0.1:9",
+     security: {{type: apikey, header: X-Key, key: "rt-out-key-1"}}}}
+  - {{name: rt-soap, type: soap, address: "http://127.0.0.1:9", url_path: /soap,
+     security: {{type: wss, username: u, password: "rt-out-pw-2", password_type: digest}}}}
+  - {{name: rt-amqp, type: amqp, url: "amqp://guest:guest@127.0.0.1:5672/%2f"}}
+  - {{name: rt-amqp-pub, type: amqp, definition: rt-amqp, routing_key: rt}}
+  - {{name: rt-sql, type: sql, url: "postgres://postgres:rt-sql-pw@127.0.0.1:5432/test", pool_size: 2}}
+  - {{name: rt-ftp, type: ftp, host: 127.0.0.1, port: 9, username: u, password: "rt-ftp-pw"}}
+  - {{name: rt-mq, type: ibm_mq, url: "amqp://guest:guest@127.0.0.1:5672"}}
+  - {{name: rt-zmq, type: zmq, socket_type: PUSH, socket_method: connect, address: "tcp://127.0.0.1:9"}}
+channels:
+  - {{name: rt-http, type: http, service: num.echo, url_path: /rt/basic, method: POST, security: rt-basic}}
+  - {{name: rt-http-key, type: http, service: num.echo, url_path: /rt/key, security: rt-key, data_format: xml, max_body: 4096}}
+  - {{name: rt-soap, type: soap, service: num.echo, url_path: /rt/soap, security: rt-wss-text, soap_version: "1.2", namespace: "urn:rt"}}
+  - {{name: rt-soap-digest, type: soap, service: num.echo, url_path: /rt/soap-d, security: rt-wss-digest}}
+  - {{name: rt-zato, type: invoke, wire: zato, url_path: /rt/zato, security: rt-basic}}
+  - {{name: rt-api, type: invoke, wire: json, url_path: "/rt/api/{{service}}"}}
+  - {{name: rt-amqp-in, type: amqp, service: num.record, definition: rt-amqp, queue: rt-roundtrip, is_active: false}}
+  - {{name: rt-zmq-in, type: zmq, service: num.record, socket_type: PULL, address: "tcp://127.0.0.1:{zmq_port}"}}
+  - {{name: rt-mq-in, type: ibm_mq, service: num.record, definition: rt-mq, queue: rt-mq, is_active: false}}
+jobs:
+  - {{name: rt-once, type: one_time, service: num.echo, start_date: "2099-01-01T00:00:00Z"}}
+  - {{name: rt-every, type: interval, service: num.echo, hours: 12, extra: {{v: 12, big: "18446744073709551617"}}}}
+  - {{name: rt-cron, type: cron, service: num.echo, cron: "0 0 2 * * *", timezone: Europe/Warsaw, is_active: false}}
+  - {{name: rt-zato-cron, type: cron_style, service: num.echo, cron_definition: "0 3 * * *"}}
+"#
+    )
+}
+
+/// What the store holds under the config prefixes (to compare before and after).
+async fn stored(c: &Cluster) -> Vec<(String, Vec<u8>)> {
+    let store = shoal_common::store::Store::connect(&c.store_options("gateway"))
+        .await
+        .expect("store");
+    let mut all = Vec::new();
+    for prefix in ["security/", "outgoing/", "channels/", "jobs/"] {
+        let (entries, _) = store.list(prefix).await.expect("list");
+        all.extend(entries.into_iter().map(|e| (e.key, e.value)));
+    }
+    all.sort();
+    all
+}
+
+fn changed(report: &serde_json::Value) -> Vec<String> {
+    ["created", "updated", "deleted"]
+        .iter()
+        .flat_map(|k| report[*k].as_array().cloned().unwrap_or_default())
+        .map(|v| v.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn export_and_read_back_apply_again_unchanged() {
+    let c = Cluster::start_with(
+        &[&fixture("numbers.py")],
+        1,
+        &[],
+        Some(&every_kind(shoal_tests::free_port())),
+    )
+    .await;
+    c.wait_for_channel("/rt/api/num.echo").await;
+    let before = stored(&c).await;
+    assert_eq!(before.len(), 26, "every object stored");
+
+    // `shoal export > f; shoal apply -f f` changes nothing (YAML and JSON output).
+    for format in ["yaml", "json"] {
+        let (code, out, err) = c.cli(&["export", "-o", format]).await;
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            !out.contains("rt-basic-pw-1") && !out.contains("rt-sql-pw"),
+            "{out}"
+        );
+        let file = c.dir.path().join(format!("export.{format}"));
+        std::fs::write(&file, &out).expect("write export");
+        let (code, out, err) = c.cli(&["apply", "-f", &file.display().to_string()]).await;
+        assert_eq!(code, 0, "apply of the {format} export: {out}{err}");
+        assert_eq!(
+            stored(&c).await,
+            before,
+            "apply of the {format} export changed something"
+        );
+    }
+
+    // The admin API: the export applied again, and every object's read-back PUT back.
+    let (status, export) = c.admin(reqwest::Method::GET, "export", None).await;
+    assert_eq!(status, 200);
+    let (status, report) = c
+        .admin(
+            reqwest::Method::POST,
+            "apply",
+            Some(serde_json::to_vec(&export).expect("json")),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert!(changed(&report).is_empty(), "{report}");
+    for kind in ["security", "outgoing", "channels", "jobs"] {
+        let (status, list) = c.admin(reqwest::Method::GET, kind, None).await;
+        assert_eq!(status, 200);
+        for item in list[kind].as_array().expect("list") {
+            let name = item["name"].as_str().expect("name");
+            let (status, one) = c
+                .admin(reqwest::Method::GET, &format!("{kind}/{name}"), None)
+                .await;
+            assert_eq!(status, 200, "{kind}/{name}");
+            let (status, answer) = c
+                .admin(
+                    reqwest::Method::PUT,
+                    &format!("{kind}/{name}"),
+                    Some(serde_json::to_vec(&one).expect("json")),
+                )
+                .await;
+            assert_eq!(status, 200, "PUT back {kind}/{name}: {answer}");
+            assert_eq!(answer["result"], "unchanged", "{kind}/{name}: {answer}");
+        }
+    }
+    // A secret left out of a definition also keeps the stored one; with nothing stored
+    // to keep, it is refused, naming why.
+    let (status, answer) = c
+        .admin(
+            reqwest::Method::PUT,
+            "security/rt-key",
+            Some(br#"{"name":"rt-key","type":"apikey","header":"X-API-Key"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["result"].as_str()),
+        (200, Some("unchanged")),
+        "{answer}"
+    );
+    let (status, answer) = c
+        .admin(
+            reqwest::Method::PUT,
+            "security/rt-new",
+            Some(br#"{"name":"rt-new","type":"apikey","header":"X-API-Key","key":"***"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("no stored one"), "{answer}");
+    assert_eq!(stored(&c).await, before);
+
+    // The secrets still admit the callers they admitted.
+    let r = reqwest::Client::new()
+        .post(format!("{}/rt/basic", c.http_url))
+        .basic_auth("partner", Some("rt-basic-pw-1"))
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+}

@@ -186,6 +186,37 @@ def test_secrets_are_entered_but_never_shown_back(admin, cluster):
     shot(page, 'security-form')
 
 
+def test_an_edit_with_every_secret_left_empty_changes_nothing(admin, cluster):
+    """Issue #24: every secret type, edited in the browser with its secret fields left
+    empty, keeps its stored secret (the API says nothing changed)."""
+    page = admin
+    for kind, obj in [
+        ('security', {'name': 'keep-key', 'type': 'apikey', 'header': 'X-Keep', 'key': 'keep-key-0123456789'}),
+        ('security', {'name': 'keep-wss', 'type': 'wss', 'username': 'u', 'password': 'keep-wss-pw',
+                      'password_type': 'digest'}),
+        ('security', {'name': 'keep-wss-text', 'type': 'wss', 'username': 'u', 'password': 'keep-wss-pw'}),
+        ('outgoing', {'name': 'keep-http', 'type': 'http', 'address': 'http://127.0.0.1:9',
+                      'security': {'type': 'basic_auth', 'username': 'u', 'password': 'keep-out-pw'}}),
+        ('outgoing', {'name': 'keep-ftp', 'type': 'ftp', 'host': '127.0.0.1', 'port': 9,
+                      'username': 'u', 'password': 'keep-ftp-pw'}),
+        ('outgoing', {'name': 'keep-db', 'type': 'sql', 'url': 'postgres://postgres:keep-sql-pw@127.0.0.1/test'}),
+    ]:
+        cluster.api('PUT', '/{}/{}'.format(kind, obj['name']), json=obj).raise_for_status()
+        page.goto('/admin/{}/{}'.format(kind, obj['name']))
+        for secret in page.locator('input[type=password]').all():
+            assert secret.input_value() == ''
+        page.click('form.object button[type=submit]')
+        expect_text(page, '[data-testid=notice]', re.escape('{} saved (nothing changed)'.format(obj['name'])))
+    # The API key still admits its caller.
+    cluster.api('PUT', '/channels/keep-check', json={
+        'name': 'keep-check', 'type': 'http', 'service': 'webadmin.echo',
+        'url_path': '/keep/check', 'security': 'keep-key'}).raise_for_status()
+    until(lambda: httpx.post(cluster.http_url + '/keep/check', json={},
+                             headers={'X-Keep': 'keep-key-0123456789'}, timeout=5).status_code == 200,
+          what='the kept API key accepted')
+    cluster.api('DELETE', '/channels/keep-check').raise_for_status()
+
+
 def test_outgoing_connections_list_and_edit(admin):
     page = admin
     nav(page, 'Outgoing')

@@ -33,6 +33,8 @@ pub enum SecurityInput {
         #[serde(default = "yes")]
         is_active: bool,
         username: String,
+        /// In clear; `***` or omitted keeps the stored one (what `shoal export` prints).
+        #[serde(default)]
         password: String,
         /// Realm of the `WWW-Authenticate` challenge; defaults to the definition's name.
         #[serde(default)]
@@ -45,6 +47,8 @@ pub enum SecurityInput {
         is_active: bool,
         /// Header that carries the key, e.g. `X-API-Key`.
         header: String,
+        /// In clear (8 characters at least); `***` or omitted keeps the stored one.
+        #[serde(default)]
         key: String,
     },
     /// WS-Security UsernameToken in a SOAP header.
@@ -53,6 +57,8 @@ pub enum SecurityInput {
         #[serde(default = "yes")]
         is_active: bool,
         username: String,
+        /// In clear; `***` or omitted keeps the stored one.
+        #[serde(default)]
         password: String,
         /// `text` (PasswordText) or `digest` (PasswordDigest).
         #[serde(default)]
@@ -136,7 +142,8 @@ impl SecurityDef {
         }
     }
 
-    /// The definition as `shoal export` prints it: no secret, not even hashed.
+    /// The definition as `shoal export` and the API print it: every secret as `***`
+    /// (never the secret, not even hashed), so the output applies again unchanged.
     pub fn public(&self) -> serde_json::Value {
         match self {
             SecurityDef::BasicAuth {
@@ -146,7 +153,8 @@ impl SecurityDef {
                 realm,
                 ..
             } => serde_json::json!({
-                "name": name, "type": "basic_auth", "is_active": is_active, "username": username, "realm": realm,
+                "name": name, "type": "basic_auth", "is_active": is_active, "username": username,
+                "password": outgoing::REDACTED, "realm": realm,
             }),
             SecurityDef::Apikey {
                 name,
@@ -155,6 +163,7 @@ impl SecurityDef {
                 ..
             } => serde_json::json!({
                 "name": name, "type": "apikey", "is_active": is_active, "header": header,
+                "key": outgoing::REDACTED,
             }),
             SecurityDef::Wss {
                 name,
@@ -166,7 +175,8 @@ impl SecurityDef {
                 ..
             } => serde_json::json!({
                 "name": name, "type": "wss", "is_active": is_active, "username": username,
-                "password_type": password_type, "nonce_freshness": nonce_freshness, "max_age": max_age,
+                "password": outgoing::REDACTED, "password_type": password_type,
+                "nonce_freshness": nonce_freshness, "max_age": max_age,
             }),
         }
     }
@@ -574,6 +584,12 @@ fn queue_format(name: &str, f: DataFormat) -> Result<(), String> {
     }
 }
 
+/// Whether a secret field as sent means "keep the stored secret": `***` (as `shoal
+/// export` and the API print it) or nothing at all.
+pub fn keeps_secret(secret: &str) -> bool {
+    secret.is_empty() || secret == outgoing::REDACTED
+}
+
 /// Object names: letters, digits, `.`, `-`, `_`; 1 to 200 characters.
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -655,29 +671,22 @@ impl ApplyDoc {
                     s.name()
                 ));
             }
+            // A secret given as `***` or left out keeps the stored one: whether there is
+            // one is the store's to say (the admin API answers that), not this check's.
             match s {
-                SecurityInput::BasicAuth {
-                    username, password, ..
-                } => {
-                    if username.is_empty() || password.is_empty() {
-                        return Err(format!(
-                            "security {}: username and password are required",
-                            s.name()
-                        ));
+                SecurityInput::BasicAuth { username, .. } => {
+                    if username.is_empty() {
+                        return Err(format!("security {}: username is required", s.name()));
                     }
                 }
                 SecurityInput::Wss {
                     username,
-                    password,
                     nonce_freshness,
                     max_age,
                     ..
                 } => {
-                    if username.is_empty() || password.is_empty() {
-                        return Err(format!(
-                            "security {}: username and password are required",
-                            s.name()
-                        ));
+                    if username.is_empty() {
+                        return Err(format!("security {}: username is required", s.name()));
                     }
                     if *nonce_freshness == 0 || *max_age == 0 {
                         return Err(format!(
@@ -693,7 +702,7 @@ impl ApplyDoc {
                             s.name()
                         ));
                     }
-                    if key.len() < 8 {
+                    if !keeps_secret(key) && key.len() < 8 {
                         return Err(format!(
                             "security {}: an API key must have at least 8 characters",
                             s.name()

@@ -58,13 +58,33 @@ const JOBS: ObjectKind = ObjectKind {
     },
 };
 
-/// `PUT /api/v1/jobs/{name}`: creates or replaces a job.
+/// What `GET jobs/{name}` adds to a job's definition: its state, which a `PUT` of the
+/// same document (the read-back, edited) leaves out rather than refuses.
+const STATUS_FIELDS: &[&str] = &["runs", "last_run", "next_run", "last_result"];
+
+/// The body without [`STATUS_FIELDS`] when it is a JSON object; as it came otherwise (the
+/// generic `put` then names what is wrong with it).
+fn without_status(body: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            for f in STATUS_FIELDS {
+                m.remove(*f);
+            }
+            serde_json::to_vec(&m).unwrap_or_else(|_| body.to_vec())
+        }
+        _ => body.to_vec(),
+    }
+}
+
+/// `PUT /api/v1/jobs/{name}`: creates or replaces a job (the read-back of `GET`, with its
+/// run state, is taken too).
 pub async fn put_job(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
     let key = jobs::def_key(&name);
+    let body = without_status(&body);
     put(
         &state,
         &JOBS,

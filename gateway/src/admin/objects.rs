@@ -55,12 +55,12 @@ async fn to_stored(
     key: Option<crate::secret::SecretKey>,
 ) -> Result<SecurityDef, Response> {
     let result = tokio::task::spawn_blocking(move || -> Result<SecurityDef, String> {
-        // A secret sent back as `***` keeps the stored one (of the same type).
+        // A secret sent back as `***`, or left out, keeps the stored one (of the same type).
         let keep = |secret: &str, stored: bool| -> Result<bool, String> {
-            match (secret == shoal_common::objects::outgoing::REDACTED, stored) {
+            match (shoal_common::objects::keeps_secret(secret), stored) {
                 (true, true) => Ok(true),
                 (true, false) => Err(format!(
-                    "security {}: a secret is given as {} but there is no stored one of that kind to keep; send it in clear",
+                    "security {}: no secret is given (or it is given as {}) and there is no stored one of that kind to keep; send it in clear",
                     input.name(),
                     shoal_common::objects::outgoing::REDACTED
                 )),

@@ -1145,7 +1145,11 @@ async fn list_objects(
 ) -> Response {
     let mut c = chrome(&state, &current, kind.slug);
     if let Some(n) = q.get("saved") {
-        c.notice = format!("{} {n} saved", kind.singular);
+        c.notice = if q.contains_key("unchanged") {
+            format!("{} {n} saved (nothing changed)", kind.singular)
+        } else {
+            format!("{} {n} saved", kind.singular)
+        };
     }
     if let Some(n) = q.get("deleted") {
         c.notice = format!("{} {n} deleted", kind.singular);
@@ -1371,7 +1375,13 @@ async fn save_object(
         )
         .await;
     if a.ok() {
-        return redirect(&format!("/admin/{}?saved={}", kind.slug, segment(&name)));
+        let unchanged = a.json()["result"] == "unchanged";
+        return redirect(&format!(
+            "/admin/{}?saved={}{}",
+            kind.slug,
+            segment(&name),
+            if unchanged { "&unchanged=1" } else { "" }
+        ));
     }
     let message = a.message();
     let field = forms::field_of_error(variant, &name, &message).unwrap_or_default();
