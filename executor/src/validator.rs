@@ -19,6 +19,19 @@ use serde::{Deserialize, Serialize};
 use shoal_common::{ErrorCode, ShoalError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+/// The binary this process runs, to start it again as the validating process: on Linux
+/// the kernel's link to the image being run (`/proc/self/exe`), which stays valid when a
+/// package upgrade replaces or deletes the file on disk — the validating process then runs
+/// the same version as the executor that starts it (its SDK, its Python) until the executor
+/// itself is restarted on the new binary. Elsewhere, the path it was started from.
+pub fn own_executable() -> std::io::Result<PathBuf> {
+    let link = PathBuf::from("/proc/self/exe");
+    if link.exists() {
+        return Ok(link);
+    }
+    std::env::current_exe()
+}
+
 /// Starts each answer line of the validating process.
 pub const MARK: &str = "\u{1e}shoal-validate ";
 
@@ -71,7 +84,7 @@ impl Validator {
     }
 
     async fn spawn(&self) -> Result<Child, ShoalError> {
-        let exe = std::env::current_exe().map_err(|e| {
+        let exe = own_executable().map_err(|e| {
             ShoalError::new(
                 ErrorCode::Internal,
                 format!("cannot find the executor binary: {e}"),

@@ -21,6 +21,8 @@ pub struct Cluster {
     http: reqwest::Client,
     /// How `shoal up` was started (for [`Cluster::kill_and_restart_up`]).
     up: (Vec<String>, Vec<(String, String)>),
+    /// The `shoal` binary it runs (its components are the binaries beside it).
+    shoal: PathBuf,
 }
 
 impl Cluster {
@@ -59,7 +61,28 @@ impl Cluster {
             std::fs::copy(s, svc_dir.join(s.file_name().expect("file name")))
                 .expect("copy service");
         }
-        Self::start_in(dir, executors, extra, env).await
+        Self::start_in(dir, executors, extra, env, crate::bin("shoal")).await
+    }
+
+    /// As [`Cluster::start_with`], running the binaries of `bin_dir` (copies of the
+    /// workspace's, which a test may replace on disk as a package upgrade does).
+    pub async fn start_binaries(
+        bin_dir: &Path,
+        services: &[&Path],
+        executors: usize,
+        config: Option<&str>,
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("shoal.yaml"), text).expect("write shoal.yaml");
+        }
+        let svc_dir = dir.path().join("services");
+        std::fs::create_dir_all(&svc_dir).expect("services dir");
+        for s in services {
+            std::fs::copy(s, svc_dir.join(s.file_name().expect("file name")))
+                .expect("copy service");
+        }
+        Self::start_in(dir, executors, &[], &[], bin_dir.join("shoal")).await
     }
 
     /// `shoal up` on a copy of a whole project folder (`services/`, `config/`, ...).
@@ -67,7 +90,7 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         copy_tree(project, dir.path());
         std::fs::create_dir_all(dir.path().join("services")).expect("services dir");
-        Self::start_in(dir, executors, extra, &[]).await
+        Self::start_in(dir, executors, extra, &[], crate::bin("shoal")).await
     }
 
     /// `shoal up --dir` a prepared folder.
@@ -76,6 +99,7 @@ impl Cluster {
         executors: usize,
         extra: &[&str],
         env: &[(&str, &str)],
+        shoal: PathBuf,
     ) -> Cluster {
         let port = crate::free_port;
         let (store, http, grpc, admin, ops) = (port(), port(), port(), port(), port());
@@ -104,7 +128,7 @@ impl Cluster {
         args.extend_from_slice(extra);
         let mut envs = vec![("SHOAL_ADMIN_PASSWORD", "test-password-1")];
         envs.extend_from_slice(env);
-        let proc = Proc::spawn("shoal", &args, &envs);
+        let proc = Proc::spawn_path(&shoal, &args, &envs);
         let up = (
             args.iter().map(|a| a.to_string()).collect(),
             envs.iter()
@@ -129,6 +153,7 @@ impl Cluster {
                 .build()
                 .expect("client"),
             up,
+            shoal,
         };
         crate::eventually(Duration::from_secs(60), "cluster ready", || async {
             let v = cluster.cluster_json().await?;
@@ -152,7 +177,7 @@ impl Cluster {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.proc = Proc::spawn("shoal", &args, &envs);
+        self.proc = Proc::spawn_path(&self.shoal, &args, &envs);
     }
 
     /// Waits (30 s at most) until a JSON POST of `{}` to the HTTP channel at `path`

@@ -11,7 +11,13 @@ impl Proc {
     /// Spawns `name` from the workspace's target dir with `args` and `envs`. Output goes to
     /// the test's stderr so failures show the logs.
     pub fn spawn(name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let mut cmd = tokio::process::Command::new(crate::bin(name));
+        Self::spawn_path(&crate::bin(name), args, envs)
+    }
+
+    /// As [`Proc::spawn`], for a binary at `path` (a copy of one of the workspace's).
+    pub fn spawn_path(path: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        let name = path.display();
+        let mut cmd = tokio::process::Command::new(path);
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::inherit())

@@ -411,3 +411,45 @@ async fn export_and_read_back_apply_again_unchanged() {
         .expect("post");
     assert_eq!(r.status(), 200);
 }
+
+/// Issue #24: a package upgrade replaces the executor binary under a running cluster; the
+/// next deploy (validated in a process started from the executor's own binary) succeeds.
+#[tokio::test]
+async fn deploys_survive_the_executor_binary_replaced_on_disk() {
+    let bins = tempfile::tempdir().expect("bin dir");
+    for entry in std::fs::read_dir(shoal_tests::bin_dir()).expect("bin dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_file() && (name == "shoal" || name.starts_with("shoal-")) && !name.contains('.') {
+            std::fs::copy(&path, bins.path().join(name)).expect("copy binary");
+        }
+    }
+    let c = Cluster::start_binaries(bins.path(), &[&fixture("numbers.py")], 1, None).await;
+    let exe = bins.path().join("shoal-executor");
+    // What a package manager does: the new file written beside, renamed over the old one
+    // (the running executor's image is now a deleted inode).
+    let staged = bins.path().join(".shoal-executor.new");
+    std::fs::copy(shoal_tests::bin("shoal-executor"), &staged).expect("stage");
+    std::fs::rename(&staged, &exe).expect("replace");
+    let deploy = |name: &str, body: &str| {
+        let doc = serde_json::json!({"files": [{"name": name, "source": body}]});
+        c.admin(
+            reqwest::Method::POST,
+            "deploy",
+            Some(serde_json::to_vec(&doc).expect("json")),
+        )
+    };
+    let module = "from shoal import Service\n\nclass After(Service):\n    name = 'upgrade.after'\n\n    def handle(self):\n        self.response.payload = {'ok': True}\n";
+    let (status, answer) = deploy("upgrade_after.py", module).await;
+    assert_eq!(status, 200, "deploy after the binary was replaced: {answer}");
+    let v = eventually(Duration::from_secs(20), "the deployed service", || async {
+        let (status, v) = c.invoke("upgrade.after", &serde_json::json!({})).await.ok()?;
+        (status == 200).then_some(v)
+    })
+    .await;
+    assert_eq!(v["ok"], true);
+    // And with the file gone altogether.
+    std::fs::remove_file(&exe).expect("remove");
+    let (status, answer) = deploy("upgrade_gone.py", &module.replace("upgrade.after", "upgrade.gone")).await;
+    assert_eq!(status, 200, "deploy with the binary deleted: {answer}");
+}
