@@ -3,9 +3,24 @@
 //! header bytes, a bound on open connections (one over it is answered 503 and closed, so
 //! slow or idle clients cannot starve the listener), `TCP_NODELAY` on accepted sockets,
 //! HTTP/1.1 and h2c, and a graceful drain bounded by a grace period.
+//!
+//! **Answers not yet sent are bounded** ([`AnswerBudget`]): every answer's bytes count
+//! against the listener's budget and its connection's until they are handed to the
+//! connection, in chunks it takes as the client reads (HTTP/2 flow control respected, no
+//! whole answer pushed into a send buffer). An answer that would go over either budget is
+//! replaced by a 503; a connection whose answers make no progress for the stall timeout
+//! (a client that stopped reading — an HTTP/2 window held at zero) is closed, which frees
+//! everything it held. So clients that never read cannot hold the listener's memory, and
+//! the clients that do read are served meanwhile.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -23,7 +38,21 @@ pub struct HttpLimits {
     pub grace: Duration,
     /// Connections open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Bytes of answers not yet sent, over all connections; an answer past it gets 503.
+    pub max_answer_bytes: usize,
+    /// Bytes of answers not yet sent on one connection; an answer past it gets 503.
+    pub max_answer_bytes_per_connection: usize,
+    /// How long a connection's answers may make no progress (the client does not read)
+    /// before the connection is closed.
+    pub answer_stall_timeout: Duration,
 }
+
+/// Default of [`HttpLimits::max_answer_bytes`]: 128 MB.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 128 << 20;
+/// Default of [`HttpLimits::max_answer_bytes_per_connection`]: 8 MB.
+pub const DEFAULT_MAX_ANSWER_BYTES_PER_CONNECTION: usize = 8 << 20;
+/// Default of [`HttpLimits::answer_stall_timeout`].
+pub const DEFAULT_ANSWER_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for HttpLimits {
     fn default() -> Self {
@@ -32,6 +61,280 @@ impl Default for HttpLimits {
             max_header_bytes: 64 * 1024,
             grace: Duration::from_secs(10),
             max_connections: 10_000,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            max_answer_bytes_per_connection: DEFAULT_MAX_ANSWER_BYTES_PER_CONNECTION,
+            answer_stall_timeout: DEFAULT_ANSWER_STALL_TIMEOUT,
+        }
+    }
+}
+
+/// The answer budgets' figures, one labelled series per listener:
+/// `http_answer_bytes_held`, `http_answers_refused_total` (no room in a budget: 503) and
+/// `http_connections_stalled_total` (closed: the client stopped reading).
+#[derive(Debug, Clone, Default)]
+pub struct AnswerMetrics {
+    held: Family<ListenerLabel, prometheus_client::metrics::gauge::Gauge>,
+    refused: Family<ListenerLabel, prometheus_client::metrics::counter::Counter>,
+    stalled: Family<ListenerLabel, prometheus_client::metrics::counter::Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+use prometheus_client::metrics::family::Family;
+
+impl AnswerMetrics {
+    /// Registers the three families (once per process).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "http_answer_bytes_held",
+            "Bytes of answers not yet taken by their connections",
+            self.held.clone(),
+        );
+        registry.register(
+            "http_answers_refused",
+            "Answers replaced by a 503: no room in the listener's or the connection's budget",
+            self.refused.clone(),
+        );
+        registry.register(
+            "http_connections_stalled",
+            "Connections closed because their client stopped reading its answers",
+            self.stalled.clone(),
+        );
+    }
+
+    /// The budget of one listener: `max` bytes, its figures labelled `listener`.
+    pub fn budget(&self, listener: &str, max: usize) -> Arc<AnswerBudget> {
+        let label = ListenerLabel {
+            listener: listener.to_owned(),
+        };
+        Arc::new(AnswerBudget {
+            held: self.held.get_or_create(&label).clone(),
+            max,
+            refused: self.refused.get_or_create(&label).clone(),
+            stalled: self.stalled.get_or_create(&label).clone(),
+        })
+    }
+}
+
+/// The bytes of answers not yet handed to their connections, for one listener.
+#[derive(Debug, Default)]
+pub struct AnswerBudget {
+    held: prometheus_client::metrics::gauge::Gauge,
+    max: usize,
+    refused: prometheus_client::metrics::counter::Counter,
+    stalled: prometheus_client::metrics::counter::Counter,
+}
+
+impl AnswerBudget {
+    /// A budget of `max` bytes whose figures are nowhere registered.
+    pub fn new(max: usize) -> AnswerBudget {
+        AnswerBudget {
+            max,
+            ..AnswerBudget::default()
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        usize::try_from(self.held.get()).unwrap_or(0)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let max = i64::try_from(self.max).unwrap_or(i64::MAX);
+        self.held
+            .inner()
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(n).filter(|t| *t <= max || held == 0)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.held.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+}
+
+/// What one connection holds.
+#[derive(Debug)]
+struct ConnBudget {
+    held: AtomicUsize,
+    /// Answers not yet taken whole (refusals included).
+    unsent: AtomicUsize,
+    max: usize,
+    /// Milliseconds since `epoch` of the last chunk taken by the connection.
+    progress_ms: AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl ConnBudget {
+    fn touch(&self) {
+        self.progress_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Takes `n` bytes from `counter` if that stays within `max`, or if nothing is held (one
+/// answer larger than the budget still goes, alone).
+fn try_take(counter: &AtomicUsize, n: usize, max: usize) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+            held.checked_add(n).filter(|t| *t <= max || held == 0)
+        })
+        .is_ok()
+}
+
+/// Chunks an answer is handed to its connection in.
+const CHUNK: usize = 64 * 1024;
+
+/// An answer whose bytes count against its listener's and connection's budgets until the
+/// connection takes them, chunk by chunk.
+struct Metered {
+    inner: axum::body::Body,
+    pending: Bytes,
+    held: usize,
+    listener: Arc<AnswerBudget>,
+    conn: Arc<ConnBudget>,
+}
+
+impl Metered {
+    fn release(&mut self, n: usize) {
+        let n = n.min(self.held);
+        if n > 0 {
+            self.held -= n;
+            self.listener.give_back(n);
+            self.conn.held.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+impl http_body::Body for Metered {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if this.pending.is_empty() {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.pending = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                Poll::Ready(None) => {
+                    let rest = this.held;
+                    this.release(rest);
+                    return Poll::Ready(None);
+                }
+                other => return other,
+            }
+        }
+        let chunk = this.pending.split_to(this.pending.len().min(CHUNK));
+        this.release(chunk.len());
+        this.conn.touch();
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut h = self.inner.size_hint();
+        let n = self.pending.len() as u64;
+        h.set_lower(h.lower() + n);
+        if let Some(u) = h.upper() {
+            h.set_upper(u + n);
+        }
+        h
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        let rest = self.held;
+        self.release(rest);
+        self.conn.unsent.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The answer with its bytes counted, or a 503 when the budgets have no room for it.
+/// Bodies of unknown length (event streams) pass as they are.
+fn meter(
+    resp: axum::response::Response,
+    listener: &Arc<AnswerBudget>,
+    conn: &Arc<ConnBudget>,
+) -> axum::response::Response {
+    let Some(n) = resp.body().size_hint().exact() else {
+        return resp;
+    };
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    if n == 0 {
+        return resp;
+    }
+    let (resp, n) = if !try_take(&conn.held, n, conn.max) {
+        listener.refused.inc();
+        (
+            over_budget("this connection has too many answers waiting to be read"),
+            0,
+        )
+    } else if !listener.take(n) {
+        conn.held.fetch_sub(n, Ordering::AcqRel);
+        listener.refused.inc();
+        (over_budget("too many answers are waiting to be sent"), 0)
+    } else {
+        (resp, n)
+    };
+    // Counted until taken whole, refusals too: a connection whose answers, whatever
+    // their size, are never read is closed.
+    conn.unsent.fetch_add(1, Ordering::AcqRel);
+    conn.touch();
+    let (parts, body) = resp.into_parts();
+    let metered = Metered {
+        inner: body,
+        pending: Bytes::new(),
+        held: n,
+        listener: listener.clone(),
+        conn: conn.clone(),
+    };
+    axum::response::Response::from_parts(parts, axum::body::Body::new(metered))
+}
+
+fn over_budget(why: &str) -> axum::response::Response {
+    let body = format!(
+        "{{\"error\":{{\"code\":\"unavailable\",\"message\":\"{why}; retry shortly\",\"cid\":\"\"}}}}"
+    );
+    let mut resp = axum::response::Response::new(axum::body::Body::from(body));
+    *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
+/// Resolves when the connection's answers have made no progress for `timeout` while some
+/// are unsent (its client stopped reading).
+async fn stalled(conn: Arc<ConnBudget>, timeout: Duration) {
+    let period = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(period).await;
+        if conn.unsent.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        let last = Duration::from_millis(conn.progress_ms.load(Ordering::Relaxed));
+        if conn.epoch.elapsed().saturating_sub(last) >= timeout {
+            return;
         }
     }
 }
@@ -41,6 +344,25 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     limits: HttpLimits,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    serve_with_budget(
+        listener,
+        router,
+        limits,
+        Arc::new(AnswerBudget::new(limits.max_answer_bytes)),
+        cancel,
+    )
+    .await
+}
+
+/// As [`serve`], with the listener's answer budget given (to read its figures; its size,
+/// not `limits.max_answer_bytes`, applies).
+pub async fn serve_with_budget(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: HttpLimits,
+    budget: Arc<AnswerBudget>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let mut builder = Builder::new(TokioExecutor::new());
@@ -73,14 +395,40 @@ pub async fn serve(
             tokio::spawn(refuse(stream, limits.max_connections));
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        let conn_budget = Arc::new(ConnBudget {
+            held: AtomicUsize::new(0),
+            unsent: AtomicUsize::new(0),
+            max: limits.max_answer_bytes_per_connection.max(1),
+            progress_ms: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
+        });
+        let service = {
+            let router = router.clone();
+            let listener_budget = budget.clone();
+            let conn_budget = conn_budget.clone();
+            tower::ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+                router,
+                move |resp| meter(resp, &listener_budget, &conn_budget),
+            )
+        };
+        let service = TowerToHyperService::new(service);
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
+        let stall = limits.answer_stall_timeout.max(Duration::from_millis(100));
+        let budget = budget.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = stalled(conn_budget, stall) => {
+                    budget.stalled.inc();
+                    tracing::info!(peer = %peer, stall_ms = stall.as_millis() as u64, "closing a connection whose client stopped reading its answers");
+                }
             }
             drop(slot);
         });

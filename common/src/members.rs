@@ -14,6 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, WatchEvent};
 
+/// How long a member must stay gone before the calls in flight to it are ended
+/// ([`Discovery::left`]): long enough for a live member whose lease lapsed to register
+/// again, short beside any call's deadline.
+pub const LEFT_GRACE: Duration = Duration::from_secs(2);
+
 /// Default member lease TTL in seconds: how long a `kill -9`ed member lingers in the store.
 pub const DEFAULT_TTL: i64 = 3;
 
@@ -113,74 +118,142 @@ impl Registration {
 
 /// Registers `member` with a lease of `ttl` seconds and keeps it registered until `cancel`;
 /// then revokes the lease so the member disappears at once.
+///
+/// The lease is kept on a thread of its own, with its own runtime and its own connection
+/// to the store: a member busy with the work it reports on (an executor writing thousands
+/// of large answers, its async thread never idle) still renews its lease on time, so a
+/// busy member is never taken for a dead one. Each renewal is bounded by a third of the
+/// lease; a lease lost all the same (the store was away longer than the lease) is taken
+/// again at once, under the same member id and address.
 pub fn register(store: Store, member: Member, ttl: i64, cancel: CancellationToken) -> Registration {
-    let (tx, mut rx) = watch::channel(member);
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        'outer: loop {
-            let lease = match store.grant(ttl).await {
-                Ok(l) => l,
+    let (tx, rx) = watch::channel(member);
+    let opts = store.options().clone();
+    let spawned = std::thread::Builder::new()
+        .name("shoal-member-lease".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot grant member lease; retrying");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
+                    tracing::error!(error = %e, "cannot start the member lease's runtime");
+                    return;
                 }
             };
-            let (mut keeper, mut responses) = match store.client().lease_keep_alive(lease).await {
-                Ok(k) => k,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot keep member lease alive; retrying");
-                    continue;
+            rt.block_on(async move {
+                // Its own connection: the component's is served by the component's runtime.
+                let Some(own) = Store::connect_retrying(&opts, &cancel).await else {
+                    return;
+                };
+                keep_registered(own, rx, ttl, cancel).await;
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the member lease's thread");
+    }
+    Registration { tx: Arc::new(tx) }
+}
+
+/// The lease loop of [`register`]: grant, publish, renew every third of the lease, each
+/// renewal within a third of the lease; re-register when the lease is gone.
+async fn keep_registered(
+    store: Store,
+    mut rx: watch::Receiver<Member>,
+    ttl: i64,
+    cancel: CancellationToken,
+) {
+    let ttl = ttl.max(1);
+    let third = Duration::from_millis((ttl as u64 * 1000) / 3).max(Duration::from_millis(100));
+    let lease_span = Duration::from_secs(ttl as u64);
+    let mut backoff = Duration::from_millis(100);
+    'outer: loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        let granted = tokio::time::timeout(third, store.grant(ttl)).await;
+        let lease = match granted {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot grant member lease; retrying");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
                 }
-            };
-            let mut put = true;
-            // Once every Registration handle is dropped there are no more updates, but the
-            // member stays registered until `cancel`.
-            let mut updates_open = true;
-            let mut tick = tokio::time::interval(Duration::from_millis((ttl as u64 * 1000) / 3));
-            loop {
-                if put {
-                    let m = rx.borrow_and_update().clone();
-                    put = false;
-                    let value = serde_json::to_vec(&m).unwrap_or_default();
-                    if let Err(e) = store.put_leased(&m.key(), value, lease).await {
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!("granting the member lease timed out; retrying");
+                continue;
+            }
+        };
+        let mut renewed_at = tokio::time::Instant::now();
+        let keeper = tokio::time::timeout(third, store.client().lease_keep_alive(lease)).await;
+        let (mut keeper, mut responses) = match keeper {
+            Ok(Ok(k)) => k,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot keep member lease alive; retrying");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let mut put = true;
+        // Once every Registration handle is dropped there are no more updates, but the
+        // member stays registered until `cancel`.
+        let mut updates_open = true;
+        let mut tick = tokio::time::interval(third);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if put {
+                let m = rx.borrow_and_update().clone();
+                put = false;
+                let value = serde_json::to_vec(&m).unwrap_or_default();
+                match tokio::time::timeout(third, store.put_leased(&m.key(), value, lease)).await {
+                    Ok(Ok(())) => backoff = Duration::from_millis(100),
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "cannot publish member record; re-registering");
                         continue 'outer;
                     }
-                    backoff = Duration::from_millis(100);
+                    Err(_) => {
+                        // Publish again on the next round; the lease is still ours.
+                        put = true;
+                    }
                 }
-                tokio::select! {
-                    _ = cancel.cancelled() => {
-                        let _ = store.revoke(lease).await;
-                        return;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    let _ = tokio::time::timeout(third, store.revoke(lease)).await;
+                    return;
+                }
+                changed = rx.changed(), if updates_open => {
+                    match changed {
+                        Ok(()) => put = true,
+                        Err(_) => updates_open = false,
                     }
-                    changed = rx.changed(), if updates_open => {
-                        match changed {
-                            Ok(()) => put = true,
-                            Err(_) => updates_open = false,
-                        }
-                    }
-                    _ = tick.tick() => {
-                        if keeper.keep_alive().await.is_err() {
+                }
+                _ = tick.tick() => {
+                    let renewal = async {
+                        keeper.keep_alive().await.ok()?;
+                        responses.message().await.ok().flatten().map(|r| r.ttl())
+                    };
+                    match tokio::time::timeout(third, renewal).await {
+                        Ok(Some(left)) if left > 0 => renewed_at = tokio::time::Instant::now(),
+                        Ok(_) => {
+                            tracing::warn!(lease, "member lease lost; re-registering");
                             continue 'outer;
                         }
-                        match responses.message().await {
-                            Ok(Some(r)) if r.ttl() > 0 => {}
-                            _ => {
-                                tracing::warn!(lease, "member lease lost; re-registering");
-                                continue 'outer;
-                            }
+                        Err(_) if renewed_at.elapsed() >= lease_span => {
+                            tracing::warn!(lease, "member lease not renewed within its span; re-registering");
+                            continue 'outer;
                         }
+                        // A slow renewal: the lease has time left; try again next round.
+                        Err(_) => tracing::debug!(lease, "member lease renewal slow"),
                     }
                 }
             }
         }
-    });
-    Registration { tx: Arc::new(tx) }
+    }
 }
 
 /// A live view of one role's members.
@@ -244,13 +317,32 @@ impl Discovery {
         let _ = self.changed.changed().await;
     }
 
-    /// Resolves once no member has `grpc_addr` (it left, or its lease ended): what a call
-    /// in flight to a frozen or partitioned member waits on instead of its deadline.
+    /// Resolves once no member has had `grpc_addr` for [`LEFT_GRACE`] (it left, or its
+    /// lease ended and it did not come back): what a call in flight to a frozen or
+    /// partitioned member waits on instead of its deadline. A member that lost its lease
+    /// while alive and registered again within the grace keeps its calls in flight.
     pub async fn left(&self, grpc_addr: &str) {
         let mut changed = self.changed.clone();
+        let present =
+            |m: &RwLock<Arc<Vec<Member>>>| m.read().iter().any(|m| m.grpc_addr == grpc_addr);
         loop {
-            if !self.members.read().iter().any(|m| m.grpc_addr == grpc_addr) {
-                return;
+            if !present(&self.members) {
+                let gone_for = tokio::time::sleep(LEFT_GRACE);
+                tokio::pin!(gone_for);
+                loop {
+                    tokio::select! {
+                        () = &mut gone_for => return,
+                        c = changed.changed() => {
+                            if c.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                            if present(&self.members) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                continue;
             }
             if changed.changed().await.is_err() {
                 // The watch ended (shutting down): never resolves.

@@ -262,22 +262,9 @@ impl Executor {
                 let me = self.clone();
                 let (svc, id) = (service.clone(), cid.clone());
                 tokio::spawn(async move {
-                    let st = state.clone();
-                    let interrupted = match tokio::time::timeout(
-                        GIL_PATIENCE,
-                        tokio::task::spawn_blocking(move || python::interrupt(&st)),
-                    )
-                    .await
-                    {
-                        Ok(r) => r.unwrap_or(false),
-                        Err(_) => {
-                            me.request_restart(format!(
-                                "service {svc} holds the GIL: no Python thread has run for {} s",
-                                GIL_PATIENCE.as_secs()
-                            ));
-                            false
-                        }
-                    };
+                    // A call still queued is never run (its caller is gone): nothing to
+                    // stop, no GIL to take.
+                    let interrupted = state.running() && me.interrupt(&state, &svc).await;
                     tracing::warn!(service = %svc, cid = %id, timeout_ms = timeout.as_millis() as u64, interrupted, "invocation past its deadline");
                     me.watch_stuck(state, svc);
                 });
@@ -288,6 +275,36 @@ impl Executor {
                         timeout.as_millis()
                     ),
                 ))
+            }
+        }
+    }
+
+    /// Stops a running call past its deadline (raises `DeadlineExceeded` in its thread).
+    /// Taking the GIL for that must not wait for ever: a service holding it (a C loop) has
+    /// stopped every Python thread, and only a restart frees them. But a busy executor
+    /// (a deep queue drained back to back, large payloads converted) may keep the GIL
+    /// from this call for a while as well: so the restart is asked for only when no
+    /// Python call at all completed during a whole [`GIL_PATIENCE`].
+    async fn interrupt(&self, state: &Arc<python::JobState>, service: &str) -> bool {
+        let st = state.clone();
+        let mut taking = tokio::task::spawn_blocking(move || python::interrupt(&st));
+        loop {
+            let before = self.pool.completed();
+            match tokio::time::timeout(GIL_PATIENCE, &mut taking).await {
+                Ok(r) => return r.unwrap_or(false),
+                Err(_) if self.pool.completed() != before => {
+                    tracing::debug!(
+                        service,
+                        "the GIL is busy, not held: still waiting to stop the call"
+                    );
+                }
+                Err(_) => {
+                    self.request_restart(format!(
+                        "service {service} holds the GIL: no Python thread has run for {} s",
+                        GIL_PATIENCE.as_secs()
+                    ));
+                    return false;
+                }
             }
         }
     }

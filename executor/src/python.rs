@@ -203,6 +203,11 @@ impl Pool {
         self.tx.len()
     }
 
+    /// Jobs completed so far: Python made progress if this moved.
+    pub fn completed(&self) -> u64 {
+        self.shared.completed.load(Ordering::Acquire)
+    }
+
     /// Writes off the thread running `state`'s job if it is still running it: its run
     /// permit and its place among the workers go to a new thread at once, and the stuck
     /// thread ends by itself if its job ever returns. Whether it was written off.
@@ -492,6 +497,13 @@ fn run_job(py: Python<'_>, job: Job, ident: u64, shared: &Shared) -> bool {
     }
     shared.completed.fetch_add(1, Ordering::AcqRel);
     false
+}
+
+impl JobState {
+    /// Whether a Python thread is running the job now (not queued, not done).
+    pub fn running(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == RUNNING
+    }
 }
 
 /// Raises `DeadlineExceeded` inside the invocation if it is still running (called by the

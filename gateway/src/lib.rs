@@ -64,6 +64,14 @@ pub struct Options {
     /// Connections each HTTP listener (channels, admin) keeps open at once; one more is
     /// answered 503 and closed.
     pub max_connections: usize,
+    /// Bytes of answers not yet sent on each HTTP listener (channels, admin); an answer
+    /// past it gets 503.
+    pub max_answer_bytes: usize,
+    /// Bytes of answers not yet sent on one connection; an answer past it gets 503.
+    pub max_answer_bytes_per_connection: usize,
+    /// Seconds a connection's answers may make no progress (its client does not read)
+    /// before the connection is closed.
+    pub answer_stall_timeout_secs: u64,
     /// The cluster's name, shown in the web admin's header on every page.
     pub cluster_name: String,
     /// Mark the web admin's session cookie `Secure` (set it when a TLS proxy fronts the
@@ -93,6 +101,10 @@ impl Default for Options {
             body_read_timeout_secs: 30,
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_answer_bytes: shoal_common::http::DEFAULT_MAX_ANSWER_BYTES,
+            max_answer_bytes_per_connection:
+                shoal_common::http::DEFAULT_MAX_ANSWER_BYTES_PER_CONNECTION,
+            answer_stall_timeout_secs: shoal_common::http::DEFAULT_ANSWER_STALL_TIMEOUT.as_secs(),
             cluster_name: "shoal".into(),
             admin_secure_cookies: false,
             admin_session_idle_secs: 30 * 60,
@@ -230,11 +242,18 @@ pub async fn run(
         max_header_bytes: options.max_header_bytes,
         grace: Duration::from_secs(options.common.grace_period),
         max_connections: options.max_connections,
+        max_answer_bytes: options.max_answer_bytes,
+        max_answer_bytes_per_connection: options.max_answer_bytes_per_connection,
+        answer_stall_timeout: Duration::from_secs(options.answer_stall_timeout_secs.max(1)),
     };
-    let admin_task = tokio::spawn(shoal_common::http::serve(
+    let answers = shoal_common::http::AnswerMetrics::default();
+    ops.register(|r| answers.register(r));
+    let budget = |listener: &str| answers.budget(listener, options.max_answer_bytes);
+    let admin_task = tokio::spawn(shoal_common::http::serve_with_budget(
         listeners.admin,
         admin_app,
         limits,
+        budget("admin"),
         cancel.clone(),
     ));
 
@@ -265,10 +284,11 @@ pub async fn run(
             channels::Admission::new(options.max_in_flight, options.max_url_bytes),
             channels::admit,
         ));
-    let http_task = tokio::spawn(shoal_common::http::serve(
+    let http_task = tokio::spawn(shoal_common::http::serve_with_budget(
         listeners.http,
         http_app,
         limits,
+        budget("http"),
         cancel.clone(),
     ));
 

@@ -45,6 +45,18 @@ shoal_common::component_main!(
         #[arg(long, env = "SHOAL_MAX_CONNECTIONS")]
         #[serde(skip_serializing_if = "Option::is_none")]
         max_connections: Option<usize>,
+        /// Bytes of answers not yet sent on each HTTP listener (an answer past it gets 503; default 128 MB).
+        #[arg(long, env = "SHOAL_MAX_ANSWER_BYTES")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_answer_bytes: Option<usize>,
+        /// Bytes of answers not yet sent on one connection (an answer past it gets 503; default 8 MB).
+        #[arg(long, env = "SHOAL_MAX_ANSWER_BYTES_PER_CONNECTION")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_answer_bytes_per_connection: Option<usize>,
+        /// Seconds a connection's answers may wait unread before it is closed (default 30).
+        #[arg(long, env = "SHOAL_ANSWER_STALL_TIMEOUT_SECS")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        answer_stall_timeout_secs: Option<u64>,
         /// Seconds a client has to send its request body once its headers arrived (408 after).
         #[arg(long, env = "SHOAL_BODY_READ_TIMEOUT_SECS")]
         #[serde(skip_serializing_if = "Option::is_none")]

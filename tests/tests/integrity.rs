@@ -420,7 +420,8 @@ async fn deploys_survive_the_executor_binary_replaced_on_disk() {
     for entry in std::fs::read_dir(shoal_tests::bin_dir()).expect("bin dir") {
         let path = entry.expect("entry").path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if path.is_file() && (name == "shoal" || name.starts_with("shoal-")) && !name.contains('.') {
+        if path.is_file() && (name == "shoal" || name.starts_with("shoal-")) && !name.contains('.')
+        {
             std::fs::copy(&path, bins.path().join(name)).expect("copy binary");
         }
     }
@@ -441,15 +442,338 @@ async fn deploys_survive_the_executor_binary_replaced_on_disk() {
     };
     let module = "from shoal import Service\n\nclass After(Service):\n    name = 'upgrade.after'\n\n    def handle(self):\n        self.response.payload = {'ok': True}\n";
     let (status, answer) = deploy("upgrade_after.py", module).await;
-    assert_eq!(status, 200, "deploy after the binary was replaced: {answer}");
+    assert_eq!(
+        status, 200,
+        "deploy after the binary was replaced: {answer}"
+    );
     let v = eventually(Duration::from_secs(20), "the deployed service", || async {
-        let (status, v) = c.invoke("upgrade.after", &serde_json::json!({})).await.ok()?;
+        let (status, v) = c
+            .invoke("upgrade.after", &serde_json::json!({}))
+            .await
+            .ok()?;
         (status == 200).then_some(v)
     })
     .await;
     assert_eq!(v["ok"], true);
     // And with the file gone altogether.
     std::fs::remove_file(&exe).expect("remove");
-    let (status, answer) = deploy("upgrade_gone.py", &module.replace("upgrade.after", "upgrade.gone")).await;
+    let (status, answer) = deploy(
+        "upgrade_gone.py",
+        &module.replace("upgrade.after", "upgrade.gone"),
+    )
+    .await;
     assert_eq!(status, 200, "deploy with the binary deleted: {answer}");
+}
+
+/// HTTP/2 requests on `conns` connections of `streams` streams each, until `stop`: every
+/// status counted (the body read whole).
+async fn h2_load(
+    addr: &str,
+    path: &str,
+    body: &'static str,
+    conns: usize,
+    streams: usize,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::collections::BTreeMap<u16, u64> {
+    use http_body_util::{BodyExt, Full};
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(64 << 20)
+                .handshake::<_, Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(conn);
+        for _ in 0..streams {
+            let mut sender = sender.clone();
+            let stop = stop.clone();
+            let uri = format!("http://{addr}{path}");
+            tasks.push(tokio::spawn(async move {
+                let mut counts = std::collections::BTreeMap::<u16, u64>::new();
+                while !stop.is_cancelled() {
+                    let req = http::Request::post(&uri)
+                        .header("content-type", "application/json")
+                        .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+                        .expect("request");
+                    let status = match sender.send_request(req).await {
+                        Ok(resp) => {
+                            let status = resp.status().as_u16();
+                            match resp.into_body().collect().await {
+                                Ok(_) => status,
+                                Err(_) => 1,
+                            }
+                        }
+                        Err(_) => 0,
+                    };
+                    *counts.entry(status).or_default() += 1;
+                }
+                counts
+            }));
+        }
+    }
+    let mut all = std::collections::BTreeMap::new();
+    for t in tasks {
+        for (k, v) in t.await.expect("load task") {
+            *all.entry(k).or_default() += v;
+        }
+    }
+    all
+}
+
+/// Issue #24: an executor saturated with large answers for 60 s — far longer than its
+/// 3 s member lease — stays a member: no lease lost, no call failed with 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_executor_keeps_its_membership() {
+    let config = "channels:\n  - {name: big, type: http, service: big.reply, url_path: /big}\n";
+    let c = Cluster::start_with(&[&fixture("big.py")], 1, &[], Some(config)).await;
+    eventually(Duration::from_secs(30), "the channel", || async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/big", c.http_url))
+            .body(r#"{"size": 1}"#)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let store = shoal_common::store::Store::connect(&c.store_options("gateway"))
+        .await
+        .expect("store");
+    let watching = tokio_util::sync::CancellationToken::new();
+    let mut events = store.watch_prefix("members/executor/", watching.clone());
+    let first = events.recv().await.expect("the executors");
+    assert!(
+        matches!(first, shoal_common::store::WatchEvent::Reset { ref entries, .. } if entries.len() == 1)
+    );
+    let lost = tokio::spawn(async move {
+        let mut lost = Vec::new();
+        while let Some(ev) = events.recv().await {
+            if let shoal_common::store::WatchEvent::Delete { key, .. } = ev {
+                lost.push(key);
+            }
+        }
+        lost
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr = c.http_url.trim_start_matches("http://").to_owned();
+    let load = tokio::spawn(h2_load(
+        Box::leak(addr.into_boxed_str()),
+        "/big",
+        r#"{"size": 1000000}"#,
+        4,
+        128,
+        stop.clone(),
+    ));
+    shoal_tests::window(Duration::from_secs(60), "the executor saturated").await;
+    stop.cancel();
+    let counts = load.await.expect("load");
+    watching.cancel();
+    let lost = lost.await.expect("watch");
+    // Overloaded on purpose (512 calls outstanding, each answer 1 MB): a call may reach
+    // its 30 s deadline (504); none may fail because its executor was taken for dead.
+    let served = counts.get(&200).copied().unwrap_or(0);
+    let all: u64 = counts.values().sum();
+    assert!(lost.is_empty(), "member records lost under load: {lost:?}");
+    assert!(
+        counts.keys().all(|s| *s == 200 || *s == 504),
+        "every call answered 200, or 504 past its deadline (no 502 'left the cluster'): {counts:?}"
+    );
+    assert!(served * 100 >= all * 95, "{counts:?}");
+}
+
+/// The resident memory of a process, in bytes.
+fn rss(pid: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Issue #24: HTTP/2 clients that open streams of large answers and never read them
+/// (a receive window of zero) hold a bounded amount of the gateway's memory, other
+/// clients are served meanwhile, and the non-readers' connections are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_that_never_read_hold_bounded_memory() {
+    use http_body_util::Full;
+    let config = "channels:\n  - {name: big, type: http, service: big.reply, url_path: /big}\n";
+    let c = Cluster::start_env(
+        &[&fixture("big.py")],
+        1,
+        &[],
+        Some(config),
+        &[("SHOAL_ANSWER_STALL_TIMEOUT_SECS", "5")],
+    )
+    .await;
+    let ask = |size: u32| {
+        let url = format!("{}/big", c.http_url);
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .body(format!(r#"{{"size": {size}}}"#))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    eventually(Duration::from_secs(30), "the channel", || async {
+        (ask(1).await == 200).then_some(())
+    })
+    .await;
+    let gateway = c.cluster_json().await.expect("cluster")["members"]["gateway"][0]["pid"]
+        .as_u64()
+        .expect("gateway pid");
+    // Warm up with answers that are read (the allocator's pools and buffers).
+    for _ in 0..20 {
+        assert_eq!(ask(1_000_000).await, 200);
+    }
+    let before = rss(gateway);
+    // The gateway's peak memory while the attack lasts.
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampling = tokio_util::sync::CancellationToken::new();
+    {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        tokio::spawn(async move {
+            while !sampling.is_cancelled() {
+                peak.fetch_max(rss(gateway), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
+
+    // The attack: 4 connections, 100 streams each, answers of 1 MB, a window of zero.
+    let addr = c.http_url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    let mut conns = Vec::new();
+    let mut senders = Vec::new();
+    let statuses = std::sync::Arc::new(counts::Counts::default());
+    for _ in 0..4 {
+        let tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        let (sender, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .initial_stream_window_size(0)
+                .handshake::<_, Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .expect("h2 handshake");
+        conns.push(tokio::spawn(conn));
+        // A sender kept for the whole attack: the client never closes the connection.
+        senders.push(sender.clone());
+        for _ in 0..100 {
+            let mut sender = sender.clone();
+            let uri = format!("http://{addr}/big");
+            let statuses = statuses.clone();
+            held.push(tokio::spawn(async move {
+                let req = http::Request::post(&uri)
+                    .header("content-type", "application/json")
+                    .body(Full::new(bytes::Bytes::from_static(
+                        br#"{"size": 1000000}"#,
+                    )))
+                    .ok()?;
+                let sent = match sender.ready().await {
+                    Ok(()) => sender.send_request(req).await.ok(),
+                    Err(_) => None,
+                };
+                // 0: the connection was closed (its answers stalled) before this one came.
+                statuses.add(sent.as_ref().map_or(0, |r| r.status().as_u16()));
+                // Never read the body; hold the stream open.
+                sent
+            }));
+        }
+    }
+    eventually(
+        Duration::from_secs(60),
+        "every stream answered (headers)",
+        || async { (statuses.total() >= 400).then_some(()) },
+    )
+    .await;
+    // Meanwhile, a client that reads is served.
+    for _ in 0..10 {
+        assert_eq!(ask(1_000).await, 200);
+    }
+    sampling.cancel();
+    let during = peak.load(std::sync::atomic::Ordering::Relaxed);
+    let grew = during.saturating_sub(before);
+    eprintln!(
+        "gateway RSS before {} MB, at most {} MB during the attack; answers (200, 503, other) {:?}",
+        before >> 20,
+        during >> 20,
+        statuses.snapshot()
+    );
+    assert!(
+        grew <= 64 << 20,
+        "the gateway grew by {} MB holding unread answers (budget: 64 MB)",
+        grew >> 20
+    );
+    // The non-readers are closed once their answers stall past the timeout (5 s here).
+    eventually(
+        Duration::from_secs(30),
+        "the stalled connections closed",
+        || async { conns.iter().all(|c| c.is_finished()).then_some(()) },
+    )
+    .await;
+    drop(held);
+    // Every stalled connection counted, and every byte they held given back.
+    let metric = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{listener=\"http\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    eventually(Duration::from_secs(20), "the budget given back", || async {
+        let text = reqwest::get(format!("http://{}/metrics", c.gateway_ops))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let stalled = metric(&text, "shoal_http_connections_stalled_total")?;
+        let held = metric(&text, "shoal_http_answer_bytes_held")?;
+        (stalled == 4 && held == 0).then_some(())
+    })
+    .await;
+}
+
+/// Status counts shared between tasks (no lock needed for a handful of codes).
+mod counts {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Default)]
+    pub struct Counts {
+        ok: AtomicU64,
+        unavailable: AtomicU64,
+        other: AtomicU64,
+    }
+
+    impl Counts {
+        pub fn add(&self, status: u16) {
+            match status {
+                200 => &self.ok,
+                503 => &self.unavailable,
+                _ => &self.other,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+        }
+
+        pub fn total(&self) -> u64 {
+            self.ok.load(Ordering::Relaxed)
+                + self.unavailable.load(Ordering::Relaxed)
+                + self.other.load(Ordering::Relaxed)
+        }
+
+        pub fn snapshot(&self) -> (u64, u64, u64) {
+            (
+                self.ok.load(Ordering::Relaxed),
+                self.unavailable.load(Ordering::Relaxed),
+                self.other.load(Ordering::Relaxed),
+            )
+        }
+    }
 }

@@ -142,8 +142,9 @@ impl SecurityDef {
         }
     }
 
-    /// The definition as `shoal export` and the API print it: every secret as `***`
-    /// (never the secret, not even hashed), so the output applies again unchanged.
+    /// The definition as `shoal export` and the API print it: without its secret (not
+    /// even hashed). A secret left out means "keep the stored one", so the output applies
+    /// again unchanged.
     pub fn public(&self) -> serde_json::Value {
         match self {
             SecurityDef::BasicAuth {
@@ -153,8 +154,7 @@ impl SecurityDef {
                 realm,
                 ..
             } => serde_json::json!({
-                "name": name, "type": "basic_auth", "is_active": is_active, "username": username,
-                "password": outgoing::REDACTED, "realm": realm,
+                "name": name, "type": "basic_auth", "is_active": is_active, "username": username, "realm": realm,
             }),
             SecurityDef::Apikey {
                 name,
@@ -163,7 +163,6 @@ impl SecurityDef {
                 ..
             } => serde_json::json!({
                 "name": name, "type": "apikey", "is_active": is_active, "header": header,
-                "key": outgoing::REDACTED,
             }),
             SecurityDef::Wss {
                 name,
@@ -175,8 +174,7 @@ impl SecurityDef {
                 ..
             } => serde_json::json!({
                 "name": name, "type": "wss", "is_active": is_active, "username": username,
-                "password": outgoing::REDACTED, "password_type": password_type,
-                "nonce_freshness": nonce_freshness, "max_age": max_age,
+                "password_type": password_type, "nonce_freshness": nonce_freshness, "max_age": max_age,
             }),
         }
     }

@@ -129,6 +129,8 @@ pub struct Store {
 struct StoreInner {
     client: Client,
     root: String,
+    /// How it was connected (a second connection of the same store: [`Store::options`]).
+    opts: StoreOptions,
 }
 
 /// One key and its value, with the key relative to the cluster root.
@@ -171,6 +173,7 @@ impl Store {
             inner: std::sync::Arc::new(StoreInner {
                 client,
                 root: format!("/shoal/{}/", opts.cluster),
+                opts: opts.clone(),
             }),
         };
         // Connecting is lazy in etcd-client; prove the store answers.
@@ -203,6 +206,12 @@ impl Store {
             }
             delay = (delay * 2).min(Duration::from_secs(3));
         }
+    }
+
+    /// The settings this store was connected with: to open a connection of one's own (on
+    /// another runtime, e.g. the member lease's thread).
+    pub fn options(&self) -> &StoreOptions {
+        &self.inner.opts
     }
 
     /// The absolute key of `rel`.
