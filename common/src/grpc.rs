@@ -60,6 +60,64 @@ pub async fn serve_public(
     serve_tcp(listener, routes, cancel, None).await
 }
 
+/// As [`serve_public`], over TLS when `tls` is given (the public listener's certificate,
+/// reloaded when its files change; each handshake within 10 s, handshakes in parallel so
+/// a slow client holds up no one).
+pub async fn serve_public_tls(
+    listener: tokio::net::TcpListener,
+    routes: Routes,
+    tls: Option<crate::public_tls::PublicTls>,
+    cancel: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let Some(tls) = tls else {
+        return serve_tcp(listener, routes, cancel, None).await;
+    };
+    let acceptor = tls.acceptor();
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    >(64);
+    let accepting = cancel.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = accepting.cancelled() => return,
+                a = listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(tls)) => {
+                        let _ = tx.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            cancel.cancelled_owned(),
+        )
+        .await
+}
+
 async fn serve_tcp(
     listener: tokio::net::TcpListener,
     routes: Routes,

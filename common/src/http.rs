@@ -365,6 +365,26 @@ pub async fn serve_with_budget(
     budget: Arc<AnswerBudget>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(listener, router, limits, budget, None, cancel).await
+}
+
+/// The TCP peer of a request: every request served by [`serve`] carries it in its
+/// extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// As [`serve_with_budget`], over TLS when `tls` is given (the handshake within the header
+/// read timeout; the client's certificates, if any, in each request's extensions as
+/// [`crate::public_tls::PeerCerts`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: HttpLimits,
+    budget: Arc<AnswerBudget>,
+    tls: Option<crate::public_tls::PublicTls>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(|t| t.acceptor());
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -402,23 +422,66 @@ pub async fn serve_with_budget(
             progress_ms: AtomicU64::new(0),
             epoch: std::time::Instant::now(),
         });
-        let service = {
-            let router = router.clone();
-            let listener_budget = budget.clone();
-            let conn_budget = conn_budget.clone();
-            tower::ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
-                router,
-                move |resp| meter(resp, &listener_budget, &conn_budget),
-            )
-        };
-        let service = TowerToHyperService::new(service);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
         let stall = limits.answer_stall_timeout.max(Duration::from_millis(100));
-        let budget = budget.clone();
+        let (router, budget, builder, acceptor) = (
+            router.clone(),
+            budget.clone(),
+            builder.clone(),
+            acceptor.clone(),
+        );
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // Over TLS: the handshake first, within the time a client has for its headers.
+            let (io, certs) = match acceptor {
+                None => (Io::Plain(stream), None),
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            let certs = tls.get_ref().1.peer_certificates().map(|c| {
+                                crate::public_tls::PeerCerts(Arc::new(
+                                    c.iter().map(|c| c.clone().into_owned()).collect(),
+                                ))
+                            });
+                            (Io::Tls(Box::new(tls)), certs)
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                            drop(slot);
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "TLS handshake timed out");
+                            drop(slot);
+                            return;
+                        }
+                    }
+                }
+            };
+            let service = {
+                let listener_budget = budget.clone();
+                let conn_budget = conn_budget.clone();
+                let router = tower::ServiceExt::<http::Request<hyper::body::Incoming>>::map_request(
+                    router,
+                    move |mut req: http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(Peer(peer));
+                        if let Some(c) = &certs {
+                            req.extensions_mut().insert(c.clone());
+                        }
+                        req
+                    },
+                );
+                tower::ServiceExt::<http::Request<hyper::body::Incoming>>::map_response(
+                    router,
+                    move |resp| meter(resp, &listener_budget, &conn_budget),
+                )
+            };
+            let service = TowerToHyperService::new(service);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .into_owned();
+            let conn = watcher.watch(conn);
             tokio::select! {
                 r = conn => {
                     if let Err(e) = r {
@@ -444,6 +507,70 @@ pub async fn serve_with_budget(
         );
     }
     Ok(())
+}
+
+/// A connection's stream: plain TCP or TLS over it.
+enum Io {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
 }
 
 /// Answers a connection over the listener's bound with a 503 and closes it.

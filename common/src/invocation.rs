@@ -56,6 +56,15 @@ impl Invocation {
         self
     }
 
+    /// Who called, as the channel's security verified it (JSON, `self.request.auth`).
+    pub fn auth(mut self, auth_json: impl Into<String>) -> Invocation {
+        self.req
+            .channel
+            .get_or_insert_with(ChannelInfo::default)
+            .auth = auth_json.into();
+        self
+    }
+
     /// Channel data services read as `self.channel.meta` (a job's name and run, ...).
     pub fn meta(mut self, meta: HashMap<String, String>) -> Invocation {
         self.req

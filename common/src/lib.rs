@@ -30,6 +30,7 @@ pub mod members;
 pub mod objects;
 pub mod ops;
 pub mod peers;
+pub mod public_tls;
 pub mod routing;
 pub mod secret;
 pub mod shutdown;

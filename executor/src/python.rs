@@ -570,6 +570,9 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
                 d.set_item("data_format", &c.data_format)?;
                 d.set_item("security_name", &c.security_name)?;
                 d.set_item("username", &c.username)?;
+                if !c.auth.is_empty() {
+                    d.set_item("auth", &c.auth)?;
+                }
                 if !c.meta.is_empty() {
                     d.set_item("meta", map_to_dict(py, &c.meta)?)?;
                 }

@@ -1,7 +1,9 @@
 //! The public gRPC `shoal.invoker.v1.Invoker`. Callers authenticate with any active
-//! security definition of the cluster — Basic credentials as `authorization` metadata, an
-//! API key under its header's name — or with the admin credentials. Nothing is callable
-//! anonymously.
+//! security definition of the cluster — Basic credentials or a bearer token (a JWT, a
+//! static token) as `authorization` metadata, an API key under its header's name, a client
+//! certificate when the listener serves TLS — or with the admin credentials. Nothing is
+//! callable anonymously. Credential checks go through the same verifiers as the channels
+//! and the admin API (bounded, throttled per client address).
 
 use shoal_common::invocation::Invocation;
 use shoal_common::{ErrorCode, ShoalError};
@@ -9,7 +11,8 @@ use shoal_proto::executor::v1 as pb;
 use shoal_proto::invoker::v1 as ipb;
 use tonic::{Request, Response, Status};
 
-use crate::auth::BasicAuth;
+use crate::auth::{BasicAuth, Verdict, Verifier};
+use crate::channels::guard::Presented;
 use shoal_common::routing::Router;
 
 /// Serves `Invoker` over the executor router.
@@ -17,7 +20,22 @@ use shoal_common::routing::Router;
 pub struct InvokerService {
     pub router: Router,
     pub auth: BasicAuth,
+    /// The channels' verifier (the Invoker checks the channels' definitions).
+    pub verifier: Verifier,
+    /// The admin listener's (for the admin credentials).
+    pub admin_verifier: Verifier,
     pub channels: crate::channels::Channels,
+}
+
+/// The status of refused credentials.
+fn unauthenticated(code: shoal_common::ErrorCode, message: &str) -> Status {
+    match code {
+        ErrorCode::TooManyRequests => Status::resource_exhausted(message.to_owned()),
+        ErrorCode::Unavailable => Status::unavailable(message.to_owned()),
+        _ => Status::unauthenticated(
+            "credentials required: Basic credentials or a bearer token in `authorization` metadata, or an API key",
+        ),
+    }
 }
 
 #[tonic::async_trait]
@@ -26,32 +44,60 @@ impl ipb::invoker_server::Invoker for InvokerService {
         &self,
         req: Request<ipb::InvokeRequest>,
     ) -> Result<Response<ipb::InvokeResponse>, Status> {
-        let presented = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        // Recently verified admin credentials need no hashing: skip the blocking pool.
-        let who = if self.auth.check_cached(presented) {
-            Some(("admin".to_owned(), crate::auth::ADMIN_USER.to_owned()))
-        } else {
-            let headers = req.metadata().clone().into_headers();
-            let auth = self.auth.clone();
-            let table = self.channels.table();
-            tokio::task::spawn_blocking(move || {
-                let admin = headers.get("authorization").and_then(|v| v.to_str().ok());
-                if auth.check(admin) {
-                    return Some(("admin".to_owned(), crate::auth::ADMIN_USER.to_owned()));
+        let headers = req.metadata().clone().into_headers();
+        let addr = req
+            .remote_addr()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+        let certs = req
+            .extensions()
+            .get::<tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>>()
+            .and_then(|i| i.peer_certs())
+            .map(|c| shoal_common::public_tls::PeerCerts(std::sync::Arc::new(c.as_ref().clone())));
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+        // The admin credentials first when the Basic header names the admin user.
+        let is_admin = authorization
+            .and_then(crate::auth::parse_basic)
+            .is_some_and(|(u, _)| u == self.auth.user());
+        let (security_name, username, auth_json) = if is_admin {
+            match self
+                .auth
+                .check(&self.admin_verifier, authorization, Some(addr), "admin")
+                .await
+            {
+                Verdict::Valid => (
+                    "admin".to_owned(),
+                    crate::auth::ADMIN_USER.to_owned(),
+                    String::new(),
+                ),
+                Verdict::Throttled(_) => {
+                    return Err(unauthenticated(
+                        ErrorCode::TooManyRequests,
+                        "too many failed attempts; retry later",
+                    ));
                 }
-                table.authenticate_any(&headers)
-            })
-            .await
-            .ok()
-            .flatten()
-        };
-        let Some((security_name, username)) = who else {
-            return Err(Status::unauthenticated(
-                "credentials required: Basic credentials in `authorization` metadata, or an API key",
-            ));
+                Verdict::Busy => {
+                    return Err(unauthenticated(
+                        ErrorCode::Unavailable,
+                        "credentials cannot be checked now; retry shortly",
+                    ));
+                }
+                Verdict::Invalid => return Err(unauthenticated(ErrorCode::Unauthorized, "")),
+            }
+        } else {
+            let table = self.channels.table();
+            let presented = Presented {
+                headers: &headers,
+                addr,
+                certs: certs.as_ref(),
+                verifier: &self.verifier,
+            };
+            match table.authenticate_any(&presented).await {
+                Ok(c) => {
+                    let json = c.to_json();
+                    (c.security, c.username, json)
+                }
+                Err(r) => return Err(unauthenticated(r.error.code, &r.error.message)),
+            }
         };
         let timeout_ms = req
             .metadata()
@@ -78,6 +124,7 @@ impl ipb::invoker_server::Invoker for InvokerService {
         let call = Invocation::new(req.service, cid.clone())
             .channel("grpc.invoker", "grpc", "json")
             .caller(security_name, username)
+            .auth(auth_json)
             .payload(req.payload)
             .timeout_ms(timeout_ms)
             .build();

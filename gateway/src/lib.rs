@@ -72,6 +72,27 @@ pub struct Options {
     /// Seconds a connection's answers may make no progress (its client does not read)
     /// before the connection is closed.
     pub answer_stall_timeout_secs: u64,
+    /// Proxies (CIDR ranges) whose `Forwarded`/`X-Forwarded-For` name the client: the
+    /// address rate limits, address rules and failed-login throttling count.
+    pub trusted_proxies: Vec<String>,
+    /// Where rate limit buckets live: `cluster` (shared through a KVDB proxy) or
+    /// `gateway` (each gateway its own).
+    pub rate_limit_scope: channels::limits::Scope,
+    /// Credential verifications (argon2) run at once per listener; 0: one per core.
+    pub auth_verifications: usize,
+    /// Milliseconds a request may wait for a verification slot before it is refused (503).
+    pub auth_wait_ms: u64,
+    /// Failed credential checks allowed at once per client address and per user name
+    /// before further attempts are refused (429).
+    pub auth_failure_burst: u32,
+    /// Seconds after which one failure is forgiven.
+    pub auth_failure_refill_secs: f64,
+    /// Certificate (PEM, with its chain) of the public listeners — HTTP channels, admin
+    /// API and web admin, gRPC Invoker — which then serve TLS only; reloaded when it
+    /// changes.
+    pub public_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub public_tls_key: Option<PathBuf>,
     /// The cluster's name, shown in the web admin's header on every page.
     pub cluster_name: String,
     /// Mark the web admin's session cookie `Secure` (set it when a TLS proxy fronts the
@@ -105,6 +126,14 @@ impl Default for Options {
             max_answer_bytes_per_connection:
                 shoal_common::http::DEFAULT_MAX_ANSWER_BYTES_PER_CONNECTION,
             answer_stall_timeout_secs: shoal_common::http::DEFAULT_ANSWER_STALL_TIMEOUT.as_secs(),
+            trusted_proxies: Vec::new(),
+            rate_limit_scope: channels::limits::Scope::Cluster,
+            auth_verifications: 0,
+            auth_wait_ms: 250,
+            auth_failure_burst: 20,
+            auth_failure_refill_secs: 3.0,
+            public_tls_cert: None,
+            public_tls_key: None,
             cluster_name: "shoal".into(),
             admin_secure_cookies: false,
             admin_session_idle_secs: 30 * 60,
@@ -114,6 +143,32 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The public listeners' TLS, when a certificate and key are configured.
+    pub fn public_tls(
+        &self,
+        alpn: &[&[u8]],
+    ) -> Result<Option<shoal_common::public_tls::PublicTls>, String> {
+        match (&self.public_tls_cert, &self.public_tls_key) {
+            (None, None) => Ok(None),
+            (Some(c), Some(k)) => shoal_common::public_tls::PublicTls::new(c, k, alpn).map(Some),
+            _ => Err("public TLS needs both --public-tls-cert and --public-tls-key".into()),
+        }
+    }
+
+    fn verifier_options(&self) -> auth::VerifierOptions {
+        let d = auth::VerifierOptions::default();
+        auth::VerifierOptions {
+            slots: if self.auth_verifications == 0 {
+                d.slots
+            } else {
+                self.auth_verifications
+            },
+            wait: Duration::from_millis(self.auth_wait_ms.max(1)),
+            failure_burst: self.auth_failure_burst.max(1),
+            failure_refill: Duration::from_secs_f64(self.auth_failure_refill_secs.max(0.001)),
+        }
+    }
+
     /// The admin password: `SHOAL_ADMIN_PASSWORD`, else the password file.
     pub fn admin_password(&self) -> Result<String, String> {
         if let Ok(p) = std::env::var("SHOAL_ADMIN_PASSWORD")
@@ -162,8 +217,13 @@ impl Listeners {
 /// Checks what must hold before the gateway starts (the admin password can be read);
 /// `Some(exit code)` after saying why on standard error.
 pub fn preflight(options: &Options) -> Option<i32> {
-    match options.admin_password() {
-        Ok(_) => None,
+    let checks = options
+        .admin_password()
+        .map(|_| ())
+        .and_then(|()| auth::client::TrustedProxies::parse(&options.trusted_proxies).map(|_| ()))
+        .and_then(|()| options.public_tls(&[]).map(|_| ()));
+    match checks {
+        Ok(()) => None,
         Err(e) => {
             eprintln!("error: {e}");
             Some(shoal_common::config::EXIT_CONFIG)
@@ -210,8 +270,22 @@ pub async fn run(
         Discovery::watch(&store, role::KVDB, cancel.clone()),
         Duration::from_secs(10),
     );
+    // Credential checks: the channels (and the Invoker) and the admin listener each have
+    // verification slots of their own, so a flood on one leaves the other its own.
+    let auth_metrics = auth::AuthMetrics::default();
+    ops.register(|r| auth_metrics.register(r));
+    let channel_verifier =
+        auth::Verifier::new("http", options.verifier_options(), auth_metrics.clone());
+    let admin_verifier = auth::Verifier::new("admin", options.verifier_options(), auth_metrics);
+    let trusted = auth::client::TrustedProxies::parse(&options.trusted_proxies)
+        .map_err(anyhow::Error::msg)?;
+    let public_tls = options
+        .public_tls(&[b"h2", b"http/1.1"])
+        .map_err(anyhow::Error::msg)?;
     let admin_state = admin::AdminState {
         auth: auth.clone(),
+        verifier: admin_verifier,
+        trusted: trusted.clone(),
         router: exec_router.clone(),
         store: store.clone(),
         secret_key: secret_key.clone(),
@@ -232,6 +306,7 @@ pub async fn run(
     };
     // The admin listener: the API under Basic Auth, the web admin under `/admin/` (its own
     // session login, calling the API in process), the ops routes open.
+    let admin_state_verifier = admin_state.verifier.clone();
     let (api, inner_api) = admin::api(admin_state.clone());
     let admin_app = axum::Router::new()
         .nest("/api/v1", api)
@@ -249,11 +324,12 @@ pub async fn run(
     let answers = shoal_common::http::AnswerMetrics::default();
     ops.register(|r| answers.register(r));
     let budget = |listener: &str| answers.budget(listener, options.max_answer_bytes);
-    let admin_task = tokio::spawn(shoal_common::http::serve_with_budget(
+    let admin_task = tokio::spawn(shoal_common::http::serve_with(
         listeners.admin,
         admin_app,
         limits,
         budget("admin"),
+        public_tls.clone(),
         cancel.clone(),
     ));
 
@@ -277,6 +353,12 @@ pub async fn run(
             store: store.clone(),
             kvdb: kvdb_peers.clone(),
             body_read_timeout,
+            verifier: channel_verifier.clone(),
+            limiter: channels::limits::Limiter::new(
+                options.rate_limit_scope,
+                Some(kvdb_peers.clone()),
+            ),
+            trusted: trusted.clone(),
         }))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
@@ -284,17 +366,20 @@ pub async fn run(
             channels::Admission::new(options.max_in_flight, options.max_url_bytes),
             channels::admit,
         ));
-    let http_task = tokio::spawn(shoal_common::http::serve_with_budget(
+    let http_task = tokio::spawn(shoal_common::http::serve_with(
         listeners.http,
         http_app,
         limits,
         budget("http"),
+        public_tls.clone(),
         cancel.clone(),
     ));
 
     let invoker = invoker::InvokerService {
         router: exec_router,
         auth,
+        verifier: channel_verifier,
+        admin_verifier: admin_state_verifier,
         channels: channels.clone(),
     };
     let routes = tonic::service::Routes::new(
@@ -302,9 +387,11 @@ pub async fn run(
     );
     let routes =
         shoal_common::grpc::with_health_and_reflection(routes, &["shoal.invoker.v1.Invoker"]).await;
-    let grpc_task = tokio::spawn(shoal_common::grpc::serve_public(
+    let grpc_tls = options.public_tls(&[b"h2"]).map_err(anyhow::Error::msg)?;
+    let grpc_task = tokio::spawn(shoal_common::grpc::serve_public_tls(
         listeners.grpc,
         routes,
+        grpc_tls,
         cancel.clone(),
     ));
 

@@ -57,6 +57,38 @@ shoal_common::component_main!(
         #[arg(long, env = "SHOAL_ANSWER_STALL_TIMEOUT_SECS")]
         #[serde(skip_serializing_if = "Option::is_none")]
         answer_stall_timeout_secs: Option<u64>,
+        /// A proxy whose Forwarded/X-Forwarded-For names the client (CIDR; repeat, or comma-separated).
+        #[arg(long, env = "SHOAL_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trusted_proxies: Option<Vec<String>>,
+        /// Where rate limit buckets live: cluster (shared through a KVDB proxy) or gateway.
+        #[arg(long, env = "SHOAL_RATE_LIMIT_SCOPE", value_parser = ["cluster", "gateway"])]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rate_limit_scope: Option<String>,
+        /// Credential verifications (argon2) at once per listener (default: one per core).
+        #[arg(long, env = "SHOAL_AUTH_VERIFICATIONS")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth_verifications: Option<usize>,
+        /// Milliseconds a request may wait for a verification slot before a 503 (default 250).
+        #[arg(long, env = "SHOAL_AUTH_WAIT_MS")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth_wait_ms: Option<u64>,
+        /// Failed credential checks allowed at once per client address and per user (default 20).
+        #[arg(long, env = "SHOAL_AUTH_FAILURE_BURST")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth_failure_burst: Option<u32>,
+        /// Seconds after which one failed check is forgiven (default 3).
+        #[arg(long, env = "SHOAL_AUTH_FAILURE_REFILL_SECS")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth_failure_refill_secs: Option<f64>,
+        /// Certificate (PEM) of the public listeners (channels, admin, Invoker), which then serve TLS.
+        #[arg(long, env = "SHOAL_PUBLIC_TLS_CERT", value_name = "FILE")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        public_tls_cert: Option<std::path::PathBuf>,
+        /// Private key (PEM) of the public listeners' certificate.
+        #[arg(long, env = "SHOAL_PUBLIC_TLS_KEY", value_name = "FILE")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        public_tls_key: Option<std::path::PathBuf>,
         /// Seconds a client has to send its request body once its headers arrived (408 after).
         #[arg(long, env = "SHOAL_BODY_READ_TIMEOUT_SECS")]
         #[serde(skip_serializing_if = "Option::is_none")]

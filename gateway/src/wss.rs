@@ -53,9 +53,15 @@ pub fn digest(nonce_b64: &str, created: &str, password: &str) -> Option<String> 
     Some(base64::engine::general_purpose::STANDARD.encode(sha1::Digest::finalize(h)))
 }
 
-/// Checks a token (blocking: argon2 for PasswordText). `now` is Unix seconds. Returns the
-/// reason on failure (logged, never sent: the client gets a plain 401).
-pub fn check(policy: &Policy, token: &Token, now: i64) -> Result<(), &'static str> {
+/// Checks a token but for a PasswordText's password: `Ok(Some(secret))` asks the caller
+/// to verify `token.password` against the stored hash (through the verifier: argon2),
+/// `Ok(None)` is a complete pass (a PasswordDigest checked). `now` is Unix seconds. Returns
+/// the reason on failure (logged, never sent: the client gets a plain 401).
+pub fn check<'p>(
+    policy: &'p Policy,
+    token: &Token,
+    now: i64,
+) -> Result<Option<&'p Secret>, &'static str> {
     let user_ok: bool =
         subtle::ConstantTimeEq::ct_eq(token.username.as_bytes(), policy.username.as_bytes()).into();
     if !user_ok {
@@ -76,13 +82,11 @@ pub fn check(policy: &Policy, token: &Token, now: i64) -> Result<(), &'static st
             if is_digest {
                 return Err("a PasswordDigest where PasswordText is expected");
             }
-            let ok = policy
+            return policy
                 .text
                 .as_ref()
-                .is_some_and(|s| s.check(&token.password, |p| Some(p.to_owned())));
-            if !ok {
-                return Err("wrong password");
-            }
+                .map(Some)
+                .ok_or("no password to check against");
         }
         PasswordType::Digest => {
             if !is_digest {
@@ -106,7 +110,7 @@ pub fn check(policy: &Policy, token: &Token, now: i64) -> Result<(), &'static st
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Records a nonce; false when it was already seen within its freshness window (a replay).

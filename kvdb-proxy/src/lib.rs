@@ -257,6 +257,24 @@ impl pb::kvdb_server::Kvdb for KvdbService {
             Backend::Redis(c) => c.set_op(r).await?,
         }))
     }
+
+    async fn take(
+        &self,
+        r: Request<pb::TakeRequest>,
+    ) -> Result<Response<pb::TakeResponse>, Status> {
+        let r = r.into_inner();
+        key_required(&r.key)?;
+        need(r.capacity > 0, "capacity must be at least 1")?;
+        need(r.interval_ms > 0, "interval_ms must be at least 1")?;
+        need(
+            r.cost > 0 && r.cost <= r.capacity,
+            "cost must be 1 to capacity",
+        )?;
+        Ok(Response::new(match &self.backend {
+            Backend::Memory(m) => m.take(&r.key, r.capacity, r.interval_ms, r.cost),
+            Backend::Redis(c) => c.take(&r.key, r.capacity, r.interval_ms, r.cost).await?,
+        }))
+    }
 }
 
 /// Runs the proxy until `cancel`.
@@ -346,6 +364,53 @@ mod tests {
     #[tokio::test]
     async fn collections_in_memory() {
         hashes_lists_sets_and_wrong_types(KvdbService::default()).await;
+    }
+
+    #[tokio::test]
+    async fn buckets_in_memory() {
+        buckets(KvdbService::default()).await;
+    }
+
+    #[tokio::test]
+    async fn buckets_on_redis() {
+        buckets(on_redis(12).await).await;
+    }
+
+    /// A bucket of 3, one token a second: three taken, the fourth refused with the wait;
+    /// bad requests refused.
+    async fn buckets(k: KvdbService) {
+        use pb::kvdb_server::Kvdb;
+        let key = format!("rl-test-{}", std::process::id());
+        let take = |cost| pb::TakeRequest {
+            key: key.clone(),
+            capacity: 3,
+            interval_ms: 1000,
+            cost,
+        };
+        let mut left = Vec::new();
+        for _ in 0..3 {
+            let r = k
+                .take(Request::new(take(1)))
+                .await
+                .expect("take")
+                .into_inner();
+            assert!(r.allowed);
+            left.push(r.remaining);
+        }
+        assert_eq!(left, [2, 1, 0]);
+        let r = k
+            .take(Request::new(take(1)))
+            .await
+            .expect("take")
+            .into_inner();
+        assert!(!r.allowed);
+        assert!(
+            r.retry_after_ms > 0 && r.retry_after_ms <= 1000,
+            "{}",
+            r.retry_after_ms
+        );
+        assert!(k.take(Request::new(take(0))).await.is_err());
+        assert!(k.take(Request::new(take(4))).await.is_err());
     }
 
     #[tokio::test]

@@ -25,6 +25,9 @@ struct Item {
 #[derive(Default)]
 pub struct Memory {
     items: Mutex<HashMap<String, Item>>,
+    /// Token buckets (`Take`): each key's theoretical arrival time, ms on `clock`.
+    buckets: Mutex<HashMap<String, u64>>,
+    clock: std::sync::OnceLock<Instant>,
 }
 
 fn wrong_type(key: &str) -> Status {
@@ -239,12 +242,40 @@ impl Memory {
         )
     }
 
-    /// Drops expired keys (run now and then so memory does not grow).
+    fn now_ms(&self) -> u64 {
+        self.clock.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    /// Takes `cost` tokens from the bucket `key` (see `shoal_common::objects::access::gcra`).
+    pub fn take(&self, key: &str, capacity: u32, interval_ms: u64, cost: u32) -> pb::TakeResponse {
+        let now = self.now_ms();
+        let mut buckets = self.buckets.lock();
+        let tat = buckets.get(key).copied();
+        match shoal_common::objects::access::gcra(tat, now, interval_ms, capacity, cost) {
+            Ok((new_tat, remaining)) => {
+                buckets.insert(key.to_owned(), new_tat);
+                pb::TakeResponse {
+                    allowed: true,
+                    remaining,
+                    retry_after_ms: 0,
+                }
+            }
+            Err(wait) => pb::TakeResponse {
+                allowed: false,
+                remaining: 0,
+                retry_after_ms: wait,
+            },
+        }
+    }
+
+    /// Drops expired keys and full buckets (run now and then so memory does not grow).
     pub fn sweep(&self) {
         let now = Instant::now();
         self.items
             .lock()
             .retain(|_, i| i.expires.is_none_or(|e| e > now));
+        let now_ms = self.now_ms();
+        self.buckets.lock().retain(|_, tat| *tat > now_ms);
     }
 }
 

@@ -82,6 +82,46 @@ impl RedisKv {
         cmd.query_async(&mut c).await.map_err(|e| self.status(e))
     }
 
+    /// Takes `cost` tokens from the bucket `key`: the GCRA of
+    /// `shoal_common::objects::access::gcra` as one script, on Redis's clock, so every
+    /// gateway of the cluster draws from the same bucket.
+    pub async fn take(
+        &self,
+        key: &str,
+        capacity: u32,
+        interval_ms: u64,
+        cost: u32,
+    ) -> Result<pb::TakeResponse, Status> {
+        const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local window = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval * tonumber(ARGV[3])
+local allow_at = new_tat - window
+if allow_at > now then return {0, 0, allow_at - now} end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now))
+return {1, math.floor((window - (new_tat - now)) / interval), 0}
+";
+        let script = redis::Script::new(GCRA);
+        let mut c = self.conn.clone();
+        let (allowed, remaining, wait): (i64, i64, i64) = script
+            .key(key)
+            .arg(interval_ms.max(1))
+            .arg(capacity.max(1))
+            .arg(cost)
+            .invoke_async(&mut c)
+            .await
+            .map_err(|e| self.status(e))?;
+        Ok(pb::TakeResponse {
+            allowed: allowed == 1,
+            remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+            retry_after_ms: u64::try_from(wait.max(0)).unwrap_or(0),
+        })
+    }
+
     pub async fn ping(&self) -> Result<(), Status> {
         self.query::<String>(&redis::cmd("PING")).await.map(|_| ())
     }

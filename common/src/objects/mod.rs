@@ -10,174 +10,22 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod access;
 pub mod jobs;
 pub mod modules;
 pub mod outgoing;
+pub mod security;
 pub mod zato_cron;
 
-fn yes() -> bool {
+pub use access::{AddressRate, RateLimit};
+pub use security::{PasswordType, SecurityDef, SecurityInput};
+
+pub(crate) fn yes() -> bool {
     true
 }
 
 fn is_true(b: &bool) -> bool {
     *b
-}
-
-/// A security definition as a user writes it (secrets in clear).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SecurityInput {
-    /// HTTP Basic Auth.
-    BasicAuth {
-        name: String,
-        #[serde(default = "yes")]
-        is_active: bool,
-        username: String,
-        /// In clear; `***` or omitted keeps the stored one (what `shoal export` prints).
-        #[serde(default)]
-        password: String,
-        /// Realm of the `WWW-Authenticate` challenge; defaults to the definition's name.
-        #[serde(default)]
-        realm: String,
-    },
-    /// An API key sent in a header.
-    Apikey {
-        name: String,
-        #[serde(default = "yes")]
-        is_active: bool,
-        /// Header that carries the key, e.g. `X-API-Key`.
-        header: String,
-        /// In clear (8 characters at least); `***` or omitted keeps the stored one.
-        #[serde(default)]
-        key: String,
-    },
-    /// WS-Security UsernameToken in a SOAP header.
-    Wss {
-        name: String,
-        #[serde(default = "yes")]
-        is_active: bool,
-        username: String,
-        /// In clear; `***` or omitted keeps the stored one.
-        #[serde(default)]
-        password: String,
-        /// `text` (PasswordText) or `digest` (PasswordDigest).
-        #[serde(default)]
-        password_type: PasswordType,
-        /// Seconds a nonce is remembered (a replay within it is refused).
-        #[serde(default = "default_wss_window")]
-        nonce_freshness: u64,
-        /// Oldest `Created` accepted, in seconds.
-        #[serde(default = "default_wss_window")]
-        max_age: u64,
-    },
-}
-
-/// How a UsernameToken carries the password.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum PasswordType {
-    #[default]
-    Text,
-    Digest,
-}
-
-fn default_wss_window() -> u64 {
-    300
-}
-
-impl SecurityInput {
-    pub fn name(&self) -> &str {
-        match self {
-            SecurityInput::BasicAuth { name, .. }
-            | SecurityInput::Apikey { name, .. }
-            | SecurityInput::Wss { name, .. } => name,
-        }
-    }
-}
-
-/// A security definition as stored under `security/<name>` (secrets hashed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SecurityDef {
-    BasicAuth {
-        name: String,
-        is_active: bool,
-        username: String,
-        /// argon2 PHC string of the password.
-        password_hash: String,
-        realm: String,
-    },
-    Apikey {
-        name: String,
-        is_active: bool,
-        header: String,
-        /// argon2 PHC string of the key.
-        key_hash: String,
-    },
-    Wss {
-        name: String,
-        is_active: bool,
-        username: String,
-        password_type: PasswordType,
-        /// argon2 PHC string of the password (PasswordText).
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        password_hash: String,
-        /// The password encrypted with the cluster's secret key (PasswordDigest needs the
-        /// password itself to recompute digests): base64 of nonce and ciphertext.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        password_encrypted: String,
-        nonce_freshness: u64,
-        max_age: u64,
-    },
-}
-
-impl SecurityDef {
-    pub fn name(&self) -> &str {
-        match self {
-            SecurityDef::BasicAuth { name, .. }
-            | SecurityDef::Apikey { name, .. }
-            | SecurityDef::Wss { name, .. } => name,
-        }
-    }
-
-    /// The definition as `shoal export` and the API print it: without its secret (not
-    /// even hashed). A secret left out means "keep the stored one", so the output applies
-    /// again unchanged.
-    pub fn public(&self) -> serde_json::Value {
-        match self {
-            SecurityDef::BasicAuth {
-                name,
-                is_active,
-                username,
-                realm,
-                ..
-            } => serde_json::json!({
-                "name": name, "type": "basic_auth", "is_active": is_active, "username": username, "realm": realm,
-            }),
-            SecurityDef::Apikey {
-                name,
-                is_active,
-                header,
-                ..
-            } => serde_json::json!({
-                "name": name, "type": "apikey", "is_active": is_active, "header": header,
-            }),
-            SecurityDef::Wss {
-                name,
-                is_active,
-                username,
-                password_type,
-                nonce_freshness,
-                max_age,
-                ..
-            } => serde_json::json!({
-                "name": name, "type": "wss", "is_active": is_active, "username": username,
-                "password_type": password_type, "nonce_freshness": nonce_freshness, "max_age": max_age,
-            }),
-        }
-    }
 }
 
 /// `data_format` of an HTTP channel.
@@ -256,6 +104,19 @@ pub enum ChannelDef {
             skip_serializing_if = "is_default_max_body"
         )]
         max_body: u64,
+        /// Calls the whole channel takes (every caller together).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate_limit: Option<RateLimit>,
+        /// Calls each client address may make; the first rule whose range holds the
+        /// address applies (none: no limit per address).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rate_limit_per_address: Vec<AddressRate>,
+        /// Only these client addresses (CIDR ranges) may call; empty: any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow_from: Vec<String>,
+        /// These client addresses may not call (checked after `allow_from`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deny_from: Vec<String>,
     },
 
     /// A SOAP 1.1 or 1.2 channel: the first element inside `Body` is the request, its
@@ -283,6 +144,19 @@ pub enum ChannelDef {
             skip_serializing_if = "is_default_max_body"
         )]
         max_body: u64,
+        /// Calls the whole channel takes (every caller together).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate_limit: Option<RateLimit>,
+        /// Calls each client address may make; the first rule whose range holds the
+        /// address applies (none: no limit per address).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rate_limit_per_address: Vec<AddressRate>,
+        /// Only these client addresses (CIDR ranges) may call; empty: any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow_from: Vec<String>,
+        /// These client addresses may not call (checked after `allow_from`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deny_from: Vec<String>,
     },
     /// A generic invocation channel: the caller names the service. `wire: zato` speaks the
     /// zato-client package's `AnyServiceInvoker` format (service and base64 payload in the
@@ -302,6 +176,19 @@ pub enum ChannelDef {
             skip_serializing_if = "is_default_max_body"
         )]
         max_body: u64,
+        /// Calls the whole channel takes (every caller together).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate_limit: Option<RateLimit>,
+        /// Calls each client address may make; the first rule whose range holds the
+        /// address applies (none: no limit per address).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rate_limit_per_address: Vec<AddressRate>,
+        /// Only these client addresses (CIDR ranges) may call; empty: any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow_from: Vec<String>,
+        /// These client addresses may not call (checked after `allow_from`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deny_from: Vec<String>,
     },
     /// Consumes an AMQP queue: each message invokes the service; it is acknowledged only
     /// after the service succeeded. A failed message goes back to the queue until it has
@@ -435,8 +322,44 @@ impl ChannelDef {
         }
     }
 
-    /// Checks what serde cannot: names, paths, methods.
+    /// The channel's rate limits and address rules (HTTP, SOAP and invoke channels).
+    pub fn access(&self) -> Option<access::AccessRules<'_>> {
+        match self {
+            ChannelDef::Http {
+                rate_limit,
+                rate_limit_per_address,
+                allow_from,
+                deny_from,
+                ..
+            }
+            | ChannelDef::Soap {
+                rate_limit,
+                rate_limit_per_address,
+                allow_from,
+                deny_from,
+                ..
+            }
+            | ChannelDef::Invoke {
+                rate_limit,
+                rate_limit_per_address,
+                allow_from,
+                deny_from,
+                ..
+            } => Some(access::AccessRules {
+                rate_limit: rate_limit.as_ref(),
+                per_address: rate_limit_per_address,
+                allow_from,
+                deny_from,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Checks what serde cannot: names, paths, methods, rates and address ranges.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(rules) = self.access() {
+            rules.validate(self.name())?;
+        }
         if let ChannelDef::Http { name, max_body, .. }
         | ChannelDef::Soap { name, max_body, .. }
         | ChannelDef::Invoke { name, max_body, .. } = self
@@ -662,51 +585,12 @@ impl ApplyDoc {
             }
         }
         for s in &self.security {
-            check_name(s.name())?;
+            s.validate()?;
             if !seen.insert(("security", s.name())) {
                 return Err(format!(
                     "security definition {} is declared twice",
                     s.name()
                 ));
-            }
-            // A secret given as `***` or left out keeps the stored one: whether there is
-            // one is the store's to say (the admin API answers that), not this check's.
-            match s {
-                SecurityInput::BasicAuth { username, .. } => {
-                    if username.is_empty() {
-                        return Err(format!("security {}: username is required", s.name()));
-                    }
-                }
-                SecurityInput::Wss {
-                    username,
-                    nonce_freshness,
-                    max_age,
-                    ..
-                } => {
-                    if username.is_empty() {
-                        return Err(format!("security {}: username is required", s.name()));
-                    }
-                    if *nonce_freshness == 0 || *max_age == 0 {
-                        return Err(format!(
-                            "security {}: nonce_freshness and max_age must be positive",
-                            s.name()
-                        ));
-                    }
-                }
-                SecurityInput::Apikey { header, key, .. } => {
-                    if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                        return Err(format!(
-                            "security {}: '{header}' is not a valid header name",
-                            s.name()
-                        ));
-                    }
-                    if !keeps_secret(key) && key.len() < 8 {
-                        return Err(format!(
-                            "security {}: an API key must have at least 8 characters",
-                            s.name()
-                        ));
-                    }
-                }
             }
         }
         for j in &self.jobs {
@@ -839,6 +723,10 @@ jobs:
                 data_format: DataFormat::Json,
                 security: None,
                 max_body: DEFAULT_MAX_BODY,
+                rate_limit: None,
+                rate_limit_per_address: Vec::new(),
+                allow_from: Vec::new(),
+                deny_from: Vec::new(),
             };
             assert!(c.validate().is_err(), "{bad}");
         }
@@ -891,6 +779,7 @@ mod fuzz {
             let c = ChannelDef::Http {
                 name: "c".into(), is_active: true, service: "s".into(), url_path: path.clone(), method,
                 data_format: DataFormat::Json, security: None, max_body: DEFAULT_MAX_BODY,
+                rate_limit: None, rate_limit_per_address: Vec::new(), allow_from: Vec::new(), deny_from: Vec::new(),
             };
             if c.validate().is_ok() {
                 prop_assert!(path.starts_with('/'));

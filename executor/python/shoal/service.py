@@ -150,6 +150,26 @@ class Request:
     wmq = ibm_mq
 
     @property
+    def auth(self):
+        """Who called, as the channel's security definition verified it: a ``Bunch`` of
+        ``type`` (``basic_auth``, ``apikey``, ``wss``, ``jwt``, ``bearer``,
+        ``client_cert``), ``security`` (the definition's name), ``username`` (the user,
+        a JWT's ``sub``, a certificate's common name), and ``claims`` (a JWT's verified
+        claims) or ``certificate`` (``subject``, ``common_name``, ``sans``, ``serial``,
+        ``issuer``). ``None`` when the channel has no security."""
+        channel = self._channel or {}
+        raw = channel.get('auth')
+        if raw:
+            try:
+                return Bunch(json.loads(raw))
+            except ValueError:
+                return None
+        if channel.get('security_name'):
+            return Bunch(type='', security=channel.get('security_name', ''),
+                         username=channel.get('username', ''))
+        return None
+
+    @property
     def text(self):
         raw = self.raw_request
         return raw.decode('utf-8', 'replace') if isinstance(raw, (bytes, bytearray)) else raw

@@ -33,6 +33,10 @@ pub const MAX_BODY: usize = 10 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AdminState {
     pub auth: BasicAuth,
+    /// Credential checks of the admin listener (bounded, throttled; its own slots).
+    pub verifier: crate::auth::Verifier,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted: crate::auth::client::TrustedProxies,
     pub router: ExecRouter,
     pub store: Store,
     /// Seals secrets that must be read back (WS-Security PasswordDigest).
@@ -128,26 +132,83 @@ async fn require_admin(
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let auth = state.auth.clone();
-    // argon2 is CPU work: keep it off the async workers (unless recently verified).
-    let ok = auth.check_cached(value.as_deref())
-        || tokio::task::spawn_blocking(move || auth.check(value.as_deref()))
-            .await
-            .unwrap_or(false);
-    if ok {
+        .and_then(|v| v.to_str().ok());
+    let addr = state.client_ip(&req);
+    let verdict = state
+        .auth
+        .check(&state.verifier, value, Some(addr), "admin")
+        .await;
+    if verdict == crate::auth::Verdict::Valid {
         return next.run(req).await;
     }
-    let mut resp = respond::error(&ShoalError::new(
-        ErrorCode::Unauthorized,
-        "admin credentials required (HTTP Basic Auth, user admin)",
-    ));
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"Shoal admin\""),
-    );
+    refusal(verdict)
+}
+
+/// The answer to admin credentials that did not pass: 401 with the challenge, 429 when
+/// throttled, 503 when no verification slot came free.
+pub(crate) fn refusal(verdict: crate::auth::Verdict) -> Response {
+    use crate::auth::Verdict;
+    let (error, wait) = match verdict {
+        Verdict::Throttled(wait) => (
+            ShoalError::new(
+                ErrorCode::TooManyRequests,
+                "too many failed attempts; retry later",
+            ),
+            Some(wait),
+        ),
+        Verdict::Busy => (
+            ShoalError::new(
+                ErrorCode::Unavailable,
+                "credentials cannot be checked now; retry shortly",
+            ),
+            Some(std::time::Duration::from_secs(1)),
+        ),
+        _ => (
+            ShoalError::new(
+                ErrorCode::Unauthorized,
+                "admin credentials required (HTTP Basic Auth, user admin)",
+            ),
+            None,
+        ),
+    };
+    let mut resp = respond::error(&error);
+    match wait {
+        Some(w) => {
+            if let Ok(v) = HeaderValue::from_str(&w.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        None => {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Shoal admin\""),
+            );
+        }
+    }
     resp
+}
+
+impl AdminState {
+    /// The client's address of a request (the peer, or the one trusted proxies report).
+    pub fn client_ip(&self, req: &Request<axum::body::Body>) -> std::net::IpAddr {
+        let peer = req
+            .extensions()
+            .get::<shoal_common::http::Peer>()
+            .map(|p| p.0.ip());
+        self.client_ip_of(req.headers(), peer)
+    }
+
+    /// As [`AdminState::client_ip`], from the headers and the peer.
+    pub fn client_ip_of(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> std::net::IpAddr {
+        self.trusted.client_ip(
+            headers,
+            peer.unwrap_or(std::net::IpAddr::from([127, 0, 0, 1])),
+        )
+    }
 }
 
 /// Reads the request body before the handlers do: within the admin API's limit (413

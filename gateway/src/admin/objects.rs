@@ -74,6 +74,7 @@ async fn to_stored(
                 username,
                 password,
                 realm,
+                rate_limit,
             } => {
                 let stored = matches!(&existing, Some(SecurityDef::BasicAuth { .. }));
                 let kept = keep(&password, stored)?;
@@ -91,6 +92,7 @@ async fn to_stored(
                     username,
                     password_hash,
                     realm,
+                    rate_limit,
                 }
             }
             SecurityInput::Apikey {
@@ -98,6 +100,7 @@ async fn to_stored(
                 is_active,
                 header,
                 key,
+                rate_limit,
             } => {
                 let kept = keep(&key, matches!(&existing, Some(SecurityDef::Apikey { .. })))?;
                 let key_hash = match &existing {
@@ -111,9 +114,10 @@ async fn to_stored(
                     is_active,
                     header,
                     key_hash,
+                    rate_limit,
                 }
             }
-            SecurityInput::Wss { name, is_active, username, password, password_type, nonce_freshness, max_age } => {
+            SecurityInput::Wss { name, is_active, username, password, password_type, nonce_freshness, max_age, rate_limit } => {
                 let same_kind = |t| matches!(&existing, Some(SecurityDef::Wss { password_type: p, .. }) if *p == t);
                 let (password_hash, password_encrypted) = match password_type {
                     shoal_common::objects::PasswordType::Text => {
@@ -145,8 +149,96 @@ async fn to_stored(
                         (String::new(), sealed)
                     }
                 };
-                SecurityDef::Wss { name, is_active, username, password_type, password_hash, password_encrypted, nonce_freshness, max_age }
+                SecurityDef::Wss { name, is_active, username, password_type, password_hash, password_encrypted, nonce_freshness, max_age, rate_limit }
             }
+            SecurityInput::Jwt {
+                name,
+                is_active,
+                issuer,
+                audience,
+                jwks_url,
+                keys,
+                secret,
+                algorithms,
+                leeway,
+                required_claims,
+                jwks_timeout,
+                rate_limit,
+            } => {
+                // The HMAC secret, when the algorithms need one: sealed (it must be read
+                // back to check signatures); `***`/omitted keeps the stored one.
+                let hmac = algorithms.iter().any(|a| a.starts_with("HS"));
+                let secret_encrypted = if !hmac {
+                    String::new()
+                } else {
+                    let stored = match &existing {
+                        Some(SecurityDef::Jwt { secret_encrypted, .. }) if !secret_encrypted.is_empty() => Some(secret_encrypted.clone()),
+                        _ => None,
+                    };
+                    let kept = keep(&secret, stored.is_some())?;
+                    let key = key.as_ref().ok_or(
+                        "a jwt definition with an HMAC secret needs the cluster secret key \
+                         (SHOAL_SECRET_KEY or the gateway's --secret-key-file; shoal up creates one)",
+                    )?;
+                    match stored {
+                        Some(sealed) if kept || key.decrypt(&sealed).as_deref() == Some(secret.as_str()) => sealed,
+                        _ => key.encrypt(&secret)?,
+                    }
+                };
+                SecurityDef::Jwt {
+                    name,
+                    is_active,
+                    issuer,
+                    audience,
+                    jwks_url,
+                    keys,
+                    secret_encrypted,
+                    algorithms,
+                    leeway,
+                    required_claims,
+                    jwks_timeout,
+                    rate_limit,
+                }
+            }
+            SecurityInput::Bearer {
+                name,
+                is_active,
+                token,
+                rate_limit,
+            } => {
+                let stored = match &existing {
+                    Some(SecurityDef::Bearer { token_sha256, .. }) => Some(token_sha256.clone()),
+                    _ => None,
+                };
+                let kept = keep(&token, stored.is_some())?;
+                let token_sha256 = match stored {
+                    Some(h) if kept => h,
+                    _ => crate::auth::token_sha256(&token),
+                };
+                SecurityDef::Bearer {
+                    name,
+                    is_active,
+                    token_sha256,
+                    rate_limit,
+                }
+            }
+            SecurityInput::ClientCert {
+                name,
+                is_active,
+                ca,
+                ca_file,
+                subjects,
+                sans,
+                rate_limit,
+            } => SecurityDef::ClientCert {
+                name,
+                is_active,
+                ca,
+                ca_file,
+                subjects,
+                sans,
+                rate_limit,
+            },
         })
     })
     .await;

@@ -128,6 +128,18 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
                     json!({"type": "apiKey", "in": "header", "name": header}),
                 );
             }
+            Ok(SecurityDef::Jwt { name, .. }) => {
+                schemes.insert(
+                    name,
+                    json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+                );
+            }
+            Ok(SecurityDef::Bearer { name, .. }) => {
+                schemes.insert(name, json!({"type": "http", "scheme": "bearer"}));
+            }
+            Ok(SecurityDef::ClientCert { name, .. }) => {
+                schemes.insert(name, json!({"type": "mutualTLS"}));
+            }
             Err(_) => {}
         }
     }

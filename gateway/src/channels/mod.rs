@@ -1,11 +1,13 @@
 //! HTTP channels, live from the config store.
 //!
 //! [`serve`] is the HTTP listener's handler, the same flow for every channel: match
-//! method and path in the route table ([`table`], followed live from the store), check
-//! the channel's security ([`guard`]), read the body within the channel's limit
-//! ([`crate::body`]), let the channel's front end ([`front`]: JSON, XML, form, plain,
-//! SOAP, the Zato wire) decode it, invoke the service, and let the front end answer.
-//! [`admission`] caps requests in flight and URL length in front of it all.
+//! method and path in the route table ([`table`], followed live from the store), the
+//! client's address against the channel's address rules, the channel's and the address's
+//! rate limits ([`limits`]), the channel's security ([`guard`]) and the credential's rate
+//! limit, read the body within the channel's limit ([`crate::body`]), let the channel's
+//! front end ([`front`]: JSON, XML, form, plain, SOAP, the Zato wire) decode it, invoke the
+//! service, and let the front end answer. [`admission`] caps requests in flight and URL
+//! length in front of it all.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -26,9 +28,10 @@ use crate::respond;
 pub mod admission;
 pub mod front;
 pub mod guard;
+pub mod limits;
 pub mod table;
 
-pub use admission::{Admission, admit};
+pub use admission::{Admission, Pass, admit};
 use table::{ChannelLabels, ChannelOnly};
 pub use table::{Channels, Compiled, Match, Table};
 
@@ -59,6 +62,23 @@ pub struct HttpShared {
     pub kvdb: shoal_common::peers::Peers,
     /// How long a request body may take to arrive (408 after).
     pub body_read_timeout: std::time::Duration,
+    /// Credential checks of this listener (bounded, throttled).
+    pub verifier: crate::auth::Verifier,
+    /// Rate limit buckets.
+    pub limiter: limits::Limiter,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted: crate::auth::client::TrustedProxies,
+}
+
+impl HttpShared {
+    /// The client's address of a request (the peer, or the one trusted proxies report).
+    pub fn client_ip(&self, req: &Request<Body>) -> std::net::IpAddr {
+        let peer = req
+            .extensions()
+            .get::<shoal_common::http::Peer>()
+            .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.0.ip());
+        self.trusted.client_ip(req.headers(), peer)
+    }
 }
 
 /// The HTTP channels listener's handler.
@@ -149,6 +169,30 @@ pub(crate) fn forwarded_headers(
     out
 }
 
+/// The answer to a request the guard refused, in the front's shape, with the challenge
+/// and the time to wait.
+fn refused(front: &dyn front::Front, channel: &Compiled, r: guard::Refused, cid: &str) -> Response {
+    let mut resp = front.refuse(channel, r.error, cid);
+    if let Some(c) = r.challenge
+        && let Ok(v) = HeaderValue::from_str(&c)
+    {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    if let Some(wait) = r.retry_after
+        && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// The answer to a request over a rate limit.
+fn limited(front: &dyn front::Front, channel: &Compiled, d: limits::Denied, cid: &str) -> Response {
+    let mut resp = front.refuse(channel, d.error(), cid);
+    d.headers(&mut resp);
+    resp
+}
+
 async fn handle(
     state: &HttpState,
     table: &Table,
@@ -160,20 +204,72 @@ async fn handle(
     let front = front::of(channel);
     let refuse =
         |code: ErrorCode, msg: String| front.refuse(channel, ShoalError::new(code, msg), cid);
-    // Security on the headers.
-    let (mut username, hidden_header) =
-        match guard::check_headers(table, channel, req.headers()).await {
-            Ok(v) => v,
-            Err(refused) => {
-                let mut resp = front.refuse(channel, refused.error, cid);
-                if let Some(c) = refused.challenge
-                    && let Ok(v) = HeaderValue::from_str(&c)
-                {
-                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-                }
-                return resp;
-            }
-        };
+    // Who may call, and how often: the address rules, the channel's limit, the address's.
+    let ip = state.client_ip(&req);
+    let access = &channel.access;
+    if !access.admits(ip) {
+        return refuse(
+            ErrorCode::Forbidden,
+            format!("calls from {ip} are not allowed on this channel"),
+        );
+    }
+    if let Some(limit) = &access.rate_limit
+        && let Err(d) = state
+            .limiter
+            .take(&format!("channel/{}", channel.name), "channel", limit)
+            .await
+    {
+        return limited(front, channel, d, cid);
+    }
+    if let Some(limit) = access.address_limit(ip)
+        && let Err(d) = state
+            .limiter
+            .take(&format!("address/{}/{ip}", channel.name), "address", limit)
+            .await
+    {
+        return limited(front, channel, d, cid);
+    }
+    // Security on the headers (its verification waits outside the listener's in-flight
+    // places: see `admission::Pass`).
+    let pass = req.extensions().get::<Pass>().cloned();
+    let certs = req
+        .extensions()
+        .get::<shoal_common::public_tls::PeerCerts>()
+        .cloned();
+    let presented = guard::Presented {
+        headers: req.headers(),
+        addr: ip,
+        certs: certs.as_ref(),
+        verifier: &state.verifier,
+    };
+    if channel.security.is_some()
+        && let Some(p) = &pass
+    {
+        p.step_out();
+    }
+    let checked = guard::check_headers(table, channel, &presented).await;
+    if let Some(p) = &pass
+        && let Err(resp) = p.step_in()
+    {
+        return resp;
+    }
+    let mut caller = match checked {
+        Ok(c) => c,
+        Err(r) => return refused(front, channel, r, cid),
+    };
+    if let Some(c) = &caller
+        && let Some(limit) = table.credential_limit(&c.security)
+        && let Err(d) = state
+            .limiter
+            .take(
+                &format!("credential/{}", c.rate_key()),
+                "credential",
+                &limit,
+            )
+            .await
+    {
+        return limited(front, channel, d, cid);
+    }
     // SOAP: the WSDL on GET ?wsdl; otherwise only POST.
     let (parts, body) = req.into_parts();
     if let Some(resp) = front::soap::preflight(state, channel, &parts, cid).await {
@@ -224,9 +320,20 @@ async fn handle(
     };
     // WS-Security, on the SOAP envelope.
     if channel.soap.is_some() {
-        match guard::check_wss(state, table, channel, decoded.token.clone(), username).await {
-            Ok(user) => username = user,
-            Err(e) => return front.refuse(channel, e, cid),
+        let presented = guard::Presented {
+            headers: &parts.headers,
+            addr: ip,
+            certs: certs.as_ref(),
+            verifier: &state.verifier,
+        };
+        match guard::check_wss(state, table, channel, decoded.token.clone(), &presented).await {
+            Ok(Some(user)) => {
+                if let Some(c) = caller.as_mut() {
+                    c.username = user;
+                }
+            }
+            Ok(None) => {}
+            Err(r) => return refused(front, channel, r, cid),
         }
     }
     let query: HashMap<String, String> = parts
@@ -235,9 +342,15 @@ async fn handle(
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let (kind, data_format) = front.channel_type(channel);
-    let invoke = Invocation::new(decoded.service, cid)
-        .channel(channel.name.clone(), kind, data_format)
-        .caller(channel.security.clone().unwrap_or_default(), username)
+    let mut invoke =
+        Invocation::new(decoded.service, cid).channel(channel.name.clone(), kind, data_format);
+    if let Some(c) = &caller {
+        invoke = invoke
+            .caller(c.security.clone(), c.username.clone())
+            .auth(c.to_json());
+    }
+    let hidden_header = caller.as_ref().and_then(|c| c.hide.clone());
+    let invoke = invoke
         .payload(decoded.payload)
         .raw_request(body)
         .http(HttpInfo {

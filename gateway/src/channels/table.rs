@@ -17,7 +17,10 @@ use shoal_common::objects::{ChannelDef, DataFormat, SecurityDef, Wire};
 use shoal_common::store::{Store, WatchEvent};
 use tokio_util::sync::CancellationToken;
 
-use super::guard::Guard;
+use shoal_common::objects::RateLimit;
+use shoal_common::objects::access::Cidr;
+
+use super::guard::{Entry, GuardContext};
 
 /// What a SOAP channel adds.
 #[derive(Debug, Clone)]
@@ -45,6 +48,8 @@ pub struct Compiled {
     pub data_format: DataFormat,
     pub security: Option<String>,
     pub max_body: u64,
+    /// Rate limits and address rules.
+    pub access: Access,
     segments: Vec<Seg>,
     literals: usize,
     /// This channel's request counters by status class (1xx..5xx) and its latency
@@ -54,11 +59,61 @@ pub struct Compiled {
     pub(super) latency: std::sync::OnceLock<Histogram>,
 }
 
+/// A channel's rate limits and address rules, ready to check.
+#[derive(Debug, Default)]
+pub struct Access {
+    pub rate_limit: Option<RateLimit>,
+    /// (range, limit) in order: the first range that holds the address applies.
+    pub per_address: Vec<(Cidr, RateLimit)>,
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+}
+
+impl Access {
+    fn of(c: &ChannelDef) -> Access {
+        let Some(rules) = c.access() else {
+            return Access::default();
+        };
+        // Validated when stored; a range that does not read is dropped (and logged).
+        let cidr = |s: &String| {
+            Cidr::parse(s)
+                .map_err(
+                    |e| tracing::warn!(channel = %c.name(), error = %e, "address range ignored"),
+                )
+                .ok()
+        };
+        Access {
+            rate_limit: rules.rate_limit.copied(),
+            per_address: rules
+                .per_address
+                .iter()
+                .filter_map(|r| Some((cidr(&r.from)?, r.limit())))
+                .collect(),
+            allow: rules.allow_from.iter().filter_map(cidr).collect(),
+            deny: rules.deny_from.iter().filter_map(cidr).collect(),
+        }
+    }
+
+    /// Whether `ip` may call: in `allow` (when it lists any) and not in `deny`.
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|c| c.contains(ip)))
+            && !self.deny.iter().any(|c| c.contains(ip))
+    }
+
+    /// The per-address limit for `ip`, if a rule holds it.
+    pub fn address_limit(&self, ip: std::net::IpAddr) -> Option<&RateLimit> {
+        self.per_address
+            .iter()
+            .find(|(c, _)| c.contains(ip))
+            .map(|(_, l)| l)
+    }
+}
+
 /// An immutable snapshot of the channels and security definitions.
 #[derive(Default)]
 pub struct Table {
     channels: Vec<Arc<Compiled>>,
-    pub(super) guards: HashMap<String, Arc<Guard>>,
+    pub(super) guards: HashMap<String, Arc<Entry>>,
 }
 
 /// What a request path matched.
@@ -71,6 +126,7 @@ pub enum Match {
 
 /// A channel definition ready to match; `None` when it is inactive.
 fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
+    let access = Access::of(c);
     let mut soap = None;
     let (name, is_active, service, url_path, method, data_format, security, max_body, wire) =
         match c {
@@ -83,6 +139,7 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
                 data_format,
                 security,
                 max_body,
+                ..
             } => (
                 name,
                 *is_active,
@@ -104,6 +161,7 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
                 soap_action,
                 security,
                 max_body,
+                ..
             } => {
                 soap = Some(SoapSpec {
                     version: crate::soap::Version::parse(soap_version)
@@ -134,6 +192,7 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
                 wire,
                 security,
                 max_body,
+                ..
             } => (
                 name,
                 *is_active,
@@ -179,6 +238,7 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
         data_format,
         security: security.clone(),
         max_body,
+        access,
         segments,
         literals,
         counters: Default::default(),
@@ -190,7 +250,7 @@ impl Table {
     pub(super) fn build(
         channels: &BTreeMap<String, ChannelDef>,
         security: &BTreeMap<String, SecurityDef>,
-        key: Option<&crate::secret::SecretKey>,
+        ctx: &GuardContext<'_>,
     ) -> Table {
         let mut compiled: Vec<Arc<Compiled>> = channels.values().filter_map(compile).collect();
         // The most specific path wins: more literal segments first.
@@ -201,12 +261,17 @@ impl Table {
         });
         let guards = security
             .values()
-            .map(|s| (s.name().to_owned(), Arc::new(Guard::from_def(s, key))))
+            .map(|s| (s.name().to_owned(), Arc::new(Entry::from_def(s, ctx))))
             .collect();
         Table {
             channels: compiled,
             guards,
         }
+    }
+
+    /// The per-credential rate limit of the security definition `security`.
+    pub fn credential_limit(&self, security: &str) -> Option<RateLimit> {
+        self.guards.get(security).and_then(|e| e.rate_limit)
     }
 
     /// Among SOAP channels sharing `found`'s path, the one whose `soap_action` matches
@@ -304,6 +369,9 @@ pub struct Channels {
     pub(super) metrics: Metrics,
 }
 
+/// The JWKS caches outlive each table (kept across configuration changes).
+static JWKS: std::sync::OnceLock<crate::auth::jwt::JwksRegistry> = std::sync::OnceLock::new();
+
 impl Channels {
     /// Follows `channels/` and `security/` in the store until `cancel`.
     pub fn follow(
@@ -361,7 +429,11 @@ impl Channels {
                 while let Ok(ev) = sec_rx.try_recv() {
                     apply_event(&mut security, ev, "security/");
                 }
-                *table.write() = Arc::new(Table::build(&channels, &security, key.as_ref()));
+                let ctx = GuardContext {
+                    key: key.as_ref(),
+                    jwks: JWKS.get_or_init(Default::default),
+                };
+                *table.write() = Arc::new(Table::build(&channels, &security, &ctx));
                 tracing::debug!(
                     channels = channels.len(),
                     security = security.len(),
@@ -435,10 +507,21 @@ mod fuzz {
                     data_format: DataFormat::Json,
                     security: None,
                     max_body: shoal_common::objects::DEFAULT_MAX_BODY,
+                    rate_limit: None,
+                    rate_limit_per_address: Vec::new(),
+                    allow_from: Vec::new(),
+                    deny_from: Vec::new(),
                 },
             );
         }
-        Table::build(&channels, &BTreeMap::new(), None)
+        Table::build(
+            &channels,
+            &BTreeMap::new(),
+            &GuardContext {
+                key: None,
+                jwks: &Default::default(),
+            },
+        )
     }
 
     #[test]

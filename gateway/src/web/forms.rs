@@ -59,7 +59,7 @@ pub struct Variant {
 }
 
 /// Field names that hold secrets, by kind of object.
-const SECRET_FIELDS: &[&str] = &["password", "key"];
+const SECRET_FIELDS: &[&str] = &["password", "key", "secret", "token", "client_secret"];
 
 /// The variants of an object kind from its JSON Schema. Tagged enums (`"type": "http"`)
 /// give one variant per type; a plain struct gives one untagged variant.
@@ -502,7 +502,23 @@ mod tests {
             .expect("security");
         assert_eq!(sec.widget, Widget::Json);
         let s = variants(&schemars::schema_for!(SecurityInput));
-        assert_eq!(s.len(), 3);
+        let tags: Vec<_> = s.iter().filter_map(|v| v.tag.clone()).collect();
+        assert_eq!(
+            tags,
+            [
+                "basic_auth",
+                "apikey",
+                "wss",
+                "jwt",
+                "bearer",
+                "client_cert"
+            ]
+        );
+        for (tag, secret) in [("jwt", "secret"), ("bearer", "token")] {
+            let v = s.iter().find(|v| v.tag.as_deref() == Some(tag)).expect(tag);
+            let f = v.fields.iter().find(|f| f.name == secret).expect(secret);
+            assert_eq!(f.widget, Widget::Secret, "{tag}.{secret}");
+        }
         let jobs = variants(&schemars::schema_for!(shoal_common::objects::jobs::JobDef));
         assert_eq!(jobs.len(), 1);
         assert!(jobs[0].tag.is_none());

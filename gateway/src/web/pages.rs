@@ -217,7 +217,12 @@ fn form_map(body: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
-async fn login(State(state): State<WebState>, headers: http::HeaderMap, body: Bytes) -> Response {
+async fn login(
+    State(state): State<WebState>,
+    peer: Option<Extension<shoal_common::http::Peer>>,
+    headers: http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_map(&body);
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
@@ -231,12 +236,23 @@ async fn login(State(state): State<WebState>, headers: http::HeaderMap, body: By
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     );
-    let auth = state.admin.auth.clone();
-    let ok = auth.check_cached(Some(&value))
-        || tokio::task::spawn_blocking(move || auth.check(Some(&value)))
-            .await
-            .unwrap_or(false);
-    if !ok {
+    let addr = state.admin.client_ip_of(&headers, peer.map(|p| p.0.0.ip()));
+    let verdict = state
+        .admin
+        .auth
+        .check(&state.admin.verifier, Some(&value), Some(addr), "admin")
+        .await;
+    if let crate::auth::Verdict::Throttled(_) | crate::auth::Verdict::Busy = verdict {
+        state.sessions.login_failed();
+        return render(
+            StatusCode::TOO_MANY_REQUESTS,
+            &LoginPage {
+                cluster: state.options.cluster_name.clone(),
+                error: "too many attempts; try again in a minute".into(),
+            },
+        );
+    }
+    if verdict != crate::auth::Verdict::Valid {
         state.sessions.login_failed();
         tracing::warn!("web admin login refused");
         return render(
