@@ -23,6 +23,9 @@ pub struct AdminArgs {
     /// Project folder whose .shoal/admin-password is used when SHOAL_ADMIN_PASSWORD is unset.
     #[arg(long, global = true, env = "SHOAL_DIR", default_value = ".")]
     pub dir: PathBuf,
+    /// CA certificate (PEM) to trust for an https:// admin URL (besides the public roots).
+    #[arg(long, global = true, env = "SHOAL_ADMIN_CA", value_name = "FILE")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 /// How long one admin call may take (a deploy validates modules on an executor).
@@ -43,24 +46,40 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// A client for `base` with `password` (used by `shoal up` for its own gateway).
-    pub fn with(base: &str, password: String) -> Result<Admin> {
+    /// A client for `base` with `password` (used by `shoal up` for its own gateway);
+    /// `ca` is trusted for an https:// base besides the public roots.
+    pub fn with_ca(base: &str, password: String, ca: Option<&std::path::Path>) -> Result<Admin> {
+        // No overall timeout here: `shoal logs` streams for as long as it runs; each
+        // ordinary call sets CALL_TIMEOUT itself.
+        let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| {
+                CliError::Input(format!("cannot read the admin CA {}: {e}", ca.display()))
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                CliError::Input(format!("{} is not a PEM certificate: {e}", ca.display()))
+            })? {
+                b = b.add_root_certificate(cert);
+            }
+        }
         Ok(Admin {
             base: base.trim_end_matches('/').to_owned(),
             password,
-            // No overall timeout here: `shoal logs` streams for as long as it runs; each
-            // ordinary call sets CALL_TIMEOUT itself.
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
+            http: b
                 .build()
                 .map_err(|e| CliError::Other(format!("cannot make an HTTP client: {e}")))?,
         })
     }
 
+    /// As [`Admin::with_ca`], with the public roots only.
+    pub fn with(base: &str, password: String) -> Result<Admin> {
+        Admin::with_ca(base, password, None)
+    }
+
     /// A client for the flags' admin URL with the password they lead to.
     pub fn new(args: &AdminArgs) -> Result<Admin> {
         let password = crate::password::read(&args.dir).ok_or(CliError::NoPassword)?;
-        Admin::with(&args.admin_url, password)
+        Admin::with_ca(&args.admin_url, password, args.admin_ca.as_deref())
     }
 
     /// The admin API's base URL.

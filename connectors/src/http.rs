@@ -89,7 +89,22 @@ impl Connection for HttpConn {
 /// A connection's client.
 pub struct HttpPool {
     client: reqwest::Client,
+    /// The OAuth2 access token of a connection with `oauth2` security, shared by every
+    /// call (and fetched by one call at a time).
+    token: tokio::sync::Mutex<Option<Token>>,
+    /// Tokens fetched so far (a metric, and what the tests count).
+    pub tokens_fetched: std::sync::atomic::AtomicU64,
 }
+
+/// An OAuth2 access token and when to fetch the next one.
+#[derive(Clone)]
+struct Token {
+    value: String,
+    refresh_at: std::time::Instant,
+}
+
+/// A token's lifetime when the endpoint does not say (`expires_in` is optional).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 impl HttpPool {
     pub fn new(h: &HttpOut) -> Result<HttpPool, String> {
@@ -112,7 +127,97 @@ impl HttpPool {
             client: b
                 .build()
                 .map_err(|e| format!("cannot build the client: {e}"))?,
+            token: tokio::sync::Mutex::new(None),
+            tokens_fetched: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The connection's access token: the one held while it is fresh, else a new one from
+    /// the token endpoint (`stale`: the target refused the one held, so fetch another
+    /// unless a concurrent call already did).
+    async fn access_token(
+        &self,
+        sec: &OutSecurity,
+        stale: Option<&str>,
+    ) -> Result<String, CallError> {
+        let OutSecurity::Oauth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scopes,
+            audience,
+            client_auth,
+        } = sec
+        else {
+            return Err(CallError::bad_request("not an oauth2 connection"));
+        };
+        let mut held = self.token.lock().await;
+        if let Some(t) = held.as_ref()
+            && std::time::Instant::now() < t.refresh_at
+            && stale != Some(t.value.as_str())
+        {
+            return Ok(t.value.clone());
+        }
+        let mut form: Vec<(&str, String)> = vec![("grant_type", "client_credentials".into())];
+        if !scopes.is_empty() {
+            form.push(("scope", scopes.join(" ")));
+        }
+        if !audience.is_empty() {
+            form.push(("audience", audience.clone()));
+        }
+        let mut req = self.client.post(token_url.as_str());
+        match client_auth {
+            shoal_common::objects::outgoing::ClientAuth::Basic => {
+                // RFC 6749 §2.3.1: the id and secret form-encoded, then Basic.
+                let enc =
+                    |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+                req = req.basic_auth(enc(client_id), Some(enc(client_secret)));
+            }
+            shoal_common::objects::outgoing::ClientAuth::Post => {
+                form.push(("client_id", client_id.clone()));
+                form.push(("client_secret", client_secret.clone()));
+            }
+        }
+        let url = reqwest::Url::parse(token_url)
+            .map_err(|e| CallError::bad_request(format!("oauth2 token_url: {e}")))?;
+        let resp = req
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| describe(&url, &e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| describe(&url, &e))?;
+        if !status.is_success() {
+            let shown: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            return Err(CallError::unauthorized(format!(
+                "oauth2: the token endpoint {token_url} answered {status}: {shown}"
+            )));
+        }
+        #[derive(serde::Deserialize)]
+        struct Grant {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<f64>,
+        }
+        let grant: Grant = serde_json::from_slice(&body).map_err(|e| {
+            CallError::remote(format!(
+                "oauth2: the token endpoint {token_url} sent no access_token: {e}"
+            ))
+        })?;
+        self.tokens_fetched
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let life = grant
+            .expires_in
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs_f64);
+        // Shortly before it expires: a tenth of its life, at most 30 s early.
+        let early = (life / 10).min(Duration::from_secs(30));
+        let token = Token {
+            value: grant.access_token,
+            refresh_at: std::time::Instant::now() + life.saturating_sub(early),
+        };
+        *held = Some(token.clone());
+        Ok(token.value)
     }
 
     /// One call; `soap` wraps the body in an Envelope and posts it.
@@ -172,6 +277,12 @@ impl HttpPool {
             Some(OutSecurity::Apikey { header, key }) => insert(&mut headers, header, key)?,
             _ => {}
         }
+        let oauth2 = matches!(&h.security, Some(OutSecurity::Oauth2 { .. }));
+        let mut bearer = String::new();
+        if let Some(sec @ OutSecurity::Oauth2 { .. }) = &h.security {
+            bearer = self.access_token(sec, None).await?;
+            insert(&mut headers, "authorization", &format!("Bearer {bearer}"))?;
+        }
         for (k, v) in &r.headers {
             insert(&mut headers, k, v)?;
         }
@@ -197,6 +308,8 @@ impl HttpPool {
         let tries = if idempotent { h.retries + 1 } else { 1 };
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
+        // A 401 with an OAuth2 token: one new token and one more try.
+        let mut refreshed = false;
         loop {
             attempt += 1;
             let mut req = self
@@ -211,6 +324,15 @@ impl HttpPool {
             match req.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    if status == 401 && oauth2 && !refreshed {
+                        refreshed = true;
+                        if let Some(sec) = &h.security {
+                            bearer = self.access_token(sec, Some(&bearer)).await?;
+                            insert(&mut headers, "authorization", &format!("Bearer {bearer}"))?;
+                        }
+                        attempt -= 1;
+                        continue;
+                    }
                     if !last && matches!(status, 502..=504) {
                         tokio::time::sleep(delay).await;
                         delay *= 2;

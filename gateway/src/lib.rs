@@ -231,6 +231,103 @@ pub fn preflight(options: &Options) -> Option<i32> {
     }
 }
 
+/// What the admin listener is made of, handed to its own thread.
+struct AdminParts {
+    options: Options,
+    listener: tokio::net::TcpListener,
+    auth: auth::BasicAuth,
+    verifier: auth::Verifier,
+    trusted: auth::client::TrustedProxies,
+    secret_key: Option<secret::SecretKey>,
+    tail: tail::Tail,
+    ops: Ops,
+    limits: shoal_common::http::HttpLimits,
+    budget: std::sync::Arc<shoal_common::http::AnswerBudget>,
+    tls: Option<shoal_common::public_tls::PublicTls>,
+}
+
+/// Serves the admin listener on a thread of its own, with its own runtime, store
+/// connection and peers, until `cancel`; the task resolves when it has drained.
+fn admin_listener(parts: AdminParts, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let listener = parts.listener.into_std();
+    let spawned = std::thread::Builder::new()
+        .name("shoal-admin".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                tracing::error!("cannot start the admin listener's runtime");
+                return;
+            };
+            rt.block_on(async move {
+                let Ok(listener) = listener.and_then(tokio::net::TcpListener::from_std) else {
+                    tracing::error!("cannot take over the admin listener");
+                    return;
+                };
+                let o = &parts.options;
+                let Some(store) = Store::connect_retrying(&o.common.store(), &cancel).await else {
+                    return;
+                };
+                let peers = |role: &'static str| {
+                    shoal_common::peers::Peers::new(
+                        role,
+                        Discovery::watch(&store, role, cancel.clone()),
+                        Duration::from_secs(10),
+                    )
+                };
+                let state = admin::AdminState {
+                    auth: parts.auth,
+                    verifier: parts.verifier,
+                    trusted: parts.trusted,
+                    router: shoal_common::routing::Router::new(Discovery::watch(
+                        &store,
+                        role::EXECUTOR,
+                        cancel.clone(),
+                    ))
+                    .observed(std::sync::Arc::new(parts.tail.clone())),
+                    store: store.clone(),
+                    secret_key: parts.secret_key,
+                    schedulers: peers(role::SCHEDULER),
+                    kvdb: peers(role::KVDB),
+                    tail: parts.tail,
+                    body_read_timeout: Duration::from_secs(o.body_read_timeout_secs.max(1)),
+                };
+                let web = web::WebOptions {
+                    cluster_name: o.cluster_name.clone(),
+                    secure_cookies: o.admin_secure_cookies,
+                    session_idle: Duration::from_secs(o.admin_session_idle_secs.max(60)),
+                    session_max: Duration::from_secs(o.admin_session_max_secs.max(60)),
+                };
+                let (api, inner_api) = admin::api(state.clone());
+                let app = axum::Router::new()
+                    .nest("/api/v1", api)
+                    .merge(web::router(web::WebState::new(state, inner_api, web)))
+                    .merge(parts.ops.router());
+                if let Err(e) = shoal_common::http::serve_with(
+                    listener,
+                    app,
+                    parts.limits,
+                    parts.budget,
+                    parts.tls,
+                    cancel,
+                )
+                .await
+                {
+                    tracing::error!(error = %e, "the admin listener failed");
+                }
+            });
+            let _ = done_tx.send(());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the admin listener's thread");
+    }
+    tokio::spawn(async move {
+        let _ = done_rx.await;
+    })
+}
+
 /// Runs the gateway until `cancel`.
 pub async fn run(
     options: Options,
@@ -282,36 +379,6 @@ pub async fn run(
     let public_tls = options
         .public_tls(&[b"h2", b"http/1.1"])
         .map_err(anyhow::Error::msg)?;
-    let admin_state = admin::AdminState {
-        auth: auth.clone(),
-        verifier: admin_verifier,
-        trusted: trusted.clone(),
-        router: exec_router.clone(),
-        store: store.clone(),
-        secret_key: secret_key.clone(),
-        schedulers: shoal_common::peers::Peers::new(
-            role::SCHEDULER,
-            Discovery::watch(&store, role::SCHEDULER, cancel.clone()),
-            Duration::from_secs(10),
-        ),
-        kvdb: kvdb_peers.clone(),
-        tail,
-        body_read_timeout,
-    };
-    let web = web::WebOptions {
-        cluster_name: options.cluster_name.clone(),
-        secure_cookies: options.admin_secure_cookies,
-        session_idle: Duration::from_secs(options.admin_session_idle_secs.max(60)),
-        session_max: Duration::from_secs(options.admin_session_max_secs.max(60)),
-    };
-    // The admin listener: the API under Basic Auth, the web admin under `/admin/` (its own
-    // session login, calling the API in process), the ops routes open.
-    let admin_state_verifier = admin_state.verifier.clone();
-    let (api, inner_api) = admin::api(admin_state.clone());
-    let admin_app = axum::Router::new()
-        .nest("/api/v1", api)
-        .merge(web::router(web::WebState::new(admin_state, inner_api, web)))
-        .merge(ops.router());
     let limits = shoal_common::http::HttpLimits {
         header_read_timeout: Duration::from_secs(options.header_read_timeout_secs.max(1)),
         max_header_bytes: options.max_header_bytes,
@@ -324,14 +391,26 @@ pub async fn run(
     let answers = shoal_common::http::AnswerMetrics::default();
     ops.register(|r| answers.register(r));
     let budget = |listener: &str| answers.budget(listener, options.max_answer_bytes);
-    let admin_task = tokio::spawn(shoal_common::http::serve_with(
-        listeners.admin,
-        admin_app,
-        limits,
-        budget("admin"),
-        public_tls.clone(),
+    // The admin listener — the API under Basic Auth, the web admin under `/admin/` (its
+    // own session login, calling the API in process), the ops routes open — on a thread,
+    // runtime and connections of its own: a flood on the channels (a runtime saturated
+    // with requests, however cheap each) leaves the admin API and the web admin answering.
+    let admin_task = admin_listener(
+        AdminParts {
+            options: options.clone(),
+            listener: listeners.admin,
+            auth: auth.clone(),
+            verifier: admin_verifier.clone(),
+            trusted: trusted.clone(),
+            secret_key: secret_key.clone(),
+            tail: tail.clone(),
+            ops: ops.clone(),
+            limits,
+            budget: budget("admin"),
+            tls: public_tls.clone(),
+        },
         cancel.clone(),
-    ));
+    );
 
     let channels = channels::Channels::follow(&store, &ops, cancel.clone(), secret_key.clone());
     queues::follow(
@@ -379,7 +458,7 @@ pub async fn run(
         router: exec_router,
         auth,
         verifier: channel_verifier,
-        admin_verifier: admin_state_verifier,
+        admin_verifier,
         channels: channels.clone(),
     };
     let routes = tonic::service::Routes::new(

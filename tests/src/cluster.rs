@@ -135,11 +135,18 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );
+        // With the public listeners on TLS, the harness talks HTTPS (the tests check the
+        // certificates themselves).
+        let scheme = if env.iter().any(|(k, _)| *k == "SHOAL_PUBLIC_TLS_CERT") {
+            "https"
+        } else {
+            "http"
+        };
         let cluster = Cluster {
             dir,
             proc,
-            admin_url: format!("http://{admin_a}"),
-            http_url: format!("http://{http_a}"),
+            admin_url: format!("{scheme}://{admin_a}"),
+            http_url: format!("{scheme}://{http_a}"),
             grpc_addr: grpc_a,
             gateway_ops: ops_a,
             store_url: if extra.contains(&"--plaintext") {
@@ -150,6 +157,7 @@ impl Cluster {
             password: "test-password-1".into(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .danger_accept_invalid_certs(scheme == "https")
                 .build()
                 .expect("client"),
             up,

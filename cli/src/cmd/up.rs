@@ -70,6 +70,38 @@ pub struct UpArgs {
     /// instead of mutual TLS with certificates from DIR/.shoal/tls.
     #[arg(long, env = "SHOAL_PLAINTEXT")]
     pub plaintext: bool,
+    /// Serve the public listeners (channels, admin API and web admin, gRPC Invoker) over
+    /// TLS with this certificate (PEM, with its chain), reloaded when it changes.
+    #[arg(
+        long,
+        env = "SHOAL_PUBLIC_TLS_CERT",
+        value_name = "FILE",
+        requires = "public_tls_key"
+    )]
+    pub public_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --public-tls-cert.
+    #[arg(
+        long,
+        env = "SHOAL_PUBLIC_TLS_KEY",
+        value_name = "FILE",
+        requires = "public_tls_cert"
+    )]
+    pub public_tls_key: Option<PathBuf>,
+    /// The CA that issued --public-tls-cert, for `shoal up`'s own calls to its admin API
+    /// (when it is not a publicly trusted one).
+    #[arg(long, env = "SHOAL_PUBLIC_TLS_CA", value_name = "FILE")]
+    pub public_tls_ca: Option<PathBuf>,
+}
+
+impl UpArgs {
+    /// `https` when the public listeners serve TLS.
+    fn scheme(&self) -> &'static str {
+        if self.public_tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 struct ChildSpec {
@@ -267,6 +299,15 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
                 "--secret-key-file".into(),
                 secret_key_file.display().to_string(),
             ],
+            match (&args.public_tls_cert, &args.public_tls_key) {
+                (Some(c), Some(k)) => vec![
+                    "--public-tls-cert".into(),
+                    absolute(c)?.display().to_string(),
+                    "--public-tls-key".into(),
+                    absolute(k)?.display().to_string(),
+                ],
+                _ => Vec::new(),
+            },
         ]
         .concat(),
     });
@@ -326,15 +367,17 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
             drop(progress);
             let config = dir_of_config.join("shoal.yaml");
             if ok_gw && config.exists() {
-                apply_config(&config, &args.admin_listen, &password_file).await;
+                apply_config(&config, &args, &password_file).await;
             }
             if ok_gw && ok_ex {
+                let scheme = args.scheme();
                 println!(
-                    "\nShoal is up (cluster '{}', config store {}).\n  HTTP channels  http://{}\n  gRPC invoker   {}\n  admin API      http://{}/api/v1  (user admin, password in {} or $SHOAL_ADMIN_PASSWORD)\n  services from  {}\n  components     {}\nTry: shoal invoke <service> --data '{{}}'   ·   shoal status   ·   Ctrl-C stops everything.\n",
+                    "\nShoal is up (cluster '{}', config store {}).\n  HTTP channels  {scheme}://{}\n  gRPC invoker   {}{}\n  admin API      {scheme}://{}/api/v1  (user admin, password in {} or $SHOAL_ADMIN_PASSWORD)\n  services from  {}\n  components     {}\nTry: shoal invoke <service> --data '{{}}'   ·   shoal status   ·   Ctrl-C stops everything.\n",
                     args.cluster,
                     etcd,
                     args.http_listen,
                     args.grpc_listen,
+                    if scheme == "https" { " (TLS)" } else { "" },
                     args.admin_listen,
                     password_file.display(),
                     services.display(),
@@ -360,12 +403,14 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
 }
 
 /// Applies `DIR/shoal.yaml` once the gateway answers (as `shoal apply -f` would).
-async fn apply_config(file: &Path, admin_listen: &str, password_file: &Path) {
+async fn apply_config(file: &Path, args: &UpArgs, password_file: &Path) {
     let password = std::fs::read_to_string(password_file)
         .unwrap_or_default()
         .trim_end()
         .to_owned();
-    let admin = match crate::client::Admin::with(&format!("http://{admin_listen}"), password) {
+    let base = format!("{}://{}", args.scheme(), args.admin_listen);
+    let admin = match crate::client::Admin::with_ca(&base, password, args.public_tls_ca.as_deref())
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("warning: cannot apply {}: {e}", file.display());

@@ -67,6 +67,41 @@ pub enum OutSecurity {
         #[serde(default)]
         password_type: crate::objects::PasswordType,
     },
+    /// OAuth2 client credentials (RFC 6749 §4.4): a token from `token_url`, sent as
+    /// `Authorization: Bearer`, kept until shortly before it expires, shared by every call
+    /// of the connection, and fetched again once when the target answers 401.
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        /// Sealed like every outgoing secret.
+        client_secret: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scopes: Vec<String>,
+        /// The `audience` parameter some providers ask for.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        audience: String,
+        /// How the client authenticates to the token endpoint: `basic` (HTTP Basic, the
+        /// default) or `post` (in the form body).
+        #[serde(default, skip_serializing_if = "is_basic")]
+        client_auth: ClientAuth,
+    },
+}
+
+/// How an OAuth2 client authenticates to its token endpoint.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_secret_basic`.
+    #[default]
+    Basic,
+    /// `client_secret_post`.
+    Post,
+}
+
+fn is_basic(c: &ClientAuth) -> bool {
+    *c == ClientAuth::Basic
 }
 
 fn default_timeout() -> f64 {
@@ -417,6 +452,21 @@ impl OutgoingDef {
                 {
                     return err("wss security is for soap connections".into());
                 }
+                if let Some(OutSecurity::Oauth2 {
+                    token_url,
+                    client_id,
+                    ..
+                }) = &h.security
+                {
+                    if !(token_url.starts_with("https://") || token_url.starts_with("http://")) {
+                        return err(format!(
+                            "oauth2 token_url must be an http(s) URL (got '{token_url}')"
+                        ));
+                    }
+                    if client_id.is_empty() {
+                        return err("oauth2 needs a client_id".into());
+                    }
+                }
             }
             OutgoingDef::Amqp(a) => {
                 match (&a.url, &a.definition) {
@@ -518,6 +568,7 @@ impl OutgoingDef {
                 Some(OutSecurity::BasicAuth { password, .. })
                 | Some(OutSecurity::Wss { password, .. }) => hide(password),
                 Some(OutSecurity::Apikey { key, .. }) => hide(key),
+                Some(OutSecurity::Oauth2 { client_secret, .. }) => hide(client_secret),
                 None => {}
             },
             OutgoingDef::Amqp(a) => {
@@ -598,10 +649,19 @@ impl OutgoingDef {
                         Some(OutSecurity::Apikey { key: k, .. }),
                     ) => secret(key, Some(k)),
                     (
+                        Some(OutSecurity::Oauth2 { client_secret, .. }),
+                        Some(OutSecurity::Oauth2 {
+                            client_secret: k, ..
+                        }),
+                    ) => secret(client_secret, Some(k)),
+                    (
                         Some(
                             OutSecurity::BasicAuth { password: s, .. }
                             | OutSecurity::Wss { password: s, .. }
-                            | OutSecurity::Apikey { key: s, .. },
+                            | OutSecurity::Apikey { key: s, .. }
+                            | OutSecurity::Oauth2 {
+                                client_secret: s, ..
+                            },
                         ),
                         _,
                     ) => secret(s, None),

@@ -114,6 +114,10 @@ pub enum SecurityInput {
         /// Seconds a JWKS fetch may take.
         #[serde(default = "default_jwks_timeout")]
         jwks_timeout: u64,
+        /// The least seconds between two fetches of the JWKS (a token naming an unknown
+        /// `kid` fetches it again, at most this often).
+        #[serde(default = "default_jwks_min_interval")]
+        jwks_min_interval: u64,
         /// Calls each subject (`sub`) may make.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate_limit: Option<RateLimit>,
@@ -175,6 +179,10 @@ fn default_leeway() -> u64 {
 
 fn default_jwks_timeout() -> u64 {
     5
+}
+
+fn default_jwks_min_interval() -> u64 {
+    60
 }
 
 /// The algorithms a `jwt` definition accepts when it names none.
@@ -309,6 +317,7 @@ impl SecurityInput {
                 secret,
                 algorithms,
                 jwks_timeout,
+                jwks_min_interval,
                 rate_limit,
                 ..
             } => {
@@ -365,6 +374,11 @@ impl SecurityInput {
                 {
                     return Err(format!(
                         "security {name}: keys must be a JWKS document: {{\"keys\": [...]}}"
+                    ));
+                }
+                if *jwks_min_interval == 0 {
+                    return Err(format!(
+                        "security {name}: jwks_min_interval must be at least 1 second"
                     ));
                 }
                 if *jwks_timeout == 0 || *jwks_timeout > 60 {
@@ -460,6 +474,8 @@ pub enum SecurityDef {
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         required_claims: BTreeMap<String, serde_json::Value>,
         jwks_timeout: u64,
+        #[serde(default = "default_jwks_min_interval")]
+        jwks_min_interval: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate_limit: Option<RateLimit>,
     },
@@ -579,11 +595,13 @@ impl SecurityDef {
                 leeway,
                 required_claims,
                 jwks_timeout,
+                jwks_min_interval,
                 ..
             } => {
                 let mut v = serde_json::json!({
                     "name": name, "type": "jwt", "is_active": is_active, "issuer": issuer,
                     "leeway": leeway, "jwks_timeout": jwks_timeout,
+                    "jwks_min_interval": jwks_min_interval,
                 });
                 if !audience.is_empty() {
                     v["audience"] = serde_json::json!(audience);

@@ -163,6 +163,7 @@ async fn to_stored(
                 leeway,
                 required_claims,
                 jwks_timeout,
+                jwks_min_interval,
                 rate_limit,
             } => {
                 // The HMAC secret, when the algorithms need one: sealed (it must be read
@@ -197,6 +198,7 @@ async fn to_stored(
                     leeway,
                     required_claims,
                     jwks_timeout,
+                    jwks_min_interval,
                     rate_limit,
                 }
             }

@@ -3,8 +3,9 @@
 //! A token's header names its algorithm and key (`kid`): the algorithm must be one the
 //! definition accepts (`none` never is), and the key is looked for by `kid` among the keys
 //! given in the definition and the issuer's JWKS — fetched on first use, kept, fetched
-//! again when a token names a `kid` it does not hold (at most once a minute, so tokens with
-//! made-up `kid`s cannot make the gateway hammer the issuer) and when an hour old; a fetch
+//! again when a token names a `kid` it does not hold (at most once a minute by default,
+//! `jwks_min_interval`, so tokens with made-up `kid`s cannot make the gateway hammer the
+//! issuer) and when an hour old; a fetch
 //! that fails or takes longer than `jwks_timeout` leaves the keys held as they were, so
 //! tokens signed with them keep working while the issuer is away. HMAC tokens (HS256/384/
 //! 512) are checked only with the definition's own secret: a key from a JWKS is never
@@ -25,8 +26,6 @@ use sha2::{Digest, Sha256};
 
 /// How long keys fetched from a JWKS are used before they are fetched again.
 const JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
-/// The least time between two fetches of one JWKS.
-const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a verdict on a token is remembered (a valid one: until it expires, if sooner).
 const VERDICT_FOR: Duration = Duration::from_secs(60);
 const VERDICTS: usize = 8192;
@@ -34,6 +33,9 @@ const VERDICTS: usize = 8192;
 /// A token refused: the `error_description` of the `WWW-Authenticate` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal(pub &'static str);
+
+/// A token signed with a key not held (yet).
+const UNKNOWN_KEY: Refusal = Refusal("the token's key is unknown");
 
 /// A key to check signatures with.
 struct Key {
@@ -106,6 +108,8 @@ fn keys_of(doc: &Value) -> Vec<Key> {
 pub struct Jwks {
     url: String,
     timeout: Duration,
+    /// The least time between two fetches.
+    min_interval: Duration,
     client: reqwest::Client,
     keys: RwLock<Arc<Vec<Key>>>,
     fetched: Mutex<Option<Instant>>,
@@ -114,10 +118,11 @@ pub struct Jwks {
 }
 
 impl Jwks {
-    fn new(url: &str, timeout: Duration) -> Jwks {
+    fn new(url: &str, timeout: Duration, min_interval: Duration) -> Jwks {
         Jwks {
             url: url.to_owned(),
             timeout,
+            min_interval,
             client: reqwest::Client::builder()
                 .timeout(timeout)
                 .connect_timeout(timeout)
@@ -140,7 +145,7 @@ impl Jwks {
         let recent = self
             .attempted
             .lock()
-            .is_some_and(|a| a.elapsed() < JWKS_MIN_INTERVAL);
+            .is_some_and(|a| a.elapsed() < self.min_interval);
         if recent {
             return false;
         }
@@ -159,7 +164,7 @@ impl Jwks {
         if self
             .attempted
             .lock()
-            .is_some_and(|a| a.elapsed() < JWKS_MIN_INTERVAL)
+            .is_some_and(|a| a.elapsed() < self.min_interval)
         {
             return; // fetched while we waited
         }
@@ -188,13 +193,13 @@ impl Jwks {
 pub struct JwksRegistry(Arc<Mutex<HashMap<String, Arc<Jwks>>>>);
 
 impl JwksRegistry {
-    fn get(&self, url: &str, timeout: Duration) -> Arc<Jwks> {
+    fn get(&self, url: &str, timeout: Duration, min_interval: Duration) -> Arc<Jwks> {
         let mut m = self.0.lock();
         let entry = m
             .entry(url.to_owned())
-            .or_insert_with(|| Arc::new(Jwks::new(url, timeout)));
-        if entry.timeout != timeout {
-            *entry = Arc::new(Jwks::new(url, timeout));
+            .or_insert_with(|| Arc::new(Jwks::new(url, timeout, min_interval)));
+        if entry.timeout != timeout || entry.min_interval != min_interval {
+            *entry = Arc::new(Jwks::new(url, timeout, min_interval));
         }
         entry.clone()
     }
@@ -227,6 +232,7 @@ pub struct JwtSpec<'a> {
     pub leeway: u64,
     pub required_claims: &'a BTreeMap<String, Value>,
     pub jwks_timeout: u64,
+    pub jwks_min_interval: u64,
 }
 
 impl JwtPolicy {
@@ -248,7 +254,11 @@ impl JwtPolicy {
             hmac: spec.secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
             keys: spec.keys.map(keys_of).unwrap_or_default(),
             jwks: (!spec.jwks_url.is_empty()).then(|| {
-                registry.get(spec.jwks_url, Duration::from_secs(spec.jwks_timeout.max(1)))
+                registry.get(
+                    spec.jwks_url,
+                    Duration::from_secs(spec.jwks_timeout.max(1)),
+                    Duration::from_secs(spec.jwks_min_interval.max(1)),
+                )
             }),
             verdicts: Mutex::new(HashMap::new()),
         }
@@ -263,6 +273,10 @@ impl JwtPolicy {
             return verdict.clone();
         }
         let verdict = self.verify(token).await;
+        // A key not held yet may come with the next fetch of the JWKS: not remembered.
+        if verdict.as_ref().err() == Some(&UNKNOWN_KEY) {
+            return verdict;
+        }
         let until = match &verdict {
             Ok(claims) => {
                 let now = shoal_common::time::unix_now();
@@ -360,7 +374,7 @@ impl JwtPolicy {
                     refreshed = true;
                     continue;
                 }
-                return Err(Refusal("the token's key is unknown"));
+                return Err(UNKNOWN_KEY);
             }
             if let Some(j) = &self.jwks
                 && !refreshed

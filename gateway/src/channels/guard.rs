@@ -125,6 +125,7 @@ impl Entry {
                     leeway,
                     required_claims,
                     jwks_timeout,
+                    jwks_min_interval,
                     ..
                 } => Guard::Jwt(JwtPolicy::new(
                     JwtSpec {
@@ -137,6 +138,7 @@ impl Entry {
                         leeway: *leeway,
                         required_claims,
                         jwks_timeout: *jwks_timeout,
+                        jwks_min_interval: *jwks_min_interval,
                     },
                     ctx.jwks,
                 )),
