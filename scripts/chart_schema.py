@@ -103,10 +103,15 @@ SCHEMA = {
         }),
         'kvdb': obj({'redisUrl': s(pattern='^(|rediss?://.*)$')}),
         'sidecars': obj({'enabled': B}),
-        'gateway': component({'service': obj({
-            'type': s(enum=['ClusterIP', 'NodePort', 'LoadBalancer']),
-            'httpPort': i(1, 65535), 'grpcPort': i(1, 65535), 'adminPort': i(1, 65535),
-        })}),
+        'gateway': component({
+            'service': obj({
+                'type': s(enum=['ClusterIP', 'NodePort', 'LoadBalancer']),
+                'httpPort': i(1, 65535), 'grpcPort': i(1, 65535), 'adminPort': i(1, 65535),
+            }),
+            'publicTls': obj({'secretName': s('A kubernetes.io/tls Secret (tls.crt, tls.key)')}),
+            'trustedProxies': {'type': 'array', 'items': s('A CIDR range')},
+            'rateLimitScope': s(enum=['cluster', 'gateway']),
+        }),
         'executor': component({
             'workers': i(0),
             'services': obj({

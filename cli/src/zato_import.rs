@@ -623,14 +623,124 @@ fn map_security(out: &mut Import, section: &str, item: &Value) -> Option<Sec> {
                 password,
             })
         }
+        // Zato 4.1's bearer tokens (sec type `oauth`): a JWT checked against the issuer's
+        // keys when the definition names them, else a static token.
+        "oauth" if text(item, "jwks_url").is_some() || text(item, "issuer").is_some() => {
+            let mut s = json!({"name": name, "type": "jwt", "is_active": active(item),
+                               "issuer": text(item, "issuer").unwrap_or_default()});
+            for key in ["jwks_url", "audience"] {
+                if let Some(v) = item.get(key).filter(|v| !v.is_null()) {
+                    s[key] = v.clone();
+                }
+            }
+            if let Some(v) = item.get("required_claims").filter(|v| !v.is_null()) {
+                s["required_claims"] = v.clone();
+            }
+            out.report_dropped(
+                section,
+                item,
+                &[
+                    "issuer",
+                    "jwks_url",
+                    "audience",
+                    "required_claims",
+                    "username",
+                ],
+            );
+            out.push("security", s);
+            Some(Sec {
+                kind: "jwt".into(),
+                username,
+                password: String::new(),
+            })
+        }
+        "oauth" => {
+            let token = out.secret(
+                item,
+                "password",
+                var_name("SEC", &name, "TOKEN"),
+                format!("the bearer token of {name}"),
+            );
+            out.push(
+                "security",
+                json!({"name": name, "type": "bearer", "is_active": active(item), "token": token}),
+            );
+            out.report_dropped(section, item, &["username"]);
+            Some(Sec {
+                kind: "bearer".into(),
+                username,
+                password: token,
+            })
+        }
+        "jwt" => {
+            out.skip(
+                section,
+                item,
+                "Zato's own JWT log-in (tokens it issues at /zato/jwt/log-in): Shoal checks \
+                 tokens from an identity provider instead (type jwt, with its issuer and JWKS)",
+            );
+            None
+        }
         other => {
             out.skip(
                 section,
                 item,
-                format!("security type '{other}' (Shoal has basic_auth, apikey and wss)"),
+                format!(
+                    "security type '{other}' (Shoal has basic_auth, apikey, wss, jwt, bearer and client_cert)"
+                ),
             );
             None
         }
+    }
+}
+
+/// Zato's `rate_limit_def` (one rule a line: `10.0.0.0/8 = 1000/h`, `* = 100/m`; units
+/// s, m, h, d) as Shoal's per-address rates; lines Shoal cannot hold are named.
+fn map_rate_limits(out: &mut Import, section: &str, item: &Value, channel: &mut Value) {
+    if item.get("is_rate_limit_active") != Some(&Value::Bool(true)) {
+        return;
+    }
+    let def = text(item, "rate_limit_def").unwrap_or_default();
+    let mut rules = Vec::new();
+    for line in def
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let parsed = line.split_once('=').and_then(|(from, rate)| {
+            let (n, unit) = rate.trim().split_once('/')?;
+            let n: u32 = n.trim().parse().ok()?;
+            let per = match unit.trim() {
+                "s" => "second",
+                "m" => "minute",
+                "h" => "hour",
+                _ => return None,
+            };
+            let from = match from.trim() {
+                "*" => "0.0.0.0/0".to_owned(),
+                f => f.to_owned(),
+            };
+            Some(json!({"from": from, "rate": n, "per": per}))
+        });
+        match parsed {
+            Some(rule) => {
+                let wide = rule["from"] == "0.0.0.0/0";
+                rules.push(rule);
+                if wide {
+                    rules.push(json!({"from": "::/0", "rate": rules.last().map_or(json!(0), |r| r["rate"].clone()), "per": rules.last().map_or(json!("second"), |r| r["per"].clone())}));
+                }
+            }
+            None => out.skip(
+                section,
+                item,
+                format!(
+                    "rate limit rule '{line}' (Shoal counts per second, minute or hour; the channel is imported without it)"
+                ),
+            ),
+        }
+    }
+    if !rules.is_empty() {
+        channel["rate_limit_per_address"] = Value::Array(rules);
     }
 }
 
@@ -686,7 +796,12 @@ fn map_http_channel(
     let mut c = json!({"name": text(item, "name").unwrap_or_default(), "is_active": active(item),
                        "service": service, "url_path": url_path});
     if let Some((name, sec)) = &security {
-        if soap && sec.kind != "basic_auth" && sec.kind != "wss" && sec.kind != "apikey" {
+        if soap
+            && !matches!(
+                sec.kind.as_str(),
+                "basic_auth" | "wss" | "apikey" | "jwt" | "bearer"
+            )
+        {
             return out.skip(
                 section,
                 item,
@@ -710,6 +825,8 @@ fn map_http_channel(
                 "soap_action",
                 "data_format",
                 "method",
+                "is_rate_limit_active",
+                "rate_limit_def",
             ],
         );
     } else {
@@ -745,9 +862,12 @@ fn map_http_channel(
                 "match_slash",
                 "http_accept",
                 "content_type",
+                "is_rate_limit_active",
+                "rate_limit_def",
             ],
         );
     }
+    map_rate_limits(out, section, item, &mut c);
     out.push("channels", c);
 }
 
@@ -923,6 +1043,70 @@ fn map_job(out: &mut Import, item: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_bearer_tokens_and_rate_limits() {
+        let i = import(
+            r#"
+def_sec:
+  - {name: idp, type: oauth, issuer: "https://idp.test", jwks_url: "https://idp.test/jwks", audience: orders, required_claims: [tenant]}
+  - {name: static, type: oauth, password: Zato_Enmasse_Env.STATIC_TOKEN}
+  - {name: own, type: jwt, ttl: 3600}
+channel_plain_http:
+  - {name: orders, service: orders.get, url_path: /orders, security_name: idp,
+     is_rate_limit_active: true, rate_limit_def: "10.0.0.0/8 = 1000/h\n* = 60/m\n192.168.0.0/16 = 5/d", rate_limit_type: exact}
+  - {name: tokens, service: orders.get, url_path: /t, security_name: static}
+"#,
+        )
+        .expect("import");
+        let sec = &i.doc["security"];
+        assert_eq!(sec[0]["type"], "jwt");
+        assert_eq!(sec[0]["jwks_url"], "https://idp.test/jwks");
+        assert_eq!(sec[0]["required_claims"], json!(["tenant"]));
+        assert_eq!(
+            sec[1],
+            json!({"name": "static", "type": "bearer", "is_active": true, "token": "${STATIC_TOKEN}"})
+        );
+        assert_eq!(
+            sec.as_array().map(Vec::len),
+            Some(2),
+            "Zato's own JWT log-in is listed, not mapped"
+        );
+        let c = &i.doc["channels"][0];
+        assert_eq!(c["security"], "idp");
+        assert_eq!(
+            c["rate_limit_per_address"],
+            json!([
+                {"from": "10.0.0.0/8", "rate": 1000, "per": "hour"},
+                {"from": "0.0.0.0/0", "rate": 60, "per": "minute"},
+                {"from": "::/0", "rate": 60, "per": "minute"},
+            ])
+        );
+        // The document applies as Shoal reads it (its variables set).
+        let text = serde_json::to_string(&i.doc).expect("json");
+        let text = shoal_common::objects::substitute_env(&text, |_| Some("t".repeat(24)))
+            .expect("variables");
+        let doc: shoal_common::objects::ApplyDoc =
+            serde_json::from_str(&text).expect("an apply document");
+        doc.validate(&[], &[]).expect("valid");
+        let unmapped: Vec<String> = i
+            .unmapped
+            .iter()
+            .map(|u| format!("{}: {}", u.1, u.2))
+            .collect();
+        assert!(
+            unmapped
+                .iter()
+                .any(|u| u.starts_with("own: Zato's own JWT")),
+            "{unmapped:?}"
+        );
+        assert!(unmapped.iter().any(|u| u.contains("5/d")), "{unmapped:?}");
+        assert!(
+            i.dropped.iter().any(|d| d.2 == "rate_limit_type"),
+            "{:?}",
+            i.dropped
+        );
+    }
 
     #[test]
     fn maps_security_channels_and_secrets() {

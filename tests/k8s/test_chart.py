@@ -366,3 +366,22 @@ def test_a_component_takes_its_own_image_and_chart_files_reach_the_configmap():
     assert images['t-shoal-executor'] == ['registry.example.com/shoal-executor:0.1.0']
     cm = next(d for d in docs if d['kind'] == 'ConfigMap' and d['metadata']['name'] == 't-shoal-services')
     assert cm['data']['hello.py'] == (CHART / 'services' / 'hello.py').read_text()
+
+
+def test_the_public_listeners_take_tls_from_a_cert_manager_secret():
+    docs = template(sets=['gateway.publicTls.secretName=shoal-public-tls',
+                          'gateway.trustedProxies={10.0.0.0/8,192.168.0.0/16}'])
+    gw = next(d for d in docs if d['kind'] == 'Deployment' and d['metadata']['name'] == 't-shoal-gateway')
+    pod = gw['spec']['template']['spec']
+    env = {e['name']: e.get('value') for e in pod['containers'][0]['env']}
+    assert env['SHOAL_PUBLIC_TLS_CERT'] == '/etc/shoal/public-tls/tls.crt'
+    assert env['SHOAL_PUBLIC_TLS_KEY'] == '/etc/shoal/public-tls/tls.key'
+    assert env['SHOAL_TRUSTED_PROXIES'] == '10.0.0.0/8,192.168.0.0/16'
+    vol = next(v for v in pod['volumes'] if v['name'] == 'public-tls')
+    assert vol['secret']['secretName'] == 'shoal-public-tls'
+    mount = next(m for m in pod['containers'][0]['volumeMounts'] if m['name'] == 'public-tls')
+    assert mount['mountPath'] == '/etc/shoal/public-tls' and mount['readOnly']
+    # Without it the listeners stay plain and nothing is mounted.
+    plain = next(d for d in template() if d['kind'] == 'Deployment' and d['metadata']['name'] == 't-shoal-gateway')
+    names = [e['name'] for e in plain['spec']['template']['spec']['containers'][0]['env']]
+    assert 'SHOAL_PUBLIC_TLS_CERT' not in names
