@@ -186,6 +186,37 @@ def test_secrets_are_entered_but_never_shown_back(admin, cluster):
     shot(page, 'security-form')
 
 
+def test_the_security_pages_edit_bearer_jwt_and_client_cert_definitions(admin, cluster):
+    """Issue #23: the new security types have forms of their own (fields from the config
+    format), secrets entered but never shown back."""
+    page = admin
+    page.goto('/admin/security/new?type=bearer')
+    page.fill('#f-name', 'browser-bearer')
+    assert page.get_attribute('#f-token', 'type') == 'password'
+    page.fill('#f-token', 'browser-token-0123456789')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'browser-bearer saved')
+    assert 'browser-token-0123456789' not in page.content()
+    page.goto('/admin/security/new?type=jwt')
+    page.fill('#f-name', 'browser-jwt')
+    page.fill('#f-issuer', 'https://idp.test')
+    page.fill('#f-jwks_url', 'https://idp.test/jwks')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'browser-jwt saved')
+    # A definition the API refuses shows why, next to the form.
+    page.goto('/admin/security/new?type=jwt')
+    page.fill('#f-name', 'browser-jwt-bad')
+    page.fill('#f-issuer', 'https://idp.test')
+    page.click('form.object button[type=submit]')
+    expect_text(page, 'form.object', 'jwks_url or keys')
+    got = cluster.api('GET', '/security/browser-jwt').json()
+    assert got['type'] == 'jwt' and got['jwks_url'] == 'https://idp.test/jwks'
+    got = cluster.api('GET', '/security/browser-bearer').json()
+    assert got['type'] == 'bearer' and 'token' not in got
+    for name in ('browser-jwt', 'browser-bearer'):
+        cluster.api('DELETE', '/security/' + name).raise_for_status()
+
+
 def test_an_edit_with_every_secret_left_empty_changes_nothing(admin, cluster):
     """Issue #24: every secret type, edited in the browser with its secret fields left
     empty, keeps its stored secret (the API says nothing changed)."""
