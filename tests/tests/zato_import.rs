@@ -100,7 +100,7 @@ async fn an_enmasse_export_imports_applies_and_answers_as_zato() {
     );
     // Every item that cannot be mapped is named, with the reason.
     for needle in [
-        "not imported: def_sec jwt-def: security type 'jwt'",
+        "not imported: def_sec jwt-def: Zato's own JWT log-in",
         "not imported: channel_plain_http jwt-guarded: its security definition 'jwt-def' could not be mapped (not imported unsecured)",
         "not imported: channel_plain_http csv-in: data_format 'csv'",
         "not imported: channel_zmq zmq-mdp: socket_type MDP01",
