@@ -71,8 +71,12 @@ pub enum Command {
     /// Deploy Python modules to every executor (validated first; the old version keeps
     /// serving if a module does not import), or roll one back.
     Deploy(cmd::deploy::DeployArgs),
-    /// Follow the gateway's live request tail: one line per invocation, as it happens.
+    /// Follow the gateway's live request tail: one line per call, as it happens (its own
+    /// refusals included, with their reason; --failed for the failed ones only).
     Logs(cmd::logs::LogsArgs),
+    /// Show one call in full: status and reason, the service's traceback and log lines,
+    /// the time of each hop, the trace id.
+    Call(cmd::call::CallArgs),
     /// Turn a Zato 3.2 enmasse export (YAML or JSON) into a shoal.yaml, listing what cannot be
     /// mapped and the variables to set for its secrets; --apply applies it.
     ImportZato(cmd::import_zato::ImportZatoArgs),
@@ -107,6 +111,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Jobs { action } => cmd::jobs::run(admin, format, action).await,
         Command::Deploy(args) => cmd::deploy::run(admin, args).await,
         Command::Logs(args) => cmd::logs::run(admin, format, args).await,
+        Command::Call(args) => cmd::call::run(admin, format, args).await,
         Command::ImportZato(args) => cmd::import_zato::run(admin, args).await,
         Command::Apispec(args) => cmd::apispec::run(admin, args).await,
         Command::Configmap(args) => cmd::configmap::run(args),

@@ -365,6 +365,7 @@ macro_rules! component_main {
                 &$crate::cli::overrides(&cli.common, &cli),
             );
             $crate::telemetry::init(options.common.log_json);
+            $crate::trace::init_from_env($name);
             if let Some(code) = before(&cli, &options) {
                 std::process::exit(code);
             }

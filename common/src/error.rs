@@ -179,6 +179,48 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// How a call ended — the one definition of "failed" that the tail, the web admin, the
+/// metrics (`outcome` label) and the dashboards share: a *client error* (4xx: the caller's
+/// request was refused) is counted apart from a *server error* (5xx: the service, or Shoal,
+/// failed), and only a server error is a failure of the system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    Ok,
+    ClientError,
+    ServerError,
+}
+
+impl Outcome {
+    /// The outcome of an answer with HTTP status `status`.
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            500.. => Outcome::ServerError,
+            400..=499 => Outcome::ClientError,
+            _ => Outcome::Ok,
+        }
+    }
+
+    /// The outcome of a failure with `code`.
+    pub fn of_code(code: ErrorCode) -> Outcome {
+        Outcome::of_status(code.http_status().as_u16())
+    }
+
+    /// The label value: `ok`, `client_error`, `server_error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+        }
+    }
+}
+
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A failure with its code, message and correlation id: what clients are shown.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]

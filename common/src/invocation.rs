@@ -56,6 +56,15 @@ impl Invocation {
         self
     }
 
+    /// The trace the call belongs to (the caller's span): the executor's span is its child.
+    pub fn trace(mut self, ctx: Option<&crate::trace::Ctx>) -> Invocation {
+        if let Some(c) = ctx {
+            self.req.traceparent = c.traceparent();
+            self.req.tracestate = c.state.clone();
+        }
+        self
+    }
+
     /// Who called, as the channel's security verified it (JSON, `self.request.auth`).
     pub fn auth(mut self, auth_json: impl Into<String>) -> Invocation {
         self.req

@@ -38,5 +38,6 @@ pub mod store;
 pub mod telemetry;
 pub mod time;
 pub mod tls;
+pub mod trace;
 
-pub use error::{ErrorCode, ShoalError};
+pub use error::{ErrorCode, Outcome, ShoalError};

@@ -9,6 +9,38 @@ use parking_lot::Mutex;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+/// Labels of a certificate's expiry gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct CertLabels {
+    /// `cluster`, `cluster_ca` or `public` (one gauge per use: a rotated certificate
+    /// replaces its predecessor's value).
+    pub cert: String,
+}
+
+type CertGauges = prometheus_client::metrics::family::Family<
+    CertLabels,
+    prometheus_client::metrics::gauge::Gauge,
+>;
+
+fn certificates() -> &'static CertGauges {
+    static G: std::sync::OnceLock<CertGauges> = std::sync::OnceLock::new();
+    G.get_or_init(CertGauges::default)
+}
+
+/// Records when the certificate `der` (used as `kind`) expires, for the
+/// `shoal_tls_certificate_expiry_timestamp_seconds` gauge (what the shipped alert reads).
+pub fn note_certificate(kind: &str, der: &[u8]) {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return;
+    };
+    let labels = CertLabels {
+        cert: kind.to_owned(),
+    };
+    certificates()
+        .get_or_create(&labels)
+        .set(cert.validity().not_after.timestamp());
+}
+
 /// Readiness and metrics shared between a component and its ops listener; cheap to clone.
 #[derive(Clone)]
 pub struct Ops {
@@ -20,11 +52,22 @@ pub struct Ops {
 impl Ops {
     /// New ops state for `component` (e.g. `gateway`), not ready yet.
     pub fn new(component: &'static str) -> Ops {
-        Ops {
+        let ops = Ops {
             ready: Arc::default(),
             registry: Arc::new(Mutex::new(Registry::with_prefix("shoal"))),
             component,
-        }
+        };
+        // Every component serves the tracer's counters (zero while tracing is off) and
+        // the expiry of the certificates it serves with.
+        ops.register(|r| crate::trace::counters().register(r));
+        ops.register(|r| {
+            r.register(
+                "tls_certificate_expiry_timestamp_seconds",
+                "When a certificate this process serves or trusts expires (Unix seconds), by use: cluster (mutual TLS between components), cluster_ca, public (the public listeners)",
+                certificates().clone(),
+            );
+        });
+        ops
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -57,6 +57,7 @@ fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
         .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| format!("{}: unsupported private key: {e}", cert.display()))?;
+    crate::ops::note_certificate("public", certs[0].as_ref());
     let pair = CertifiedKey::new(certs, signing);
     // Caught half-way through a rotation (one file new, the other old): not a pair yet.
     pair.keys_match().map_err(|_| {

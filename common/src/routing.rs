@@ -40,6 +40,26 @@ pub trait InvokeObserver: Send + Sync {
     );
 }
 
+/// One result for the caller: a failure is always `Err` — the executor's in-band error
+/// (a service's own failure) as much as a hop that failed — and `Ok` is always a success.
+fn one_result(
+    outcome: Result<pb::InvokeResponse, ShoalError>,
+) -> Result<pb::InvokeResponse, ShoalError> {
+    match outcome {
+        Ok(mut r) => match r.error.take() {
+            Some(e) => {
+                let mut err = ShoalError::from_detail(&e);
+                if err.cid.is_empty() {
+                    err.cid = r.cid;
+                }
+                Err(err)
+            }
+            None => Ok(r),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 /// Picks executors and calls them; cheap to clone.
 #[derive(Clone)]
 pub struct Router {
@@ -148,7 +168,9 @@ impl Router {
     }
 
     /// Invokes a service on the best executor; retries elsewhere only when the chosen one
-    /// could not be reached at all.
+    /// could not be reached at all. `Ok` is a success; every failure — the service's own
+    /// included — is `Err` (the observer still sees the executor's answer as it came, with
+    /// its diagnostics).
     pub async fn invoke(
         &self,
         mut req: pb::InvokeRequest,
@@ -163,12 +185,12 @@ impl Router {
             req.payload_is_raw = true;
         }
         let Some(observer) = &self.observer else {
-            return self.invoke_unobserved(&req).await;
+            return one_result(self.invoke_unobserved(&req).await);
         };
         let started = Instant::now();
         let outcome = self.invoke_unobserved(&req).await;
         observer.finished(&req, &outcome, started.elapsed());
-        outcome
+        one_result(outcome)
     }
 
     async fn invoke_unobserved(

@@ -156,6 +156,10 @@ impl ClusterTls {
                 name: role_name(role),
             });
         }
+        crate::ops::note_certificate("cluster", leaf.as_ref());
+        if let Some(Ok(ca)) = CertificateDer::pem_slice_iter(&ca_pem).next() {
+            crate::ops::note_certificate("cluster_ca", ca.as_ref());
+        }
         Ok(ClusterTls {
             ca: Certificate::from_pem(ca_pem),
             identity: Identity::from_pem(cert_pem, key_pem),

@@ -83,7 +83,32 @@ impl kind::Connection for AmqpConn {
         if call.op != "publish" {
             return Err(call.unknown_op("AMQP"));
         }
-        let f: PublishFields = call.fields()?;
+        let mut f: PublishFields = call.fields()?;
+        // A producer span; the message carries its context (`traceparent` header), so a
+        // channel consuming it continues the trace.
+        let dest = if f.routing_key.is_empty() {
+            self.def.routing_key.clone()
+        } else {
+            f.routing_key.clone()
+        };
+        let mut span = shoal_common::trace::Span::start(
+            format!("publish {dest}"),
+            shoal_common::trace::Kind::Producer,
+            call.trace.as_ref(),
+        );
+        if let Some(c) = span.ctx() {
+            f.headers.insert("traceparent".into(), c.traceparent());
+            if !c.state.is_empty() {
+                f.headers.insert("tracestate".into(), c.state.clone());
+            }
+        }
+        if span.recording() {
+            span.attr("messaging.system", "rabbitmq");
+            span.attr("messaging.operation.type", "send");
+            span.attr("messaging.destination.name", dest.as_str());
+            span.attr("messaging.rabbitmq.destination.routing_key", dest.as_str());
+            span.attr("shoal.connection", &self.def.name);
+        }
         let r = pb::AmqpPublishRequest {
             connection: call.connection,
             cid: call.cid,
@@ -93,7 +118,12 @@ impl kind::Connection for AmqpConn {
             properties: f.properties,
             headers: f.headers,
         };
-        self.publisher.publish(&self.def, &r).await?;
+        let sent = self.publisher.publish(&self.def, &r).await;
+        if let Err(e) = &sent {
+            span.error(&e.message);
+        }
+        span.end();
+        sent?;
         Ok(Reply::empty())
     }
     fn as_any(&self) -> &dyn std::any::Any {

@@ -75,7 +75,10 @@ impl Connection for HttpConn {
             body: call.body,
             timeout_ms: f.timeout_ms,
         };
-        let resp = self.pool.call(&self.def, self.soap, &r).await?;
+        let resp = self
+            .pool
+            .call_traced(&self.def, self.soap, &r, call.trace.as_ref())
+            .await?;
         Ok(Reply {
             fields: serde_json::json!({"status": resp.status, "headers": resp.headers}),
             body: resp.body,
@@ -218,6 +221,68 @@ impl HttpPool {
         };
         *held = Some(token.clone());
         Ok(token.value)
+    }
+
+    /// One call in a client span (a child of `trace`), the span's context sent on as
+    /// `traceparent`/`tracestate`.
+    pub async fn call_traced(
+        &self,
+        h: &HttpOut,
+        soap: bool,
+        r: &pb::HttpCallRequest,
+        trace: Option<&shoal_common::trace::Ctx>,
+    ) -> Result<pb::HttpCallResponse, CallError> {
+        let method = if soap {
+            "POST".to_owned()
+        } else {
+            r.method.to_ascii_uppercase()
+        };
+        let mut span = shoal_common::trace::Span::start(
+            method.clone(),
+            shoal_common::trace::Kind::Client,
+            trace,
+        );
+        let mut r2;
+        let r = match span.ctx() {
+            Some(c) => {
+                r2 = r.clone();
+                r2.headers.insert("traceparent".into(), c.traceparent());
+                if !c.state.is_empty() {
+                    r2.headers.insert("tracestate".into(), c.state.clone());
+                }
+                &r2
+            }
+            None => r,
+        };
+        if span.recording() {
+            span.attr("http.request.method", method.as_str());
+            if let Ok(u) = build_url(&h.address, &h.url_path, &r.params) {
+                span.attr(
+                    "url.full",
+                    format!("{}{}", u.origin().ascii_serialization(), u.path()),
+                );
+                span.attr("server.address", u.host_str().unwrap_or_default());
+                if let Some(p) = u.port_or_known_default() {
+                    span.attr("server.port", u32::from(p));
+                }
+            }
+            span.attr("shoal.connection", &h.name);
+        }
+        let out = self.call(h, soap, r).await;
+        match &out {
+            Ok(resp) => {
+                span.attr("http.response.status_code", resp.status);
+                if resp.status >= 500 {
+                    span.error(format!("the server answered {}", resp.status));
+                }
+            }
+            Err(e) => {
+                span.attr("error.type", e.code.as_str());
+                span.error(&e.message);
+            }
+        }
+        span.end();
+        out
     }
 
     /// One call; `soap` wraps the body in an Envelope and posts it.

@@ -30,6 +30,8 @@ pub struct Call {
     pub meta: Vec<u8>,
     /// The call's body (an HTTP body, a message, a file), never re-encoded.
     pub body: Vec<u8>,
+    /// The trace of the call (the connectors' own span): what goes out carries it on.
+    pub trace: Option<shoal_common::trace::Ctx>,
 }
 
 impl Call {

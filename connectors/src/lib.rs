@@ -342,21 +342,43 @@ impl ConnectorsService {
                 r.kind
             )));
         };
+        // The connectors' span: a child of the calling service's, the parent of what goes
+        // out (an HTTP request, a message, a query).
+        let parent = shoal_common::trace::Ctx::from_pair(&r.traceparent, &r.tracestate);
+        let mut span = shoal_common::trace::Span::start(
+            format!("{} {}", r.kind, r.op),
+            shoal_common::trace::Kind::Server,
+            parent.as_ref(),
+        );
+        if span.recording() {
+            span.attr("rpc.system", "grpc");
+            span.attr("rpc.service", "shoal.connectors.v1.Connectors");
+            span.attr("rpc.method", "Call");
+            span.attr("shoal.connection", &r.connection);
+            span.attr("shoal.cid", &r.cid);
+        }
         let call = Call {
             op: r.op,
             connection: r.connection,
             cid: r.cid,
             meta: r.meta_json,
             body: r.body,
+            trace: span.ctx().cloned(),
         };
-        if !kind.needs_connection(&call) {
-            return kind.call_detached(call).await;
+        let result = if !kind.needs_connection(&call) {
+            kind.call_detached(call).await
+        } else {
+            match self.registry.lookup(&call.connection, kind.as_ref()).await {
+                Ok(conn) => conn.call(call).await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = &result {
+            span.attr("error.type", e.code.as_str());
+            span.error(&e.message);
         }
-        let conn = self
-            .registry
-            .lookup(&call.connection, kind.as_ref())
-            .await?;
-        conn.call(call).await
+        span.end();
+        result
     }
 
     /// The FTP connection `name`, for the streaming RPCs.

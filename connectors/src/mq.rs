@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::session::SessionHandle;
-use fe2o3_amqp::types::messaging::{Data, Header, Message, Priority, Properties};
+use fe2o3_amqp::types::messaging::{
+    ApplicationProperties, Data, Header, Message, Priority, Properties,
+};
 use fe2o3_amqp::{Connection, Sender, Session};
 use shoal_common::objects::outgoing::{IbmMqOut, OutgoingDef, redact_url};
 use shoal_proto::connectors::v1 as pb;
@@ -56,16 +58,38 @@ impl kind::Connection for MqSender {
             return Err(call.unknown_op("IBM MQ"));
         }
         let f: SendFields = call.fields()?;
-        self.send(&pb::IbmMqSendRequest {
-            connection: call.connection,
-            queue: f.queue,
-            body: call.body,
-            correlation_id: f.correlation_id,
-            reply_to: f.reply_to,
-            priority: f.priority,
-            delivery_mode: f.delivery_mode,
-        })
-        .await?;
+        // A producer span; the message carries its context (`traceparent` application
+        // property), so a channel consuming it continues the trace.
+        let mut span = shoal_common::trace::Span::start(
+            format!("send {}", f.queue),
+            shoal_common::trace::Kind::Producer,
+            call.trace.as_ref(),
+        );
+        if span.recording() {
+            span.attr("messaging.system", "ibm_mq");
+            span.attr("messaging.operation.type", "send");
+            span.attr("messaging.destination.name", &f.queue);
+            span.attr("shoal.connection", &self.def.name);
+        }
+        let sent = self
+            .send_traced(
+                &pb::IbmMqSendRequest {
+                    connection: call.connection,
+                    queue: f.queue,
+                    body: call.body,
+                    correlation_id: f.correlation_id,
+                    reply_to: f.reply_to,
+                    priority: f.priority,
+                    delivery_mode: f.delivery_mode,
+                },
+                span.ctx(),
+            )
+            .await;
+        if let Err(e) = &sent {
+            span.error(&e.message);
+        }
+        span.end();
+        sent?;
         Ok(Reply::empty())
     }
     fn as_any(&self) -> &dyn std::any::Any {
@@ -127,6 +151,15 @@ impl MqSender {
 
     /// Sends one message to `queue`; returns once the queue manager accepted it.
     pub async fn send(&self, r: &pb::IbmMqSendRequest) -> Result<(), CallError> {
+        self.send_traced(r, None).await
+    }
+
+    /// As [`MqSender::send`], the message carrying `trace` as its `traceparent`.
+    pub async fn send_traced(
+        &self,
+        r: &pb::IbmMqSendRequest,
+        trace: Option<&shoal_common::trace::Ctx>,
+    ) -> Result<(), CallError> {
         if r.queue.is_empty() {
             return Err(CallError::bad_request("queue_name is required"));
         }
@@ -150,7 +183,7 @@ impl MqSender {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_send(&address, r, mode, priority).await {
+            match self.try_send(&address, r, mode, priority, trace).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.code == shoal_common::ErrorCode::Unavailable && attempt < 2 => {
                     tracing::warn!(connection = %self.def.name, error = %e.message, "IBM MQ send failed; reconnecting");
@@ -167,6 +200,7 @@ impl MqSender {
         r: &pb::IbmMqSendRequest,
         mode: u8,
         priority: u8,
+        trace: Option<&shoal_common::trace::Ctx>,
     ) -> Result<(), CallError> {
         let mut guard = self.link.lock().await;
         if guard.is_none() {
@@ -208,6 +242,11 @@ impl MqSender {
                 ..Default::default()
             })
             .properties(props.build())
+            .application_properties(trace.map(|c| {
+                ApplicationProperties::builder()
+                    .insert("traceparent", c.traceparent())
+                    .build()
+            }))
             .data(Data::from(r.body.clone()))
             .build();
         let outcome = tokio::time::timeout(TIMEOUT, sender.send(msg))

@@ -98,11 +98,14 @@ impl kind::Kind for Sql {
                 self.sessions.end(&f.session_id, f.commit).await?;
                 Ok(Reply::empty())
             }
-            "execute" => Ok(rows(
-                self.sessions
+            "execute" => {
+                let span = db_span(&call, None, &f.sql);
+                let r = self
+                    .sessions
                     .execute(&f.session_id, &f.sql, &bind_json(&f))
-                    .await?,
-            )),
+                    .await;
+                Ok(rows(ended(span, r)?))
+            }
             _ => Err(call.unknown_op("SQL")),
         }
     }
@@ -130,7 +133,11 @@ impl kind::Connection for SqlConn {
                     body: Vec::new(),
                 })
             }
-            "execute" => Ok(rows(self.pool.execute(&f.sql, &bind_json(&f)).await?)),
+            "execute" => {
+                let span = db_span(&call, Some(self.pool.system()), &f.sql);
+                let r = self.pool.execute(&f.sql, &bind_json(&f)).await;
+                Ok(rows(ended(span, r)?))
+            }
             _ => Err(call.unknown_op("SQL")),
         }
     }
@@ -195,6 +202,15 @@ impl SqlPool {
         })
     }
 
+    /// The database, as OpenTelemetry's `db.system` names it.
+    pub fn system(&self) -> &'static str {
+        match self.kind {
+            Kind::Pg(_) => "postgresql",
+            Kind::My(_) => "mysql",
+            Kind::Lite(_) => "sqlite",
+        }
+    }
+
     /// One statement in autocommit mode.
     pub async fn execute(
         &self,
@@ -219,6 +235,46 @@ impl SqlPool {
             }
         }
     }
+}
+
+/// A database client span for one statement (OpenTelemetry's database conventions: the
+/// span is named after the operation, the statement kept as `db.query.text` — its bind
+/// parameters never).
+fn db_span(call: &Call, system: Option<&str>, sql: &str) -> shoal_common::trace::Span {
+    use shoal_common::trace::{Kind, Span};
+    let op = sql
+        .split_whitespace()
+        .next()
+        .map(str::to_ascii_uppercase)
+        .unwrap_or_default();
+    let mut span = Span::start(
+        if op.is_empty() {
+            "SQL".to_owned()
+        } else {
+            op.clone()
+        },
+        Kind::Client,
+        call.trace.as_ref(),
+    );
+    if span.recording() {
+        if let Some(s) = system {
+            span.attr("db.system", s);
+        }
+        span.attr("db.operation.name", op);
+        span.attr("db.query.text", sql.chars().take(2048).collect::<String>());
+        span.attr("shoal.connection", &call.connection);
+    }
+    span
+}
+
+/// Ends a statement's span with its outcome.
+fn ended<T>(mut span: shoal_common::trace::Span, r: Result<T, CallError>) -> Result<T, CallError> {
+    if let Err(e) = &r {
+        span.attr("error.type", e.code.as_str());
+        span.error(&e.message);
+    }
+    span.end();
+    r
 }
 
 async fn within<T>(

@@ -27,9 +27,11 @@ type Reply = (
 /// Calls the connectors: operation `op` of connector kind `kind` (`http` `request`,
 /// `sql` `begin`...) with its fields as JSON (`meta`) and its body, each passed through
 /// as it is; `addr` pins the call to one connector (a SQL session lives in the connector
-/// that opened it). The executor knows no kind: the connectors read the fields.
+/// that opened it). The executor knows no kind: the connectors read the fields. `trace` is
+/// the calling span's `traceparent`: the connectors' span is its child, and what goes out
+/// carries the trace on.
 #[pyfunction]
-#[pyo3(signature = (kind, op, meta, body, addr=None))]
+#[pyo3(signature = (kind, op, meta, body, addr=None, trace=None))]
 pub fn connector_call(
     py: Python<'_>,
     kind: &str,
@@ -37,6 +39,7 @@ pub fn connector_call(
     meta: Vec<u8>,
     body: Vec<u8>,
     addr: Option<String>,
+    trace: Option<String>,
 ) -> PyResult<Reply> {
     let ctx = ctx()?;
     let names: Names = serde_json::from_slice(&meta).map_err(|e| {
@@ -49,6 +52,8 @@ pub fn connector_call(
         cid: names.cid,
         meta_json: meta,
         body,
+        traceparent: trace.unwrap_or_default(),
+        tracestate: String::new(),
     };
     let result: Result<(pb::CallResponse, String), tonic::Status> = py.detach(|| {
         let mut last = tonic::Status::unavailable(

@@ -149,6 +149,9 @@ impl Executor {
         let sdk = sdk::prepare(&std::env::temp_dir(), options.python_sdk.as_deref())
             .map_err(|e| format!("cannot unpack the Python SDK: {e}"))?;
         let metrics = Arc::new(metrics::Metrics::new(ops));
+        metrics
+            .threads
+            .set(i64::try_from(options.max_workers.max(options.workers)).unwrap_or(i64::MAX));
         let size = python::PoolSize {
             min: options.workers,
             max: options.max_workers,
@@ -235,6 +238,54 @@ impl Executor {
             ms => Duration::from_millis(ms),
         };
         let service = req.service.clone();
+        // The executor's span: a child of the caller's; what the service calls is its child.
+        let parent = shoal_common::trace::Ctx::from_pair(&req.traceparent, &req.tracestate);
+        let mut span = shoal_common::trace::Span::start(
+            service.clone(),
+            shoal_common::trace::Kind::Server,
+            parent.as_ref(),
+        );
+        if span.recording() {
+            span.attr("rpc.system", "grpc");
+            span.attr("rpc.service", "shoal.executor.v1.Executor");
+            span.attr("rpc.method", "Invoke");
+            span.attr("shoal.service", &service);
+            span.attr("shoal.cid", &cid);
+            if let Some(c) = &req.channel {
+                span.attr("shoal.channel", &c.name);
+                span.attr("shoal.channel.type", &c.r#type);
+            }
+        }
+        if let Some(c) = span.ctx() {
+            req.traceparent = c.traceparent();
+            req.tracestate = c.state.clone();
+        }
+        let started = std::time::Instant::now();
+        let mut resp = self.invoke_in_pool(req, timeout, service, cid).await;
+        let d = resp.diagnostics.get_or_insert_with(Default::default);
+        d.executor_us = started.elapsed().as_micros() as u64;
+        if let Some(c) = span.ctx() {
+            d.trace_id = c.trace_id_hex();
+        }
+        if span.recording() {
+            span.attr("shoal.status", resp.status);
+            if let Some(e) = &resp.error {
+                span.attr("error.type", &e.code);
+                span.error(&e.message);
+            }
+        }
+        span.end();
+        resp
+    }
+
+    /// Runs one invocation in the Python pool, bounded by `timeout`.
+    async fn invoke_in_pool(
+        &self,
+        req: pb::InvokeRequest,
+        timeout: Duration,
+        service: String,
+        cid: String,
+    ) -> pb::InvokeResponse {
         // Counted until this call returns, however it returns.
         let _in_flight = InFlight::enter(&self.metrics.in_flight);
         let (reply, rx) = oneshot::channel();

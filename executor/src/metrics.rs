@@ -2,7 +2,24 @@
 
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+use shoal_common::Outcome;
+
+/// A service and how its call ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceOutcome {
+    pub service: String,
+    /// `ok`, `client_error` or `server_error`.
+    pub outcome: &'static str,
+}
+
+/// A service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service: String,
+}
 
 /// Latency buckets in seconds, 50 µs to 10 s.
 const BUCKETS: [f64; 14] = [
@@ -25,6 +42,12 @@ pub struct Metrics {
     written_off_now: Gauge,
     /// Graceful restarts this executor asked for (stuck threads, a held GIL).
     pub restarts_requested: Counter,
+    /// Calls per service and outcome.
+    service_requests: Family<ServiceOutcome, Counter>,
+    /// Time per call, per service.
+    service_seconds: Family<ServiceLabel, Histogram>,
+    /// Python threads of the pool (saturation: in flight over this).
+    pub threads: Gauge,
 }
 
 impl Metrics {
@@ -42,6 +65,9 @@ impl Metrics {
             written_off_total: Counter::default(),
             written_off_now: Gauge::default(),
             restarts_requested: Counter::default(),
+            service_requests: Family::default(),
+            service_seconds: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            threads: Gauge::default(),
         };
         ops.register(|r| {
             r.register(
@@ -51,8 +77,23 @@ impl Metrics {
             );
             r.register(
                 "executor_invocation_errors",
-                "Failed service invocations",
+                "Service invocations that ended in a server error (5xx); client errors are counted in service_requests{outcome=\"client_error\"}",
                 m.errors.clone(),
+            );
+            r.register(
+                "service_requests",
+                "Calls per service and outcome (ok, client_error: 4xx, server_error: 5xx); services not deployed here count as (unknown)",
+                m.service_requests.clone(),
+            );
+            r.register(
+                "service_duration_seconds",
+                "Time in Python per call, per service",
+                m.service_seconds.clone(),
+            );
+            r.register(
+                "executor_threads",
+                "Most Python threads this executor runs (max_workers): saturation is executor_in_flight over this",
+                m.threads.clone(),
             );
             r.register(
                 "executor_handle_seconds",
@@ -103,12 +144,26 @@ impl Metrics {
         m
     }
 
-    pub fn invoked(&self, took: Duration, failed: bool) {
+    /// One call of `service` (None: not deployed here) ended with `outcome`.
+    pub fn invoked(&self, service: Option<&str>, took: Duration, outcome: Outcome) {
         self.invocations.inc();
-        if failed {
+        if outcome == Outcome::ServerError {
             self.errors.inc();
         }
-        self.handle_seconds.observe(took.as_secs_f64());
+        let secs = took.as_secs_f64();
+        self.handle_seconds.observe(secs);
+        let service = service.unwrap_or("(unknown)");
+        self.service_requests
+            .get_or_create(&ServiceOutcome {
+                service: service.to_owned(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.service_seconds
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .observe(secs);
     }
 
     /// `delta` threads written off (+1) or ended after being written off (-1).

@@ -15,20 +15,47 @@ use crate::cluster::{CTX, Ctx, ctx, forget_local, local_call};
 type Remote = (u32, Py<PyAny>, Option<String>, Option<String>);
 
 /// Invokes `name` on an executor that holds it. Returns (status, payload, error code,
-/// error message); the payload is the decoded JSON, text or bytes.
+/// error message); the payload is the decoded JSON, text or bytes. `trace` is the calling
+/// span's `traceparent`: the call is a client span of it, the remote executor's a child.
 #[pyfunction]
-fn invoke_remote(py: Python<'_>, name: &str, payload: &[u8], cid: &str) -> PyResult<Remote> {
+#[pyo3(signature = (name, payload, cid, trace=None))]
+fn invoke_remote(
+    py: Python<'_>,
+    name: &str,
+    payload: &[u8],
+    cid: &str,
+    trace: Option<&str>,
+) -> PyResult<Remote> {
     let ctx = ctx()?;
     let payload = if payload == b"null" {
         Vec::new()
     } else {
         payload.to_vec()
     };
+    let parent = trace.and_then(|t| shoal_common::trace::Ctx::parse(t, None));
+    let mut span = shoal_common::trace::Span::start(
+        format!("invoke {name}"),
+        shoal_common::trace::Kind::Client,
+        parent.as_ref(),
+    );
+    if span.recording() {
+        span.attr("rpc.system", "grpc");
+        span.attr("rpc.service", "shoal.executor.v1.Executor");
+        span.attr("rpc.method", "Invoke");
+        span.attr("shoal.service", name);
+        span.attr("shoal.cid", cid);
+    }
     let req = shoal_common::invocation::Invocation::new(name, cid)
         .channel("invoke", "invoke", "json")
+        .trace(span.ctx())
         .payload(payload)
         .build();
     let result = py.detach(|| ctx.handle.block_on(ctx.router.invoke(req)));
+    if let Err(e) = &result {
+        span.attr("error.type", e.code.as_str());
+        span.error(&e.message);
+    }
+    span.end();
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -40,9 +67,6 @@ fn invoke_remote(py: Python<'_>, name: &str, payload: &[u8], cid: &str) -> PyRes
             ));
         }
     };
-    if let Some(e) = resp.error {
-        return Ok((resp.status, py.None(), Some(e.code), Some(e.message)));
-    }
     let value: Py<PyAny> =
         match pb::PayloadKind::try_from(resp.kind).unwrap_or(pb::PayloadKind::Empty) {
             pb::PayloadKind::Json => crate::convert::loads(py, &resp.payload)
@@ -283,6 +307,50 @@ fn collection(r: shoal_proto::kvdb::v1::CollectionResponse) -> KvRaw {
     (r.found, r.count, r.fields, r.values)
 }
 
+/// Whether spans are recorded (the SDK's `self.span()` does nothing otherwise).
+#[pyfunction]
+fn trace_enabled() -> bool {
+    shoal_common::trace::enabled()
+}
+
+/// Records a span a service made (`with self.span(...)`): its parent's `traceparent`, its
+/// own span id (hex), its times (Unix ns), attributes and, if it failed, why.
+#[pyfunction]
+#[pyo3(signature = (name, parent, span_id, start_ns, end_ns, attributes, error=None))]
+#[allow(clippy::too_many_arguments)]
+fn trace_span(
+    name: &str,
+    parent: &str,
+    span_id: &str,
+    start_ns: u64,
+    end_ns: u64,
+    attributes: Vec<(String, Bound<'_, PyAny>)>,
+    error: Option<String>,
+) {
+    let attrs = attributes
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let val = if let Ok(b) = v.cast::<pyo3::types::PyBool>() {
+                shoal_common::trace::Val::Bool(b.is_true())
+            } else if let Ok(i) = v.extract::<i64>() {
+                shoal_common::trace::Val::Int(i)
+            } else {
+                shoal_common::trace::Val::Str(v.str().ok()?.to_string())
+            };
+            Some((k, val))
+        })
+        .collect();
+    shoal_common::trace::record(shoal_common::trace::Recorded {
+        name,
+        parent,
+        span_id,
+        start_ns,
+        end_ns,
+        attributes: attrs,
+        error,
+    });
+}
+
 /// JSON bytes to Python with the executor's converter (every number exact):
 /// `shoal.numbers.loads` when it runs in an executor.
 #[pyfunction]
@@ -314,6 +382,8 @@ pub fn install(ctx: Ctx) -> Result<(), String> {
         m.add_function(wrap_pyfunction!(crate::connect::ftp_download, &m)?)?;
         m.add_function(wrap_pyfunction!(crate::connect::ftp_upload, &m)?)?;
         m.add_function(wrap_pyfunction!(json_loads, &m)?)?;
+        m.add_function(wrap_pyfunction!(trace_enabled, &m)?)?;
+        m.add_function(wrap_pyfunction!(trace_span, &m)?)?;
         m.add_function(wrap_pyfunction!(json_dumps, &m)?)?;
         py.import("sys")?
             .getattr("modules")?

@@ -465,11 +465,27 @@ fn run_job(py: Python<'_>, job: Job, ident: u64, shared: &Shared) -> bool {
             state.thread.store(ident, Ordering::Release);
             state.phase.store(RUNNING, Ordering::Release);
             let started = Instant::now();
+            let service = req.service.clone();
             let resp = invoke(py, *req);
             let was = state.phase.swap(DONE, Ordering::AcqRel);
-            shared
-                .metrics
-                .invoked(started.elapsed(), resp.error.is_some());
+            let (outcome, known) = match &resp.error {
+                Some(e) => {
+                    let code = ErrorCode::parse(&e.code);
+                    // A name nobody deployed is not a label (callers choose it).
+                    let unknown =
+                        code == ErrorCode::NotFound && e.message.starts_with("no such service");
+                    (shoal_common::Outcome::of_code(code), !unknown)
+                }
+                None => (
+                    shoal_common::Outcome::of_status(u16::try_from(resp.status).unwrap_or(200)),
+                    true,
+                ),
+            };
+            shared.metrics.invoked(
+                known.then_some(service.as_str()),
+                started.elapsed(),
+                outcome,
+            );
             let _ = reply.send(resp);
             if was == WRITTEN_OFF {
                 shared.completed.fetch_add(1, Ordering::AcqRel);
@@ -565,6 +581,9 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
         let channel = match &req.channel {
             Some(c) => {
                 let d = PyDict::new(py);
+                if !req.traceparent.is_empty() {
+                    d.set_item("traceparent", &req.traceparent)?;
+                }
                 d.set_item("name", &c.name)?;
                 d.set_item("type", &c.r#type)?;
                 d.set_item("data_format", &c.data_format)?;
@@ -615,6 +634,13 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
             }
         };
         let content_type: Option<String> = out.get_item(3)?.extract().ok().flatten();
+        // The log lines the service wrote, when it wrote any (the admin's call details).
+        let logs: Vec<String> = out
+            .get_item(4)
+            .ok()
+            .filter(|l| !l.is_none())
+            .and_then(|l| l.extract().ok())
+            .unwrap_or_default();
         let (kind, bytes) = match encode_payload(&payload) {
             Ok(k) => k,
             Err(msg) => return Ok(Err(ShoalError::new(ErrorCode::ServiceError, msg))),
@@ -627,17 +653,42 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
             content_type: content_type.unwrap_or_default(),
             error: None,
             cid: req.cid.clone(),
+            diagnostics: (!logs.is_empty()).then(|| pb::CallDiagnostics {
+                logs,
+                ..Default::default()
+            }),
         }))
     })();
     match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => error_response(&cid, e),
-        Err(err) => error_response(&cid, python_error(py, &req.service, &cid, err)),
+        Err(err) => {
+            let (e, traceback) = python_error(py, &req.service, &cid, err);
+            let mut resp = error_response(&cid, e);
+            let logs: Vec<String> = runtime(py)
+                .and_then(|rt| rt.call_method0("take_call_log"))
+                .and_then(|l| l.extract())
+                .unwrap_or_default();
+            if traceback.is_some() || !logs.is_empty() {
+                resp.diagnostics = Some(pb::CallDiagnostics {
+                    traceback: traceback.unwrap_or_default(),
+                    logs,
+                    ..Default::default()
+                });
+            }
+            resp
+        }
     }
 }
 
-/// Maps a Python exception to a client-safe error; the traceback goes to the log.
-fn python_error(py: Python<'_>, service: &str, cid: &str, err: PyErr) -> ShoalError {
+/// Maps a Python exception to a client-safe error (the traceback goes to the log, and
+/// back with it for the admin's call details; never to the caller).
+fn python_error(
+    py: Python<'_>,
+    service: &str,
+    cid: &str,
+    err: PyErr,
+) -> (ShoalError, Option<String>) {
     let value = err.value(py);
     let shoal_error = py
         .import("shoal.service")
@@ -662,10 +713,10 @@ fn python_error(py: Python<'_>, service: &str, cid: &str, err: PyErr) -> ShoalEr
             .unwrap_or_default();
         let code = ErrorCode::parse(&code);
         if code == ErrorCode::NotFound && message.starts_with("no such service") {
-            return ShoalError::new(code, message);
+            return (ShoalError::new(code, message), None);
         }
         tracing::info!(service, cid, code = %code, message = %message, "service refused the request");
-        return ShoalError::new(code, message).with_element(element);
+        return (ShoalError::new(code, message).with_element(element), None);
     }
     let kind = value
         .get_type()
@@ -678,9 +729,12 @@ fn python_error(py: Python<'_>, service: &str, cid: &str, err: PyErr) -> ShoalEr
         .and_then(|t| t.extract::<String>())
         .unwrap_or_else(|_| value.to_string());
     tracing::error!(service, cid, exception = %kind, traceback = %traceback, "service raised");
-    ShoalError::new(
-        ErrorCode::ServiceError,
-        format!("service {service} failed ({kind}); see the executor log for cid {cid}"),
+    (
+        ShoalError::new(
+            ErrorCode::ServiceError,
+            format!("service {service} failed ({kind}); see the executor log for cid {cid}"),
+        ),
+        Some(traceback),
     )
 }
 
@@ -715,6 +769,7 @@ fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
         u64,
         String,
         String,
+        u64,
     );
     let rows: Vec<Row> = runtime(py)?.call_method0("list_services")?.extract()?;
     Ok(rows
@@ -732,8 +787,10 @@ fn list(py: Python<'_>) -> PyResult<Vec<pb::ServiceInfo>> {
                 p99_us,
                 simple_io_json,
                 doc_json,
+                client_errors,
             )| {
                 pb::ServiceInfo {
+                    client_errors,
                     name,
                     module,
                     hash,

@@ -31,9 +31,12 @@
       var t = new Date(r.time_ms);
       tr.appendChild(cell(t.toISOString().substring(11, 23)));
       var cid = document.createElement("td");
+      var link = document.createElement("a");
+      link.href = "/admin/calls/" + encodeURIComponent(r.cid);
       var code = document.createElement("code");
       code.textContent = r.cid;
-      cid.appendChild(code);
+      link.appendChild(code);
+      cid.appendChild(link);
       tr.appendChild(cid);
       tr.appendChild(cell(r.channel));
       tr.appendChild(cell(r.service));
@@ -44,6 +47,8 @@
       st.appendChild(span);
       tr.appendChild(st);
       tr.appendChild(cell(micros(r.duration_us), "num"));
+      var reason = r.message || "";
+      tr.appendChild(cell(reason.length > 120 ? reason.substring(0, 120) + "\u2026" : reason));
       rows.insertBefore(tr, rows.firstChild);
       while (rows.children.length > keep) { rows.removeChild(rows.lastChild); }
     });

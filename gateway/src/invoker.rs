@@ -6,6 +6,7 @@
 //! and the admin API (bounded, throttled per client address).
 
 use shoal_common::invocation::Invocation;
+use shoal_common::trace;
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::executor::v1 as pb;
 use shoal_proto::invoker::v1 as ipb;
@@ -45,6 +46,40 @@ impl ipb::invoker_server::Invoker for InvokerService {
         req: Request<ipb::InvokeRequest>,
     ) -> Result<Response<ipb::InvokeResponse>, Status> {
         let headers = req.metadata().clone().into_headers();
+        // The Invoker's span, a child of the caller's `traceparent` metadata.
+        let parent = trace::from_headers(&headers);
+        let mut span = trace::Span::start(
+            "shoal.invoker.v1.Invoker/Invoke",
+            trace::Kind::Server,
+            parent.as_ref(),
+        );
+        if span.recording() {
+            span.attr("rpc.system", "grpc");
+            span.attr("rpc.service", "shoal.invoker.v1.Invoker");
+            span.attr("rpc.method", "Invoke");
+        }
+        let result = self.invoke_traced(req, headers, span.ctx().cloned()).await;
+        if span.recording() {
+            match &result {
+                Ok(_) => span.attr("rpc.grpc.status_code", 0i64),
+                Err(status) => {
+                    span.attr("rpc.grpc.status_code", status.code() as i64);
+                    span.error(status.message());
+                }
+            }
+        }
+        span.end();
+        result
+    }
+}
+
+impl InvokerService {
+    async fn invoke_traced(
+        &self,
+        req: Request<ipb::InvokeRequest>,
+        headers: http::HeaderMap,
+        trace_ctx: Option<trace::Ctx>,
+    ) -> Result<Response<ipb::InvokeResponse>, Status> {
         let addr = req
             .remote_addr()
             .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
@@ -123,6 +158,7 @@ impl ipb::invoker_server::Invoker for InvokerService {
         };
         let call = Invocation::new(req.service, cid.clone())
             .channel("grpc.invoker", "grpc", "json")
+            .trace(trace_ctx.as_ref())
             .caller(security_name, username)
             .auth(auth_json)
             .payload(req.payload)
@@ -133,9 +169,6 @@ impl ipb::invoker_server::Invoker for InvokerService {
             .invoke(call)
             .await
             .map_err(|e| e.with_cid(&cid).to_status())?;
-        if let Some(e) = &resp.error {
-            return Err(ShoalError::from_detail(e).to_status());
-        }
         let content_type = if !resp.content_type.is_empty() {
             resp.content_type
         } else {

@@ -95,6 +95,10 @@ pub struct Options {
     pub public_tls_key: Option<PathBuf>,
     /// The cluster's name, shown in the web admin's header on every page.
     pub cluster_name: String,
+    /// A trace UI's address for one trace, with `{trace_id}` where the id goes (Jaeger:
+    /// `http://jaeger:16686/trace/{trace_id}`; Grafana Tempo: an Explore URL): the call
+    /// pages of the web admin and `shoal call` link to it. Empty: no link.
+    pub trace_link: String,
     /// Mark the web admin's session cookie `Secure` (set it when a TLS proxy fronts the
     /// admin listener; a request with `X-Forwarded-Proto: https` gets it anyway).
     pub admin_secure_cookies: bool,
@@ -135,6 +139,7 @@ impl Default for Options {
             public_tls_cert: None,
             public_tls_key: None,
             cluster_name: "shoal".into(),
+            trace_link: String::new(),
             admin_secure_cookies: false,
             admin_session_idle_secs: 30 * 60,
             admin_session_max_secs: 12 * 60 * 60,
@@ -293,6 +298,7 @@ fn admin_listener(parts: AdminParts, cancel: CancellationToken) -> tokio::task::
                     kvdb: peers(role::KVDB),
                     tail: parts.tail,
                     body_read_timeout: Duration::from_secs(o.body_read_timeout_secs.max(1)),
+                    trace_link: o.trace_link.clone(),
                 };
                 let web = web::WebOptions {
                     cluster_name: o.cluster_name.clone(),
@@ -438,6 +444,7 @@ pub async fn run(
                 Some(kvdb_peers.clone()),
             ),
             trusted: trusted.clone(),
+            tail: tail.clone(),
         }))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))

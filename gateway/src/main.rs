@@ -21,6 +21,11 @@ shoal_common::component_main!(
         #[arg(long, env = "SHOAL_CLUSTER_NAME", value_name = "NAME")]
         #[serde(skip_serializing_if = "Option::is_none")]
         cluster_name: Option<String>,
+        /// A trace UI's address for one trace, `{trace_id}` where the id goes (the web
+        /// admin's call pages and `shoal call` link to it).
+        #[arg(long, env = "SHOAL_TRACE_LINK", value_name = "URL")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trace_link: Option<String>,
         /// Mark the web admin's session cookie Secure (a TLS proxy fronts the admin listener).
         #[arg(long, env = "SHOAL_ADMIN_SECURE_COOKIES")]
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -31,6 +31,7 @@ use shoal_common::objects::{ChannelDef, DataFormat, ZmqInType};
 use shoal_common::routing::Router;
 use shoal_common::secret::SecretKey;
 use shoal_common::store::Store;
+use shoal_common::trace;
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::common::v1::ChannelInfo;
 use tokio_util::sync::CancellationToken;
@@ -287,12 +288,60 @@ enum Outcome {
     NoExecutor(String),
 }
 
+/// Runs the service on one message, in a messaging consumer span that continues the
+/// producer's trace (`parent`: the message's `traceparent` header or property).
 async fn invoke(
     ctx: &Ctx,
     service: &str,
     channel: ChannelInfo,
     format: DataFormat,
     body: &[u8],
+    parent: Option<trace::Ctx>,
+) -> Outcome {
+    let destination = channel
+        .meta
+        .get("queue")
+        .or_else(|| channel.meta.get("address"))
+        .cloned()
+        .unwrap_or_default();
+    let mut span = trace::Span::start(
+        format!("process {destination}"),
+        trace::Kind::Consumer,
+        parent.as_ref(),
+    );
+    if span.recording() {
+        span.attr(
+            "messaging.system",
+            match channel.r#type.as_str() {
+                "amqp" => "rabbitmq",
+                "zmq" => "zeromq",
+                other => other,
+            },
+        );
+        span.attr("messaging.operation.type", "process");
+        span.attr("messaging.destination.name", destination);
+        span.attr("messaging.message.body.size", body.len() as i64);
+        span.attr("shoal.channel", channel.name.as_str());
+        span.attr("shoal.service", service);
+    }
+    let outcome = invoke_traced(ctx, service, channel, format, body, span.ctx()).await;
+    match &outcome {
+        Outcome::Done => {}
+        Outcome::Failed(why) | Outcome::Poison(why) | Outcome::NoExecutor(why) => {
+            span.error(why.as_str());
+        }
+    }
+    span.end();
+    outcome
+}
+
+async fn invoke_traced(
+    ctx: &Ctx,
+    service: &str,
+    channel: ChannelInfo,
+    format: DataFormat,
+    body: &[u8],
+    trace_ctx: Option<&trace::Ctx>,
 ) -> Outcome {
     let payload = match payload(format, body) {
         Ok(p) => p,
@@ -301,23 +350,38 @@ async fn invoke(
     let req = shoal_common::invocation::Invocation::new(service, "")
         .channel(channel.name, channel.r#type, channel.data_format)
         .meta(channel.meta)
+        .trace(trace_ctx)
         .payload(payload)
         .raw_request(body.to_vec())
         .build();
     match ctx.router.invoke(req).await {
-        Ok(resp) => match resp.error {
-            None => Outcome::Done,
-            Some(e) if e.code == ErrorCode::BadRequest.as_str() => Outcome::Poison(e.message),
-            Some(e) if e.code == ErrorCode::Unavailable.as_str() => Outcome::NoExecutor(e.message),
-            Some(e) => Outcome::Failed(format!("{}: {}", e.code, e.message)),
-        },
+        Ok(_) => Outcome::Done,
         Err(ShoalError {
-            code: ErrorCode::Unavailable | ErrorCode::BadGateway,
+            code: ErrorCode::BadRequest,
+            message,
+            ..
+        }) => Outcome::Poison(message),
+        // No executor could take it: the message is not at fault. An executor that went
+        // away mid-call (bad_gateway) counts as an attempt — the message may be what
+        // brought it down.
+        Err(ShoalError {
+            code: ErrorCode::Unavailable,
             message,
             ..
         }) => Outcome::NoExecutor(message),
         Err(e) => Outcome::Failed(format!("{}: {}", e.code.as_str(), e.message)),
     }
+}
+
+/// The trace context an AMQP message carries in its `traceparent`/`tracestate` headers.
+fn amqp_trace(headers: Option<&FieldTable>) -> Option<trace::Ctx> {
+    let h = headers?.inner();
+    let text = |k: &str| match h.get(&ShortString::from(k)) {
+        Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+        Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
+        _ => None,
+    };
+    trace::Ctx::parse(&text("traceparent")?, text("tracestate").as_deref())
 }
 
 fn header_attempts(headers: Option<&FieldTable>) -> u32 {
@@ -498,7 +562,9 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
                     meta,
                     ..Default::default()
                 };
-                let outcome = invoke(&ctx, &service, channel, format, &delivery.data).await;
+                let parent = amqp_trace(p.headers().as_ref());
+                let outcome =
+                    invoke(&ctx, &service, channel, format, &delivery.data, parent).await;
                 let acker = &delivery.acker;
                 let result = tokio::time::timeout(BROKER_OP, async { match outcome {
                     Outcome::Done => {
@@ -710,7 +776,7 @@ async fn zmq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result
             (ctx.clone(), service.clone(), name.clone(), *data_format);
         // ZeroMQ has no acknowledgements: run the service without holding up the socket.
         tokio::spawn(async move {
-            match invoke(&ctx, &service, channel, format, &body).await {
+            match invoke(&ctx, &service, channel, format, &body, None).await {
                 Outcome::Done => ctx.count(&name, "processed"),
                 Outcome::Failed(why) | Outcome::Poison(why) | Outcome::NoExecutor(why) => {
                     ctx.count(&name, "failed");
@@ -818,7 +884,15 @@ async fn mq_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Result<
             meta,
             ..Default::default()
         };
-        let settle = match invoke(ctx, service, channel, *data_format, &body).await {
+        let parent = msg
+            .application_properties
+            .as_ref()
+            .and_then(|a| a.0.get("traceparent"))
+            .and_then(|v| match v {
+                SimpleValue::String(tp) => trace::Ctx::parse(tp, None),
+                _ => None,
+            });
+        let settle = match invoke(ctx, service, channel, *data_format, &body, parent).await {
             Outcome::Done => {
                 ctx.count(name, "processed");
                 receiver.accept(&delivery).await

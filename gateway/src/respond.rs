@@ -9,9 +9,29 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 use shoal_common::ShoalError;
 use shoal_proto::executor::v1::{self as pb, PayloadKind};
 
+/// Why the gateway answered a request itself (kept with the response for the tail).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: shoal_common::ErrorCode,
+    pub message: String,
+}
+
+/// Marks `resp` as the gateway's own refusal of a request, with its reason.
+pub fn mark_refused(resp: &mut Response, code: shoal_common::ErrorCode, message: &str) {
+    resp.extensions_mut().insert(Refusal {
+        code,
+        message: message.to_owned(),
+    });
+}
+
+/// Marks `resp` as an executor's answer (the tail already has the call).
+#[derive(Debug, Clone, Copy)]
+pub struct Invoked;
+
 /// The JSON error response for `err`.
 pub fn error(err: &ShoalError) -> Response {
     let mut resp = (err.code.http_status(), axum::Json(err.to_json())).into_response();
+    mark_refused(&mut resp, err.code, &err.message);
     if !err.cid.is_empty()
         && let Ok(v) = HeaderValue::from_str(&err.cid)
     {

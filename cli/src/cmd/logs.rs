@@ -16,6 +16,10 @@ pub struct LogsArgs {
     /// Show this many recent invocations first (up to 1000).
     #[arg(long, default_value_t = 10)]
     pub backlog: usize,
+    /// Only calls that failed: client errors (4xx, the gateway's own refusals included)
+    /// and server errors (5xx), each with its reason. `shoal call CID` shows one in full.
+    #[arg(long)]
+    pub failed: bool,
 }
 
 pub async fn run(args: &AdminArgs, format: Format, l: LogsArgs) -> Result<i32> {
@@ -23,6 +27,9 @@ pub async fn run(args: &AdminArgs, format: Format, l: LogsArgs) -> Result<i32> {
     let mut path = format!("tail?backlog={}", l.backlog);
     if let Some(s) = &l.service {
         path.push_str(&format!("&service={}", urlencode(s)));
+    }
+    if l.failed {
+        path.push_str("&failed=true");
     }
     let mut resp = admin.stream(&path).await?;
     let style = Style::stdout();
@@ -80,7 +87,8 @@ fn show(block: &str, format: Format, style: Style) {
     }
 }
 
-/// `2026-12-01 08:29:24.123  200    1.2 ms  hello.say-hello  http:hello  cid`
+/// `2026-12-01 08:29:24.123  200    1.2 ms  hello.say-hello  http:hello  cid`, and the
+/// reason of a failed call after it.
 fn line(r: &Value, style: Style) -> String {
     let ms = r["time_ms"].as_i64().unwrap_or(0);
     let time = format!(
@@ -99,11 +107,22 @@ fn line(r: &Value, style: Style) -> String {
         .as_str()
         .map(|c| format!(" {}", style.red(c)))
         .unwrap_or_default();
+    let reason = match r["message"].as_str() {
+        Some(m) if !m.is_empty() => {
+            let short: String = m.chars().take(160).collect();
+            let more = if short.len() < m.len() { "…" } else { "" };
+            format!("  {}", style.yellow(&format!("{short}{more}")))
+        }
+        _ => String::new(),
+    };
+    let service = match r["service"].as_str() {
+        Some(s) if !s.is_empty() => s,
+        _ => "-",
+    };
     format!(
-        "{}  {}{code}  {took:>9}  {}  {}:{}  {}",
+        "{}  {}{code}  {took:>9}  {service}  {}:{}  {}{reason}",
         style.dim(&time),
         style.status(status),
-        r["service"].as_str().unwrap_or(""),
         r["channel_type"].as_str().unwrap_or(""),
         r["channel"].as_str().unwrap_or(""),
         style.dim(r["cid"].as_str().unwrap_or("")),
@@ -124,6 +143,15 @@ mod tests {
         assert_eq!(
             line(&r, Style::stderr_off()),
             "2023-11-14 22:13:20.123  400 bad_request     1.5 ms  hello.say  http:hello  abc"
+        );
+        let refused = serde_json::json!({
+            "time_ms": 1_700_000_000_123_i64, "cid": "abc", "channel": "",
+            "channel_type": "http", "service": "", "status": 404,
+            "code": "not_found", "message": "no channel matches GET /x", "duration_us": 80
+        });
+        assert_eq!(
+            line(&refused, Style::stderr_off()),
+            "2023-11-14 22:13:20.123  404 not_found     0.1 ms  -  http:  abc  no channel matches GET /x"
         );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod apispec;
 pub mod apply;
+pub mod call;
 pub mod completions;
 pub mod configmap;
 pub mod deploy;

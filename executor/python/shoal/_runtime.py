@@ -22,11 +22,14 @@ from shoal.service import (Service, ServiceError, MethodNotAllowed, Request, Cha
                            Bunch, service_name, new_cid)
 from shoal.simpleio import definition_for, NotGiven
 from shoal import numbers
+from shoal import trace
 from shoal.context import LocalLocks, ClusterLocks, background_pool
 
 HTTP_VERBS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
 
 logger = logging.getLogger('shoal.executor')
+# Every log record carries its call's cid and trace id; a call's lines are kept with it.
+trace.install()
 
 
 class DeadlineExceeded(BaseException):
@@ -38,9 +41,29 @@ class DeployError(Exception):
     """A module failed to import; ``str()`` names the file and line."""
 
 
+# Error codes that are the caller's fault (4xx); every other failure is a server error.
+CLIENT_ERROR_CODES = frozenset((
+    'bad_request', 'unauthorized', 'forbidden', 'not_found', 'method_not_allowed', 'conflict',
+    'payload_too_large', 'uri_too_long', 'request_timeout', 'too_many_requests'))
+
+
+def _outcome_of(exc, status):
+    """'ok', 'client_error' or 'server_error' of a call that raised ``exc`` (or None) and
+    answered ``status``."""
+    if exc is not None:
+        if isinstance(exc, ServiceError) and getattr(exc, 'code', '') in CLIENT_ERROR_CODES:
+            return 'client_error'
+        return 'server_error'
+    if status >= 500:
+        return 'server_error'
+    if status >= 400:
+        return 'client_error'
+    return 'ok'
+
+
 class _Entry:
-    __slots__ = ('cls', 'module', 'hash', 'deployed_at_ms', 'invocations', 'errors', 'total_us',
-                 'recent_us')
+    __slots__ = ('cls', 'module', 'hash', 'deployed_at_ms', 'invocations', 'errors',
+                 'client_errors', 'total_us', 'recent_us')
 
     def __init__(self, cls, module, digest, deployed_at_ms):
         self.cls = cls
@@ -48,7 +71,10 @@ class _Entry:
         self.hash = digest
         self.deployed_at_ms = deployed_at_ms
         self.invocations = 0
+        # Server errors (the service failed: 5xx) and client errors (it refused the
+        # request: 4xx) apart, as everywhere else in Shoal.
         self.errors = 0
+        self.client_errors = 0
         self.total_us = 0
         # The last 1,024 handler times, for the p99 that `shoal services` shows.
         self.recent_us = collections.deque(maxlen=1024)
@@ -391,14 +417,32 @@ class Runtime:
                 out.append((name, e.module, e.hash, e.deployed_at_ms, e.invocations,
                             e.errors, mean, '{}.{}'.format(e.cls.__module__, e.cls.__name__),
                             e.p99_us(), json.dumps(sio.describe()) if sio else '',
-                            json.dumps(service_doc(e.cls, sio))))
+                            json.dumps(service_doc(e.cls, sio)), e.client_errors))
             return out
 
     # -- invocation --------------------------------------------------------------------
     def invoke(self, name, payload, raw_request, cid, channel, http):
-        """Runs one invocation. Returns (status, payload, headers, content_type).
-        Raises ServiceError for expected failures; anything else is a service error that
-        the caller logs with its traceback."""
+        """Runs one invocation. Returns (status, payload, headers, content_type, log lines
+        or None). Raises ServiceError for expected failures; anything else is a service
+        error that the caller logs with its traceback (``take_call_log`` then gives the
+        lines it logged)."""
+        tp = (channel.get('traceparent') if channel else None) or trace.current()
+        call = trace.Call(cid, tp)
+        with call:
+            try:
+                out = self._invoke(name, payload, raw_request, cid, channel, http)
+            except BaseException:
+                trace._call.failed_lines = call.lines
+                raise
+        return out + ((call.lines or None),)
+
+    def take_call_log(self):
+        """The lines the last failed call of this thread logged."""
+        lines = getattr(trace._call, 'failed_lines', None) or []
+        trace._call.failed_lines = None
+        return lines
+
+    def _invoke(self, name, payload, raw_request, cid, channel, http):
         if self.interrupted:
             self._clear_pending_interrupt()
         entry = self.services.get(name)
@@ -417,7 +461,7 @@ class Runtime:
         if sio is not None and sio.output:
             svc.response.payload = Payload()
         started = time.perf_counter()
-        ok = False
+        failure = None
         try:
             if sio is not None and sio.input:
                 svc.request.input = Bunch(sio.parse_input(svc.request.input))
@@ -433,14 +477,23 @@ class Runtime:
                     out = out.value()
                 if not isinstance(out, (str, bytes)):
                     svc.response.payload = sio.serialise(out)
-            ok = True
+        except BaseException as e:
+            failure = e
+            raise
         finally:
             took = int((time.perf_counter() - started) * 1_000_000)
             entry.invocations += 1
             entry.total_us += took
             entry.recent_us.append(took)
-            if not ok:
+            try:
+                status = int(svc.response.status_code or 200)
+            except (TypeError, ValueError):
+                status = 200
+            outcome = _outcome_of(failure, status)
+            if outcome == 'server_error':
                 entry.errors += 1
+            elif outcome == 'client_error':
+                entry.client_errors += 1
         r = svc.response
         return (int(r.status_code or 200), r.payload, dict(r.headers or {}), r.content_type)
 
@@ -498,23 +551,30 @@ class Runtime:
         if stub is not None:
             return stub(payload)
         if name in self.services or self.native is None:
-            _, out, _, _ = self.invoke(name, payload, b'', caller.cid,
-                                       {'name': caller.channel.name, 'type': 'invoke'}, None)
+            with trace.span('invoke ' + name, **{'shoal.service': name}):
+                out = self.invoke(name, payload, b'', caller.cid,
+                                  {'name': caller.channel.name, 'type': 'invoke',
+                                   'traceparent': trace.current()}, None)[1]
             return out
-        status, out, code, message = self.native.invoke_remote(name, numbers.dumps(payload, default=str), caller.cid)
+        status, out, code, message = self.native.invoke_remote(
+            name, numbers.dumps(payload, default=str), caller.cid, trace.current() or None)
         if code:
             raise ServiceError(message, code)
         return out
 
     def invoke_async(self, caller, name, payload, callback, cid):
+        # The trace goes on in the background thread, from the span that asked.
+        tp = trace.current()
+
         def run():
-            try:
-                response = self.invoke_from(caller, name, payload)
-            except Exception as e:
-                logger.error('invoke_async of %s failed (cid %s): %s', name, cid, e)
-                return
-            for cb in ([callback] if isinstance(callback, str) else list(callback or [])):
-                self.invoke_callback(caller, cb, response)
+            with trace.Call(cid, tp):
+                try:
+                    response = self.invoke_from(caller, name, payload)
+                except Exception as e:
+                    logger.error('invoke_async of %s failed (cid %s): %s', name, cid, e)
+                    return
+                for cb in ([callback] if isinstance(callback, str) else list(callback or [])):
+                    self.invoke_callback(caller, cb, response)
         self.background.submit(run)
         return cid
 

@@ -8,6 +8,7 @@ import threading
 import time as _time
 
 from shoal.errors import ConnectionNotConfigured, ServiceError
+from shoal import trace as _trace
 
 # Zato's names for outgoing connection types, and their aliases.
 OUTGOING_KINDS = {
@@ -216,7 +217,14 @@ class _Parallel:
         cid = cid or svc.cid
         source = svc.name
 
+        # The trace goes on in the background threads, from the span that asked.
+        tp = _trace.current()
+
         def one(target, payload):
+            with _trace.Call(cid, tp):
+                return one_traced(target, payload)
+
+        def one_traced(target, payload):
             req_ts = TimeUtil.utcnow()
             try:
                 response, ok, exc = svc.invoke(target, payload), True, ''
@@ -232,8 +240,9 @@ class _Parallel:
         def all_targets():
             futures = [runtime.background.submit(one, t, p) for t, p in targets.items()]
             data = [f.result() for f in futures]
-            for cb in _callbacks(on_final):
-                runtime.invoke_callback(svc, cb, {'phase': 'on-final', 'data': data, 'cid': cid})
+            with _trace.Call(cid, tp):
+                for cb in _callbacks(on_final):
+                    runtime.invoke_callback(svc, cb, {'phase': 'on-final', 'data': data, 'cid': cid})
 
         runtime.background.submit(all_targets)
         return cid

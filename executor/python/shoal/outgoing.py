@@ -21,6 +21,7 @@ import json
 import uuid
 
 from shoal import numbers
+from shoal import trace as _trace
 from shoal.errors import (  # noqa: F401 - re-exported: services import them from here
     ServiceError, OutgoingError, ConnectionNotConfigured, ConnectionUnavailable, ConnectionTimeout,
     AuthFailed, RemoteError, OutgoingBadRequest)
@@ -66,7 +67,7 @@ class _Transport:
         """Operation ``op`` of connector kind ``kind`` with its fields (``meta``) and body;
         returns the reply's fields, its body and the connector that answered."""
         code, message, reply, data, used = self.native.connector_call(
-            kind, op, numbers.dumps(meta, default=_default), body, addr)
+            kind, op, numbers.dumps(meta, default=_default), body, addr, _trace.current() or None)
         if code:
             raise _ERRORS.get(code, OutgoingError)(message)
         return (numbers.loads(reply) if reply else None), data, used

@@ -105,7 +105,7 @@ class ServiceHarness:
         raw = raw_request if raw_request is not None else numbers.dumps(payload, default=str)
         cid = cid or new_cid()
         try:
-            status, out, hdrs, ctype = self.runtime.invoke(
+            status, out, hdrs, ctype, _logs = self.runtime.invoke(
                 name, payload, raw, cid, {'name': channel, 'type': channel_type, 'data_format': 'json'}, http)
         except ServiceError as e:
             return TestResponse(STATUS.get(e.code, 500), None, {}, None, Error(e.code, e.message), cid)

@@ -21,7 +21,7 @@ class FakeNative:
         self.calls = []
         self.replies = list(replies or [])
 
-    def connector_call(self, kind, op, meta, body, addr=None):
+    def connector_call(self, kind, op, meta, body, addr=None, trace=None):
         self.calls.append(((kind, op), json.loads(meta), body, addr))
         if self.replies:
             return self.replies.pop(0)

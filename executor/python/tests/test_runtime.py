@@ -50,7 +50,7 @@ def test_naming_follows_zato():
 
 
 def test_invoke_merges_query_and_path_params(rt):
-    status, payload, headers, ctype = rt.invoke(
+    status, payload, headers, ctype, _logs = rt.invoke(
         'bar-svc.my-camel-service', {'x': 1}, b'{"x": 1}', 'cid1', {'type': 'http'},
         {'method': 'GET', 'path': '/p', 'params': {}, 'query': {'x': '9'}, 'headers': {}, 'form': {}})
     assert status == 200
@@ -59,7 +59,7 @@ def test_invoke_merges_query_and_path_params(rt):
 
 
 def test_status_headers_and_nested_invoke(rt):
-    status, payload, headers, _ = rt.invoke('custom.name', None, b'', 'c', {}, None)
+    status, payload, headers, _, _ = rt.invoke('custom.name', None, b'', 'c', {}, None)
     assert status == 201
     assert headers == {'X-Thing': 'yes'}
     assert payload == {'got': 7, 'name': 'bar-svc.my-camel-service'}
@@ -88,7 +88,7 @@ def test_broken_module_keeps_the_old_version(rt):
     with pytest.raises(DeployError) as e:
         rt.deploy('bar_svc', 'x = 1\nraise RuntimeError("at import")\n', 'bar_svc.py')
     assert 'bar_svc.py:2' in str(e.value) and 'RuntimeError' in str(e.value)
-    status, _, _, _ = rt.invoke('bar-svc.my-camel-service', {}, b'', 'c', {}, None)
+    status, _, _, _, _ = rt.invoke('bar-svc.my-camel-service', {}, b'', 'c', {}, None)
     assert status == 200
 
 

@@ -49,6 +49,8 @@ pub struct AdminState {
     pub tail: crate::tail::Tail,
     /// How long a request body may take to arrive (408 after).
     pub body_read_timeout: std::time::Duration,
+    /// A trace UI's address for one trace, `{trace_id}` replaced (empty: no link).
+    pub trace_link: String,
 }
 
 /// The API's routes for `/api/v1` twice: under Basic Auth and the body limits (what the
@@ -74,6 +76,7 @@ fn api_routes() -> Router<AdminState> {
         .route("/services/{name}/invoke", post(invoke))
         .route("/cluster", get(cluster))
         .route("/requests", get(crate::admin::requests::recent))
+        .route("/requests/{cid}", get(crate::admin::requests::one))
         .route("/tail", get(crate::admin::requests::follow))
         .route("/deploy", get(list_modules).post(deploy))
         .route("/deploy/rollback", post(rollback))
@@ -280,6 +283,7 @@ fn service_json(m: &Member, s: &pb::ServiceInfo) -> Value {
         "executor": m.id,
         "invocations": s.invocations,
         "errors": s.errors,
+        "client_errors": s.client_errors,
         "mean_us": s.mean_us,
         "p99_us": s.p99_us,
         "simple_io": parse(&s.simple_io_json),
@@ -298,6 +302,7 @@ async fn list_services(State(state): State<AdminState>) -> Response {
                 v["executors"] = json!([]);
                 v["invocations"] = json!(0);
                 v["errors"] = json!(0);
+                v["client_errors"] = json!(0);
                 v
             });
             if let Some(list) = entry["executors"].as_array_mut() {
@@ -305,8 +310,10 @@ async fn list_services(State(state): State<AdminState>) -> Response {
             }
             let inv = entry["invocations"].as_u64().unwrap_or(0) + s.invocations;
             let err = entry["errors"].as_u64().unwrap_or(0) + s.errors;
+            let client = entry["client_errors"].as_u64().unwrap_or(0) + s.client_errors;
             entry["invocations"] = json!(inv);
             entry["errors"] = json!(err);
+            entry["client_errors"] = json!(client);
             if let Some(obj) = entry.as_object_mut() {
                 obj.remove("executor");
             }
@@ -377,6 +384,7 @@ async fn invoke(
     let req = shoal_common::invocation::Invocation::new(name, cid.clone())
         .channel("admin.invoke", "admin", "json")
         .caller("admin", crate::auth::ADMIN_USER)
+        .trace(shoal_common::trace::from_headers(&headers).as_ref())
         .payload(payload)
         .raw_request(body)
         .timeout_ms(timeout_ms)

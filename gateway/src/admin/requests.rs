@@ -1,6 +1,10 @@
 //! The admin API over the live request tail ([`crate::tail`]):
-//! - `GET /api/v1/requests?service=S&limit=N`: the last N (default 100) invocations,
-//!   oldest first, as `{"requests": [...]}`;
+//! - `GET /api/v1/requests?service=S&limit=N&failed=true`: the last N (default 100) calls,
+//!   oldest first, as `{"requests": [...]}` (`failed=true`: the client and server errors
+//!   only);
+//! - `GET /api/v1/requests/{cid}`: one call with its details — error message, the
+//!   service's traceback and log lines, the time of each hop, the trace id and link —
+//!   as `{"request": {...}}` (404 once it is no longer kept);
 //! - `GET /api/v1/tail?service=S&backlog=N`: Server-Sent Events, one `invocation` event
 //!   per call (the record as JSON, its `seq` as the event id), the last N kept ones first
 //!   (default 0), then every new one until the client goes away.
@@ -12,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -27,12 +31,19 @@ use crate::tail::{DEFAULT_CAPACITY, Filter, Record};
 
 /// The query of both endpoints: the filter and a count (`limit` or `backlog`).
 fn parse(raw: Option<&str>, count_key: &str, default: usize) -> Result<(Filter, usize), String> {
-    let params = crate::admin::objects::query_params(raw, &["service", count_key])?;
+    let params = crate::admin::objects::query_params(raw, &["service", "failed", count_key])?;
     let mut service = None;
+    let mut failed = false;
     let mut count = default;
     for (k, v) in params {
         if k == "service" {
             service = Some(v);
+        } else if k == "failed" {
+            failed = match v.as_str() {
+                "true" | "1" | "yes" => true,
+                "false" | "0" | "no" | "" => false,
+                _ => return Err(format!("failed must be true or false, not '{v}'")),
+            };
         } else {
             count = match v.parse::<usize>() {
                 Ok(n) if n <= DEFAULT_CAPACITY => n,
@@ -44,7 +55,7 @@ fn parse(raw: Option<&str>, count_key: &str, default: usize) -> Result<(Filter, 
             };
         }
     }
-    Ok((Filter::service(service.as_deref()), count))
+    Ok((Filter::service(service.as_deref()).failed(failed), count))
 }
 
 /// `GET /api/v1/requests`.
@@ -56,6 +67,19 @@ pub async fn recent(State(state): State<AdminState>, RawQuery(raw): RawQuery) ->
     let records: Vec<Arc<Record>> = state.tail.recent(&filter, limit);
     let records: Vec<&Record> = records.iter().map(|r| r.as_ref()).collect();
     Json(json!({ "requests": records })).into_response()
+}
+
+/// `GET /api/v1/requests/{cid}`.
+pub async fn one(State(state): State<AdminState>, Path(cid): Path<String>) -> Response {
+    match state.tail.by_cid(&cid) {
+        Some(r) => Json(json!({ "request": r.full_json(&state.trace_link) })).into_response(),
+        None => respond::error(&ShoalError::new(
+            ErrorCode::NotFound,
+            format!(
+                "no call {cid} is kept by this gateway (it keeps the last {DEFAULT_CAPACITY}; another gateway may have answered it)"
+            ),
+        )),
+    }
 }
 
 fn bad_query(message: String) -> Response {

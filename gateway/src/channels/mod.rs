@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use shoal_common::invocation::Invocation;
 use shoal_common::routing::Router;
 use shoal_common::store::Store;
+use shoal_common::trace;
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::common::v1::HttpInfo;
 
@@ -68,6 +69,8 @@ pub struct HttpShared {
     pub limiter: limits::Limiter,
     /// Proxies whose forwarding headers name the client.
     pub trusted: crate::auth::client::TrustedProxies,
+    /// The live tail: the requests the gateway refuses itself are recorded here.
+    pub tail: crate::tail::Tail,
 }
 
 impl HttpShared {
@@ -85,6 +88,15 @@ impl HttpShared {
 pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Response {
     let started = Instant::now();
     let cid = crate::respond::cid_from(req.headers());
+    // The gateway's span: a child of the caller's `traceparent`, or a new trace; the
+    // executor's span is its child.
+    let parent = trace::from_headers(req.headers());
+    let mut span = trace::Span::start(req.method().as_str(), trace::Kind::Server, parent.as_ref());
+    let seen = Seen {
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        client: state.client_ip(&req),
+    };
     let table = state.channels.table();
     let (channel, params) = match table.lookup(req.method(), req.uri().path()) {
         Match::Found(c, p) if c.soap.is_some() => (
@@ -93,13 +105,14 @@ pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Respon
         ),
         Match::Found(c, p) => (c, p),
         Match::NotFound => {
-            return respond::error(
+            let resp = respond::error(
                 &ShoalError::new(
                     ErrorCode::NotFound,
                     format!("no channel matches {} {}", req.method(), req.uri().path()),
                 )
-                .with_cid(cid),
+                .with_cid(cid.clone()),
             );
+            return state.finished(resp, None, &seen, &cid, span, started);
         }
         Match::MethodNotAllowed(allowed) => {
             let mut resp = respond::error(
@@ -111,15 +124,20 @@ pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Respon
                         allowed.join(", ")
                     ),
                 )
-                .with_cid(cid),
+                .with_cid(cid.clone()),
             );
             if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
-            return resp;
+            return state.finished(resp, None, &seen, &cid, span, started);
         }
     };
-    let resp = handle(&state, &table, &channel, params, req, &cid).await;
+    if span.recording() {
+        span.rename(format!("{} {}", seen.method, channel.route));
+        span.attr("http.route", channel.route.as_str());
+        span.attr("shoal.channel", channel.name.as_str());
+    }
+    let resp = handle(&state, &table, &channel, params, req, &cid, span.ctx()).await;
     let class = usize::from(resp.status().as_u16() / 100).clamp(1, 5);
     let metrics = &state.channels.metrics;
     channel.counters[class - 1]
@@ -144,7 +162,69 @@ pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Respon
                 .clone()
         })
         .observe(started.elapsed().as_secs_f64());
-    resp
+    state.finished(resp, Some(&channel), &seen, &cid, span, started)
+}
+
+/// What the gateway saw of a request, kept for its tail record and span.
+struct Seen {
+    method: http::Method,
+    path: String,
+    client: std::net::IpAddr,
+}
+
+impl HttpShared {
+    /// Ends a request: its span gets the answer's status, and a request the gateway
+    /// refused itself (no executor ran it, so the router did not record it) goes to the
+    /// tail with its reason.
+    fn finished(
+        &self,
+        resp: Response,
+        channel: Option<&Compiled>,
+        seen: &Seen,
+        cid: &str,
+        mut span: trace::Span,
+        started: Instant,
+    ) -> Response {
+        let status = resp.status().as_u16();
+        if span.recording() {
+            span.attr("http.request.method", seen.method.as_str());
+            span.attr("url.path", seen.path.as_str());
+            span.attr("client.address", seen.client.to_string());
+            span.attr("http.response.status_code", status);
+            span.attr("shoal.cid", cid);
+            if status >= 500 {
+                span.attr("error.type", status.to_string());
+                span.error(format!("answered {status}"));
+            }
+        }
+        if resp.extensions().get::<respond::Invoked>().is_none() {
+            let refusal = resp.extensions().get::<respond::Refusal>();
+            self.tail.push(crate::tail::Record {
+                seq: 0,
+                time_ms: shoal_common::members::now_ms(),
+                cid: cid.to_owned(),
+                channel: channel.map(|c| c.name.clone()).unwrap_or_default(),
+                channel_type: channel
+                    .map(|c| front::of(c).channel_type(c).0.to_owned())
+                    .unwrap_or_else(|| "http".to_owned()),
+                service: channel.map(|c| c.service.clone()).unwrap_or_default(),
+                status,
+                outcome: shoal_common::Outcome::of_status(status),
+                code: refusal.map(|r| r.code.as_str()),
+                message: refusal.map(|r| r.message.clone()).unwrap_or_default(),
+                answered_by: "gateway",
+                duration_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                trace_id: span.ctx().map(trace::Ctx::trace_id_hex).unwrap_or_default(),
+                details: Some(Box::new(crate::tail::Details {
+                    request: format!("{} {}", seen.method, seen.path),
+                    client: seen.client.to_string(),
+                    ..Default::default()
+                })),
+            });
+        }
+        span.end();
+        resp
+    }
 }
 
 /// Request headers for the service: names lower-cased, repeated ones joined; credentials
@@ -200,6 +280,7 @@ async fn handle(
     mut params: HashMap<String, String>,
     req: Request<Body>,
     cid: &str,
+    trace_ctx: Option<&trace::Ctx>,
 ) -> Response {
     let front = front::of(channel);
     let refuse =
@@ -342,8 +423,9 @@ async fn handle(
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
     let (kind, data_format) = front.channel_type(channel);
-    let mut invoke =
-        Invocation::new(decoded.service, cid).channel(channel.name.clone(), kind, data_format);
+    let mut invoke = Invocation::new(decoded.service, cid)
+        .channel(channel.name.clone(), kind, data_format)
+        .trace(trace_ctx);
     if let Some(c) = &caller {
         invoke = invoke
             .caller(c.security.clone(), c.username.clone())
@@ -364,6 +446,8 @@ async fn handle(
         .build();
     let result = state.router.invoke(invoke).await;
     let mut resp = front.answer(channel, result, cid);
+    // The router's observer has recorded the call, however it ended.
+    resp.extensions_mut().insert(respond::Invoked);
     if channel.wire.is_some()
         && let Ok(v) = HeaderValue::from_str(cid)
     {

@@ -50,6 +50,8 @@ pub struct Compiled {
     pub max_body: u64,
     /// Rate limits and address rules.
     pub access: Access,
+    /// The URL path as configured (`/api/orders/{id}`): OpenTelemetry's `http.route`.
+    pub route: String,
     segments: Vec<Seg>,
     literals: usize,
     /// This channel's request counters by status class (1xx..5xx) and its latency
@@ -239,6 +241,7 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
         security: security.clone(),
         max_body,
         access,
+        route: url_path.clone(),
         segments,
         literals,
         counters: Default::default(),

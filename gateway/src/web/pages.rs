@@ -121,7 +121,8 @@ pub fn routes() -> Router<WebState> {
         .route("/admin/kvdb/set", post(kvdb_set))
         .route("/admin/kvdb/delete", post(kvdb_delete))
         .route("/admin/tail", get(tail))
-        .route("/admin/tail/stream", get(tail_stream));
+        .route("/admin/tail/stream", get(tail_stream))
+        .route("/admin/calls/{cid}", get(call_page));
     for kind in KINDS {
         if kind.slug != "jobs" {
             r = r.route(
@@ -314,7 +315,10 @@ struct DashboardPage {
     c: Chrome,
     members: Vec<MemberRow>,
     rate: String,
+    /// Share of server errors (5xx) in the last minute.
     error_rate: String,
+    /// Share of client errors (4xx) in the last minute.
+    client_error_rate: String,
     services: usize,
 }
 
@@ -423,20 +427,25 @@ async fn dashboard(
                 .flatten()
                 .filter(|r| r["time_ms"].as_i64().unwrap_or(0) >= since)
                 .collect();
-            let failed = rows
-                .iter()
-                .filter(|r| r["status"].as_u64().unwrap_or(0) >= 500)
-                .count();
-            let rate = rows.len() as f64 / 60.0;
-            let errors = if rows.is_empty() {
-                "0 %".to_owned()
-            } else {
-                format!("{:.1} %", 100.0 * failed as f64 / rows.len() as f64)
+            // One definition of failure: server errors (5xx) fail, client errors (4xx)
+            // are counted apart.
+            let share = |outcome: &str| {
+                let n = rows.iter().filter(|r| r["outcome"] == outcome).count();
+                if rows.is_empty() {
+                    "0 %".to_owned()
+                } else {
+                    format!("{:.1} %", 100.0 * n as f64 / rows.len() as f64)
+                }
             };
-            (format!("{rate:.2}"), errors)
+            let rate = rows.len() as f64 / 60.0;
+            (
+                format!("{rate:.2}"),
+                (share("server_error"), share("client_error")),
+            )
         }
-        Err(_) => ("–".into(), "–".into()),
+        Err(_) => ("–".into(), ("–".into(), "–".into())),
     };
+    let (error_rate, client_error_rate) = error_rate;
     render(
         StatusCode::OK,
         &DashboardPage {
@@ -444,6 +453,7 @@ async fn dashboard(
             members,
             rate,
             error_rate,
+            client_error_rate,
             services,
         },
     )
@@ -458,6 +468,7 @@ struct ServiceRow {
     summary: String,
     calls: u64,
     errors: u64,
+    client_errors: u64,
     mean: String,
     p99: String,
     executors: String,
@@ -514,6 +525,7 @@ async fn services(
                         summary: s["doc"]["summary"].as_str().unwrap_or_default().to_owned(),
                         calls: s["invocations"].as_u64().unwrap_or(0),
                         errors: s["errors"].as_u64().unwrap_or(0),
+                        client_errors: s["client_errors"].as_u64().unwrap_or(0),
                         mean: micros(s["mean_us"].as_u64().unwrap_or(0)),
                         p99: micros(s["p99_us"].as_u64().unwrap_or(0)),
                         executors: s["executors"].as_array().map_or(0, Vec::len).to_string(),
@@ -572,6 +584,7 @@ struct ServicePage {
     description: String,
     calls: u64,
     errors: u64,
+    client_errors: u64,
     mean: String,
     p99: String,
     executors: String,
@@ -693,6 +706,7 @@ async fn service_page(
             .to_owned(),
         calls: sum("invocations"),
         errors: sum("errors"),
+        client_errors: sum("client_errors"),
         mean: micros(first["mean_us"].as_u64().unwrap_or(0)),
         p99: micros(first["p99_us"].as_u64().unwrap_or(0)),
         executors: instances
@@ -1768,11 +1782,13 @@ const TAIL_ROWS: usize = 200;
 struct TailRow {
     time: String,
     cid: String,
+    href: String,
     channel: String,
     service: String,
     status: u64,
     status_class: u64,
     duration: String,
+    reason: String,
 }
 
 #[derive(Template)]
@@ -1780,9 +1796,20 @@ struct TailRow {
 struct TailPage {
     c: Chrome,
     service: String,
+    failed: bool,
     stream_q: String,
     keep: usize,
     rows: Vec<TailRow>,
+}
+
+/// A reason, cut for a table cell (the call page shows it whole).
+fn short_reason(r: &Value) -> String {
+    let m = r["message"].as_str().unwrap_or_default();
+    let mut short: String = m.chars().take(120).collect();
+    if short.len() < m.len() {
+        short.push('…');
+    }
+    short
 }
 
 async fn tail(
@@ -1792,29 +1819,35 @@ async fn tail(
 ) -> Response {
     let mut c = chrome(&state, &current, "tail");
     let service = q.get("service").cloned().unwrap_or_default();
+    let failed = q.get("failed").is_some_and(|v| v == "true" || v == "on");
+    let filter = format!(
+        "service={}{}",
+        query_value(&service),
+        if failed { "&failed=true" } else { "" }
+    );
     let mut rows = Vec::new();
     match state
-        .get_json(&format!(
-            "/requests?limit=50&service={}",
-            query_value(&service)
-        ))
+        .get_json(&format!("/requests?limit=50&{filter}"))
         .await
     {
         Ok(v) => {
             for r in v["requests"].as_array().into_iter().flatten().rev() {
                 let status = r["status"].as_u64().unwrap_or(0);
+                let cid = r["cid"].as_str().unwrap_or_default().to_owned();
                 rows.push(TailRow {
                     time: chrono::DateTime::from_timestamp_millis(
                         r["time_ms"].as_i64().unwrap_or(0),
                     )
                     .map(|t| t.format("%H:%M:%S%.3f").to_string())
                     .unwrap_or_default(),
-                    cid: r["cid"].as_str().unwrap_or_default().to_owned(),
+                    href: segment(&cid),
+                    cid,
                     channel: r["channel"].as_str().unwrap_or_default().to_owned(),
                     service: r["service"].as_str().unwrap_or_default().to_owned(),
                     status,
                     status_class: status / 100,
                     duration: micros(r["duration_us"].as_u64().unwrap_or(0)),
+                    reason: short_reason(r),
                 });
             }
         }
@@ -1824,14 +1857,120 @@ async fn tail(
         StatusCode::OK,
         &TailPage {
             c,
-            stream_q: if service.is_empty() {
-                String::new()
-            } else {
-                format!("?service={}", query_value(&service))
-            },
+            stream_q: format!("?{filter}"),
             service,
+            failed,
             keep: TAIL_ROWS,
             rows,
+        },
+    )
+}
+
+/// One fact of a call page.
+struct Fact {
+    name: &'static str,
+    value: String,
+}
+
+#[derive(Template)]
+#[template(path = "call.html")]
+struct CallPage {
+    c: Chrome,
+    cid: String,
+    status: u64,
+    status_class: u64,
+    facts: Vec<Fact>,
+    service_href: String,
+    trace_url: String,
+    traceback: String,
+    logs: Vec<String>,
+}
+
+/// `/admin/calls/{cid}`: one call in full (what `GET /api/v1/requests/{cid}` answers).
+async fn call_page(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Path(cid): Path<String>,
+) -> Response {
+    let mut c = chrome(&state, &current, "tail");
+    let r = match state
+        .get_json(&format!("/requests/{}", segment(&cid)))
+        .await
+    {
+        Ok(v) => v["request"].clone(),
+        Err(e) => {
+            c.error = e;
+            return refused(StatusCode::NOT_FOUND, &c.error);
+        }
+    };
+    let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    let status = r["status"].as_u64().unwrap_or(0);
+    let time = chrono::DateTime::from_timestamp_millis(r["time_ms"].as_i64().unwrap_or(0))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+        .unwrap_or_default();
+    let hops = r["hops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|h| {
+            format!(
+                "{} {}",
+                h["hop"].as_str().unwrap_or_default(),
+                micros(h["us"].as_u64().unwrap_or(0))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let outcome = match r["outcome"].as_str().unwrap_or_default() {
+        "server_error" => "failed (server error)",
+        "client_error" => "refused (client error)",
+        _ => "ok",
+    };
+    let channel = match (s("channel"), s("channel_type")) {
+        (n, t) if n.is_empty() => format!("none matched ({t})"),
+        (n, t) => format!("{n} ({t})"),
+    };
+    let facts = [
+        ("Time", time),
+        ("Outcome", outcome.to_owned()),
+        ("Error code", s("code")),
+        ("Reason", s("message")),
+        ("Answered by", s("answered_by")),
+        ("Service", s("service")),
+        ("Channel", channel),
+        ("Request", s("request")),
+        ("Client", s("client")),
+        ("Hops", hops),
+        ("Trace id", s("trace_id")),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(name, value)| Fact { name, value })
+    .collect();
+    // Only a link to a web address (a template with another scheme is not followed).
+    let trace_url = s("trace_url");
+    let trace_url = if trace_url.starts_with("https://") || trace_url.starts_with("http://") {
+        trace_url
+    } else {
+        String::new()
+    };
+    render(
+        StatusCode::OK,
+        &CallPage {
+            cid: s("cid"),
+            status,
+            status_class: status / 100,
+            facts,
+            service_href: segment(&s("service")),
+            trace_url,
+            traceback: s("traceback"),
+            logs: r["logs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect(),
+            c,
         },
     )
 }
@@ -1843,6 +1982,11 @@ async fn tail_stream(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     let service = q.get("service").cloned().unwrap_or_default();
-    let path = format!("/tail?service={}", query_value(&service));
+    let failed = q.get("failed").is_some_and(|v| v == "true" || v == "on");
+    let path = format!(
+        "/tail?service={}{}",
+        query_value(&service),
+        if failed { "&failed=true" } else { "" }
+    );
     state.api_stream(Method::GET, &path).await
 }

@@ -159,10 +159,12 @@ pub fn action(headers: &HeaderMap) -> String {
 /// A SOAP Fault of `version`.
 pub fn fault(version: crate::soap::Version, code: ErrorCode, message: &str, cid: &str) -> Response {
     let body = crate::soap::fault(version, code, message, cid);
-    (
+    let mut resp = (
         code.http_status(),
         [(header::CONTENT_TYPE, version.content_type())],
         body,
     )
-        .into_response()
+        .into_response();
+    crate::respond::mark_refused(&mut resp, code, message);
+    resp
 }

@@ -55,12 +55,14 @@ impl Front for Xml {
 /// An error as an XML document.
 pub fn error(code: ErrorCode, message: &str, cid: &str) -> Response {
     let body = crate::soap::plain_error(code, message, cid);
-    (
+    let mut resp = (
         code.http_status(),
         [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
         body,
     )
-        .into_response()
+        .into_response();
+    crate::respond::mark_refused(&mut resp, code, message);
+    resp
 }
 
 /// The answer of an `xml` channel: the service's JSON output as an XML document (str and

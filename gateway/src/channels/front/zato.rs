@@ -113,7 +113,9 @@ fn response(resp: pb::InvokeResponse, cid: &str) -> Response {
 fn error(code: ErrorCode, message: &str, cid: &str) -> Response {
     let body =
         serde_json::json!({"zato_env": {"result": "ZATO_ERROR", "cid": cid, "details": message}});
-    (code.http_status(), axum::Json(body)).into_response()
+    let mut resp = (code.http_status(), axum::Json(body)).into_response();
+    crate::respond::mark_refused(&mut resp, code, message);
+    resp
 }
 
 /// `GET /zato/ping`, as Zato answers it (load balancers probe it).
