@@ -135,6 +135,24 @@ SCHEMA = {
         'serviceMonitor': obj({'enabled': B, 'interval': s(),
                                'labels': {'type': 'object', 'additionalProperties': {'type': 'string'}}}),
         'logJson': B,
+        'monitoring': obj({
+            'grafanaDashboard': obj({
+                'enabled': B,
+                'labels': {'type': 'object', 'additionalProperties': {'type': 'string'}},
+                'annotations': {'type': 'object', 'additionalProperties': {'type': 'string'}},
+            }),
+            'prometheusRule': obj({
+                'enabled': B,
+                'labels': {'type': 'object', 'additionalProperties': {'type': 'string'}},
+            }),
+        }),
+        'tracing': obj({
+            'endpoint': s('OTLP collector address (empty: tracing off)', pattern='^(|https?://.*)$'),
+            'protocol': s(enum=['grpc', 'http/protobuf']),
+            'sampleRatio': {'type': 'number', 'minimum': 0, 'maximum': 1},
+            'headers': s('OTEL_EXPORTER_OTLP_HEADERS (key=value,...)'),
+            'traceLink': s('A trace UI address with {trace_id}'),
+        }),
     }),
 }
 

@@ -60,7 +60,13 @@ struct Ctx {
     router: Router,
     messages: Family<Labels, Counter>,
     up: Family<ChannelLabel, Gauge>,
+    /// Messages waiting in an AMQP channel's queue (read from the broker every few
+    /// seconds): the channel's lag.
+    backlog: Family<ChannelLabel, Gauge>,
 }
+
+/// How often an AMQP channel reads its queue's depth.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Ctx {
     /// Whether the channel is consuming now (1) or reconnecting (0).
@@ -101,6 +107,7 @@ pub fn follow(
 ) {
     let messages: Family<Labels, Counter> = Family::default();
     let up: Family<ChannelLabel, Gauge> = Family::default();
+    let backlog: Family<ChannelLabel, Gauge> = Family::default();
     ops.register(|r| {
         r.register(
             "gateway_queue_channel_up",
@@ -112,11 +119,17 @@ pub fn follow(
             "Messages taken from queue and socket channels, by outcome",
             messages.clone(),
         );
+        r.register(
+            "gateway_queue_channel_backlog",
+            "Messages waiting in an AMQP channel's queue (the channel's lag), read from the broker every 5 s",
+            backlog.clone(),
+        );
     });
     let ctx = Ctx {
         router,
         messages,
         up,
+        backlog,
     };
     let mut chan_rx = store.watch_prefix("channels/", cancel.clone());
     let mut out_rx = store.watch_prefix("outgoing/", cancel.clone());
@@ -489,6 +502,41 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
     .await?;
     let mut tasks = tokio::task::JoinSet::new();
     ctx.set_up(name, true);
+    // The queue's depth, on a channel of its own (a failed passive declare closes it).
+    let depth_ch = bounded("opening a channel", conn.create_channel()).await?;
+    let depth = ctx
+        .backlog
+        .get_or_create(&ChannelLabel {
+            channel: name.clone(),
+        })
+        .clone();
+    let depth_queue = queue.clone();
+    let depth_task = tokio::spawn(async move {
+        loop {
+            let declared = bounded(
+                "reading the queue's depth",
+                depth_ch.queue_declare(
+                    depth_queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                ),
+            )
+            .await;
+            match declared {
+                Ok(q) => {
+                    depth.set(i64::from(q.message_count()));
+                }
+                Err(e) => {
+                    tracing::debug!(queue = %depth_queue, error = %e, "cannot read the queue's depth");
+                    return;
+                }
+            }
+            tokio::time::sleep(BACKLOG_EVERY).await;
+        }
+    });
     for i in 0..(*consumers).max(1) {
         let ch = bounded("opening a channel", conn.create_channel()).await?;
         bounded(
@@ -645,6 +693,7 @@ async fn amqp_session(spec: &Spec, ctx: &Ctx, stop: &CancellationToken) -> Resul
             None => Ok(()),
         },
     };
+    depth_task.abort();
     tasks.shutdown().await;
     let _ = tokio::time::timeout(BROKER_OP, conn.close(200, "channel stopped".into())).await;
     outcome

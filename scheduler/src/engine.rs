@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Prometheus metrics of the scheduler.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Metrics {
     /// Runs fired, by result (`ok` or an error code).
     pub runs: Family<Vec<(String, String)>, Counter>,
@@ -35,6 +35,22 @@ pub struct Metrics {
     pub lost_claims: Counter,
     /// 1 while this scheduler leads.
     pub leader: Gauge,
+    /// How long after it was due each run fired, in seconds (a scheduler that was down,
+    /// or slow to claim, shows here).
+    pub run_lag: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            runs: Family::default(),
+            lost_claims: Counter::default(),
+            leader: Gauge::default(),
+            run_lag: prometheus_client::metrics::histogram::Histogram::new([
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 3600.0,
+            ]),
+        }
+    }
 }
 
 /// The jobs currently defined, kept live from `jobs/`.
@@ -197,6 +213,9 @@ impl Engine {
                 };
                 match self.claim(job, lease, rev, &new_state).await {
                     Claim::Won(new_rev) => {
+                        self.metrics
+                            .run_lag
+                            .observe((now - due).max(0) as f64 / 1000.0);
                         known.insert(job.name.clone(), (Some(new_state), new_rev));
                         tracing::info!(job = %job.name, run = runs, %cid, lag_ms = now - due, "firing");
                         tokio::spawn(fire(

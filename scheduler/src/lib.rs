@@ -151,6 +151,11 @@ pub async fn run(
             "1 while this scheduler is the cluster's leader",
             metrics.leader.clone(),
         );
+        r.register(
+            "scheduler_run_lag_seconds",
+            "How long after it was due each run fired",
+            metrics.run_lag.clone(),
+        );
     });
     let scaler = scaler::Scaler::default();
     let routes =

@@ -14,6 +14,7 @@ const kinds = {
   "keda.sh/v1alpha1/ScaledObject": ["keda", "keda.sh/v1alpha1", "ScaledObject"],
   "keda.sh/v1alpha1/TriggerAuthentication": ["keda", "keda.sh/v1alpha1", "TriggerAuthentication"],
   "monitoring.coreos.com/v1/ServiceMonitor": ["prometheus-operator", "monitoring.coreos.com/v1", "ServiceMonitor"],
+  "monitoring.coreos.com/v1/PrometheusRule": ["prometheus-operator", "monitoring.coreos.com/v1", "PrometheusRule"],
 };
 
 // interface name -> {prop: type text}, from every .d.ts of a package folder.

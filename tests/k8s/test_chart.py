@@ -20,6 +20,8 @@ REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 CHART = REPO / 'helm' / 'shoal'
 CI_VALUES = sorted((CHART / 'ci').glob('*-values.yaml'))
 KUBE_VERSIONS = ['1.30.0', '1.37.0']
+# Kinds of custom resources (checked against their CRDs' schemas, not Kubernetes' own).
+CUSTOM = ('ScaledObject', 'TriggerAuthentication', 'ServiceMonitor', 'PrometheusRule')
 CRD_APIS = ['--api-versions', 'keda.sh/v1alpha1', '--api-versions', 'monitoring.coreos.com/v1']
 PASSWORD = 'k8s-harness-password'
 SECRETS = {'shoal-auth': {'admin-password': PASSWORD,
@@ -55,7 +57,7 @@ def test_the_values_schema_is_fresh():
 @pytest.mark.parametrize('values', CI_VALUES, ids=lambda p: p.name)
 def test_every_ci_values_file_renders_valid_manifests(values, kube, tmp_path):
     docs = template(values, kube)
-    builtin = [d for d in docs if d['kind'] not in ('ScaledObject', 'TriggerAuthentication', 'ServiceMonitor')]
+    builtin = [d for d in docs if d['kind'] not in CUSTOM]
     out = tmp_path / 'rendered.yaml'
     out.write_text(yaml.safe_dump_all(builtin))
     r = subprocess.run(['kubernetes-validate', '--strict', '--quiet', '-k', kube, str(out)],
@@ -139,6 +141,31 @@ def test_k8s_manifests_are_what_the_chart_renders():
         kept = (REPO / 'k8s' / name / 'shoal.yaml').read_text()
         assert kept == header(name) + rendered, \
             'k8s/{}/shoal.yaml differs from the chart: run scripts/render-k8s'.format(name)
+    for source, kept in (('alerts.yaml', 'shoal-alerts.yaml'), ('dashboard.json', 'shoal-dashboard.json')):
+        assert (CHART / 'monitoring' / source).read_text() == (REPO / 'k8s' / 'monitoring' / kept).read_text(), \
+            'k8s/monitoring/{} differs from the chart: run scripts/render-k8s'.format(kept)
+
+
+def test_the_dashboard_and_the_rules_ship_in_the_chart():
+    docs = template(CHART / 'ci' / 'ha-values.yaml')
+    cm = next(d for d in docs if d['kind'] == 'ConfigMap' and d['metadata']['name'].endswith('-dashboard'))
+    assert cm['metadata']['labels']['grafana_dashboard'] == '1'
+    assert json.loads(cm['data']['shoal.json']) == json.loads((CHART / 'monitoring' / 'dashboard.json').read_text())
+    rule = next(d for d in docs if d['kind'] == 'PrometheusRule')
+    assert rule['spec']['groups'] == yaml.safe_load((CHART / 'monitoring' / 'alerts.yaml').read_text())['groups']
+    # Alert templates reach Prometheus as written (Helm does not expand them).
+    assert '{{ $labels.service }}' in json.dumps(rule['spec'])
+    # Tracing reaches every component's environment.
+    for pod in pods_of(docs):
+        if pod['metadata']['name'].endswith('etcd'):
+            continue
+        env = {e['name']: e.get('value') for c in pod['spec']['template']['spec']['containers'] for e in c.get('env', [])}
+        assert env.get('OTEL_EXPORTER_OTLP_ENDPOINT') == 'http://otel-collector.observability:4317', pod['metadata']['name']
+        assert env.get('OTEL_EXPORTER_OTLP_PROTOCOL') == 'grpc'
+    # Off by default: neither resource, no tracing.
+    plain = template()
+    assert not [d for d in plain if d['kind'] == 'PrometheusRule']
+    assert 'OTEL_EXPORTER_OTLP_ENDPOINT' not in json.dumps(plain)
 
 
 def header(name):
@@ -344,7 +371,7 @@ def crd_problems(objects):
 
 @pytest.mark.parametrize('values', CI_VALUES, ids=lambda p: p.name)
 def test_custom_resources_pass_their_crds_schemas(values):
-    objects = [d for d in template(values) if d['kind'] in ('ScaledObject', 'TriggerAuthentication', 'ServiceMonitor')]
+    objects = [d for d in template(values) if d['kind'] in CUSTOM]
     assert crd_problems(objects) == []
 
 

@@ -30,6 +30,7 @@ channels:
   - {name: greet, type: http, service: webadmin.greet, url_path: /greet}
   - {name: echo, type: http, service: webadmin.echo, url_path: /echo}
   - {name: secure-echo, type: http, service: webadmin.echo, url_path: /secure/echo, security: partner}
+  - {name: broken, type: http, service: webadmin.broken, url_path: /broken}
 outgoing:
   - {name: notes-db, type: sql, url: "sqlite::memory:", pool_size: 1}
 jobs:

@@ -13,7 +13,7 @@ CSP = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 
 PAGES = ['/admin/', '/admin/services', '/admin/services/webadmin.greet', '/admin/deploy', '/admin/channels',
          '/admin/channels/new', '/admin/channels/echo', '/admin/outgoing', '/admin/outgoing/new?type=ftp',
          '/admin/security', '/admin/security/new', '/admin/jobs', '/admin/jobs/new', '/admin/kvdb',
-         '/admin/tail']
+         '/admin/tail', '/admin/tail?failed=true', '/admin/calls/no-such-cid']
 
 
 def session(cluster):

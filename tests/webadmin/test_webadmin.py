@@ -379,6 +379,45 @@ def test_the_live_tail_shows_an_invocation_made_outside_the_browser(admin, clust
     shot(page, 'tail')
 
 
+def test_a_failed_call_opens_from_the_tail_with_its_traceback_and_log_lines(admin, cluster):
+    page = admin
+    nav(page, 'Live tail')
+    expect_text(page, '[data-tail-status]', 'Following live')
+    cid = 'broken-' + uuid.uuid4().hex[:12]
+    refused = 'nochan-' + uuid.uuid4().hex[:12]
+    r = httpx.post(cluster.http_url + '/broken', json={'invoice': 'INV-42'}, headers={'X-Shoal-Cid': cid})
+    assert r.status_code == 500
+    assert 'invoice-not-in-ledger' not in r.text and 'Traceback' not in r.text, r.text
+    r = httpx.post(cluster.http_url + '/no/such/path', json={}, headers={'X-Shoal-Cid': refused})
+    assert r.status_code == 404
+    # Both appear live, with their reasons; the gateway's own refusal included.
+    page.wait_for_selector('#tail-rows code:text("{}")'.format(refused), timeout=15000)
+    row = page.locator('#tail-rows tr', has_text=refused)
+    assert '404' in row.inner_text() and 'no channel matches POST /no/such/path' in row.inner_text()
+    page.wait_for_selector('#tail-rows code:text("{}")'.format(cid), timeout=15000)
+    row = page.locator('#tail-rows tr', has_text=cid)
+    assert '500' in row.inner_text() and 'LookupError' in row.inner_text(), row.inner_text()
+    # "Failed only" keeps them and drops the successes.
+    page.check('[data-testid=failed-only]')
+    page.click('form[role=search] button[type=submit]')
+    page.wait_for_selector('#tail-rows code:text("{}")'.format(cid), timeout=15000)
+    assert all(' 200 ' not in ' {} '.format(t) for t in page.locator('#tail-rows tr td:nth-child(5)').all_inner_texts())
+    # A click opens the call's page: the reason, the traceback and the service's log line.
+    page.click('#tail-rows a:has(code:text("{}"))'.format(cid))
+    expect_text(page, '[data-testid=call-cid]', cid)
+    expect_text(page, '[data-testid=call-status]', '500')
+    facts = page.locator('[data-testid=call-facts]').inner_text()
+    assert 'failed (server error)' in facts and 'webadmin.broken' in facts and 'POST /broken' in facts, facts
+    expect_text(page, '[data-testid=traceback]', 'LookupError: invoice-not-in-ledger')
+    expect_text(page, '[data-testid=call-logs]', 'looking up invoice INV-42')
+    shot(page, 'call')
+    # The refusal's page names the request and its reason.
+    page.goto(cluster.admin_url + '/admin/calls/' + refused)
+    facts = page.locator('[data-testid=call-facts]').inner_text()
+    assert 'refused (client error)' in facts and 'gateway' in facts and 'POST /no/such/path' in facts, facts
+    assert page.locator('[data-testid=traceback]').count() == 0
+
+
 # --- Dark mode and logout ----------------------------------------------------------------
 
 def test_dark_mode_follows_the_system(browser, cluster):

@@ -143,6 +143,28 @@ advertises, JSON logs, and TMPDIR (the Unix sockets live there). */}}
   value: {{ .Values.logJson | quote }}
 - name: TMPDIR
   value: /run/shoal
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ .protocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .sampleRatio | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: "k8s.namespace.name={{ $.Release.Namespace }},k8s.pod.ip=$(POD_IP)"
+{{- if .headers }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  value: {{ .headers | quote }}
+{{- end }}
+{{- end }}
+{{- if .traceLink }}
+- name: SHOAL_TRACE_LINK
+  value: {{ .traceLink | quote }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Probes on the ops port. */}}

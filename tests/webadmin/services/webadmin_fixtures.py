@@ -29,3 +29,13 @@ class Echo(Service):
 
     def handle(self):
         self.response.payload = self.request.payload
+
+
+class Broken(Service):
+    """Logs a line, then fails: its call page shows the traceback and the line."""
+
+    name = 'webadmin.broken'
+
+    def handle(self):
+        self.logger.warning('looking up invoice %s', self.request.payload.get('invoice'))
+        raise LookupError('invoice-not-in-ledger')
