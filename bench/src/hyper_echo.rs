@@ -1,5 +1,6 @@
 //! The Rust ceiling for the benchmark table: a bare hyper 1.x HTTP/1.1 server that answers
-//! every request with its own body as JSON, on `--threads` tokio worker threads.
+//! every request with its own body as JSON, on `--threads` tokio worker threads; with
+//! `--discard`, the traced row's stand-in OTLP/HTTP collector.
 
 use std::convert::Infallible;
 
@@ -17,6 +18,15 @@ struct Args {
     listen: String,
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Read each body and answer 200 with none (a stand-in OTLP/HTTP collector for the
+    /// traced row: it takes spans as fast as they come and keeps nothing).
+    #[arg(long)]
+    discard: bool,
+}
+
+async fn discard(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let _ = req.into_body().collect().await;
+    Ok(Response::new(Full::new(Bytes::new())))
 }
 
 async fn echo(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -45,10 +55,16 @@ fn main() -> anyhow::Result<()> {
             loop {
                 let (stream, _) = listener.accept().await?;
                 let _ = stream.set_nodelay(true);
+                let sink = args.discard;
                 tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service_fn(echo))
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let io = TokioIo::new(stream);
+                    let _ = if sink {
+                        builder.serve_connection(io, service_fn(discard)).await
+                    } else {
+                        builder.serve_connection(io, service_fn(echo)).await
+                    };
                 });
             }
         })
