@@ -185,6 +185,34 @@ pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
+/// Binds a TCP listener with `SO_REUSEPORT` (and `SO_REUSEADDR`): several processes of
+/// this host may bind the same address, and the kernel spreads new connections over
+/// them. `addr` is resolved first (a host name or an IP and port).
+pub async fn bind_reuse_port(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let named =
+        |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"));
+    let resolved = tokio::net::lookup_host(addr)
+        .await
+        .map_err(named)?
+        .next()
+        .ok_or_else(|| {
+            named(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "no address",
+            ))
+        })?;
+    let socket = if resolved.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(named)?;
+    socket.set_reuseaddr(true).map_err(named)?;
+    socket.set_reuseport(true).map_err(named)?;
+    socket.bind(resolved).map_err(named)?;
+    socket.listen(1024).map_err(named)
+}
+
 /// A gRPC codec for unary calls whose request is already encoded (a prost message as
 /// bytes): the same request can go out again, to another peer, without a clone of the
 /// message or a second encoding. Responses decode as `U`.

@@ -60,12 +60,58 @@ fn one_result(
     }
 }
 
+/// An executor of this very process, reached by a function call (the fused mode: a
+/// channel front and a Python pool in one process). The router prefers it for every
+/// service it holds and routes the others over the mesh as usual.
+pub trait LocalPool: Send + Sync {
+    /// Runs one invocation (the executor's own `invoke`: deadline, diagnostics, spans).
+    fn invoke(
+        &self,
+        req: pb::InvokeRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = pb::InvokeResponse> + Send + '_>>;
+}
+
+/// A local answer held to the limit of a call between components, as a remote one is.
+fn within_hop(service: &str, resp: pb::InvokeResponse) -> Result<pb::InvokeResponse, ShoalError> {
+    if resp.payload.len() > crate::grpc::MAX_MESSAGE_BYTES {
+        return Err(ShoalError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the call to {service} is over the {} bytes one call between components carries",
+                crate::grpc::MAX_MESSAGE_BYTES
+            ),
+        ));
+    }
+    Ok(resp)
+}
+
 /// Picks executors and calls them; cheap to clone.
 #[derive(Clone)]
 pub struct Router {
     discovery: Discovery,
     conns: Arc<Mutex<HashMap<String, Conn>>>,
     observer: Option<Arc<dyn InvokeObserver>>,
+    local: Option<Arc<dyn LocalPool>>,
+}
+
+/// What of a request the observer reads, kept when the request itself goes to the local
+/// pool by value (no copy of its payload or headers).
+fn skeleton(req: &pb::InvokeRequest) -> pb::InvokeRequest {
+    pb::InvokeRequest {
+        service: req.service.clone(),
+        cid: req.cid.clone(),
+        channel: req.channel.clone(),
+        traceparent: req.traceparent.clone(),
+        http: req
+            .http
+            .as_ref()
+            .map(|h| shoal_proto::common::v1::HttpInfo {
+                method: h.method.clone(),
+                path: h.path.clone(),
+                ..Default::default()
+            }),
+        ..Default::default()
+    }
 }
 
 /// Decrements an executor's outstanding count when the call ends, however it ends.
@@ -83,7 +129,25 @@ impl Router {
             discovery,
             conns: Arc::default(),
             observer: None,
+            local: None,
         }
+    }
+
+    /// This router, calling `local` — an executor of this process — for every service that
+    /// process's executor member holds.
+    pub fn with_local(mut self, local: Arc<dyn LocalPool>) -> Router {
+        self.local = Some(local);
+        self
+    }
+
+    /// Whether this process's own executor member holds `service`.
+    fn local_holds(&self, service: &str) -> bool {
+        let me = std::process::id();
+        self.discovery.snapshot().iter().any(|m| {
+            m.pid == me
+                && m.host == crate::members::host_name()
+                && m.services.iter().any(|s| s == service)
+        })
     }
 
     /// This router, telling `observer` of every invocation it finishes.
@@ -183,6 +247,22 @@ impl Router {
         {
             req.payload = bytes::Bytes::new();
             req.payload_is_raw = true;
+        }
+        if let Some(local) = &self.local
+            && self.local_holds(&req.service)
+        {
+            // The fused path: a function call, no socket, no encoding — and the same
+            // limits as over the mesh (an answer over what one call between components
+            // carries is refused in both modes).
+            let service = req.service.clone();
+            let Some(observer) = &self.observer else {
+                return one_result(within_hop(&service, local.invoke(req).await));
+            };
+            let seen = skeleton(&req);
+            let started = Instant::now();
+            let outcome = within_hop(&service, local.invoke(req).await);
+            observer.finished(&seen, &outcome, started.elapsed());
+            return one_result(outcome);
         }
         let Some(observer) = &self.observer else {
             return one_result(self.invoke_unobserved(&req).await);

@@ -33,6 +33,13 @@ pub const KEDA: &str = "keda";
 /// The role of the config store (`shoal up`'s embedded etcd API).
 pub const STORE: &str = "store";
 
+/// The certificate of a fused process (`shoal-fused`: a gateway and an executor in one
+/// process), which holds both of those roles' names.
+pub const FUSED: &str = "fused";
+
+/// The roles a fused process's certificate holds.
+pub const FUSED_ROLES: [&str; 2] = [role::GATEWAY, role::EXECUTOR];
+
 /// Who may call which gRPC service: a caller whose certificate holds none of a service's
 /// roles gets `PERMISSION_DENIED`. Services not listed (grpc.health.v1, reflection, the
 /// etcd API of the embedded store) take any certificate of the cluster.
@@ -434,6 +441,16 @@ pub fn ensure_dir(dir: &Path, cluster: &str) -> Result<(), TlsError> {
         let (c, k) = issue(&ca_cert, &ca_key_pem, role, 825)?;
         write(&format!("{role}.key"), &k, 0o600)?;
         write(&format!("{role}.crt"), &c, 0o644)?;
+    }
+    let (crt, key) = (
+        dir.join(format!("{FUSED}.crt")),
+        dir.join(format!("{FUSED}.key")),
+    );
+    if !(crt.exists() && key.exists()) {
+        let names: Vec<String> = FUSED_ROLES.iter().map(|r| role_name(r)).collect();
+        let (c, k) = issue_for(&ca_cert, &ca_key_pem, FUSED, &names, 825)?;
+        write(&format!("{FUSED}.key"), &k, 0o600)?;
+        write(&format!("{FUSED}.crt"), &c, 0o644)?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 mod cluster;
 mod connect;
 pub mod convert;
+pub mod flags;
 pub mod follow;
 pub mod metrics;
 mod native;
@@ -687,6 +688,17 @@ pub async fn run(
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(options, listeners, cancel, |_| {}).await
+}
+
+/// As [`run`], handing the built executor to `built` before it serves (the fused mode
+/// gives it to the channel front of the same process).
+pub async fn run_with(
+    options: Options,
+    listeners: Listeners,
+    cancel: CancellationToken,
+    built: impl FnOnce(Executor),
+) -> anyhow::Result<()> {
     let started = shoal_common::component::begin(
         role::EXECUTOR,
         Ops::new("executor"),
@@ -695,6 +707,7 @@ pub async fn run(
         &cancel,
     )?;
     let executor = Executor::build(&options, started.ops()).map_err(anyhow::Error::msg)?;
+    built(executor.clone());
     let pickup_task = options.pickup_dir.clone().map(|dir| {
         tokio::spawn(pickup::run(
             executor.clone(),
@@ -731,6 +744,16 @@ pub async fn run(
         anyhow::bail!("restarting: {why}");
     }
     Ok(())
+}
+
+/// The fused mode: a channel front in this process calls the executor directly.
+impl shoal_common::routing::LocalPool for Executor {
+    fn invoke(
+        &self,
+        req: pb::InvokeRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = pb::InvokeResponse> + Send + '_>> {
+        Box::pin(Executor::invoke(self, req))
+    }
 }
 
 /// What the executor adds to the shared lifecycle.

@@ -17,6 +17,7 @@ pub mod invoker;
 pub mod queues;
 pub mod respond;
 pub use shoal_common::secret;
+pub mod flags;
 pub mod fuzzing;
 pub mod soap;
 pub mod tail;
@@ -93,6 +94,13 @@ pub struct Options {
     pub public_tls_cert: Option<PathBuf>,
     /// Its private key (PEM).
     pub public_tls_key: Option<PathBuf>,
+    /// Bind the HTTP channels listener with `SO_REUSEPORT`, so that several processes of
+    /// one host share the port (the fused mode's processes; the kernel spreads the
+    /// connections).
+    pub reuse_port: bool,
+    /// Consume the queue and socket channels (AMQP, ZeroMQ, IBM MQ) in this process. Off
+    /// in all but one of several fused processes of a host (a ZeroMQ channel binds).
+    pub queue_channels: bool,
     /// The cluster's name, shown in the web admin's header on every page.
     pub cluster_name: String,
     /// A trace UI's address for one trace, with `{trace_id}` where the id goes (Jaeger:
@@ -138,6 +146,8 @@ impl Default for Options {
             auth_failure_refill_secs: 3.0,
             public_tls_cert: None,
             public_tls_key: None,
+            reuse_port: false,
+            queue_channels: true,
             cluster_name: "shoal".into(),
             trace_link: String::new(),
             admin_secure_cookies: false,
@@ -211,7 +221,11 @@ impl Listeners {
     /// Binds the four addresses of `options`.
     pub async fn bind(options: &Options) -> std::io::Result<Listeners> {
         Ok(Listeners {
-            http: shoal_common::grpc::bind(&options.http_listen).await?,
+            http: if options.reuse_port {
+                shoal_common::grpc::bind_reuse_port(&options.http_listen).await?
+            } else {
+                shoal_common::grpc::bind(&options.http_listen).await?
+            },
             grpc: shoal_common::grpc::bind(&options.grpc_listen).await?,
             admin: shoal_common::grpc::bind(&options.admin_listen).await?,
             ops: shoal_common::grpc::bind(&options.common.ops_listen).await?,
@@ -249,6 +263,7 @@ struct AdminParts {
     limits: shoal_common::http::HttpLimits,
     budget: std::sync::Arc<shoal_common::http::AnswerBudget>,
     tls: Option<shoal_common::public_tls::PublicTls>,
+    local: Option<std::sync::Arc<dyn shoal_common::routing::LocalPool>>,
 }
 
 /// Serves the admin listener on a thread of its own, with its own runtime, store
@@ -286,12 +301,18 @@ fn admin_listener(parts: AdminParts, cancel: CancellationToken) -> tokio::task::
                     auth: parts.auth,
                     verifier: parts.verifier,
                     trusted: parts.trusted,
-                    router: shoal_common::routing::Router::new(Discovery::watch(
-                        &store,
-                        role::EXECUTOR,
-                        cancel.clone(),
-                    ))
-                    .observed(std::sync::Arc::new(parts.tail.clone())),
+                    router: {
+                        let r = shoal_common::routing::Router::new(Discovery::watch(
+                            &store,
+                            role::EXECUTOR,
+                            cancel.clone(),
+                        ))
+                        .observed(std::sync::Arc::new(parts.tail.clone()));
+                        match parts.local.clone() {
+                            Some(l) => r.with_local(l),
+                            None => r,
+                        }
+                    },
                     store: store.clone(),
                     secret_key: parts.secret_key,
                     schedulers: peers(role::SCHEDULER),
@@ -340,6 +361,17 @@ pub async fn run(
     listeners: Listeners,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with(options, listeners, cancel, None).await
+}
+
+/// As [`run`], with `local` — an executor of this process (the fused mode) — called
+/// directly for every service it holds, by the channels, the Invoker and the admin API.
+pub async fn run_with(
+    options: Options,
+    listeners: Listeners,
+    cancel: CancellationToken,
+    local: Option<std::sync::Arc<dyn shoal_common::routing::LocalPool>>,
+) -> anyhow::Result<()> {
     options.common.install_tls(role::GATEWAY)?;
     let password = options.admin_password().map_err(anyhow::Error::msg)?;
     let auth = auth::BasicAuth::new(auth::ADMIN_USER, &password).map_err(anyhow::Error::msg)?;
@@ -365,8 +397,11 @@ pub async fn run(
     let discovery = Discovery::watch(&store, role::EXECUTOR, cancel.clone());
     let tail = tail::Tail::new(tail::DEFAULT_CAPACITY);
     let body_read_timeout = Duration::from_secs(options.body_read_timeout_secs.max(1));
-    let exec_router =
+    let mut exec_router =
         shoal_common::routing::Router::new(discovery).observed(std::sync::Arc::new(tail.clone()));
+    if let Some(l) = &local {
+        exec_router = exec_router.with_local(l.clone());
+    }
 
     let kvdb_peers = shoal_common::peers::Peers::new(
         role::KVDB,
@@ -414,18 +449,21 @@ pub async fn run(
             limits,
             budget: budget("admin"),
             tls: public_tls.clone(),
+            local: local.clone(),
         },
         cancel.clone(),
     );
 
     let channels = channels::Channels::follow(&store, &ops, cancel.clone(), secret_key.clone());
-    queues::follow(
-        &store,
-        exec_router.clone(),
-        secret_key.clone(),
-        &ops,
-        cancel.clone(),
-    );
+    if options.queue_channels {
+        queues::follow(
+            &store,
+            exec_router.clone(),
+            secret_key.clone(),
+            &ops,
+            cancel.clone(),
+        );
+    }
     let http_app = axum::Router::new()
         .route(
             "/zato/ping",

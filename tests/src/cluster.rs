@@ -126,6 +126,11 @@ impl Cluster {
             &ops_a,
         ];
         args.extend_from_slice(extra);
+        // SHOAL_TEST_FUSED=1 runs a suite against the fused mode (scripts/test does it for
+        // the channel, security, limits, hostile-input and drill suites).
+        if fused_suite() && !args.contains(&"--fused") {
+            args.push("--fused");
+        }
         let mut envs = vec![("SHOAL_ADMIN_PASSWORD", "test-password-1")];
         envs.extend_from_slice(env);
         let proc = Proc::spawn_path(&shoal, &args, &envs);
@@ -360,6 +365,11 @@ impl Cluster {
 }
 
 /// Copies a folder tree (files and folders; no links).
+/// Whether this run is a suite run against the fused mode (`SHOAL_TEST_FUSED=1`).
+pub fn fused_suite() -> bool {
+    std::env::var("SHOAL_TEST_FUSED").is_ok_and(|v| v == "1" || v == "true")
+}
+
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir").flatten() {

@@ -51,6 +51,12 @@ pub fn chart_certificates(fullname: &str, namespace: &str) -> Vec<(String, Strin
             .into_iter()
             .map(|r| (r.to_owned(), r.to_owned(), vec![tls::role_name(r)]))
             .collect();
+    // A fused executor pod (chart value `fused.enabled`) is a gateway and an executor.
+    out.push((
+        tls::FUSED.to_owned(),
+        tls::FUSED.to_owned(),
+        tls::FUSED_ROLES.iter().map(|r| tls::role_name(r)).collect(),
+    ));
     // KEDA reaches the scheduler by its Service name and checks it.
     let mut sched = vec![tls::role_name("scheduler")];
     sched.extend(svc(&format!("{fullname}-scheduler")));

@@ -25,9 +25,15 @@ pub struct UpArgs {
     /// Use this etcd instead of the embedded config store.
     #[arg(long, env = "SHOAL_ETCD", value_name = "URL")]
     pub etcd: Option<String>,
-    /// Executor processes.
+    /// Executor processes (with --fused: fused processes).
     #[arg(long, default_value_t = 1)]
     pub executors: u32,
+    /// The fused mode: each executor also serves the HTTP channels, the Invoker and the
+    /// admin API from its own process (`shoal-fused`), handing calls to its Python pool
+    /// with no hop; several share the channel port (SO_REUSEPORT). The default, split
+    /// mode runs a gateway and executors as separate processes.
+    #[arg(long, env = "SHOAL_FUSED")]
+    pub fused: bool,
     /// Scheduler processes (two or more for local HA).
     #[arg(long, default_value_t = 1)]
     pub schedulers: u32,
@@ -254,7 +260,61 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
     for m in &args.static_modules {
         executor_extra.extend(["--static-module".into(), m.clone()]);
     }
-    for i in 1..=args.executors.max(1) {
+    let public_tls = match (&args.public_tls_cert, &args.public_tls_key) {
+        (Some(c), Some(k)) => vec![
+            "--public-tls-cert".into(),
+            absolute(c)?.display().to_string(),
+            "--public-tls-key".into(),
+            absolute(k)?.display().to_string(),
+        ],
+        _ => Vec::new(),
+    };
+    // The fused mode: every executor is also a gateway; the first holds the admin API,
+    // the Invoker and the queue channels on the configured ports, all share the channel
+    // port.
+    for i in (1..=args.executors.max(1)).filter(|_| args.fused) {
+        let first = i == 1;
+        let or_ephemeral = |addr: &String| {
+            if first {
+                addr.clone()
+            } else {
+                "127.0.0.1:0".to_owned()
+            }
+        };
+        specs.push(ChildSpec {
+            name: format!("fused-{i}"),
+            program: bins.join("shoal-fused"),
+            args: [
+                common(shoal_common::tls::FUSED),
+                vec![
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                    "--pickup-dir".into(),
+                    services.display().to_string(),
+                    "--http-listen".into(),
+                    args.http_listen.clone(),
+                    "--reuse-port".into(),
+                    "true".into(),
+                    "--grpc-listen".into(),
+                    or_ephemeral(&args.grpc_listen),
+                    "--admin-listen".into(),
+                    or_ephemeral(&args.admin_listen),
+                    "--gateway-ops-listen".into(),
+                    or_ephemeral(&args.gateway_ops_listen),
+                    "--queue-channels".into(),
+                    first.to_string(),
+                    "--admin-password-file".into(),
+                    password_file.display().to_string(),
+                    "--secret-key-file".into(),
+                    secret_key_file.display().to_string(),
+                ],
+                executor_extra.clone(),
+                public_tls.clone(),
+            ]
+            .concat(),
+        });
+    }
+    for i in (1..=args.executors.max(1)).filter(|_| !args.fused) {
         specs.push(ChildSpec {
             name: format!("executor-{i}"),
             program: bins.join("shoal-executor"),
@@ -282,35 +342,29 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
             .concat(),
         });
     }
-    specs.push(ChildSpec {
-        name: "gateway".into(),
-        program: bins.join("shoal-gateway"),
-        args: [
-            common("gateway"),
-            vec![
-                "--http-listen".into(),
-                args.http_listen.clone(),
-                "--grpc-listen".into(),
-                args.grpc_listen.clone(),
-                "--admin-listen".into(),
-                args.admin_listen.clone(),
-                "--admin-password-file".into(),
-                password_file.display().to_string(),
-                "--secret-key-file".into(),
-                secret_key_file.display().to_string(),
-            ],
-            match (&args.public_tls_cert, &args.public_tls_key) {
-                (Some(c), Some(k)) => vec![
-                    "--public-tls-cert".into(),
-                    absolute(c)?.display().to_string(),
-                    "--public-tls-key".into(),
-                    absolute(k)?.display().to_string(),
+    if !args.fused {
+        specs.push(ChildSpec {
+            name: "gateway".into(),
+            program: bins.join("shoal-gateway"),
+            args: [
+                common("gateway"),
+                vec![
+                    "--http-listen".into(),
+                    args.http_listen.clone(),
+                    "--grpc-listen".into(),
+                    args.grpc_listen.clone(),
+                    "--admin-listen".into(),
+                    args.admin_listen.clone(),
+                    "--admin-password-file".into(),
+                    password_file.display().to_string(),
+                    "--secret-key-file".into(),
+                    secret_key_file.display().to_string(),
                 ],
-                _ => Vec::new(),
-            },
-        ]
-        .concat(),
-    });
+                public_tls,
+            ]
+            .concat(),
+        });
+    }
     for s in &specs {
         if !s.program.exists() {
             anyhow::bail!(
@@ -475,9 +529,13 @@ async fn supervise(spec: ChildSpec, cancel: CancellationToken) {
     loop {
         let started = tokio::time::Instant::now();
         let mut cmd = Command::new(&spec.program);
-        // mimalloc (every binary's allocator) keeps freed memory for 10 ms and commits
-        // arenas eagerly: fast, but an idle gateway then sits at ~60 MB instead of ~13 MB.
-        // Return memory at once (measured: no throughput change beyond noise).
+        // mimalloc (every binary's allocator) commits arenas eagerly: fast, but an idle
+        // gateway then sits at ~60 MB instead of ~13 MB, so not eagerly. Freed memory is
+        // kept 10 ms before it goes back (mimalloc's default): returning it at once
+        // (purge delay 0, what round 2 set) costs page faults and TLB shootdowns on every
+        // call — measured in one run (bench/run, 2 cores): fused 34.0k → 40.1k req/s and
+        // 42.9 → 34.2 µs of CPU per request, split 16.9k → 18.0k and 76.8 → 72.2 µs, with
+        // the same idle and peak RSS.
         // Every component on one machine: half as many async worker threads as cores per
         // process (at least one), so six processes do not fight over the same cores with
         // a full thread set each. Measured on 2 cores (bench/run row 1): 12.7k → 14.9k
@@ -487,7 +545,7 @@ async fn supervise(spec: ChildSpec, cancel: CancellationToken) {
             .map_or(1, |n| (n.get() / 2).max(1))
             .to_string();
         for (k, v) in [
-            ("MIMALLOC_PURGE_DELAY", "0"),
+            ("MIMALLOC_PURGE_DELAY", "10"),
             ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
             ("TOKIO_WORKER_THREADS", workers.as_str()),
         ] {

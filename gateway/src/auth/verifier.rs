@@ -225,6 +225,13 @@ impl Verifier {
                             return Verdict::Busy;
                         }
                     };
+                    // Checked again with the slot in hand: attempts that passed the
+                    // throttle together and waited for a slot while the failures before
+                    // them emptied the bucket are refused now, unverified (the bound on
+                    // verifications is the burst plus the slots, however long the wait).
+                    if let Some(wait) = self.throttled(who) {
+                        return Verdict::Throttled(wait);
+                    }
                     let hash = secret.hash();
                     let value = presented.to_owned();
                     self.0.verifications.inc();
