@@ -114,6 +114,12 @@ SCHEMA = {
         }),
         'executor': component({
             'workers': i(0),
+            'fused': obj({
+                'enabled': B,
+                'httpPort': i(1, 65535),
+                'service': obj({'type': s(enum=['ClusterIP', 'NodePort', 'LoadBalancer']),
+                                'port': i(1, 65535)}),
+            }),
             'services': obj({
                 'files': {'type': 'object', 'additionalProperties': {'type': 'string'},
                           'propertyNames': {'pattern': r'^[A-Za-z_][A-Za-z0-9_]*\.py$'}},

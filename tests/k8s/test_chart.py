@@ -278,6 +278,42 @@ def test_the_rendered_chart_serves_code_from_its_configmap(minimal):
 
 
 @pytest.fixture
+def fused_chart(tmp_path):
+    values = tmp_path / 'v.yaml'
+    values.write_text(yaml.safe_dump({'executor': {'replicas': 2, 'autoscaling': {'mode': 'none'},
+                                                   'services': {'files': {'k8s_version.py': V1 % 1}}}}))
+    yield from running(harness.render([CHART / 'ci' / 'minimal-values.yaml', CHART / 'ci' / 'fused-values.yaml',
+                                       values]))
+
+
+def test_the_fused_chart_serves_channels_from_the_executor_pods(fused_chart):
+    c = fused_chart
+    admin = 'http://' + c.address('t-shoal-admin', 'admin')
+    channels = 'http://' + c.address('t-shoal-channels', 'http')
+    status, _ = call(admin + '/api/v1/channels/version', 'PUT', {
+        'name': 'version', 'type': 'http', 'service': 'k8s.version', 'url_path': '/version'})
+    assert status == 200
+    # The channel answers from the executor pods' own process (shoal-fused) ...
+    until(lambda: call(channels + '/version', 'POST', {}, auth=False) == (200, {'version': 1}),
+          what='version 1 through the fused executors')
+    # ... which are gateways and executors at once (the gateway Deployment besides).
+    status, cluster = call(admin + '/api/v1/cluster')
+    execs = {m['pid'] for m in cluster['members']['executor']}
+    gws = {m['pid'] for m in cluster['members']['gateway']}
+    assert len(execs) == 2 and execs < gws, cluster
+    # The ConfigMap's new code serves there too, and a killed fused pod comes back.
+    c.update_configmap('t-shoal-services', {'k8s_version.py': V1 % 2})
+    until(lambda: call(channels + '/version', 'POST', {}, auth=False) == (200, {'version': 2}),
+          what='version 2 after the ConfigMap update')
+    ex = c.pod('executor')
+    old = ex.containers[0].starts
+    ex.kill()
+    until(lambda: ex.containers[0].starts > old, what='the fused executor restarted')
+    until(lambda: call(channels + '/version', 'POST', {}, auth=False) == (200, {'version': 2}),
+          what='served again after the restart')
+
+
+@pytest.fixture
 def sidecars(tmp_path):
     values = tmp_path / 'v.yaml'
     values.write_text(yaml.safe_dump({'auth': {'existingSecret': 'shoal-auth'},

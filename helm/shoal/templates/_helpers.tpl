@@ -61,16 +61,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-tls" (include "shoal.fullname" .)) .Values.tls.existingSecret -}}
 {{- end -}}
 
-{{/* The TLS environment of a container of (dict "root" $ "component" name): its role's
-certificate from the mounted Secret, or --plaintext. */}}
+{{/* The TLS environment of a container of (dict "root" $ "component" name [ "tlsRole"
+role ]): its role's certificate (the component's, or tlsRole's: `fused` for a fused
+executor) from the mounted Secret, or --plaintext. */}}
 {{- define "shoal.tlsEnv" -}}
 {{- if .root.Values.tls.enabled }}
 - name: SHOAL_TLS_CA
   value: /etc/shoal/tls/ca.crt
 - name: SHOAL_TLS_CERT
-  value: /etc/shoal/tls/{{ .component }}.crt
+  value: /etc/shoal/tls/{{ .tlsRole | default .component }}.crt
 - name: SHOAL_TLS_KEY
-  value: /etc/shoal/tls/{{ .component }}.key
+  value: /etc/shoal/tls/{{ .tlsRole | default .component }}.key
 {{- if .root.Values.etcd.enabled }}
 # The bundled etcd's certificate names its Service.
 - name: SHOAL_ETCD_DOMAIN
@@ -93,8 +94,8 @@ certificate (dict "root" $ "component" name). */}}
     defaultMode: 288
     items:
       - {key: ca.crt, path: ca.crt}
-      - {key: {{ .component }}.crt, path: {{ .component }}.crt}
-      - {key: {{ .component }}.key, path: {{ .component }}.key}
+      - {key: {{ .tlsRole | default .component }}.crt, path: {{ .tlsRole | default .component }}.crt}
+      - {key: {{ .tlsRole | default .component }}.key, path: {{ .tlsRole | default .component }}.key}
 {{- end }}
 {{- end -}}
 
@@ -191,7 +192,7 @@ One Shoal container: (dict "root" $ "component" "connectors" "values" .Values.co
 - name: {{ .component }}
   image: {{ include "shoal.image" . }}
   imagePullPolicy: {{ .root.Values.image.pullPolicy }}
-  command: ["/usr/local/bin/shoal-{{ .component }}"]
+  command: ["/usr/local/bin/{{ .binary | default (printf "shoal-%s" .component) }}"]
   env:
     {{- include "shoal.env" .root | nindent 4 }}
     - name: SHOAL_LISTEN
@@ -208,6 +209,9 @@ One Shoal container: (dict "root" $ "component" "connectors" "values" .Values.co
   ports:
     - {name: grpc, containerPort: {{ .port }}, protocol: TCP}
     - {name: ops, containerPort: {{ .opsPort }}, protocol: TCP}
+    {{- with .extraPorts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- include "shoal.probes" . | nindent 2 }}
   resources:
     {{- toYaml .values.resources | nindent 4 }}
