@@ -641,9 +641,10 @@ async fn http2_clients_that_never_read_hold_bounded_memory() {
     {
         let (peak, sampling) = (peak.clone(), sampling.clone());
         tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
             while !sampling.is_cancelled() {
+                tick.tick().await;
                 peak.fetch_max(rss(gateway), std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
     }

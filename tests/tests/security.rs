@@ -51,7 +51,7 @@ impl JwksServer {
                 async move {
                     f.fetch_add(1, Ordering::Relaxed);
                     if *m.lock() == Mode::Hang {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        std::future::pending::<()>().await;
                     }
                     axum::Json(json!({"keys": *k.lock()}))
                 }
