@@ -1,4 +1,4 @@
-//! JSON bytes ⇄ Python objects without an intermediate tree: [`parse`] builds Python
+//! JSON bytes ⇄ Python objects without an intermediate tree: `parse` builds Python
 //! objects as it walks the input, and a `Serialize` writes JSON while it walks Python
 //! objects. (Measured: the `serde_json::Value` detour, with its map inserts and
 //! allocations, cost more than the Python call itself.)

@@ -2,9 +2,9 @@
 //! wrong credentials cannot take the listener, the admin API or the CPU from anyone else:
 //!
 //! - **Known credentials never wait.** A presented value verified recently is admitted
-//!   from its SHA-256 ([`Secret::known`]), and one refused recently is refused the same
+//!   from its SHA-256 (`Secret::known`), and one refused recently is refused the same
 //!   way — neither costs a verification.
-//! - **Failures are throttled** per client address and per user name ([`Throttle`]): past
+//! - **Failures are throttled** per client address and per user name (`Throttle`): past
 //!   a burst of failures, more attempts that would need a verification are refused at once
 //!   (429 with `Retry-After`), until the bucket refills.
 //! - **Verifications are bounded and shed, not queued.** At most `slots` run at once (each
