@@ -271,6 +271,11 @@ pub fn s(v: &Value, key: &str) -> String {
         Value::String(s) if !s.is_empty() => s.clone(),
         Value::Null => "-".into(),
         Value::String(_) => "-".into(),
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
         other => other.to_string(),
     }
 }

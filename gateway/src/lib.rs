@@ -14,8 +14,10 @@ pub mod auth;
 pub mod body;
 pub mod channels;
 pub mod invoker;
+pub mod mcp;
 pub mod queues;
 pub mod respond;
+pub mod schema;
 pub use shoal_common::secret;
 pub mod flags;
 pub mod fuzzing;
@@ -483,6 +485,7 @@ pub async fn run_with(
             ),
             trusted: trusted.clone(),
             tail: tail.clone(),
+            mcp: mcp::Hub::follow(&store, &channels, cancel.clone()),
         }))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))

@@ -23,6 +23,8 @@ channels:
   - {name: soap-open, type: soap, service: zato-style.get-client-details, url_path: /soap/open}
   - {name: soap-wss, type: soap, service: crm.get-customer, url_path: /soap/wss, security: wss}
   - {name: xml-client, type: http, service: zato-style.get-client-details, url_path: /xml/client, data_format: xml}
+  - {name: agents, type: mcp, url_path: /mcp, services: ["zato-style.*"], max_body: 65536}
+  - {name: agents-secured, type: mcp, url_path: /mcp-secured, services: ["*"], security: machines}
 "#;
 
 /// One request of the corpus.
@@ -551,6 +553,185 @@ fn type_confusion() -> Vec<Case> {
             ));
         }
     }
+    out.extend(mcp_cases());
+    out
+}
+
+/// Hostile input on an MCP endpoint: JSON-RPC errors at a 4xx (or 200 for a well-formed
+/// request of an unknown method), never a 5xx. (A session of another client:
+/// `tests/tests/mcp.rs`.)
+fn mcp_cases() -> Vec<Case> {
+    use reqwest::Method as M;
+    let json = || ("content-type".to_owned(), "application/json".to_owned());
+    let accept = || {
+        (
+            "accept".to_owned(),
+            "application/json, text/event-stream".to_owned(),
+        )
+    };
+    let post = |what: &str, body: Vec<u8>, expect: &'static [u16]| Case {
+        headers: vec![json(), accept()],
+        ..case(format!("MCP: {what}"), M::POST, "/mcp", body, expect)
+    };
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","x":"{}"}}}}"#,
+        "a".repeat(70_000)
+    );
+    let deep = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}1{}}}"#,
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    let mut out = vec![
+        post("not JSON", b"{not json".to_vec(), &[400]),
+        post("an empty body", Vec::new(), &[400]),
+        post("a JSON string", br#""initialize""#.to_vec(), &[400]),
+        post("an array of 100 requests (a batch)", format!("[{}]", vec![String::from_utf8_lossy(init).into_owned(); 100].join(",")).into_bytes(), &[400]),
+        post("a batch over the body limit", format!("[{}]", vec![String::from_utf8_lossy(init).into_owned(); 1000].join(",")).into_bytes(), &[413]),
+        post("an empty batch", b"[]".to_vec(), &[400]),
+        post("no jsonrpc member", br#"{"id":1,"method":"ping"}"#.to_vec(), &[400]),
+        post("jsonrpc 1.0", br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#.to_vec(), &[400]),
+        post("an object id", br#"{"jsonrpc":"2.0","id":{"a":1},"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#.to_vec(), &[400]),
+        post("a 1,000-character id", format!(r#"{{"jsonrpc":"2.0","id":"{}","method":"initialize","params":{{"protocolVersion":"2025-06-18"}}}}"#, "i".repeat(1000)).into_bytes(), &[400]),
+        post("a method that is a number", br#"{"jsonrpc":"2.0","id":1,"method":7}"#.to_vec(), &[400]),
+        post("neither method nor result", br#"{"jsonrpc":"2.0","id":1}"#.to_vec(), &[400]),
+        post("initialize without params", br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#.to_vec(), &[200]),
+        post("an unknown method", br#"{"jsonrpc":"2.0","id":1,"method":"resources/list"}"#.to_vec(), &[200]),
+        post("tools/list without a session", br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_vec(), &[400]),
+        post("tools/call without a session", br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#.to_vec(), &[400]),
+        post("a notification without a session", br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(), &[400]),
+        post("70 KB of params (over the channel's 64 KiB)", huge.into_bytes(), &[413]),
+        // Well-formed JSON-RPC whose params are not initialize's: -32602 at 200.
+        post("10,000-deep params", deep.into_bytes(), &[200]),
+        post("invalid UTF-8", b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\xfe\"}".to_vec(), &[400]),
+    ];
+    let with = |what: &str,
+                method: M,
+                headers: Vec<(String, String)>,
+                body: &[u8],
+                expect: &'static [u16]| Case {
+        headers,
+        ..case(
+            format!("MCP: {what}"),
+            method,
+            "/mcp",
+            body.to_vec(),
+            expect,
+        )
+    };
+    let session = |id: &str| ("mcp-session-id".to_owned(), id.to_owned());
+    out.extend([
+        with(
+            "an unknown session",
+            M::POST,
+            vec![json(), accept(), session("0123456789abcdef")],
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            &[404],
+        ),
+        with(
+            "a 5,000-character session id",
+            M::POST,
+            vec![json(), accept(), session(&"s".repeat(5000))],
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            &[404],
+        ),
+        with(
+            "an unsupported MCP-Protocol-Version",
+            M::POST,
+            vec![
+                json(),
+                accept(),
+                session("abc"),
+                ("mcp-protocol-version".into(), "1999-01-01".into()),
+            ],
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            &[400],
+        ),
+        with(
+            "a text/plain body",
+            M::POST,
+            vec![("content-type".into(), "text/plain".into()), accept()],
+            init,
+            &[415],
+        ),
+        with(
+            "accepting only text/html",
+            M::POST,
+            vec![json(), ("accept".into(), "text/html".into())],
+            init,
+            &[406],
+        ),
+        with(
+            "a page of another site (Origin)",
+            M::POST,
+            vec![
+                json(),
+                accept(),
+                ("origin".into(), "https://evil.example".into()),
+            ],
+            init,
+            &[403],
+        ),
+        with("PUT", M::PUT, vec![json()], init, &[405]),
+        with("PATCH", M::PATCH, vec![json()], init, &[405]),
+        with(
+            "GET without Accept: text/event-stream",
+            M::GET,
+            vec![],
+            b"",
+            &[406],
+        ),
+        with(
+            "GET of an unknown session's stream",
+            M::GET,
+            vec![
+                ("accept".into(), "text/event-stream".into()),
+                session("nope"),
+            ],
+            b"",
+            &[404],
+        ),
+        with(
+            "GET without a session",
+            M::GET,
+            vec![("accept".into(), "text/event-stream".into())],
+            b"",
+            &[400],
+        ),
+        with(
+            "DELETE of an unknown session",
+            M::DELETE,
+            vec![session("nope")],
+            b"",
+            &[404],
+        ),
+        with("DELETE without a session", M::DELETE, vec![], b"", &[400]),
+        Case {
+            headers: vec![json(), accept()],
+            ..case(
+                "MCP: initialize without the API key",
+                M::POST,
+                "/mcp-secured",
+                init.to_vec(),
+                &[401],
+            )
+        },
+        Case {
+            headers: vec![
+                json(),
+                accept(),
+                ("x-api-key".into(), "wrong-key-123".into()),
+            ],
+            ..case(
+                "MCP: initialize with a wrong API key",
+                M::POST,
+                "/mcp-secured",
+                init.to_vec(),
+                &[401],
+            )
+        },
+    ]);
     out
 }
 

@@ -29,7 +29,7 @@ impl Kind {
     fn columns(self) -> &'static [(&'static str, &'static str)] {
         match self {
             Kind::Channels => &[
-                ("SERVICE", "service"),
+                ("SERVICE", "service|services"),
                 ("WHERE", "url_path|queue|address"),
                 ("FORMAT", "data_format|soap_version"),
                 ("SECURITY", "security"),

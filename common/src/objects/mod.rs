@@ -9,6 +9,7 @@
 //! definitions without them.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub mod access;
 pub mod jobs;
@@ -190,6 +191,44 @@ pub enum ChannelDef {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         deny_from: Vec<String>,
     },
+    /// An MCP server (Model Context Protocol, Streamable HTTP transport) at `url_path`:
+    /// each service `services` names is a tool AI agents list and call; the input and
+    /// output schemas come from its SimpleIO, the description from its docstring.
+    Mcp {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
+        is_active: bool,
+        /// The MCP endpoint, e.g. `/mcp` (POST, GET and DELETE).
+        url_path: String,
+        /// The services exposed as tools: names or glob patterns (`crm.*`, `*`).
+        services: Vec<String>,
+        /// Tool names for some services (service name → tool name); by default a
+        /// service's name with every character other than letters, digits, `_` and
+        /// `-` turned into `_` (`crm.get-client` → `crm_get-client`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        tools: BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        security: Option<String>,
+        #[serde(
+            default = "default_max_body",
+            skip_serializing_if = "is_default_max_body"
+        )]
+        max_body: u64,
+        /// Calls the whole channel takes (every caller together).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate_limit: Option<RateLimit>,
+        /// Calls each client address may make; the first rule whose range holds the
+        /// address applies (none: no limit per address).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rate_limit_per_address: Vec<AddressRate>,
+        /// Only these client addresses (CIDR ranges) may call; empty: any.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allow_from: Vec<String>,
+        /// These client addresses may not call (checked after `allow_from`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        deny_from: Vec<String>,
+    },
     /// Consumes an AMQP queue: each message invokes the service; it is acknowledged only
     /// after the service succeeded. A failed message goes back to the queue until it has
     /// failed `max_redeliveries` times, then to `dead_letter_exchange`.
@@ -296,6 +335,7 @@ impl ChannelDef {
             ChannelDef::Http { name, .. }
             | ChannelDef::Soap { name, .. }
             | ChannelDef::Invoke { name, .. }
+            | ChannelDef::Mcp { name, .. }
             | ChannelDef::Amqp { name, .. }
             | ChannelDef::Zmq { name, .. }
             | ChannelDef::IbmMq { name, .. } => name,
@@ -317,7 +357,8 @@ impl ChannelDef {
         match self {
             ChannelDef::Http { security, .. }
             | ChannelDef::Soap { security, .. }
-            | ChannelDef::Invoke { security, .. } => security.as_deref(),
+            | ChannelDef::Invoke { security, .. }
+            | ChannelDef::Mcp { security, .. } => security.as_deref(),
             ChannelDef::Amqp { .. } | ChannelDef::Zmq { .. } | ChannelDef::IbmMq { .. } => None,
         }
     }
@@ -345,6 +386,13 @@ impl ChannelDef {
                 allow_from,
                 deny_from,
                 ..
+            }
+            | ChannelDef::Mcp {
+                rate_limit,
+                rate_limit_per_address,
+                allow_from,
+                deny_from,
+                ..
             } => Some(access::AccessRules {
                 rate_limit: rate_limit.as_ref(),
                 per_address: rate_limit_per_address,
@@ -362,7 +410,8 @@ impl ChannelDef {
         }
         if let ChannelDef::Http { name, max_body, .. }
         | ChannelDef::Soap { name, max_body, .. }
-        | ChannelDef::Invoke { name, max_body, .. } = self
+        | ChannelDef::Invoke { name, max_body, .. }
+        | ChannelDef::Mcp { name, max_body, .. } = self
             && *max_body > MAX_CHANNEL_BODY
         {
             return Err(format!(
@@ -409,6 +458,38 @@ impl ChannelDef {
                     return Err(format!(
                         "channel {name}: a wire: json invoke channel needs a {{service}} segment in url_path"
                     ));
+                }
+                (name, url_path, "")
+            }
+            ChannelDef::Mcp {
+                name,
+                url_path,
+                services,
+                tools,
+                ..
+            } => {
+                if services.is_empty() {
+                    return Err(format!(
+                        "channel {name}: services must name at least one service or pattern"
+                    ));
+                }
+                for s in services {
+                    let ok = !s.is_empty()
+                        && s.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | '?')
+                        });
+                    if !ok {
+                        return Err(format!(
+                            "channel {name}: '{s}' is not a service name or pattern (letters, digits, '.', '-', '_', '*', '?')"
+                        ));
+                    }
+                }
+                for (service, tool) in tools {
+                    if !is_tool_name(tool) {
+                        return Err(format!(
+                            "channel {name}: tool name '{tool}' of {service} must be 1 to 64 letters, digits, '_' or '-'"
+                        ));
+                    }
                 }
                 (name, url_path, "")
             }
@@ -494,6 +575,15 @@ impl ChannelDef {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is a tool name every MCP client and model API takes: 1 to 64
+/// letters, digits, `_` or `-`.
+pub fn is_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn queue_format(name: &str, f: DataFormat) -> Result<(), String> {

@@ -129,7 +129,8 @@ def service_doc(cls, sio=None):
     """What a service's docstring says, as Zato's apispec reads it: the first line is the
     summary, the rest the description; a line of ``@tags`` tags it (``@internal`` hides it
     from the API catalogue); ``- name: text`` (or ``:param name: text``) documents a
-    SimpleIO element, as does ``doc=`` on an element (``Int('age', doc='...')``)."""
+    SimpleIO element, as does ``doc=`` on an element (``Int('age', doc='...')``). A
+    ``mcp_annotations`` dict on the class gives MCP's tool hints (``readOnlyHint``...)."""
     raw = cls.__dict__.get('__doc__') or ''
     lines = inspect.cleandoc(raw).splitlines() if raw.strip() else []
     summary = lines[0].strip() if lines else ''
@@ -152,8 +153,15 @@ def service_doc(cls, sio=None):
             d = e.kwargs.get('doc') if hasattr(e, 'kwargs') else None
             if d:
                 elements.setdefault(e.name, str(d))
-    return {'summary': summary, 'description': '\n'.join(rest).strip(), 'tags': tags,
-            'elements': elements}
+    out = {'summary': summary, 'description': '\n'.join(rest).strip(), 'tags': tags,
+           'elements': elements}
+    # MCP's tool hints (readOnlyHint, destructiveHint, idempotentHint, openWorldHint,
+    # title), for the MCP channels' tools/list.
+    hints = getattr(cls, 'mcp_annotations', None)
+    if isinstance(hints, dict):
+        out['annotations'] = {str(k): v for k, v in hints.items()
+                              if isinstance(v, (bool, str))}
+    return out
 
 
 def _package_of(module_name, origin):

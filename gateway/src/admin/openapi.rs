@@ -16,54 +16,7 @@ use shoal_common::{ErrorCode, ShoalError};
 
 use crate::admin::AdminState;
 use crate::respond;
-
-/// JSON Schema of a SimpleIO element type.
-fn schema_of(type_name: &str) -> Value {
-    match type_name {
-        "Int" => json!({"type": "integer"}),
-        "Float" => json!({"type": "number"}),
-        "Decimal" => json!({"type": "string", "format": "decimal"}),
-        "Bool" => json!({"type": "boolean"}),
-        "Date" => json!({"type": "string", "format": "date"}),
-        "DateTime" => json!({"type": "string", "format": "date-time"}),
-        "UUID" => json!({"type": "string", "format": "uuid"}),
-        "List" => json!({"type": "array", "items": {}}),
-        "CSV" => json!({"type": "string", "description": "comma-separated values"}),
-        "Dict" => json!({"type": "object"}),
-        "DictList" => json!({"type": "array", "items": {"type": "object"}}),
-        "Secret" => json!({"type": "string", "format": "password"}),
-        "AsIs" | "Opaque" => json!({}),
-        _ => json!({"type": "string"}),
-    }
-}
-
-/// An object schema from a list of SimpleIO elements (`docs`: element name → text).
-fn object_schema(elems: &[Value], skip: &[String], docs: &Value) -> Value {
-    let mut props = serde_json::Map::new();
-    let mut required = Vec::new();
-    for e in elems {
-        let Some(name) = e["name"].as_str() else {
-            continue;
-        };
-        if skip.iter().any(|s| s == name) {
-            continue;
-        }
-        let mut s = schema_of(e["type"].as_str().unwrap_or("Text"));
-        if let Some(d) = e.get("default")
-            && let Some(obj) = s.as_object_mut()
-        {
-            obj.insert("default".into(), d.clone());
-        }
-        if let (Some(text), Some(obj)) = (docs[name].as_str(), s.as_object_mut()) {
-            obj.insert("description".into(), json!(text));
-        }
-        props.insert(name.to_owned(), s);
-        if e["required"].as_bool().unwrap_or(false) {
-            required.push(json!(name));
-        }
-    }
-    json!({"type": "object", "properties": props, "required": required})
-}
+use crate::schema::{object_schema, schema_of};
 
 fn error_schema() -> Value {
     json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
@@ -170,7 +123,6 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
         let io = record["simple_io"].clone();
         let docs = record["doc"]["elements"].clone();
         let input: Vec<Value> = io["input"].as_array().cloned().unwrap_or_default();
-        let output: Vec<Value> = io["output"].as_array().cloned().unwrap_or_default();
         let methods: Vec<String> = if method.is_empty() {
             vec!["get".into(), "post".into()]
         } else {
@@ -234,17 +186,7 @@ pub async fn openapi(State(state): State<AdminState>) -> Response {
                 op["requestBody"] = json!({"required": true, "content": {media: {"schema": object_schema(&input, &path_params, &docs)}}});
             }
             op["parameters"] = json!(params);
-            let ok_schema = if output.is_empty() {
-                json!({})
-            } else {
-                let obj = object_schema(&output, &[], &docs);
-                match io["response_elem"].as_str() {
-                    Some(elem) => {
-                        json!({"type": "object", "properties": {elem: obj}, "required": [elem]})
-                    }
-                    None => obj,
-                }
-            };
+            let ok_schema = crate::schema::output_schema(&record).unwrap_or_else(|| json!({}));
             op["responses"] = json!({
                 "200": {"description": "the service's answer", "content": {"application/json": {"schema": ok_schema}}},
                 "400": {"description": "bad input (names the element)", "content": {"application/json": {"schema": error_schema()}}},

@@ -394,6 +394,20 @@ pub async fn check(entry: &Entry, p: &Presented<'_>) -> Result<Caller, Refused> 
     }
 }
 
+/// The challenge of a 401 on `channel` for a definition whose refusals carry none (an
+/// API key: `ApiKey realm="…", header="…"`), so a client always learns what to send.
+pub fn challenge_of(table: &Table, channel: &Compiled) -> Option<String> {
+    let entry = table.guards.get(channel.security.as_deref()?)?;
+    match &entry.guard {
+        Guard::ApiKey { header, .. } => Some(format!(
+            "ApiKey realm=\"{}\", header=\"{}\"",
+            entry.name.replace(['"', '\\'], "'"),
+            header.as_str()
+        )),
+        _ => None,
+    }
+}
+
 /// Checks a request to `channel` against its security definition: who called (`None`:
 /// the channel is open).
 pub async fn check_headers(

@@ -71,6 +71,8 @@ pub struct HttpShared {
     pub trusted: crate::auth::client::TrustedProxies,
     /// The live tail: the requests the gateway refuses itself are recorded here.
     pub tail: crate::tail::Tail,
+    /// The MCP channels' sessions and tool lists.
+    pub mcp: crate::mcp::Hub,
 }
 
 impl HttpShared {
@@ -336,7 +338,12 @@ async fn handle(
     }
     let mut caller = match checked {
         Ok(c) => c,
-        Err(r) => return refused(front, channel, r, cid),
+        Err(mut r) => {
+            if channel.mcp.is_some() && r.challenge.is_none() {
+                r.challenge = guard::challenge_of(table, channel);
+            }
+            return refused(front, channel, r, cid);
+        }
     };
     if let Some(c) = &caller
         && let Some(limit) = table.credential_limit(&c.security)
@@ -394,6 +401,19 @@ async fn handle(
             );
         }
     };
+    if let Some(spec) = &channel.mcp {
+        return crate::mcp::serve(crate::mcp::Request {
+            state,
+            channel,
+            spec,
+            parts,
+            body,
+            caller,
+            cid,
+            trace: trace_ctx,
+        })
+        .await;
+    }
     // The service and its input, as the channel's front end reads them.
     let decoded = match front.decode(channel, &parts.method, &mut params, &body, cid) {
         Ok(d) => d,

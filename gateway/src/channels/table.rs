@@ -35,6 +35,15 @@ enum Seg {
     Param(String),
 }
 
+/// What an MCP channel adds: which services are its tools, under which names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct McpSpec {
+    /// Service names or glob patterns.
+    pub services: Vec<String>,
+    /// Tool names for some services (service → tool).
+    pub tools: BTreeMap<String, String>,
+}
+
 /// One HTTP channel, ready to match.
 pub struct Compiled {
     pub name: String,
@@ -44,6 +53,8 @@ pub struct Compiled {
     pub wire: Option<Wire>,
     /// Set for SOAP channels.
     pub soap: Option<SoapSpec>,
+    /// Set for MCP channels.
+    pub mcp: Option<Arc<McpSpec>>,
     pub method: Option<Method>,
     pub data_format: DataFormat,
     pub security: Option<String>,
@@ -130,6 +141,7 @@ pub enum Match {
 fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
     let access = Access::of(c);
     let mut soap = None;
+    let mut mcp = None;
     let (name, is_active, service, url_path, method, data_format, security, max_body, wire) =
         match c {
             ChannelDef::Http {
@@ -206,6 +218,32 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
                 *max_body,
                 Some(*wire),
             ),
+            ChannelDef::Mcp {
+                name,
+                is_active,
+                url_path,
+                services,
+                tools,
+                security,
+                max_body,
+                ..
+            } => {
+                mcp = Some(Arc::new(McpSpec {
+                    services: services.clone(),
+                    tools: tools.clone(),
+                }));
+                (
+                    name,
+                    *is_active,
+                    String::new(),
+                    url_path,
+                    "",
+                    DataFormat::Json,
+                    security,
+                    *max_body,
+                    None,
+                )
+            }
             // Queue and socket channels are served by `crate::queues`, not over HTTP.
             ChannelDef::Amqp { .. } | ChannelDef::Zmq { .. } | ChannelDef::IbmMq { .. } => {
                 return None;
@@ -236,6 +274,7 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
         service,
         wire,
         soap,
+        mcp,
         method,
         data_format,
         security: security.clone(),
@@ -270,6 +309,16 @@ impl Table {
             channels: compiled,
             guards,
         }
+    }
+
+    /// The active HTTP channel named `name`.
+    pub fn by_name(&self, name: &str) -> Option<Arc<Compiled>> {
+        self.channels.iter().find(|c| c.name == name).cloned()
+    }
+
+    /// The active MCP channels.
+    pub fn mcp_channels(&self) -> impl Iterator<Item = &Arc<Compiled>> {
+        self.channels.iter().filter(|c| c.mcp.is_some())
     }
 
     /// The per-credential rate limit of the security definition `security`.
@@ -369,6 +418,8 @@ pub(super) struct Metrics {
 #[derive(Clone)]
 pub struct Channels {
     table: Arc<RwLock<Arc<Table>>>,
+    /// Bumped on every rebuild (see [`Channels::changes`]).
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
     pub(super) metrics: Metrics,
 }
 
@@ -405,8 +456,10 @@ impl Channels {
         });
         let me = Channels {
             table: Arc::new(RwLock::new(Arc::new(Table::default()))),
+            generation: Arc::new(tokio::sync::watch::channel(0).0),
             metrics,
         };
+        let generation = me.generation.clone();
         let mut chan_rx = store.watch_prefix("channels/", cancel.clone());
         let mut sec_rx = store.watch_prefix("security/", cancel.clone());
         let table = me.table.clone();
@@ -437,6 +490,7 @@ impl Channels {
                     jwks: JWKS.get_or_init(Default::default),
                 };
                 *table.write() = Arc::new(Table::build(&channels, &security, &ctx));
+                generation.send_modify(|g| *g += 1);
                 tracing::debug!(
                     channels = channels.len(),
                     security = security.len(),
@@ -450,6 +504,11 @@ impl Channels {
     /// The table now.
     pub fn table(&self) -> Arc<Table> {
         self.table.read().clone()
+    }
+
+    /// A receiver that sees every rebuild of the table (after the new table is in place).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 }
 

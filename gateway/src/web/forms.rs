@@ -432,7 +432,10 @@ mod tests {
     fn every_channel_type_has_its_fields() {
         let v = channel_variants();
         let tags: Vec<_> = v.iter().filter_map(|v| v.tag.clone()).collect();
-        assert_eq!(tags, ["http", "soap", "invoke", "amqp", "zmq", "ibm_mq"]);
+        assert_eq!(
+            tags,
+            ["http", "soap", "invoke", "mcp", "amqp", "zmq", "ibm_mq"]
+        );
         let http = &v[0];
         let names: Vec<_> = http.fields.iter().map(|f| f.name.as_str()).collect();
         for n in [
