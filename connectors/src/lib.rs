@@ -34,6 +34,7 @@ use tonic::{Request, Response, Status};
 pub mod amqp;
 pub mod ftp;
 pub mod http;
+pub mod kafka;
 pub mod kind;
 pub mod mq;
 pub mod sql;
@@ -325,6 +326,7 @@ pub fn kinds() -> Kinds {
         Arc::new(sql::Sql::default()),
         Arc::new(ftp::Ftp),
         Arc::new(mq::IbmMq),
+        Arc::new(kafka::Kafka),
     ])
 }
 

@@ -1,6 +1,6 @@
 //! `shoal-gateway`: every inbound protocol — HTTP, SOAP and invoke channels
 //! ([`channels`]: one request flow, one front end per format; [`soap`] the Envelope
-//! itself), queue channels ([`queues`]), the public gRPC `Invoker` ([`invoker`]), the
+//! itself), queue channels ([`channels::queue`]), the public gRPC `Invoker` ([`invoker`]), the
 //! admin REST API ([`admin`]) with the live request tail ([`tail`]), and the web admin
 //! ([`web`]) — routing every call to executors by least outstanding requests
 //! (`shoal_common::routing`).
@@ -15,7 +15,6 @@ pub mod body;
 pub mod channels;
 pub mod invoker;
 pub mod mcp;
-pub mod queues;
 pub mod respond;
 pub mod schema;
 pub use shoal_common::secret;
@@ -458,7 +457,7 @@ pub async fn run_with(
 
     let channels = channels::Channels::follow(&store, &ops, cancel.clone(), secret_key.clone());
     if options.queue_channels {
-        queues::follow(
+        channels::queue::follow(
             &store,
             exec_router.clone(),
             secret_key.clone(),

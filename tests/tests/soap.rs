@@ -399,33 +399,8 @@ async fn ws_security_username_token() {
     );
 
     // A second gateway of the same cluster refuses a nonce the first one saw.
-    let (h2, g2, a2, o2) = (
-        shoal_tests::free_port(),
-        shoal_tests::free_port(),
-        shoal_tests::free_port(),
-        shoal_tests::free_port(),
-    );
-    let state = c.dir.path().join(".shoal");
-    let addr = |p: u16| format!("127.0.0.1:{p}");
-    let mut args = c.member_args("gateway");
-    args.extend([
-        "--supervised".to_owned(),
-        "--http-listen".into(),
-        addr(h2),
-        "--grpc-listen".into(),
-        addr(g2),
-        "--admin-listen".into(),
-        addr(a2),
-        "--ops-listen".into(),
-        addr(o2),
-        "--admin-password-file".into(),
-        state.join("admin-password").display().to_string(),
-        "--secret-key-file".into(),
-        state.join("secret-key").display().to_string(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _gw2 = shoal_tests::process::Proc::spawn("shoal-gateway", &args, &[]);
-    let base2 = format!("http://{}", addr(h2));
+    let gw2 = c.spawn_gateway();
+    let base2 = format!("http://{}", gw2.http);
     let nonce2 = fresh();
     let token2 = wss_env("acme2", "acme-pw-2", DIGEST, &nonce2, &rfc3339(now()));
     let r = post(base.clone(), "/soap/digest", token2.clone())

@@ -295,6 +295,66 @@ pub enum ChannelDef {
         #[serde(default)]
         data_format: DataFormat,
     },
+    /// Consumes Kafka topics in a consumer group: each record invokes the service, and its
+    /// offset is committed only after the service succeeded (at least once). Records of
+    /// one partition are served in order; up to `concurrency` partitions at once. A
+    /// record that failed `max_redeliveries` times more (or cannot be read at all) goes to
+    /// `dead_letter_topic` with the error in its headers.
+    Kafka {
+        name: String,
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        #[schemars(extend("default" = true))]
+        is_active: bool,
+        service: String,
+        /// `host:port` of the brokers, comma-separated (or `definition`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        bootstrap_servers: String,
+        /// A `kafka` outgoing connection whose brokers, TLS and SASL credentials the
+        /// channel uses (instead of `bootstrap_servers`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        definition: String,
+        /// Topics to consume (or `topic_pattern`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        topics: Vec<String>,
+        /// A regular expression of topic names to consume (e.g. `orders\\..*`).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        topic_pattern: String,
+        /// The consumer group: gateways with the same group share the partitions.
+        group: String,
+        /// Where a group with no committed offset starts: `latest` (default) or `earliest`.
+        #[serde(default)]
+        start: KafkaStart,
+        #[serde(default = "default_redeliveries")]
+        max_redeliveries: u32,
+        /// Topic that gets records past `max_redeliveries` (headers `x-shoal-error`,
+        /// `x-shoal-attempts`, `x-shoal-source`); empty: they are logged, counted and
+        /// skipped.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        dead_letter_topic: String,
+        /// Partitions served at once (each in order): 1 to 64, default 4.
+        #[serde(default = "default_kafka_concurrency")]
+        concurrency: u32,
+        /// How a record's value becomes the service's payload (`json`, `xml` or `plain`).
+        #[serde(default)]
+        data_format: DataFormat,
+    },
+}
+
+/// `start` of a Kafka channel.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaStart {
+    /// New records only (Kafka's default).
+    #[default]
+    Latest,
+    /// From the oldest record kept.
+    Earliest,
+}
+
+fn default_kafka_concurrency() -> u32 {
+    4
 }
 
 fn one() -> u32 {
@@ -338,7 +398,8 @@ impl ChannelDef {
             | ChannelDef::Mcp { name, .. }
             | ChannelDef::Amqp { name, .. }
             | ChannelDef::Zmq { name, .. }
-            | ChannelDef::IbmMq { name, .. } => name,
+            | ChannelDef::IbmMq { name, .. }
+            | ChannelDef::Kafka { name, .. } => name,
         }
     }
 
@@ -348,6 +409,7 @@ impl ChannelDef {
             ChannelDef::Amqp { definition, .. } | ChannelDef::IbmMq { definition, .. } => {
                 Some(definition)
             }
+            ChannelDef::Kafka { definition, .. } if !definition.is_empty() => Some(definition),
             _ => None,
         }
     }
@@ -359,7 +421,10 @@ impl ChannelDef {
             | ChannelDef::Soap { security, .. }
             | ChannelDef::Invoke { security, .. }
             | ChannelDef::Mcp { security, .. } => security.as_deref(),
-            ChannelDef::Amqp { .. } | ChannelDef::Zmq { .. } | ChannelDef::IbmMq { .. } => None,
+            ChannelDef::Amqp { .. }
+            | ChannelDef::Zmq { .. }
+            | ChannelDef::IbmMq { .. }
+            | ChannelDef::Kafka { .. } => None,
         }
     }
 
@@ -523,6 +588,42 @@ impl ChannelDef {
                 check_name(name)?;
                 if service.is_empty() || queue.is_empty() {
                     return Err(format!("channel {name}: service and queue are required"));
+                }
+                return queue_format(name, *data_format);
+            }
+            ChannelDef::Kafka {
+                name,
+                service,
+                bootstrap_servers,
+                definition,
+                topics,
+                topic_pattern,
+                group,
+                concurrency,
+                data_format,
+                ..
+            } => {
+                check_name(name)?;
+                if service.is_empty() || group.is_empty() {
+                    return Err(format!("channel {name}: service and group are required"));
+                }
+                if bootstrap_servers.is_empty() == definition.is_empty() {
+                    return Err(format!(
+                        "channel {name}: give exactly one of bootstrap_servers and definition"
+                    ));
+                }
+                if topics.is_empty() == topic_pattern.is_empty() {
+                    return Err(format!(
+                        "channel {name}: give exactly one of topics and topic_pattern"
+                    ));
+                }
+                if topics.iter().any(|t| t.is_empty() || t.len() > 249) {
+                    return Err(format!(
+                        "channel {name}: a topic name has 1 to 249 characters"
+                    ));
+                }
+                if !(1..=64).contains(concurrency) {
+                    return Err(format!("channel {name}: concurrency must be 1 to 64"));
                 }
                 return queue_format(name, *data_format);
             }

@@ -37,6 +37,9 @@ pub enum OutgoingDef {
     Ftp(FtpOut),
     /// IBM MQ through its AMQP 1.0 channel.
     IbmMq(IbmMqOut),
+    /// A Kafka cluster (`self.out.kafka[name].send(...)`); Kafka channels may take their
+    /// brokers and credentials from one (`definition`).
+    Kafka(KafkaOut),
 }
 
 /// Body format of an HTTP connection: how `data` is encoded and responses decoded.
@@ -376,6 +379,83 @@ pub struct IbmMqOut {
     pub priority: u8,
 }
 
+/// A Kafka cluster: its brokers, the producer's settings and how to log in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaOut {
+    pub name: String,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    /// `host:port` of one or more brokers, comma-separated.
+    pub bootstrap_servers: String,
+    /// Acknowledgements a send waits for: `all` (default: every in-sync replica), `1`
+    /// (the leader) or `0` (none).
+    #[serde(default = "acks_all")]
+    pub acks: String,
+    /// An idempotent producer (no duplicates from its own retries); needs `acks: all`.
+    #[serde(default = "yes")]
+    pub idempotent: bool,
+    /// Seconds a send may take until the broker acknowledged it.
+    #[serde(default = "default_kafka_timeout")]
+    pub timeout: f64,
+    /// Milliseconds a message may wait to be batched with others (`linger.ms`).
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u32,
+    /// Largest batch in bytes (`batch.size`); none: librdkafka's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// TLS to the brokers.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of CA certificates to trust (TLS); none: the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; none: no SASL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// SASL password (sealed in the store, `***` when read back).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+}
+
+fn acks_all() -> String {
+    "all".into()
+}
+
+fn default_kafka_timeout() -> f64 {
+    10.0
+}
+
+fn default_linger_ms() -> u32 {
+    5
+}
+
+impl KafkaOut {
+    /// The librdkafka settings of a client of this cluster (brokers, TLS, SASL), common to
+    /// producers and consumers.
+    pub fn client_config(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("bootstrap.servers", self.bootstrap_servers.clone())];
+        let protocol = match (self.tls, self.sasl_mechanism.is_some()) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        };
+        out.push(("security.protocol", protocol.into()));
+        if let Some(ca) = &self.ca_file {
+            out.push(("ssl.ca.location", ca.clone()));
+        }
+        if let Some(m) = &self.sasl_mechanism {
+            out.push(("sasl.mechanisms", m.clone()));
+            out.push(("sasl.username", self.username.clone()));
+            out.push(("sasl.password", self.password.clone()));
+        }
+        out
+    }
+}
+
 impl OutgoingDef {
     pub fn name(&self) -> &str {
         match self {
@@ -385,6 +465,7 @@ impl OutgoingDef {
             OutgoingDef::Sql(s) => &s.name,
             OutgoingDef::Ftp(f) => &f.name,
             OutgoingDef::IbmMq(m) => &m.name,
+            OutgoingDef::Kafka(k) => &k.name,
         }
     }
 
@@ -397,6 +478,7 @@ impl OutgoingDef {
             OutgoingDef::Sql(_) => "sql",
             OutgoingDef::Ftp(_) => "ftp",
             OutgoingDef::IbmMq(_) => "ibm_mq",
+            OutgoingDef::Kafka(_) => "kafka",
         }
     }
 
@@ -408,6 +490,7 @@ impl OutgoingDef {
             OutgoingDef::Sql(s) => s.is_active,
             OutgoingDef::Ftp(f) => f.is_active,
             OutgoingDef::IbmMq(m) => m.is_active,
+            OutgoingDef::Kafka(k) => k.is_active,
         }
     }
 
@@ -549,6 +632,32 @@ impl OutgoingDef {
                     return err("priority must be 0 to 9".into());
                 }
             }
+            OutgoingDef::Kafka(k) => {
+                if k.bootstrap_servers.split(',').all(|s| s.trim().is_empty()) {
+                    return err("bootstrap_servers is required (host:port, comma-separated)".into());
+                }
+                if !["all", "1", "0", "-1"].contains(&k.acks.as_str()) {
+                    return err(format!("acks must be all, 1 or 0 (got '{}')", k.acks));
+                }
+                if k.idempotent && !matches!(k.acks.as_str(), "all" | "-1") {
+                    return err(
+                        "an idempotent producer needs acks: all (or idempotent: false)".into(),
+                    );
+                }
+                if !(k.timeout > 0.0 && k.timeout.is_finite()) {
+                    return err("timeout must be a positive number of seconds".into());
+                }
+                if let Some(m) = &k.sasl_mechanism {
+                    if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+                        return err(format!(
+                            "sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (got '{m}')"
+                        ));
+                    }
+                    if k.username.is_empty() {
+                        return err("SASL needs a username".into());
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -589,6 +698,7 @@ impl OutgoingDef {
                 had |= h;
             }
             OutgoingDef::Ftp(f) => hide(&mut f.password),
+            OutgoingDef::Kafka(k) => hide(&mut k.password),
             OutgoingDef::Zmq(_) => {}
         }
         (d, had)
@@ -695,6 +805,13 @@ impl OutgoingDef {
                     _ => None,
                 };
                 secret(&mut f.password, old)
+            }
+            (OutgoingDef::Kafka(k), old) => {
+                let old = match old {
+                    Some(OutgoingDef::Kafka(o)) => Some(&o.password),
+                    _ => None,
+                };
+                secret(&mut k.password, old)
             }
             (OutgoingDef::Zmq(_), _) => false,
         }

@@ -14,7 +14,7 @@ from shoal import trace as _trace
 OUTGOING_KINDS = {
     'rest': 'HTTP', 'plain_http': 'HTTP', 'soap': 'SOAP', 'sql': 'SQL', 'amqp': 'AMQP',
     'zmq': 'ZeroMQ', 'ftp': 'FTP', 'ibm_mq': 'IBM MQ', 'wmq': 'IBM MQ', 'jms_wmq': 'IBM MQ',
-    'redis': 'Redis',
+    'redis': 'Redis', 'kafka': 'Kafka',
 }
 _CANONICAL = {'plain_http': 'rest', 'wmq': 'ibm_mq', 'jms_wmq': 'ibm_mq'}
 

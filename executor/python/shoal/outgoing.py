@@ -223,6 +223,37 @@ class IBMMQConnection:
         self._t.call('ibm_mq', 'send', meta, body)
 
 
+class KafkaConnection:
+    """``self.out.kafka['name']``: a producer to a Kafka cluster."""
+
+    def __init__(self, transport, name):
+        self._t = transport
+        self.name = name
+
+    def send(self, topic, value, key=None, headers=None, partition=None):
+        """Sends one record to ``topic`` and returns its offset once the broker has
+        acknowledged it (``acks`` of the connection, ``all`` by default); raises
+        ``ConnectionTimeout`` when it has not within the connection's timeout.
+
+        ``value``: bytes as they are, text as UTF-8, anything else as JSON; ``key``: text
+        or bytes (UTF-8); ``headers``: a dict of text values; ``partition``: a partition
+        number (default: by the key's hash, or spread)."""
+        body, _ = _encode(value)
+        if isinstance(key, (bytes, bytearray)):
+            key = bytes(key).decode('utf-8')
+        meta = {'connection': self.name, 'topic': topic}
+        if key is not None:
+            meta['key'] = str(key)
+        if headers:
+            meta['headers'] = {str(k): (v.decode('utf-8') if isinstance(v, (bytes, bytearray)) else str(v))
+                               for k, v in dict(headers).items()}
+        if partition is not None:
+            meta['partition'] = int(partition)
+        reply, _, _ = self._t.call('kafka', 'send', meta, body)
+        self.last = reply or {}
+        return self.last.get('offset')
+
+
 # -- SQL ---------------------------------------------------------------------------------
 
 class Row(tuple):
@@ -481,6 +512,7 @@ _KINDS = {
     'sql': SQLConnection,
     'ftp': FTPConnection,
     'ibm_mq': IBMMQConnection,
+    'kafka': KafkaConnection,
 }
 
 

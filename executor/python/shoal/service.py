@@ -152,6 +152,20 @@ class Request:
     wmq = ibm_mq
 
     @property
+    def kafka(self):
+        """For calls from a Kafka channel: ``topic``, ``partition``, ``offset``, ``key``,
+        ``timestamp`` (ms), ``attempt`` and ``headers`` (a dict); the numbers as ints."""
+        data = self._queue_meta('kafka')
+        if data is not None:
+            for k in ('partition', 'offset', 'timestamp', 'attempt'):
+                if k in data:
+                    try:
+                        data[k] = int(data[k])
+                    except (TypeError, ValueError):
+                        pass
+        return data
+
+    @property
     def auth(self):
         """Who called, as the channel's security definition verified it: a ``Bunch`` of
         ``type`` (``basic_auth``, ``apikey``, ``wss``, ``jwt``, ``bearer``,

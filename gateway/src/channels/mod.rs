@@ -30,6 +30,7 @@ pub mod admission;
 pub mod front;
 pub mod guard;
 pub mod limits;
+pub mod queue;
 pub mod table;
 
 pub use admission::{Admission, Pass, admit};

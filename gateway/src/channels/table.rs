@@ -244,8 +244,11 @@ fn compile(c: &ChannelDef) -> Option<Arc<Compiled>> {
                     None,
                 )
             }
-            // Queue and socket channels are served by `crate::queues`, not over HTTP.
-            ChannelDef::Amqp { .. } | ChannelDef::Zmq { .. } | ChannelDef::IbmMq { .. } => {
+            // Queue and socket channels are served by `super::queue`, not over HTTP.
+            ChannelDef::Amqp { .. }
+            | ChannelDef::Zmq { .. }
+            | ChannelDef::IbmMq { .. }
+            | ChannelDef::Kafka { .. } => {
                 return None;
             }
         };

@@ -434,7 +434,9 @@ mod tests {
         let tags: Vec<_> = v.iter().filter_map(|v| v.tag.clone()).collect();
         assert_eq!(
             tags,
-            ["http", "soap", "invoke", "mcp", "amqp", "zmq", "ibm_mq"]
+            [
+                "http", "soap", "invoke", "mcp", "amqp", "zmq", "ibm_mq", "kafka"
+            ]
         );
         let http = &v[0];
         let names: Vec<_> = http.fields.iter().map(|f| f.name.as_str()).collect();
