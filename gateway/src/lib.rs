@@ -14,7 +14,6 @@ pub mod auth;
 pub mod body;
 pub mod channels;
 pub mod invoker;
-pub mod mcp;
 pub mod respond;
 pub mod schema;
 pub use shoal_common::secret;
@@ -484,7 +483,7 @@ pub async fn run_with(
             ),
             trusted: trusted.clone(),
             tail: tail.clone(),
-            mcp: mcp::Hub::follow(&store, &channels, cancel.clone()),
+            mcp: channels::mcp::Hub::follow(&store, &channels, cancel.clone()),
         }))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))

@@ -92,3 +92,10 @@ pub fn input_schema(record: &Value) -> Value {
         .unwrap_or_default();
     object_schema(&input, &[], &record["doc"]["elements"])
 }
+
+/// Whether a published service record is tagged `@internal` (hidden from the catalogue).
+pub fn is_internal(record: &Value) -> bool {
+    record["doc"]["tags"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t == "internal"))
+}

@@ -16,18 +16,12 @@ use shoal_common::{ErrorCode, ShoalError};
 
 use crate::admin::AdminState;
 use crate::respond;
+pub use crate::schema::is_internal;
 use crate::schema::{object_schema, schema_of};
 
 fn error_schema() -> Value {
     json!({"type": "object", "properties": {"error": {"type": "object", "properties": {
         "code": {"type": "string"}, "message": {"type": "string"}, "cid": {"type": "string"}}}}})
-}
-
-/// Whether a published service record is tagged `@internal` (hidden from the catalogue).
-pub fn is_internal(record: &Value) -> bool {
-    record["doc"]["tags"]
-        .as_array()
-        .is_some_and(|t| t.iter().any(|t| t == "internal"))
 }
 
 /// A service's application, as Zato groups them: the top package of its module (the

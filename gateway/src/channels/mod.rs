@@ -30,6 +30,7 @@ pub mod admission;
 pub mod front;
 pub mod guard;
 pub mod limits;
+pub mod mcp;
 pub mod queue;
 pub mod table;
 
@@ -73,7 +74,7 @@ pub struct HttpShared {
     /// The live tail: the requests the gateway refuses itself are recorded here.
     pub tail: crate::tail::Tail,
     /// The MCP channels' sessions and tool lists.
-    pub mcp: crate::mcp::Hub,
+    pub mcp: mcp::Hub,
 }
 
 impl HttpShared {
@@ -403,7 +404,7 @@ async fn handle(
         }
     };
     if let Some(spec) = &channel.mcp {
-        return crate::mcp::serve(crate::mcp::Request {
+        return mcp::serve(mcp::Request {
             state,
             channel,
             spec,

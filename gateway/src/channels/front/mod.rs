@@ -87,7 +87,7 @@ pub trait Front: Sync {
 /// The front end of `channel`.
 pub fn of(channel: &Compiled) -> &'static dyn Front {
     if channel.mcp.is_some() {
-        return &crate::mcp::Front;
+        return &super::mcp::Front;
     }
     if channel.soap.is_some() {
         return &soap::Soap;

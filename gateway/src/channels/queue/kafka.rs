@@ -155,7 +155,14 @@ pub(super) async fn session(
                         if let rdkafka::error::KafkaError::MessageConsumptionFatal(_) = e {
                             break Err(format!("the consumer failed: {e}"));
                         }
-                        tracing::warn!(channel = %name, error = %e, "Kafka consumer error");
+                        if consumer.context().due(&e.to_string()) {
+                            tracing::warn!(channel = %name, error = %e, "Kafka consumer error");
+                        }
+                        // An error is not a record: do not spin on a run of them.
+                        tokio::select! {
+                            () = stop.cancelled() => break Ok(()),
+                            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        }
                         continue;
                     }
                 };

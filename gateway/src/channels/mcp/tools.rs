@@ -95,7 +95,7 @@ pub fn list(records: &BTreeMap<String, Value>, spec: &McpSpec) -> Vec<Tool> {
     for (service, record) in records {
         let exact = spec.services.iter().any(|s| s == service);
         let matched = exact
-            || (!crate::admin::openapi::is_internal(record)
+            || (!crate::schema::is_internal(record)
                 && spec.services.iter().any(|p| glob(p, service)));
         if !matched {
             continue;
