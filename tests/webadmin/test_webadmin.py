@@ -326,6 +326,9 @@ def test_run_a_job_now_and_see_the_run_counted(admin, cluster):
     assert 'every 24 h' in row.inner_text()
     row.locator('button', has_text='Run now').click()
     expect_text(page, '[data-testid=notice]', 'nightly-greeting was started')
+    # The address bar shows the jobs page, not the POST-only action: a reload is a page.
+    until(lambda: page.url.endswith('/admin/jobs'), what='the jobs page URL after Run now')
+    assert page.reload().status == 200
 
     def counted():
         page.goto('/admin/jobs')
@@ -346,6 +349,7 @@ def test_kvdb_set_browse_read_and_delete(admin, cluster):
     page.click('form.card button[type=submit]')
     expect_text(page, '[data-testid=notice]', 'web/greeting set')
     assert page.locator('[data-testid=kv-value]').inner_text() == 'hello from the browser'
+    until(lambda: page.url.endswith('/admin/kvdb'), what='the KVDB page URL after a set')
     assert 'expires in' in page.content()
     r = cluster.api('GET', '/kvdb/web/greeting')
     assert r.json()['value'] == 'hello from the browser'

@@ -173,6 +173,41 @@ pub fn routes() -> Router<WebState> {
             );
     }
     r.route("/admin/{*rest}", axum::routing::any(not_found))
+        .layer(axum::middleware::from_fn(push_page_url))
+}
+
+/// After a form's POST, the address bar shows the page's own URL (htmx's `HX-Push-Url`),
+/// so a reload or Back shows that page rather than the browser's 405 for a POST-only
+/// action (Run now, a save, a KVDB set...).
+async fn push_page_url(req: Request, next: axum::middleware::Next) -> Response {
+    let page = if req.method() == Method::POST {
+        page_of(req.uri().path())
+    } else {
+        None
+    };
+    let mut resp = next.run(req).await;
+    if let Some(p) = page
+        && !resp.status().is_redirection()
+        && !resp.headers().contains_key("hx-push-url")
+        && let Ok(v) = HeaderValue::from_str(&p)
+    {
+        resp.headers_mut().insert("hx-push-url", v);
+    }
+    resp
+}
+
+/// The page a POST-only action path belongs to.
+fn page_of(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.strip_prefix("/admin/")?.split('/').collect();
+    match parts.as_slice() {
+        ["services", name, "invoke"] => Some(format!("/admin/services/{name}")),
+        ["deploy"] | ["deploy", "rollback"] => Some("/admin/deploy".into()),
+        ["jobs", _, "run"] => Some("/admin/jobs".into()),
+        ["kvdb", "set" | "delete"] => Some("/admin/kvdb".into()),
+        [kind, "save"] if *kind != "login" => Some(format!("/admin/{kind}")),
+        [kind, _, "delete"] => Some(format!("/admin/{kind}")),
+        _ => None,
+    }
 }
 
 async fn not_found(req: Request) -> Response {
@@ -1989,4 +2024,29 @@ async fn tail_stream(
         if failed { "&failed=true" } else { "" }
     );
     state.api_stream(Method::GET, &path).await
+}
+
+#[cfg(test)]
+mod page_url_tests {
+    use super::page_of;
+
+    #[test]
+    fn post_actions_name_their_page() {
+        for (action, page) in [
+            ("/admin/jobs/nightly/run", Some("/admin/jobs")),
+            ("/admin/kvdb/set", Some("/admin/kvdb")),
+            ("/admin/channels/save", Some("/admin/channels")),
+            ("/admin/security/partner/delete", Some("/admin/security")),
+            ("/admin/deploy/rollback", Some("/admin/deploy")),
+            (
+                "/admin/services/crm.get/invoke",
+                Some("/admin/services/crm.get"),
+            ),
+            ("/admin/login", None),
+            ("/admin/logout", None),
+            ("/api/v1/jobs", None),
+        ] {
+            assert_eq!(page_of(action).as_deref(), page, "{action}");
+        }
+    }
 }
