@@ -170,6 +170,14 @@ def page(browser, cluster):
     the test."""
     ctx = browser.new_context(viewport={'width': 1280, 'height': 900}, base_url=cluster.admin_url)
     pg = ctx.new_page()
+    # Confirmation dialogs (delete, roll back): recorded and accepted.
+    dialogs = []
+
+    def on_dialog(d):
+        dialogs.append(d.message)
+        d.accept()
+    pg.on('dialog', on_dialog)
+    pg.dialogs = dialogs
     console = Console(pg)
     yield pg
     ctx.close()

@@ -313,6 +313,7 @@ def test_deploy_an_uploaded_module_and_roll_it_back(admin, cluster):
     row = page.locator('tr[data-module=webadmin_version]')
     row.locator('button', has_text='Roll back').click()
     expect_text(page, '[data-testid=notice]', 'webadmin_version rolled back')
+    assert page.dialogs[-1] == 'Roll webadmin_version back to its previous version?', page.dialogs
     until(lambda: version(cluster) == 1, what='version 1 serving again')
 
 
@@ -360,6 +361,7 @@ def test_kvdb_set_browse_read_and_delete(admin, cluster):
     shot(page, 'kvdb')
     page.click('button.danger:text("Delete")')
     expect_text(page, '[data-testid=notice]', 'web/greeting deleted')
+    assert page.dialogs[-1] == 'Delete the key web/greeting? There is no undo.', page.dialogs
     assert cluster.api('GET', '/kvdb/web/greeting').status_code == 404
     # An expiry that is not a number: the API's error, shown.
     page.fill('#kv-key', 'web/x')
