@@ -3,6 +3,8 @@ cookie flags, and no 500 for whatever a browser (or an attacker) sends."""
 
 import re
 
+import urllib.parse
+
 import httpx
 import pytest
 
@@ -55,7 +57,10 @@ def test_pages_and_fragments_need_a_session(cluster):
     anonymous = httpx.Client(base_url=cluster.admin_url, timeout=10)
     for path in PAGES + ['/admin/tail/stream']:
         r = anonymous.get(path)
-        assert r.status_code == 303 and r.headers['location'] == '/admin/login', path
+        # To the login, which returns to the page asked for.
+        location = urllib.parse.urlsplit(r.headers.get('location', ''))
+        assert r.status_code == 303 and location.path == '/admin/login', path
+        assert urllib.parse.parse_qs(location.query)['next'] == [path], (path, r.headers['location'])
         r = anonymous.get(path, headers={'HX-Request': 'true'})
         assert r.status_code == 401 and r.headers['hx-redirect'] == '/admin/login', path
     r = anonymous.post('/admin/kvdb/set', data={'key': 'k', 'value': 'v'},

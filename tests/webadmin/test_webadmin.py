@@ -48,6 +48,15 @@ def test_login_then_the_dashboard_lists_every_member(admin, cluster):
     shot(page, 'dashboard')
 
 
+def test_a_deep_link_returns_to_its_page_after_the_login(page):
+    page.goto('/admin/jobs')
+    assert '/admin/login' in page.url
+    page.fill('#password', PASSWORD)
+    page.click('button[type=submit]')
+    page.wait_for_url('**/admin/jobs')
+    assert page.locator('tr[data-name=nightly-greeting]').count() == 1
+
+
 def test_login_works_from_the_keyboard(page):
     page.goto('/admin/login')
     # From the user field, Tab reaches the password; the form submits with Enter.
@@ -447,4 +456,4 @@ def test_logout_ends_the_session(admin, cluster):
     assert '/admin/login' in page.url
     # The old cookie is dead on the server too, not only forgotten by the browser.
     r = httpx.get(cluster.admin_url + '/admin/services', cookies={'shoal_session': cookie})
-    assert r.status_code == 303 and r.headers['location'] == '/admin/login'
+    assert r.status_code == 303 and r.headers['location'] == '/admin/login?next=%2Fadmin%2Fservices'

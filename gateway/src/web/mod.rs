@@ -280,7 +280,10 @@ async fn guarded(state: WebState, mut req: Request, next: Next) -> Response {
                 .insert("hx-redirect", HeaderValue::from_static("/admin/login"));
             return r;
         }
-        return redirect("/admin/login");
+        // Back to the page asked for after the login (a deep link).
+        let asked = req.uri().path_and_query().map_or("/admin/", |p| p.as_str());
+        let next: String = form_urlencoded::byte_serialize(asked.as_bytes()).collect();
+        return redirect(&format!("/admin/login?next={next}"));
     };
     if changes {
         let presented = req

@@ -229,20 +229,40 @@ async fn static_file(Path(file): Path<String>) -> Response {
 struct LoginPage {
     cluster: String,
     error: String,
+    /// The page asked for before the login (a deep link), to go to after it.
+    next: String,
 }
 
-async fn login_page(State(state): State<WebState>, headers: http::HeaderMap) -> Response {
-    // Already logged in: straight to the dashboard.
+/// Where to go after a login: the page asked for when it is one of the web admin's own
+/// (`/admin/...`, never another site's or the login itself), else the dashboard.
+fn after_login(next: &str) -> &str {
+    let own = next.starts_with("/admin/")
+        && !next.starts_with("/admin/login")
+        && !next.contains("//")
+        && !next.contains('\\')
+        && next.len() <= 2048
+        && !next.chars().any(char::is_control);
+    if own { next } else { "/admin/" }
+}
+
+async fn login_page(
+    State(state): State<WebState>,
+    headers: http::HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let next = after_login(q.get("next").map_or("", String::as_str)).to_owned();
+    // Already logged in: straight to the page asked for.
     if let Some(id) = super::session::cookie_value(&headers)
         && state.sessions.touch(&id).is_some()
     {
-        return redirect("/admin/");
+        return redirect(&next);
     }
     render(
         StatusCode::OK,
         &LoginPage {
             cluster: state.options.cluster_name.clone(),
             error: String::new(),
+            next,
         },
     )
 }
@@ -262,6 +282,7 @@ async fn login(
     let form = form_map(&body);
     let user = form.get("username").cloned().unwrap_or_default();
     let password = form.get("password").cloned().unwrap_or_default();
+    let next = after_login(form.get("next").map_or("", String::as_str)).to_owned();
     // Repeated failures slow every next attempt down.
     let delay = state.sessions.login_delay();
     if !delay.is_zero() {
@@ -285,6 +306,7 @@ async fn login(
             &LoginPage {
                 cluster: state.options.cluster_name.clone(),
                 error: "too many attempts; try again in a minute".into(),
+                next,
             },
         );
     }
@@ -296,6 +318,7 @@ async fn login(
             &LoginPage {
                 cluster: state.options.cluster_name.clone(),
                 error: "wrong user or password".into(),
+                next,
             },
         );
     }
@@ -311,7 +334,7 @@ async fn login(
         super::session::COOKIE,
         if secure { "; Secure" } else { "" }
     );
-    let mut r = redirect("/admin/");
+    let mut r = redirect(&next);
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -2028,7 +2051,27 @@ async fn tail_stream(
 
 #[cfg(test)]
 mod page_url_tests {
-    use super::page_of;
+    use super::{after_login, page_of};
+
+    #[test]
+    fn a_login_returns_only_to_the_admins_own_pages() {
+        assert_eq!(after_login("/admin/jobs"), "/admin/jobs");
+        assert_eq!(
+            after_login("/admin/services?q=crm"),
+            "/admin/services?q=crm"
+        );
+        for bad in [
+            "",
+            "https://evil.example/admin/",
+            "//evil.example/admin/",
+            "/admin//evil.example",
+            "/admin/login",
+            "/api/v1/cluster",
+            "/admin/\\evil",
+        ] {
+            assert_eq!(after_login(bad), "/admin/", "{bad}");
+        }
+    }
 
     #[test]
     fn post_actions_name_their_page() {
