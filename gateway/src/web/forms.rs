@@ -153,7 +153,11 @@ fn variant(v: &Value, defs: &Map<String, Value>, tagged: bool) -> Option<Variant
     if tagged && tag.is_none() {
         return None;
     }
-    Some(Variant { tag, help, fields })
+    Some(Variant {
+        tag,
+        help: plain_help(&help),
+        fields,
+    })
 }
 
 /// The type names of a schema (`"string"`, `["integer", "null"]`), following `$ref` and
@@ -251,9 +255,44 @@ fn field(name: &str, s: &Value, defs: &Map<String, Value>, required: bool) -> Fi
         widget,
         required,
         default: s.get("default").cloned(),
-        help,
+        help: plain_help(&help),
         options,
     }
+}
+
+/// A doc comment as help text for people: references to Rust items (`see [`crate::x`]`,
+/// [`Type::method`]) become plain words or go, and code quotes lose their backticks.
+pub fn plain_help(doc: &str) -> String {
+    let mut out = String::with_capacity(doc.len());
+    let mut rest = doc;
+    while let Some(start) = rest.find("[`") {
+        let Some(len) = rest[start + 2..].find("`]") else {
+            break;
+        };
+        let inner = &rest[start + 2..start + 2 + len];
+        let mut after = &rest[start + 2 + len + 2..];
+        // A link target of its own: `[`X`](url)`.
+        if after.starts_with('(')
+            && let Some(close) = after.find(')')
+        {
+            after = &after[close + 1..];
+        }
+        let before = &rest[..start];
+        // "(see [`crate::x`])": the whole aside goes.
+        if let Some(b) = before.strip_suffix("(see ")
+            && let Some(a) = after.strip_prefix(')')
+        {
+            out.push_str(b.trim_end());
+            rest = a;
+            continue;
+        }
+        out.push_str(before);
+        let word = inner.rsplit("::").next().unwrap_or(inner);
+        out.push_str(word);
+        rest = after;
+    }
+    out.push_str(rest);
+    out.replace('`', "")
 }
 
 /// Why a submitted form could not become the API's JSON: the field and the message.
@@ -426,6 +465,34 @@ mod tests {
 
     fn channel_variants() -> Vec<Variant> {
         variants(&schemars::schema_for!(ChannelDef))
+    }
+
+    #[test]
+    fn help_has_no_rust_references() {
+        assert_eq!(
+            plain_help("keeps Zato's meaning (see [`crate::objects::zato_cron`])."),
+            "keeps Zato's meaning."
+        );
+        assert_eq!(
+            plain_help("what [`JobDef::schedule_hash`] gives; `cron` form"),
+            "what schedule_hash gives; cron form"
+        );
+        assert_eq!(plain_help("see [`x`](https://e.x/y) now"), "see x now");
+        assert_eq!(plain_help("broken [`x"), "broken [x");
+        for v in variants(&schemars::schema_for!(shoal_common::objects::jobs::JobDef)) {
+            assert!(
+                !v.help.contains("[`") && !v.help.contains("crate::"),
+                "{}",
+                v.help
+            );
+            for f in &v.fields {
+                assert!(
+                    !f.help.contains("[`") && !f.help.contains("crate::"),
+                    "{}",
+                    f.help
+                );
+            }
+        }
     }
 
     #[test]
