@@ -260,8 +260,9 @@ fn field(name: &str, s: &Value, defs: &Map<String, Value>, required: bool) -> Fi
     }
 }
 
-/// A doc comment as help text for people: references to Rust items (`see [`crate::x`]`,
-/// [`Type::method`]) become plain words or go, and code quotes lose their backticks.
+/// A doc comment as help text for people: intra-doc references to Rust items (a "see"
+/// aside naming a module, a bracketed type or method) become plain words or go, and code
+/// quotes lose their backticks.
 pub fn plain_help(doc: &str) -> String {
     let mut out = String::with_capacity(doc.len());
     let mut rest = doc;
