@@ -26,6 +26,75 @@ pub struct AdminArgs {
     /// CA certificate (PEM) to trust for an https:// admin URL (besides the public roots).
     #[arg(long, global = true, env = "SHOAL_ADMIN_CA", value_name = "FILE")]
     pub admin_ca: Option<PathBuf>,
+    /// The user to log in as: the bootstrap `admin` (its password: SHOAL_ADMIN_PASSWORD or
+    /// DIR/.shoal/admin-password) or a user of `shoal users` (its password: SHOAL_PASSWORD).
+    /// An API token in SHOAL_TOKEN (or --token-file) is used instead when given.
+    #[arg(
+        long = "login",
+        global = true,
+        env = "SHOAL_USER",
+        default_value = "admin",
+        value_name = "USER"
+    )]
+    pub login: String,
+    /// File holding an API token (`shoal tokens create`); SHOAL_TOKEN holds one too.
+    #[arg(long, global = true, env = "SHOAL_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// How the CLI authenticates.
+#[derive(Clone)]
+pub enum Credentials {
+    /// HTTP Basic Auth: a user and their password.
+    Password { user: String, password: String },
+    /// `Authorization: Bearer`: an API token.
+    Token(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Password { user, .. } => write!(f, "Password {{ user: {user:?} }}"),
+            Credentials::Token(_) => f.write_str("Token"),
+        }
+    }
+}
+
+impl AdminArgs {
+    /// The credentials the flags and the environment lead to: a token (SHOAL_TOKEN or
+    /// --token-file), else the user's password.
+    pub fn credentials(&self) -> Result<Credentials> {
+        if let Some(f) = &self.token_file {
+            let t = std::fs::read_to_string(f).map_err(|e| {
+                CliError::Input(format!("cannot read the token file {}: {e}", f.display()))
+            })?;
+            let t = t.trim();
+            if t.is_empty() {
+                return Err(CliError::Input(format!(
+                    "the token file {} is empty",
+                    f.display()
+                )));
+            }
+            return Ok(Credentials::Token(t.to_owned()));
+        }
+        if let Ok(t) = std::env::var("SHOAL_TOKEN")
+            && !t.trim().is_empty()
+        {
+            return Ok(Credentials::Token(t.trim().to_owned()));
+        }
+        let password = if self.login == "admin" {
+            crate::password::read(&self.dir)
+        } else {
+            std::env::var("SHOAL_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+        };
+        let password = password.ok_or(CliError::NoPassword)?;
+        Ok(Credentials::Password {
+            user: self.login.clone(),
+            password,
+        })
+    }
 }
 
 /// How long one admin call may take (a deploy validates modules on an executor).
@@ -41,14 +110,27 @@ pub struct Answer {
 /// An authenticated admin API client.
 pub struct Admin {
     base: String,
-    password: String,
+    credentials: Credentials,
     http: reqwest::Client,
 }
 
 impl Admin {
-    /// A client for `base` with `password` (used by `shoal up` for its own gateway);
-    /// `ca` is trusted for an https:// base besides the public roots.
+    /// A client for `base` as the bootstrap admin with `password` (used by `shoal up`
+    /// for its own gateway); `ca` is trusted for an https:// base besides the public roots.
     pub fn with_ca(base: &str, password: String, ca: Option<&std::path::Path>) -> Result<Admin> {
+        let credentials = Credentials::Password {
+            user: "admin".into(),
+            password,
+        };
+        Admin::with_credentials(base, credentials, ca)
+    }
+
+    /// A client for `base` with `credentials`.
+    pub fn with_credentials(
+        base: &str,
+        credentials: Credentials,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Admin> {
         // No overall timeout here: `shoal logs` streams for as long as it runs; each
         // ordinary call sets CALL_TIMEOUT itself.
         let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
@@ -64,7 +146,7 @@ impl Admin {
         }
         Ok(Admin {
             base: base.trim_end_matches('/').to_owned(),
-            password,
+            credentials,
             http: b
                 .build()
                 .map_err(|e| CliError::Other(format!("cannot make an HTTP client: {e}")))?,
@@ -76,10 +158,13 @@ impl Admin {
         Admin::with_ca(base, password, None)
     }
 
-    /// A client for the flags' admin URL with the password they lead to.
+    /// A client for the flags' admin URL with the credentials they lead to.
     pub fn new(args: &AdminArgs) -> Result<Admin> {
-        let password = crate::password::read(&args.dir).ok_or(CliError::NoPassword)?;
-        Admin::with_ca(&args.admin_url, password, args.admin_ca.as_deref())
+        Admin::with_credentials(
+            &args.admin_url,
+            args.credentials()?,
+            args.admin_ca.as_deref(),
+        )
     }
 
     /// The admin API's base URL.
@@ -110,11 +195,13 @@ impl Admin {
         }
     }
 
-    /// Starts a request to `path` with the admin credentials (no timeout set).
+    /// Starts a request to `path` with the credentials (no timeout set).
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .basic_auth("admin", Some(&self.password))
+        let req = self.http.request(method, self.url(path));
+        match &self.credentials {
+            Credentials::Password { user, password } => req.basic_auth(user, Some(password)),
+            Credentials::Token(t) => req.bearer_auth(t),
+        }
     }
 
     /// Sends `req`; a transport failure is [`CliError::Unreachable`], any status is an

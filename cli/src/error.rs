@@ -11,12 +11,12 @@ pub enum CliError {
     Unreachable { url: String, reason: String },
     /// The admin API answered 401.
     #[error(
-        "the admin API at {url} refused the admin password: set SHOAL_ADMIN_PASSWORD to the cluster's password, or --dir to the folder `shoal up` runs in (its .shoal/admin-password)"
+        "the admin API at {url} refused the credentials: set SHOAL_ADMIN_PASSWORD to the cluster's password (or --dir to the folder `shoal up` runs in, for its .shoal/admin-password); another user: --login NAME (SHOAL_USER) with SHOAL_PASSWORD; an API token: SHOAL_TOKEN"
     )]
     Unauthorized { url: String },
     /// No password was found to try.
     #[error(
-        "no admin password: set SHOAL_ADMIN_PASSWORD, or run in (or pass --dir) the folder `shoal up` runs in"
+        "no credentials: set SHOAL_ADMIN_PASSWORD, or run in (or pass --dir) the folder `shoal up` runs in; another user: --login NAME (SHOAL_USER) with SHOAL_PASSWORD; an API token: SHOAL_TOKEN"
     )]
     NoPassword,
     /// The cluster refused the request (a 4xx other than 401), with its message.

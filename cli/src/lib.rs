@@ -89,6 +89,20 @@ pub enum Command {
     /// Write a Kubernetes Secret manifest with a new cluster CA and a certificate per
     /// component role (mutual TLS between components; helm: tls.existingSecret).
     TlsSecret(cmd::tls_secret::TlsSecretArgs),
+    /// Users of the admin API, the web admin and the CLI, with their roles (viewer,
+    /// operator, admin): list, add, set, delete.
+    Users {
+        #[command(subcommand)]
+        action: Option<cmd::users::UsersAction>,
+    },
+    /// API tokens (for CI and scripts; sent as `Authorization: Bearer`): list, create,
+    /// revoke.
+    Tokens {
+        #[command(subcommand)]
+        action: Option<cmd::users::TokensAction>,
+    },
+    /// The audit trail: every change, who made it, from where, what changed, the result.
+    Audit(cmd::users::AuditArgs),
     /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`.
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -117,6 +131,9 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Configmap(args) => cmd::configmap::run(args),
         Command::TlsSecret(args) => cmd::tls_secret::run(args),
         Command::Completions(args) => cmd::completions::run(args),
+        Command::Users { action } => cmd::users::users(admin, format, action).await,
+        Command::Tokens { action } => cmd::users::tokens(admin, format, action).await,
+        Command::Audit(args) => cmd::users::audit(admin, format, args).await,
     };
     match result {
         Ok(code) => code,

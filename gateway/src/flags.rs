@@ -40,6 +40,10 @@ pub struct Flags {
     #[arg(long, env = "SHOAL_ADMIN_SESSION_MAX_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_session_max_secs: Option<u64>,
+    /// Audit records the cluster keeps (the oldest go first; default 10000).
+    #[arg(long, env = "SHOAL_AUDIT_KEEP")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_keep: Option<usize>,
     /// Requests the HTTP channels listener works on at once (more get 503).
     #[arg(long, env = "SHOAL_MAX_IN_FLIGHT")]
     #[serde(skip_serializing_if = "Option::is_none")]

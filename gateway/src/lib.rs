@@ -114,6 +114,8 @@ pub struct Options {
     pub admin_session_idle_secs: u64,
     /// Seconds a web admin session lives at most, however busy.
     pub admin_session_max_secs: u64,
+    /// Audit records the cluster keeps (the oldest are pruned past it).
+    pub audit_keep: usize,
 }
 
 impl Default for Options {
@@ -153,6 +155,7 @@ impl Default for Options {
             admin_secure_cookies: false,
             admin_session_idle_secs: 30 * 60,
             admin_session_max_secs: 12 * 60 * 60,
+            audit_keep: admin::audit::DEFAULT_KEEP,
         }
     }
 }
@@ -297,8 +300,11 @@ fn admin_listener(parts: AdminParts, cancel: CancellationToken) -> tokio::task::
                         Duration::from_secs(10),
                     )
                 };
+                let users = admin::users::Directory::new(parts.auth, store.clone());
+                users.follow(&cancel);
                 let state = admin::AdminState {
-                    auth: parts.auth,
+                    users,
+                    audit: admin::audit::AuditLog::new(store.clone(), o.audit_keep),
                     verifier: parts.verifier,
                     trusted: parts.trusted,
                     router: {
@@ -432,7 +438,7 @@ pub async fn run_with(
     let answers = shoal_common::http::AnswerMetrics::default();
     ops.register(|r| answers.register(r));
     let budget = |listener: &str| answers.budget(listener, options.max_answer_bytes);
-    // The admin listener — the API under Basic Auth, the web admin under `/admin/` (its
+    // The admin listener — the API (users' passwords, API tokens), the web admin under `/admin/` (its
     // own session login, calling the API in process), the ops routes open — on a thread,
     // runtime and connections of its own: a flood on the channels (a runtime saturated
     // with requests, however cheap each) leaves the admin API and the web admin answering.

@@ -244,6 +244,11 @@ impl Cluster {
     /// Starts another gateway of this cluster (the same store, admin password and secret
     /// key) on free loopback ports; killed when the returned process is dropped.
     pub fn spawn_gateway(&self) -> ExtraGateway {
+        self.spawn_gateway_with(None)
+    }
+
+    /// As [`Cluster::spawn_gateway`], with what the gateway logs written to `log`.
+    pub fn spawn_gateway_with(&self, log: Option<&Path>) -> ExtraGateway {
         let port = || format!("127.0.0.1:{}", crate::free_port());
         let (http, grpc, admin, ops) = (port(), port(), port(), port());
         let state = self.dir.path().join(".shoal");
@@ -255,7 +260,7 @@ impl Cluster {
             "--grpc-listen".into(),
             grpc,
             "--admin-listen".into(),
-            admin,
+            admin.clone(),
             "--ops-listen".into(),
             ops.clone(),
             "--admin-password-file".into(),
@@ -265,8 +270,17 @@ impl Cluster {
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         ExtraGateway {
-            proc: Proc::spawn("shoal-gateway", &args, &[]),
+            proc: match log {
+                Some(l) => Proc::spawn_logged(
+                    "shoal-gateway",
+                    &args,
+                    &[("SHOAL_LOG", "info,shoal=debug")],
+                    l,
+                ),
+                None => Proc::spawn("shoal-gateway", &args, &[]),
+            },
             http,
+            admin,
             ops,
         }
     }
@@ -422,6 +436,8 @@ pub struct ExtraGateway {
     pub proc: Proc,
     /// Its channels' `host:port`.
     pub http: String,
+    /// Its admin API's `host:port`.
+    pub admin: String,
     /// Its ops listener's `host:port` (`/metrics`).
     pub ops: String,
 }

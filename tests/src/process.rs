@@ -30,6 +30,29 @@ impl Proc {
         Proc { child }
     }
 
+    /// As [`Proc::spawn`], with standard output and error written to `log` (a test that
+    /// reads what the process logged).
+    pub fn spawn_logged(
+        name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Proc {
+        let out = std::fs::File::create(log).unwrap_or_else(|e| panic!("create {log:?}: {e}"));
+        let err = out.try_clone().expect("clone the log file");
+        let mut cmd = tokio::process::Command::new(crate::bin(name));
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Proc { child }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }

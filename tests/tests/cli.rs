@@ -66,7 +66,7 @@ async fn errors_a_user_can_cause_are_one_clear_line() {
     let c = Cluster::start(&[&examples_dir().join("zato_style.py")], 1, &[]).await;
     let url = c.admin_url.clone();
     let r = shoal(&url, "wrong-password", &["services"], None).await;
-    one_line_error("wrong password", &r, 2, "refused the admin password");
+    one_line_error("wrong password", &r, 2, "refused the credentials");
     let r = shoal(&url, &c.password, &["invoke", "no.such-service"], None).await;
     assert_eq!(r.0, 2, "unknown service: 4xx exits 2: {r:?}");
     assert!(

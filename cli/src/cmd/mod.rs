@@ -16,3 +16,4 @@ pub mod services;
 pub mod status;
 pub mod tls_secret;
 pub mod up;
+pub mod users;

@@ -44,7 +44,7 @@ pub async fn get_job(State(state): State<AdminState>, Path(name): Path<String>) 
 
 /// Jobs as the generic `PUT` writes them (listing and showing add the last and next run,
 /// so those stay here).
-const JOBS: ObjectKind = ObjectKind {
+pub(crate) const JOBS: ObjectKind = ObjectKind {
     prefix: "jobs/",
     list_key: "jobs",
     noun: "job",

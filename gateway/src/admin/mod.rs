@@ -1,5 +1,8 @@
-//! The admin REST API (`/api/v1/...`, Basic Auth as `admin`) on its own listener, beside
-//! `/live`, `/ready` and `/metrics` (unauthenticated).
+//! The admin REST API (`/api/v1/...`) on its own listener, beside `/live`, `/ready` and
+//! `/metrics` (unauthenticated). Callers authenticate as a user — HTTP Basic Auth with
+//! the bootstrap `admin` and the admin password, or a user of [`users`] — or with an API
+//! token (`Authorization: Bearer ...`); each route needs a role ([`users::required`]) and
+//! every change is audited ([`audit`]).
 
 use std::collections::BTreeMap;
 
@@ -16,15 +19,16 @@ use shoal_common::store::Store;
 use shoal_common::{ErrorCode, ShoalError, leader};
 use shoal_proto::executor::v1 as pb;
 
-use crate::auth::BasicAuth;
 use crate::respond;
 use shoal_common::routing::Router as ExecRouter;
 
+pub mod audit;
 pub mod jobs;
 pub mod kvdb;
 pub mod objects;
 pub mod openapi;
 pub mod requests;
+pub mod users;
 
 /// Admin request bodies above this are refused with 413.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -32,7 +36,10 @@ pub const MAX_BODY: usize = 10 * 1024 * 1024;
 /// What admin handlers share.
 #[derive(Clone)]
 pub struct AdminState {
-    pub auth: BasicAuth,
+    /// Users, roles and tokens (the bootstrap admin included).
+    pub users: users::Directory,
+    /// Where changes are recorded.
+    pub audit: audit::AuditLog,
     /// Credential checks of the admin listener (bounded, throttled; its own slots).
     pub verifier: crate::auth::Verifier,
     /// Proxies whose forwarding headers name the client.
@@ -53,16 +60,25 @@ pub struct AdminState {
     pub trace_link: String,
 }
 
-/// The API's routes for `/api/v1` twice: under Basic Auth and the body limits (what the
-/// admin listener serves), and without the Basic Auth guard, for the web admin to call in
-/// process past its own session check, so that every rule and error is the API's own.
+/// The API's routes for `/api/v1` twice: behind authentication and the body limits (what
+/// the admin listener serves), and without the authentication, for the web admin to call
+/// in process past its own session check (its session names the [`users::Principal`]),
+/// so that every rule and error is the API's own. Both check roles and audit changes.
 pub fn api(state: AdminState) -> (Router, Router) {
     let guarded = api_routes()
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::authorize,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .with_state(state.clone());
     let inner = api_routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::authorize,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state);
     (guarded, inner)
@@ -117,6 +133,24 @@ fn api_routes() -> Router<AdminState> {
                 .delete(crate::admin::jobs::delete_job),
         )
         .route("/jobs/{name}/run", post(crate::admin::jobs::run_job))
+        .route(
+            "/users",
+            get(crate::admin::users::list_users).post(crate::admin::users::create_user),
+        )
+        .route(
+            "/users/{name}",
+            axum::routing::put(crate::admin::users::update_user)
+                .delete(crate::admin::users::delete_user),
+        )
+        .route(
+            "/tokens",
+            get(crate::admin::users::list_tokens).post(crate::admin::users::create_token),
+        )
+        .route(
+            "/tokens/{id}",
+            axum::routing::delete(crate::admin::users::revoke_token),
+        )
+        .route("/audit", get(crate::admin::audit::list))
         .route("/kvdb", get(crate::admin::kvdb::list_keys))
         .route(
             "/kvdb/{*key}",
@@ -127,9 +161,11 @@ fn api_routes() -> Router<AdminState> {
         .fallback(not_found)
 }
 
-async fn require_admin(
+/// Authenticates a request (a user's password or an API token) and hands the
+/// [`users::Principal`] on; refuses it otherwise.
+async fn authenticate(
     State(state): State<AdminState>,
-    req: Request<axum::body::Body>,
+    mut req: Request<axum::body::Body>,
     next: Next,
 ) -> Response {
     let value = req
@@ -137,14 +173,13 @@ async fn require_admin(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let addr = state.client_ip(&req);
-    let verdict = state
-        .auth
-        .check(&state.verifier, value, Some(addr), "admin")
-        .await;
-    if verdict == crate::auth::Verdict::Valid {
-        return next.run(req).await;
+    match state.users.authenticate(&state.verifier, value, addr).await {
+        Ok(p) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Err(verdict) => refusal(verdict),
     }
-    refusal(verdict)
 }
 
 /// The answer to admin credentials that did not pass: 401 with the challenge, 429 when
@@ -169,7 +204,7 @@ pub(crate) fn refusal(verdict: crate::auth::Verdict) -> Response {
         _ => (
             ShoalError::new(
                 ErrorCode::Unauthorized,
-                "admin credentials required (HTTP Basic Auth, user admin)",
+                "credentials required: HTTP Basic Auth (user and password) or an API token (Authorization: Bearer)",
             ),
             None,
         ),

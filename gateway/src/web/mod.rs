@@ -122,6 +122,10 @@ impl WebState {
             Ok(r) => r,
             Err(e) => return internal_answer(format!("bad internal request {path}: {e}")),
         };
+        let mut req = req;
+        if let Ok(p) = PRINCIPAL.try_with(Clone::clone) {
+            req.extensions_mut().insert(p);
+        }
         let resp = match self.api.clone().oneshot(req).await {
             Ok(r) => r,
             Err(e) => return internal_answer(format!("{path}: {e}")),
@@ -139,7 +143,7 @@ impl WebState {
 
     /// Calls the admin API in process and answers its response as it is (a stream).
     pub async fn api_stream(&self, method: Method, path: &str) -> Response {
-        let req = match Request::builder()
+        let mut req = match Request::builder()
             .method(method)
             .uri(path)
             .body(Body::empty())
@@ -147,6 +151,9 @@ impl WebState {
             Ok(r) => r,
             Err(e) => return pages::refused(StatusCode::BAD_REQUEST, &e.to_string()),
         };
+        if let Ok(p) = PRINCIPAL.try_with(Clone::clone) {
+            req.extensions_mut().insert(p);
+        }
         match self.api.clone().oneshot(req).await {
             Ok(r) => r,
             Err(e) => match e {},
@@ -193,6 +200,12 @@ pub fn redirect(to: &str) -> Response {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
+}
+
+tokio::task_local! {
+    /// Who the request being served is for: the web admin's calls of the API carry it,
+    /// so the API's role checks and audit see the logged-in user.
+    static PRINCIPAL: crate::admin::users::Principal;
 }
 
 /// The logged-in session of a request (put there by the guard middleware).
@@ -335,8 +348,30 @@ async fn guarded(state: WebState, mut req: Request, next: Next) -> Response {
             );
         }
     }
+    // The session's user, with their role as it is now (a deleted user's session ends).
+    let Some(role) = state.admin.users.role_of(&current.session.user) else {
+        state.sessions.remove(&current.id);
+        let mut r = pages::refused(
+            StatusCode::UNAUTHORIZED,
+            "your user no longer exists; log in again",
+        );
+        r.headers_mut()
+            .insert("hx-redirect", HeaderValue::from_static("/admin/login"));
+        return r;
+    };
+    let peer = req
+        .extensions()
+        .get::<shoal_common::http::Peer>()
+        .map(|p| p.0.ip());
+    let principal = crate::admin::users::Principal {
+        user: current.session.user.clone(),
+        role,
+        via: "web".into(),
+        addr: state.admin.client_ip_of(req.headers(), peer),
+    };
+    req.extensions_mut().insert(principal.clone());
     req.extensions_mut().insert(current);
-    next.run(req).await
+    PRINCIPAL.scope(principal, next.run(req)).await
 }
 
 /// Static files: htmx, the stylesheet and our script (cached for a day).

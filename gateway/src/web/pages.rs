@@ -296,10 +296,10 @@ async fn login(
     let addr = state.admin.client_ip_of(&headers, peer.map(|p| p.0.0.ip()));
     let verdict = state
         .admin
-        .auth
-        .check(&state.admin.verifier, Some(&value), Some(addr), "admin")
+        .users
+        .authenticate(&state.admin.verifier, Some(&value), addr)
         .await;
-    if let crate::auth::Verdict::Throttled(_) | crate::auth::Verdict::Busy = verdict {
+    if let Err(crate::auth::Verdict::Throttled(_) | crate::auth::Verdict::Busy) = verdict {
         state.sessions.login_failed();
         return render(
             StatusCode::TOO_MANY_REQUESTS,
@@ -310,7 +310,7 @@ async fn login(
             },
         );
     }
-    if verdict != crate::auth::Verdict::Valid {
+    let Ok(principal) = verdict else {
         state.sessions.login_failed();
         tracing::warn!("web admin login refused");
         return render(
@@ -321,9 +321,9 @@ async fn login(
                 next,
             },
         );
-    }
+    };
     state.sessions.login_succeeded();
-    let id = state.sessions.create();
+    let id = state.sessions.create(&principal.user);
     let secure = state.options.secure_cookies
         || headers
             .get("x-forwarded-proto")

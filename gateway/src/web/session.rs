@@ -27,6 +27,8 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Session {
     pub csrf: String,
+    /// Who logged in (their role is read on every request, so a change holds at once).
+    pub user: String,
     created: Instant,
     last_seen: Instant,
 }
@@ -62,8 +64,8 @@ impl Sessions {
         }
     }
 
-    /// A new session; answers its token (the cookie's value).
-    pub fn create(&self) -> String {
+    /// A new session of `user`; answers its token (the cookie's value).
+    pub fn create(&self, user: &str) -> String {
         let now = Instant::now();
         let id = token();
         let mut map = self.inner.map.lock();
@@ -80,6 +82,7 @@ impl Sessions {
             id.clone(),
             Session {
                 csrf: token(),
+                user: user.to_owned(),
                 created: now,
                 last_seen: now,
             },
@@ -164,7 +167,7 @@ mod tests {
     #[test]
     fn sessions_expire_when_idle() {
         let s = Sessions::new(Duration::from_millis(50), Duration::from_secs(60));
-        let id = s.create();
+        let id = s.create("admin");
         assert!(s.touch(&id).is_some());
         std::thread::sleep(Duration::from_millis(80));
         assert!(s.touch(&id).is_none());
@@ -173,7 +176,7 @@ mod tests {
     #[test]
     fn sessions_expire_at_their_age_however_busy() {
         let s = Sessions::new(Duration::from_secs(60), Duration::from_millis(60));
-        let id = s.create();
+        let id = s.create("admin");
         for _ in 0..3 {
             assert!(s.touch(&id).is_some());
             std::thread::sleep(Duration::from_millis(15));
@@ -203,7 +206,7 @@ mod tests {
     #[test]
     fn csrf_tokens_compare_exactly() {
         let s = Sessions::new(Duration::from_secs(60), Duration::from_secs(60));
-        let id = s.create();
+        let id = s.create("admin");
         let session = s.touch(&id).expect("live");
         assert!(csrf_matches(&session, &session.csrf.clone()));
         assert!(!csrf_matches(&session, ""));
