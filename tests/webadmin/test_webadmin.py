@@ -457,3 +457,89 @@ def test_logout_ends_the_session(admin, cluster):
     # The old cookie is dead on the server too, not only forgotten by the browser.
     r = httpx.get(cluster.admin_url + '/admin/services', cookies={'shoal_session': cookie})
     assert r.status_code == 303 and r.headers['location'] == '/admin/login?next=%2Fadmin%2Fservices'
+
+
+# --- Team: users, roles, tokens, the audit trail -----------------------------------------
+
+def login_as(page, user, password):
+    page.goto('/admin/login')
+    page.fill('#username', user)
+    page.fill('#password', password)
+    page.click('button[type=submit]')
+    page.wait_for_url('**/admin/')
+
+
+def test_an_admin_adds_a_user_and_a_token_and_reads_the_audit(admin, cluster):
+    page = admin
+    nav(page, 'Team')
+    name = 'web-' + uuid.uuid4().hex[:6]
+    page.fill('#u-name', name)
+    page.select_option('#u-role', 'viewer')
+    page.fill('#u-pass', 'a-long-password-1')
+    page.click('[data-testid=user-form] button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'user {} added'.format(name))
+    until(lambda: page.url.endswith('/admin/team'), what='the team page URL after adding a user')
+    assert page.reload().status == 200
+    row = page.locator('tr[data-name="{}"]'.format(name))
+    row.locator('select').select_option('operator')
+    row.locator('button', has_text='Save').click()
+    expect_text(page, '[data-testid=notice]', '{} is now operator'.format(name))
+    users = {u['name']: u['role'] for u in cluster.api('GET', '/users').json()['users']}
+    assert users[name] == 'operator'
+    # A token for that user: shown once, then only its id.
+    page.fill('#tok-desc', 'browser test')
+    page.fill('#tok-exp', '1d')
+    page.fill('#tok-user', name)
+    page.click('[data-testid=token-form] button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'copy it now')
+    token = page.locator('[data-testid=new-token]').inner_text().strip()
+    assert token.startswith('shoal_'), token
+    r = httpx.get(cluster.admin_url + '/api/v1/services', headers={'authorization': 'Bearer ' + token})
+    assert r.status_code == 200
+    page.goto('/admin/team')
+    assert page.locator('[data-testid=new-token]').count() == 0
+    assert token not in page.content()
+    shot(page, 'team')
+    # The audit page shows those changes, by admin through the web.
+    nav(page, 'Audit')
+    page.fill('#a-kind', 'user')
+    page.click('form.inline button:text("Filter")')
+    expect_text(page, '[data-testid=audit]', name)
+    text = page.locator('[data-testid=audit]').inner_text()
+    assert 'web, 127.0.0.1' in text and 'role: viewer → operator' in text, text
+    shot(page, 'audit')
+    # Delete the user (confirmed): the token dies with it.
+    nav(page, 'Team')
+    page.locator('tr[data-name="{}"] button.danger'.format(name)).click()
+    expect_text(page, '[data-testid=notice]', 'user {} deleted'.format(name))
+    assert page.dialogs[-1].startswith('Delete the user {}'.format(name)), page.dialogs
+    r = httpx.get(cluster.admin_url + '/api/v1/services', headers={'authorization': 'Bearer ' + token})
+    assert r.status_code == 401
+
+
+def test_a_viewer_browses_every_page_but_changes_nothing(page, cluster):
+    name = 'view-' + uuid.uuid4().hex[:6]
+    r = cluster.api('POST', '/users', json={'name': name, 'role': 'viewer', 'password': 'a-long-password-2'})
+    assert r.status_code == 201, r.text
+    login_as(page, name, 'a-long-password-2')
+    assert page.locator('[data-testid=who]').inner_text() == '{} · viewer'.format(name)
+    # No Audit in the navigation; the page itself answers 403.
+    assert page.locator('nav a:text-is("Audit")').count() == 0
+    for path in ['/admin/', '/admin/services', '/admin/services/webadmin.greet', '/admin/deploy',
+                 '/admin/channels', '/admin/outgoing', '/admin/security', '/admin/jobs', '/admin/kvdb',
+                 '/admin/tail', '/admin/team']:
+        assert page.goto(path).status == 200, path
+    assert page.goto('/admin/audit').status == 403
+    assert 'needs the admin role' in page.content()
+    # An action: the API's 403, shown on the page; nothing ran.
+    page.goto('/admin/jobs')
+    runs = cluster.api('GET', '/jobs/nightly-greeting').json().get('runs')
+    page.locator('tr[data-name=nightly-greeting] button', has_text='Run now').click()
+    expect_text(page, '[data-testid=error]', 'needs the operator role; user {} has viewer'.format(name))
+    assert cluster.api('GET', '/jobs/nightly-greeting').json().get('runs') == runs
+    # Their own token, though, they may make.
+    page.goto('/admin/team')
+    assert page.locator('[data-testid=users]').count() == 0
+    page.click('[data-testid=token-form] button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'created for {}'.format(name))
+    cluster.api('DELETE', '/users/' + name)

@@ -17,6 +17,7 @@
 pub mod forms;
 mod pages;
 pub mod session;
+mod team;
 
 use std::time::Duration;
 

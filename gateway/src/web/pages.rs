@@ -22,6 +22,9 @@ use super::{Current, WebState, redirect, segment};
 pub struct Chrome {
     pub cluster: String,
     pub csrf: String,
+    /// Who is logged in, and their role now.
+    pub user: String,
+    pub role: crate::admin::users::Role,
     pub active: &'static str,
     pub notice: String,
     pub error: String,
@@ -38,11 +41,13 @@ const NAV: &[(&str, &str, &str)] = &[
     ("/admin/jobs", "Jobs", "jobs"),
     ("/admin/kvdb", "KVDB", "kvdb"),
     ("/admin/tail", "Live tail", "tail"),
+    ("/admin/team", "Team", "team"),
+    ("/admin/audit", "Audit", "audit"),
 ];
 
 impl Chrome {
     /// Shows what an API call did: `notice` when it succeeded, the API's message if not.
-    fn report(&mut self, a: &super::Answer, notice: impl FnOnce() -> String) {
+    pub(super) fn report(&mut self, a: &super::Answer, notice: impl FnOnce() -> String) {
         if a.ok() {
             self.notice = notice();
         } else {
@@ -50,15 +55,30 @@ impl Chrome {
         }
     }
 
+    /// The sections this user's role may open (the audit is an admin's).
     pub fn nav(&self) -> Vec<(&'static str, &'static str, &'static str)> {
-        NAV.to_vec()
+        NAV.iter()
+            .filter(|(_, _, key)| *key != "audit" || self.role == crate::admin::users::Role::Admin)
+            .copied()
+            .collect()
+    }
+
+    /// The role's name, for the header.
+    pub fn role_name(&self) -> &'static str {
+        self.role.as_str()
     }
 }
 
-fn chrome(state: &WebState, current: &Current, active: &'static str) -> Chrome {
+pub(super) fn chrome(state: &WebState, current: &Current, active: &'static str) -> Chrome {
     Chrome {
         cluster: state.options.cluster_name.clone(),
         csrf: current.session.csrf.clone(),
+        user: current.session.user.clone(),
+        role: state
+            .admin
+            .users
+            .role_of(&current.session.user)
+            .unwrap_or_default(),
         active,
         notice: String::new(),
         error: String::new(),
@@ -66,7 +86,7 @@ fn chrome(state: &WebState, current: &Current, active: &'static str) -> Chrome {
 }
 
 /// Renders a template with a status.
-fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+pub(super) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -81,7 +101,7 @@ fn render<T: Template>(status: StatusCode, page: &T) -> Response {
 }
 
 /// The status an API answer is shown with: its own when it failed.
-fn status_of(a: &super::Answer) -> StatusCode {
+pub(super) fn status_of(a: &super::Answer) -> StatusCode {
     if a.ok() { StatusCode::OK } else { a.status }
 }
 
@@ -122,7 +142,8 @@ pub fn routes() -> Router<WebState> {
         .route("/admin/kvdb/delete", post(kvdb_delete))
         .route("/admin/tail", get(tail))
         .route("/admin/tail/stream", get(tail_stream))
-        .route("/admin/calls/{cid}", get(call_page));
+        .route("/admin/calls/{cid}", get(call_page))
+        .merge(super::team::routes());
     for kind in KINDS {
         if kind.slug != "jobs" {
             r = r.route(
@@ -204,6 +225,7 @@ fn page_of(path: &str) -> Option<String> {
         ["deploy"] | ["deploy", "rollback"] => Some("/admin/deploy".into()),
         ["jobs", _, "run"] => Some("/admin/jobs".into()),
         ["kvdb", "set" | "delete"] => Some("/admin/kvdb".into()),
+        ["team", ..] => Some("/admin/team".into()),
         [kind, "save"] if *kind != "login" => Some(format!("/admin/{kind}")),
         [kind, _, "delete"] => Some(format!("/admin/{kind}")),
         _ => None,
@@ -267,7 +289,7 @@ async fn login_page(
     )
 }
 
-fn form_map(body: &[u8]) -> BTreeMap<String, String> {
+pub(super) fn form_map(body: &[u8]) -> BTreeMap<String, String> {
     form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -1668,7 +1690,7 @@ struct KvdbPage {
     set_expiry: String,
 }
 
-fn query_value(s: &str) -> String {
+pub(super) fn query_value(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
