@@ -6,6 +6,7 @@ import re
 import signal
 import time
 
+import httpx
 import pytest
 from conftest import until
 
@@ -127,6 +128,13 @@ def test_admin_verbs(client, tmp_path):
     client.kvdb.delete('client/key')
     with pytest.raises(NotFound):
         client.kvdb.get('client/key')
+    # Listing by prefix.
+    for k in ('client/list/b', 'client/list/a', 'client/other'):
+        client.kvdb.set(k, 'x')
+    assert client.kvdb.list('client/list/') == ['client/list/a', 'client/list/b']
+    assert client.kvdb.list('client/', limit=1) == ['client/list/a']
+    for k in ('client/list/b', 'client/list/a', 'client/other'):
+        client.kvdb.delete(k)
 
     # Deploy a module, invoke it, roll it back.
     module = tmp_path / 'client_deployed.py'
@@ -172,3 +180,37 @@ def test_a_retry_rides_through_a_restarted_gateway(client, cluster):
     assert r.json()['got'] == {'after': 'restart'}
     assert any(p != pid for p in cluster.gateway_pids())  # a new gateway answered
     cluster.wait_ready()
+
+
+def test_users_tokens_and_the_project_folder_password(cluster, monkeypatch):
+    """Another user's password, an API token (given or in SHOAL_TOKEN), and the password
+    file `shoal up` writes (DIR/.shoal/admin-password), as the CLI reads them."""
+    from shoal_client import Client
+    from shoal_client.errors import AuthError, ShoalError
+    admin = ('admin', cluster.password)
+    r = httpx.post(cluster.admin_url + '/api/v1/users', auth=admin,
+                   json={'name': 'client-op', 'role': 'operator', 'password': 'client-op-password'})
+    assert r.status_code == 201, r.text
+    try:
+        with Client(cluster.admin_url, user='client-op', password='client-op-password') as c:
+            assert c.invoke('client.echo', {'a': 1}).json()['got'] == {'a': 1}
+            with pytest.raises(ShoalError) as e:
+                c.channels.put('client-forbidden', {'type': 'http', 'service': 'client.echo',
+                                                    'url_path': '/client-forbidden'})
+            assert e.value.status == 403 and 'needs the admin role' in str(e.value)
+        token = httpx.post(cluster.admin_url + '/api/v1/tokens', auth=('client-op', 'client-op-password'),
+                           json={'description': 'client test'}).json()['token']
+        with Client(cluster.admin_url, token=token) as c:
+            assert c.kvdb.list('no-such-prefix/') == []
+        monkeypatch.setenv('SHOAL_TOKEN', token)
+        monkeypatch.delenv('SHOAL_ADMIN_PASSWORD', raising=False)
+        with Client(cluster.admin_url) as c:
+            assert any(s['name'] == 'client.echo' for s in c.services.list())
+        monkeypatch.delenv('SHOAL_TOKEN')
+        with Client(cluster.admin_url, dir=str(cluster.dir)) as c:
+            assert any(s['name'] == 'client.echo' for s in c.services.list())
+        monkeypatch.chdir(cluster.dir.parent)
+        with pytest.raises(AuthError):
+            Client(cluster.admin_url)
+    finally:
+        httpx.delete(cluster.admin_url + '/api/v1/users/client-op', auth=admin)

@@ -135,14 +135,37 @@ def channel_url(url: Optional[str]) -> str:
     return url or os.environ.get('SHOAL_CHANNEL_URL') or DEFAULT_CHANNEL_URL
 
 
-def admin_password(password: Optional[str]) -> str:
-    """The given password, else ``SHOAL_ADMIN_PASSWORD``."""
+def admin_password(password: Optional[str], dir: Optional[str] = None, user: str = 'admin') -> str:
+    """The given password, else the environment's — ``SHOAL_ADMIN_PASSWORD`` for the
+    bootstrap ``admin``, ``SHOAL_PASSWORD`` for another user — else, for ``admin``, the file
+    ``shoal up`` writes: ``DIR/.shoal/admin-password`` (``dir``, else ``$SHOAL_DIR``, else
+    the current folder), as the CLI reads them."""
     if password:
         return password
-    env = os.environ.get('SHOAL_ADMIN_PASSWORD')
+    env = os.environ.get('SHOAL_ADMIN_PASSWORD' if user == 'admin' else 'SHOAL_PASSWORD')
     if env:
         return env
-    raise AuthError('no admin password: pass password= or set SHOAL_ADMIN_PASSWORD')
+    if user == 'admin':
+        path = os.path.join(dir or os.environ.get('SHOAL_DIR') or '.', '.shoal', 'admin-password')
+        try:
+            with open(path, encoding='utf-8') as f:
+                text = f.read().strip()
+            if text:
+                return text
+        except OSError:
+            pass
+        raise AuthError('no admin password: pass password= or token=, set SHOAL_ADMIN_PASSWORD '
+                        'or SHOAL_TOKEN, or run where `shoal up` runs (its .shoal/admin-password)')
+    raise AuthError('no password for user {}: pass password= or set SHOAL_PASSWORD'.format(user))
+
+
+def admin_credentials(user: str, password: Optional[str], token: Optional[str],
+                      dir: Optional[str]) -> Tuple[Optional[Auth], Optional[str]]:
+    """(Basic Auth, None) or (None, API token): a token given or in ``SHOAL_TOKEN`` wins."""
+    tok = token or os.environ.get('SHOAL_TOKEN')
+    if tok and not password:
+        return None, tok.strip()
+    return (user, admin_password(password, dir, user)), None
 
 
 def encode_payload(payload: JSON) -> Optional[bytes]:
@@ -230,9 +253,10 @@ def seg(name: str) -> str:
 class Admin:
     """Builds the admin API's operations (``/api/v1/...``) for one base URL."""
 
-    def __init__(self, base: str, auth: Auth) -> None:
+    def __init__(self, base: str, auth: Optional[Auth], token: Optional[str] = None) -> None:
         self.base = base.rstrip('/') + '/api/v1/'
         self.auth = auth
+        self.token = token
 
     def spec(self, method: str, path: str, body: JSON = None, *, idempotent: bool = False,
              params: Optional[Dict[str, str]] = None, raw: Optional[bytes] = None,
@@ -241,6 +265,8 @@ class Admin:
         h = {'accept': 'application/json'}
         if content is not None:
             h['content-type'] = 'application/json'
+        if self.token:
+            h['authorization'] = 'Bearer ' + self.token
         h.update(headers or {})
         return Spec(method, self.base + path, content=content, headers=h, params=params,
                     auth=self.auth, idempotent=idempotent, timeout=timeout)
@@ -281,6 +307,20 @@ def json_object(r: httpx.Response) -> Dict[str, Any]:
     if not isinstance(v, dict):
         raise ServiceError('unexpected answer from {}: not a JSON object'.format(r.url))
     return v
+
+
+def kvdb_keys(r: httpx.Response) -> List[str]:
+    """The keys of a ``GET /kvdb`` answer."""
+    keys = json_object(r).get('keys')
+    if not isinstance(keys, list):
+        raise ServiceError('unexpected answer from {}: no list of keys'.format(r.url))
+    return [str(k) for k in keys]
+
+
+def kvdb_list(admin: 'Admin', prefix: str, limit: int) -> 'Op[List[str]]':
+    """The operation listing keys that start with ``prefix`` (at most ``limit``, sorted)."""
+    return Op(admin.spec('GET', 'kvdb', idempotent=True,
+                         params={'prefix': prefix, 'limit': str(limit)}), kvdb_keys)
 
 
 def kvdb_value(v: Dict[str, Any]) -> Union[str, bytes]:

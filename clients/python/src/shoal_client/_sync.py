@@ -19,9 +19,11 @@ FileArg = Union[str, 'os.PathLike[str]', Tuple[str, str]]
 class Client:
     """A Shoal cluster, through its admin API (``admin_url``, else ``$SHOAL_ADMIN_URL``, else
     http://127.0.0.1:11225) and its HTTP channels (``channel_url``, else
-    ``$SHOAL_CHANNEL_URL``, else http://127.0.0.1:11223); the password is ``password``, else
-    ``$SHOAL_ADMIN_PASSWORD``. Thread-safe; reuse one (it pools connections); close it, or use it
-    as a context manager.
+    ``$SHOAL_CHANNEL_URL``, else http://127.0.0.1:11223); as ``user`` (the bootstrap ``admin`` by
+    default) with ``password``, else ``$SHOAL_ADMIN_PASSWORD`` (another user:
+    ``$SHOAL_PASSWORD``), else ``DIR/.shoal/admin-password`` (``dir``, else ``$SHOAL_DIR``,
+    else the current folder) — or with an API token (``token``, else ``$SHOAL_TOKEN``).
+    Thread-safe; reuse one (it pools connections); close it, or use it as a context manager.
 
     >>> with Client(password='...') as shoal:
     ...     shoal.invoke('hello.say-hello', {'name': 'you'}).json()
@@ -33,6 +35,8 @@ class Client:
         *,
         password: Optional[str] = None,
         user: str = 'admin',
+        token: Optional[str] = None,
+        dir: Optional[str] = None,
         channel_url: Optional[str] = None,
         timeout: Union[float, httpx.Timeout] = _core.DEFAULT_TIMEOUT,
         verify: bool = True,
@@ -42,7 +46,8 @@ class Client:
         invoke_retry: Retry = _core.NO_RETRY,
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
-        self._admin = _core.Admin(_core.admin_url(admin_url), (user, _core.admin_password(password)))
+        self._admin = _core.Admin(_core.admin_url(admin_url),
+                                  *_core.admin_credentials(user, password, token, dir))
         self.channel_url = _core.channel_url(channel_url)
         self.read_retry = read_retry
         self.invoke_retry = invoke_retry
@@ -245,3 +250,7 @@ class KVDB:
 
     def delete(self, key: str) -> None:
         self._c._run(self._c._admin.write('DELETE', 'kvdb/' + _core.seg(key)))
+
+    def list(self, prefix: str = '', *, limit: int = 100) -> List[str]:
+        """Keys that start with ``prefix``, sorted (at most ``limit``: 1 to 1000)."""
+        return self._c._run(_core.kvdb_list(self._c._admin, prefix, limit))
