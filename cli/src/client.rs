@@ -295,8 +295,13 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// Reads a `shoal apply` file (`${VAR}` from the environment), checks it, and sends it to
-/// the admin API. Returns the report, one line per outcome.
-pub async fn apply_file(admin: &Admin, file: &std::path::Path, prune: bool) -> Result<String> {
+/// the admin API (`dry_run`: only to ask what would change). Returns the API's answer.
+pub async fn apply_doc(
+    admin: &Admin,
+    file: &std::path::Path,
+    prune: bool,
+    dry_run: bool,
+) -> Result<Value> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| CliError::Input(format!("cannot read {}: {e}", file.display())))?;
     let text = shoal_common::objects::substitute_env(&text, |k| std::env::var(k).ok())
@@ -304,13 +309,21 @@ pub async fn apply_file(admin: &Admin, file: &std::path::Path, prune: bool) -> R
     // Parse here first, so a mistake is reported with its line and the key's name.
     let doc: shoal_common::objects::ApplyDoc = serde_yaml::from_str(&text)
         .map_err(|e| CliError::Input(format!("{}: {e}", file.display())))?;
-    let v = admin
+    let path = format!(
+        "apply?prune={prune}{}",
+        if dry_run { "&dry_run=true" } else { "" }
+    );
+    admin
         .call(
             reqwest::Method::POST,
-            if prune { "apply?prune=true" } else { "apply" },
+            &path,
             Some(serde_json::to_vec(&doc)?),
         )
-        .await?;
+        .await
+}
+
+/// An apply answer as lines: `created: a, b`, then `updated: ...` and so on.
+pub fn apply_report(v: &Value) -> String {
     let mut report = String::new();
     for what in ["created", "updated", "unchanged", "deleted"] {
         let items: Vec<&str> = v[what]
@@ -321,5 +334,11 @@ pub async fn apply_file(admin: &Admin, file: &std::path::Path, prune: bool) -> R
             report.push_str(&format!("{what}: {}\n", items.join(", ")));
         }
     }
-    Ok(report)
+    report
+}
+
+/// Reads a `shoal apply` file, checks it, and applies it. Returns the report, one line per
+/// outcome.
+pub async fn apply_file(admin: &Admin, file: &std::path::Path, prune: bool) -> Result<String> {
+    Ok(apply_report(&apply_doc(admin, file, prune, false).await?))
 }

@@ -60,8 +60,11 @@ pub enum Command {
     /// Create or update security definitions, channels, outgoing connections and jobs from
     /// a YAML file (idempotent; ${VAR} values come from the environment).
     Apply(cmd::apply::ApplyArgs),
+    /// What `shoal apply -f FILE` would change, object by object and field by field
+    /// (secrets masked); exit 0: nothing, 1: changes.
+    Diff(cmd::apply::DiffArgs),
     /// Print every security definition, channel, outgoing connection and job as `shoal
-    /// apply` takes them, without secrets.
+    /// apply` takes them, without secrets (YAML; -o json for JSON).
     Export,
     /// List scheduler jobs with their last and next run and last result, or run one now.
     Jobs {
@@ -71,6 +74,19 @@ pub enum Command {
     /// Deploy Python modules to every executor (validated first; the old version keeps
     /// serving if a module does not import), or roll one back.
     Deploy(cmd::deploy::DeployArgs),
+    /// The cluster's key/value store: get, set, del, list.
+    Kvdb {
+        #[command(subcommand)]
+        action: cmd::kvdb::KvdbAction,
+    },
+    /// List the objects of a kind (channels, outgoing, security, jobs, services, users,
+    /// tokens), or one by name.
+    Get(cmd::get::GetArgs),
+    /// One object in full (YAML; -o json for JSON): a channel, connection, security
+    /// definition, job, service or module.
+    Describe(cmd::get::NameArgs),
+    /// Delete one object: a channel, connection, security definition, job, user or token.
+    Delete(cmd::get::NameArgs),
     /// Follow the gateway's live request tail: one line per call, as it happens (its own
     /// refusals included, with their reason; --failed for the failed ones only).
     Logs(cmd::logs::LogsArgs),
@@ -120,10 +136,15 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Channels => cmd::objects::run(admin, format, cmd::objects::Kind::Channels).await,
         Command::Outgoing => cmd::objects::run(admin, format, cmd::objects::Kind::Outgoing).await,
         Command::Security => cmd::objects::run(admin, format, cmd::objects::Kind::Security).await,
-        Command::Apply(args) => cmd::apply::apply(admin, args).await,
-        Command::Export => cmd::apply::export(admin).await,
+        Command::Apply(args) => cmd::apply::apply(admin, format, args).await,
+        Command::Diff(args) => cmd::apply::diff(admin, format, args).await,
+        Command::Export => cmd::apply::export(admin, format).await,
         Command::Jobs { action } => cmd::jobs::run(admin, format, action).await,
-        Command::Deploy(args) => cmd::deploy::run(admin, args).await,
+        Command::Deploy(args) => cmd::deploy::run(admin, format, args).await,
+        Command::Kvdb { action } => cmd::kvdb::run(admin, format, action).await,
+        Command::Get(args) => cmd::get::get(admin, format, args).await,
+        Command::Describe(args) => cmd::get::describe(admin, format, args).await,
+        Command::Delete(args) => cmd::get::delete(admin, format, args).await,
         Command::Logs(args) => cmd::logs::run(admin, format, args).await,
         Command::Call(args) => cmd::call::run(admin, format, args).await,
         Command::ImportZato(args) => cmd::import_zato::run(admin, args).await,

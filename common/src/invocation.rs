@@ -113,6 +113,15 @@ impl Invocation {
     }
 }
 
+/// Whether `cid` is a correlation id a caller may give (`X-Shoal-Cid`, `--cid`): 1 to 64
+/// letters, digits, `-`, `_`, `.` or `:`.
+pub fn valid_cid(cid: &str) -> bool {
+    (1..=64).contains(&cid.len())
+        && cid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

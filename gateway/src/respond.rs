@@ -96,11 +96,7 @@ pub fn cid_from(headers: &http::HeaderMap) -> String {
     headers
         .get(CID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            (1..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
+        .filter(|v| shoal_common::invocation::valid_cid(v))
         .map_or_else(new_cid, str::to_owned)
 }
 

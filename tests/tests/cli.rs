@@ -405,3 +405,147 @@ async fn colours_and_progress_on_a_terminal_only() {
         "{out}{err}"
     );
 }
+
+/// The verbs a kubectl user expects: `get`/`describe`/`delete` for every kind, `apply
+/// --dry-run` and `diff` on a changed file, `-o json` parsed from every listing verb,
+/// `kvdb get|set|del|list`, `deploy --history`, and invalid input refused, never replaced.
+#[tokio::test]
+async fn kubectl_like_verbs_dry_runs_and_diffs() {
+    let c = Cluster::start(&[&examples_dir().join("hello.py")], 1, &[]).await;
+    let run = |args: Vec<String>, stdin: Option<&'static str>| {
+        let (url, pw) = (c.admin_url.clone(), c.password.clone());
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            shoal(&url, &pw, &args, stdin).await
+        }
+    };
+    let sv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let file = c.dir.path().join("team.yaml");
+    let write = |service: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "security:\n  - {{name: k-key, type: apikey, header: X-Key, key: k-0123456789}}\n\
+                 channels:\n  - {{name: k-chan, type: http, service: {service}, url_path: /k}}\n\
+                 jobs:\n  - {{name: k-job, type: interval, hours: 1, service: hello.say-hello, is_active: false}}\n"
+            ),
+        )
+        .expect("write");
+    };
+    let f = file.display().to_string();
+    write("hello.say-hello");
+    // A dry run changes nothing and says what would be created.
+    let (code, out, err) = run(sv(&["apply", "-f", &f, "--dry-run"]), None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("+ channels/k-chan (create)") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    let (code, _, _) = run(sv(&["get", "channel", "k-chan"]), None).await;
+    assert_eq!(code, 2, "the dry run created nothing");
+    let (code, out, _) = run(sv(&["diff", "-f", &f]), None).await;
+    assert_eq!(code, 1, "diff exits 1 when there are changes: {out}");
+    assert_eq!(run(sv(&["apply", "-f", &f]), None).await.0, 0);
+    let (code, out, _) = run(sv(&["diff", "-f", &f]), None).await;
+    assert_eq!((code, out.trim()), (0, "no changes"));
+    // A changed file: the diff names the field, before and after; secrets never show.
+    write("hello.echo");
+    let (code, out, _) = run(sv(&["diff", "-f", &f]), None).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("~ channels/k-chan (update)")
+            && out.contains("service: \"hello.say-hello\" -> \"hello.echo\""),
+        "{out}"
+    );
+    assert!(!out.contains("k-0123456789"), "a secret in the diff: {out}");
+    let (code, out, _) = run(sv(&["diff", "-f", &f, "-o", "json"]), None).await;
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).expect("JSON diff");
+    assert_eq!(v["updated"], serde_json::json!(["channels/k-chan"]));
+    assert_eq!(v["dry_run"], true);
+    // -o json from every listing verb.
+    for verb in [
+        vec!["get", "channels"],
+        vec!["get", "outgoing"],
+        vec!["get", "security"],
+        vec!["get", "jobs"],
+        vec!["get", "services"],
+        vec!["get", "modules"],
+        vec!["get", "users"],
+        vec!["get", "tokens"],
+        vec!["channels"],
+        vec!["jobs"],
+        vec!["services"],
+        vec!["users"],
+        vec!["audit"],
+        vec!["status"],
+        vec!["export"],
+        vec!["kvdb", "list"],
+        vec!["deploy", "--history", "hello"],
+    ] {
+        let mut args = sv(&verb);
+        args.extend(sv(&["-o", "json"]));
+        let (code, out, err) = run(args, None).await;
+        assert!(code == 0, "{verb:?}: {err}");
+        assert!(
+            serde_json::from_str::<Value>(&out).is_ok(),
+            "{verb:?} -o json: {out}"
+        );
+    }
+    // describe, as YAML and JSON; delete.
+    let (code, out, _) = run(sv(&["describe", "channel", "k-chan"]), None).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("url_path: /k"), "{out}");
+    let (_, out, _) = run(sv(&["describe", "security", "k-key", "-o", "json"]), None).await;
+    let sec: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(sec["header"], "X-Key");
+    assert!(!out.contains("k-0123456789"), "a secret described: {out}");
+    let (code, out, _) = run(sv(&["describe", "user", "admin", "-o", "json"]), None).await;
+    assert_eq!(code, 0, "{out}");
+    for (kind, name) in [
+        ("channel", "k-chan"),
+        ("job", "k-job"),
+        ("security", "k-key"),
+    ] {
+        let (code, _, err) = run(sv(&["delete", kind, name]), None).await;
+        assert_eq!(code, 0, "delete {kind}: {err}");
+        assert_eq!(
+            run(sv(&["get", kind, name]), None).await.0,
+            2,
+            "{kind} gone"
+        );
+    }
+    let (code, _, err) = run(sv(&["get", "gizmo"]), None).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown kind 'gizmo'"), "{err}");
+    // The KVDB.
+    assert_eq!(run(sv(&["kvdb", "set", "cli/a", "1"]), None).await.0, 0);
+    assert_eq!(
+        run(
+            sv(&["kvdb", "set", "cli/b", "-", "--expiry", "60"]),
+            Some("two")
+        )
+        .await
+        .0,
+        0
+    );
+    let (_, out, _) = run(sv(&["kvdb", "get", "cli/b"]), None).await;
+    assert_eq!(out.trim(), "two");
+    let (_, out, _) = run(sv(&["kvdb", "list", "cli/", "-o", "json"]), None).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).expect("JSON"),
+        serde_json::json!(["cli/a", "cli/b"])
+    );
+    assert_eq!(run(sv(&["kvdb", "del", "cli/a"]), None).await.0, 0);
+    assert_eq!(run(sv(&["kvdb", "get", "cli/a"]), None).await.0, 2);
+    // Invalid input refused, never replaced.
+    let (code, _, err) = run(
+        sv(&["invoke", "hello.say-hello", "--cid", "no spaces allowed"]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid --cid"), "{err}");
+    let (code, _, _) = run(sv(&["kvdb", "set", "cli/c", "x", "--expiry", "0"]), None).await;
+    assert_eq!(code, 2);
+}

@@ -61,6 +61,13 @@ fn payload(data: Option<&str>) -> Result<Option<String>> {
 }
 
 pub async fn run(args: &AdminArgs, a: InvokeArgs) -> Result<i32> {
+    if let Some(cid) = &a.cid
+        && !shoal_common::invocation::valid_cid(cid)
+    {
+        return Err(crate::error::CliError::Input(format!(
+            "invalid --cid {cid:?}: 1 to 64 letters, digits, '-', '_', '.' or ':'"
+        )));
+    }
     let body = payload(a.data.as_deref())?;
     let admin = Admin::new(args)?;
     let path = format!("services/{}/invoke", urlencode(&a.service));

@@ -321,7 +321,9 @@ pub async fn authorize(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let needed = users::required(&method, &path);
-    let audit = audited(&method, &path);
+    // A dry run changes nothing: not recorded (its role check still holds).
+    let audit = audited(&method, &path)
+        && !(path == "/apply" && crate::admin::objects::is_dry_run(req.uri().query()));
     let target = audit.then(|| Target::of(&method, &path));
     let base = |status: u16, result: &str, message: String| AuditRecord {
         id: String::new(),

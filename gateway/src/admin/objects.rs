@@ -301,22 +301,49 @@ pub(crate) fn query_params(
     Ok(out)
 }
 
+/// A stored record of any kind `apply` writes, as the API shows it (secrets masked).
+fn show_stored(key: &str, bytes: &[u8]) -> Option<serde_json::Value> {
+    let kind = match key.split('/').next() {
+        Some("security") => &SECURITY,
+        Some("outgoing") => &OUTGOING,
+        Some("channels") => &CHANNELS,
+        Some("jobs") => &crate::admin::jobs::JOBS,
+        _ => return None,
+    };
+    (kind.show)(bytes)
+}
+
+/// Whether `raw` (a query string) asks for a dry run (`dry_run=true`).
+pub fn is_dry_run(raw: Option<&str>) -> bool {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .any(|(k, v)| k == "dry_run" && (v == "true" || v == "1"))
+}
+
 /// `POST /api/v1/apply`: the `shoal apply` document as JSON; idempotent; objects not in
-/// the document are left alone, unless `?prune=true`, which deletes them.
+/// the document are left alone, unless `?prune=true`, which deletes them. The answer
+/// lists what was `created`, `updated`, `unchanged` and `deleted`, and under `changes`
+/// each changed object's fields before and after (secrets masked). With `?dry_run=true`
+/// nothing is written: the answer says what would change.
 pub async fn apply(
     State(state): State<AdminState>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     body: Bytes,
 ) -> Response {
     let mut prune_requested = false;
-    match query_params(raw.as_deref(), &["prune"]) {
+    let mut dry_run = false;
+    match query_params(raw.as_deref(), &["prune", "dry_run"]) {
         Ok(params) => {
-            for (_, v) in params {
-                prune_requested = match v.as_str() {
+            for (k, v) in params {
+                let flag = match v.as_str() {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    other => return bad(format!("prune must be true or false, not '{other}'")),
+                    other => return bad(format!("{k} must be true or false, not '{other}'")),
                 };
+                if k == "prune" {
+                    prune_requested = flag;
+                } else {
+                    dry_run = flag;
+                }
             }
         }
         Err(e) => return bad(e),
@@ -383,6 +410,29 @@ pub async fn apply(
             .collect();
         prune.sort();
     }
+    // What is stored now, by key, to say what changes.
+    let mut before: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+    for (n, x) in &security {
+        before.insert(
+            format!("security/{n}"),
+            serde_json::to_vec(x).unwrap_or_default(),
+        );
+    }
+    for (n, x) in &outgoing {
+        before.insert(
+            format!("outgoing/{n}"),
+            serde_json::to_vec(x).unwrap_or_default(),
+        );
+    }
+    for (n, x) in &channels {
+        before.insert(
+            format!("channels/{n}"),
+            serde_json::to_vec(x).unwrap_or_default(),
+        );
+    }
+    for (n, x) in &jobs {
+        before.insert(jobs::def_key(n), serde_json::to_vec(x).unwrap_or_default());
+    }
     // Every change of the document is written in one transaction, so the gateways see
     // the new configuration at once, never half of it.
     let mut report = serde_json::Map::new();
@@ -438,6 +488,26 @@ pub async fn apply(
         }
         push(&mut report, what, key);
     }
+    let mut changes = serde_json::Map::new();
+    let old = |k: &str| before.get(k).and_then(|b| show_stored(k, b));
+    for (key, bytes) in &writes {
+        let diff = crate::admin::audit::diff(old(key).as_ref(), show_stored(key, bytes).as_ref());
+        changes.insert(key.clone(), json!(diff));
+    }
+    for key in &prune {
+        changes.insert(
+            key.clone(),
+            json!(crate::admin::audit::diff(old(key).as_ref(), None)),
+        );
+    }
+    if dry_run {
+        for key in prune {
+            push(&mut report, "deleted", key);
+        }
+        report.insert("changes".into(), serde_json::Value::Object(changes));
+        report.insert("dry_run".into(), json!(true));
+        return Json(serde_json::Value::Object(report)).into_response();
+    }
     if let Err(e) = state.store.put_many(writes).await {
         return store_err(e);
     }
@@ -451,6 +521,7 @@ pub async fn apply(
         }
         push(&mut report, "deleted", key);
     }
+    report.insert("changes".into(), serde_json::Value::Object(changes));
     Json(serde_json::Value::Object(report)).into_response()
 }
 
