@@ -12,31 +12,24 @@ use crate::error::{CliError, Result};
 /// Where the admin API is and how to log in (global flags of every verb).
 #[derive(Debug, Clone, clap::Args)]
 pub struct AdminArgs {
-    /// Admin API base URL.
-    #[arg(
-        long,
-        global = true,
-        env = "SHOAL_ADMIN_URL",
-        default_value = "http://127.0.0.1:11225"
-    )]
-    pub admin_url: String,
+    /// Admin API base URL (default: the context's, else http://127.0.0.1:11225).
+    #[arg(long, global = true, env = "SHOAL_ADMIN_URL")]
+    pub admin_url: Option<String>,
+    /// The context to use (`shoal config get-contexts`); default: the current one.
+    #[arg(long, global = true, env = "SHOAL_CONTEXT")]
+    pub context: Option<String>,
     /// Project folder whose .shoal/admin-password is used when SHOAL_ADMIN_PASSWORD is unset.
     #[arg(long, global = true, env = "SHOAL_DIR", default_value = ".")]
     pub dir: PathBuf,
     /// CA certificate (PEM) to trust for an https:// admin URL (besides the public roots).
     #[arg(long, global = true, env = "SHOAL_ADMIN_CA", value_name = "FILE")]
     pub admin_ca: Option<PathBuf>,
-    /// The user to log in as: the bootstrap `admin` (its password: SHOAL_ADMIN_PASSWORD or
-    /// DIR/.shoal/admin-password) or a user of `shoal users` (its password: SHOAL_PASSWORD).
-    /// An API token in SHOAL_TOKEN (or --token-file) is used instead when given.
-    #[arg(
-        long = "login",
-        global = true,
-        env = "SHOAL_USER",
-        default_value = "admin",
-        value_name = "USER"
-    )]
-    pub login: String,
+    /// The user to log in as (default: the context's, else the bootstrap `admin`, whose
+    /// password is SHOAL_ADMIN_PASSWORD or DIR/.shoal/admin-password); another user's
+    /// password: SHOAL_PASSWORD. An API token in SHOAL_TOKEN (or --token-file) is used
+    /// instead when given.
+    #[arg(long = "login", global = true, env = "SHOAL_USER", value_name = "USER")]
+    pub login: Option<String>,
     /// File holding an API token (`shoal tokens create`); SHOAL_TOKEN holds one too.
     #[arg(long, global = true, env = "SHOAL_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -60,40 +53,69 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The admin API's URL when neither a flag nor a context names one.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:11225";
+
 impl AdminArgs {
-    /// The credentials the flags and the environment lead to: a token (SHOAL_TOKEN or
-    /// --token-file), else the user's password.
-    pub fn credentials(&self) -> Result<Credentials> {
+    /// The context these flags use (`--context`, else the current one), unless a flag or
+    /// variable names the admin URL.
+    pub fn context(&self) -> Result<Option<crate::context::Context>> {
+        if self.admin_url.is_some() && self.context.is_none() {
+            return Ok(None);
+        }
+        crate::context::Config::load()?.chosen(self.context.as_deref())
+    }
+
+    /// The admin API's URL: the flag or `SHOAL_ADMIN_URL`, else the context's, else the
+    /// default.
+    pub fn url(&self, ctx: Option<&crate::context::Context>) -> String {
+        self.admin_url
+            .clone()
+            .or_else(|| ctx.map(|c| c.admin_url.clone()))
+            .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned())
+    }
+
+    /// The credentials the flags, the environment and the context lead to: a token
+    /// (SHOAL_TOKEN or --token-file, else the context's token file), else the user's
+    /// password (the environment's, else the context's password file, else — for
+    /// `admin` — DIR/.shoal/admin-password).
+    pub fn credentials(&self, ctx: Option<&crate::context::Context>) -> Result<Credentials> {
         if let Some(f) = &self.token_file {
-            let t = std::fs::read_to_string(f).map_err(|e| {
-                CliError::Input(format!("cannot read the token file {}: {e}", f.display()))
-            })?;
-            let t = t.trim();
-            if t.is_empty() {
-                return Err(CliError::Input(format!(
-                    "the token file {} is empty",
-                    f.display()
-                )));
-            }
-            return Ok(Credentials::Token(t.to_owned()));
+            return Ok(Credentials::Token(crate::context::read_secret(f)?));
         }
         if let Ok(t) = std::env::var("SHOAL_TOKEN")
             && !t.trim().is_empty()
         {
             return Ok(Credentials::Token(t.trim().to_owned()));
         }
-        let password = if self.login == "admin" {
-            crate::password::read(&self.dir)
+        let user = self
+            .login
+            .clone()
+            .or_else(|| ctx.and_then(|c| c.user.clone()))
+            .unwrap_or_else(|| "admin".into());
+        // The context's way in, unless the user was changed on the command line.
+        let ctx = ctx.filter(|c| c.user.as_deref().unwrap_or("admin") == user);
+        if self.login.is_none()
+            && let Some(f) = ctx.and_then(|c| c.token_file.as_ref())
+        {
+            return Ok(Credentials::Token(crate::context::read_secret(f)?));
+        }
+        let env = std::env::var(if user == "admin" {
+            "SHOAL_ADMIN_PASSWORD"
         } else {
-            std::env::var("SHOAL_PASSWORD")
-                .ok()
-                .filter(|p| !p.is_empty())
-        };
-        let password = password.ok_or(CliError::NoPassword)?;
-        Ok(Credentials::Password {
-            user: self.login.clone(),
-            password,
+            "SHOAL_PASSWORD"
         })
+        .ok()
+        .filter(|p| !p.is_empty());
+        let password = match (env, ctx.and_then(|c| c.password_file.as_ref())) {
+            (Some(p), _) => p,
+            (None, Some(f)) => crate::context::read_secret(f)?,
+            (None, None) if user == "admin" => {
+                crate::password::read(&self.dir).ok_or(CliError::NoPassword)?
+            }
+            (None, None) => return Err(CliError::NoPassword),
+        };
+        Ok(Credentials::Password { user, password })
     }
 }
 
@@ -158,12 +180,18 @@ impl Admin {
         Admin::with_ca(base, password, None)
     }
 
-    /// A client for the flags' admin URL with the credentials they lead to.
+    /// A client for the admin URL the flags (or the context) lead to, with their
+    /// credentials.
     pub fn new(args: &AdminArgs) -> Result<Admin> {
+        let ctx = args.context()?;
+        let ca = args
+            .admin_ca
+            .clone()
+            .or_else(|| ctx.as_ref().and_then(|c| c.ca.clone()));
         Admin::with_credentials(
-            &args.admin_url,
-            args.credentials()?,
-            args.admin_ca.as_deref(),
+            &args.url(ctx.as_ref()),
+            args.credentials(ctx.as_ref())?,
+            ca.as_deref(),
         )
     }
 

@@ -14,6 +14,7 @@
 pub mod output;
 pub mod client;
 pub mod cmd;
+pub mod context;
 pub mod error;
 pub mod password;
 pub mod zato_import;
@@ -119,6 +120,12 @@ pub enum Command {
     },
     /// The audit trail: every change, who made it, from where, what changed, the result.
     Audit(cmd::users::AuditArgs),
+    /// The clusters this CLI knows (contexts; `shoal up` adds its own): get-contexts,
+    /// current-context, use-context, set-context, delete-context.
+    Config {
+        #[command(subcommand)]
+        action: crate::context::ConfigAction,
+    },
     /// Print a shell completion script: `shoal completions bash > /etc/bash_completion.d/shoal`.
     Completions(cmd::completions::CompletionsArgs),
 }
@@ -152,6 +159,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Configmap(args) => cmd::configmap::run(args),
         Command::TlsSecret(args) => cmd::tls_secret::run(args),
         Command::Completions(args) => cmd::completions::run(args),
+        Command::Config { action } => crate::context::run(format, action),
         Command::Users { action } => cmd::users::users(admin, format, action).await,
         Command::Tokens { action } => cmd::users::tokens(admin, format, action).await,
         Command::Audit(args) => cmd::users::audit(admin, format, args).await,

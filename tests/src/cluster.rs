@@ -131,7 +131,13 @@ impl Cluster {
         if fused_suite() && !args.contains(&"--fused") {
             args.push("--fused");
         }
+        // The CLI's contexts (which `shoal up` writes) in the cluster's own folder unless
+        // the test names a file: tests never touch the user's ~/.config/shoal.
+        let own_config = dir.path().join("cli-config.yaml").display().to_string();
         let mut envs = vec![("SHOAL_ADMIN_PASSWORD", "test-password-1")];
+        if !env.iter().any(|(k, _)| *k == "SHOAL_CLI_CONFIG") {
+            envs.push(("SHOAL_CLI_CONFIG", own_config.as_str()));
+        }
         envs.extend_from_slice(env);
         let proc = Proc::spawn_path(&shoal, &args, &envs);
         let up = (

@@ -549,3 +549,106 @@ async fn kubectl_like_verbs_dry_runs_and_diffs() {
     let (code, _, _) = run(sv(&["kvdb", "set", "cli/c", "x", "--expiry", "0"]), None).await;
     assert_eq!(code, 2);
 }
+
+/// `shoal up` on non-default ports writes its context and makes it current: every verb
+/// then reaches that cluster from another folder with no flag and no variable; contexts
+/// are listed, switched and refused by name; a flag still wins.
+#[tokio::test]
+async fn contexts_reach_a_cluster_on_other_ports_with_no_flags() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let cfg = home.path().join("shoal-config.yaml");
+    let cfg_s = cfg.display().to_string();
+    let c = Cluster::start_env(
+        &[&examples_dir().join("hello.py")],
+        1,
+        &[],
+        None,
+        &[("SHOAL_CLI_CONFIG", cfg_s.as_str())],
+    )
+    .await;
+    assert!(!c.admin_url.ends_with(":11225"), "a non-default port");
+    let text = shoal_tests::eventually(Duration::from_secs(30), "the context written", || {
+        let cfg = cfg.clone();
+        async move {
+            std::fs::read_to_string(&cfg)
+                .ok()
+                .filter(|t| t.contains("current-context"))
+        }
+    })
+    .await;
+    assert!(
+        text.contains(c.admin_url.trim_start_matches("http://")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&c.password),
+        "the password itself is never in the file"
+    );
+    let bare = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (cfg, cwd) = (cfg_s.clone(), home.path().to_path_buf());
+        async move {
+            let out = tokio::process::Command::new(shoal_tests::bin("shoal"))
+                .args(&args)
+                .current_dir(cwd)
+                .env_remove("SHOAL_ADMIN_URL")
+                .env_remove("SHOAL_ADMIN_PASSWORD")
+                .env_remove("SHOAL_TOKEN")
+                .env("SHOAL_CLI_CONFIG", cfg)
+                .output()
+                .await
+                .expect("shoal");
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, out, err) = bare(&["services", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("hello.say-hello"), "{out}");
+    let (code, out, _) = bare(&["config", "get-contexts", "-o", "json"]).await;
+    assert_eq!(code, 0);
+    let list: Value = serde_json::from_str(&out).expect("JSON");
+    let name = list[0]["name"].as_str().expect("a context").to_owned();
+    let (_, cur, _) = bare(&["config", "current-context"]).await;
+    assert_eq!(cur.trim(), name);
+    // A second context, pointing nowhere: switching to it is what the verbs follow.
+    let (code, _, err) = bare(&[
+        "config",
+        "set-context",
+        "elsewhere",
+        "--admin-url",
+        "http://127.0.0.1:9",
+        "--password-file",
+        "/nonexistent",
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(bare(&["config", "use-context", "elsewhere"]).await.0, 0);
+    let (code, _, err) = bare(&["services"]).await;
+    assert_ne!(code, 0, "the other context's cluster is not there");
+    assert!(
+        err.contains("/nonexistent") || err.contains("cannot reach"),
+        "{err}"
+    );
+    // --context picks one for a single call; an unknown one is refused, naming the known.
+    let (code, _, err) = bare(&["services", "--context", &name]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = bare(&["services", "--context", "nope"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no context 'nope'") && err.contains(&name),
+        "{err}"
+    );
+    assert_eq!(bare(&["config", "use-context", &name]).await.0, 0);
+    // A URL flag leaves the context out entirely: its password never goes to another
+    // server.
+    let (code, _, err) = bare(&["services", "--admin-url", "http://127.0.0.1:9"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no credentials"), "{err}");
+    assert_eq!(bare(&["config", "delete-context", "elsewhere"]).await.0, 0);
+    let (code, _, _) = bare(&["config", "use-context", "elsewhere"]).await;
+    assert_eq!(code, 2);
+}

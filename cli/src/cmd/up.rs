@@ -425,6 +425,7 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
             }
             if ok_gw && ok_ex {
                 let scheme = args.scheme();
+                let context = remember_context(&dir_of_config, &args, &password_file);
                 println!(
                     "\nShoal is up (cluster '{}', config store {}).\n  HTTP channels  {scheme}://{}\n  gRPC invoker   {}{}\n  admin API      {scheme}://{}/api/v1  (user admin, password in {} or $SHOAL_ADMIN_PASSWORD)\n  services from  {}\n  components     {}\nTry: shoal invoke <service> --data '{{}}'   ·   shoal status   ·   Ctrl-C stops everything.\n",
                     args.cluster,
@@ -437,6 +438,12 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
                     services.display(),
                     links
                 );
+                if let Some(name) = context {
+                    println!(
+                        "The CLI's current context is now '{name}' ({}): `shoal` verbs reach this cluster from any folder.\n",
+                        crate::context::path().display()
+                    );
+                }
             } else {
                 eprintln!("warning: the cluster did not come up within 60 s; see the logs above");
             }
@@ -454,6 +461,49 @@ async fn up_inner(args: UpArgs) -> anyhow::Result<i32> {
         let _ = task.await;
     }
     Ok(0)
+}
+
+/// Writes this cluster's context (named after its folder) into the CLI's config file and
+/// makes it the current one; the name, or None (said on stderr) when the file cannot be
+/// written.
+fn remember_context(dir: &Path, args: &UpArgs, password_file: &Path) -> Option<String> {
+    let name: String = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("shoal")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = if name.is_empty() {
+        "shoal".to_owned()
+    } else {
+        name
+    };
+    let saved = crate::context::Config::load().and_then(|mut cfg| {
+        cfg.upsert(crate::context::Context {
+            name: name.clone(),
+            admin_url: format!("{}://{}", args.scheme(), args.admin_listen),
+            user: None,
+            password_file: Some(password_file.to_path_buf()),
+            token_file: None,
+            ca: args.public_tls_ca.clone(),
+        });
+        cfg.current = Some(name.clone());
+        cfg.save()
+    });
+    match saved {
+        Ok(()) => Some(name),
+        Err(e) => {
+            eprintln!("warning: the CLI's context was not written: {e}");
+            None
+        }
+    }
 }
 
 /// Applies `DIR/shoal.yaml` once the gateway answers (as `shoal apply -f` would).
