@@ -206,7 +206,10 @@ async fn jobs_fire_at_their_instants() {
         .iter()
         .find(|j| j["name"] == "once")
         .expect("once listed");
-    assert_eq!(once_v["runs"], 1);
+    assert_eq!(
+        (&once_v["runs"], &once_v["scheduled_runs"]),
+        (&json!(1), &json!(1))
+    );
     assert_eq!(once_v["last_result"]["result"], "ok", "{once_v}");
     assert!(once_v.get("next_run").is_none(), "{once_v}");
     let thrice_v = jobs
@@ -214,6 +217,7 @@ async fn jobs_fire_at_their_instants() {
         .find(|j| j["name"] == "thrice")
         .expect("thrice listed");
     assert_eq!(thrice_v["runs"], 3);
+    assert_eq!(thrice_v["scheduled_runs"], 3);
 
     // Run now: fires outside the schedule, without counting against repeats.
     let (s, v) = admin(&c, reqwest::Method::POST, "jobs/thrice/run", None).await;
@@ -223,6 +227,27 @@ async fn jobs_fire_at_their_instants() {
         ticks(&file).iter().any(|t| t.cid == cid).then_some(())
     })
     .await;
+    // One count everywhere: the manual run is a run (and the last one), not a scheduled one.
+    let v = eventually(
+        Duration::from_secs(10),
+        "the manual run counted",
+        || async {
+            let (_, v) = admin(&c, reqwest::Method::GET, "jobs/thrice", None).await;
+            (v["runs"] == 4).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(v["scheduled_runs"], 3, "{v}");
+    assert_eq!(v["last_result"]["cid"], cid.as_str(), "{v}");
+    assert!(v["last_run"].is_string(), "{v}");
+    let (_, out, _) = c.cli(&["jobs", "-o", "json"]).await;
+    let listed: Value = serde_json::from_str(&out).expect("JSON");
+    let row = listed
+        .as_array()
+        .and_then(|l| l.iter().find(|j| j["name"] == "thrice"))
+        .cloned()
+        .expect("listed");
+    assert_eq!(row["runs"], 4, "the CLI shows the same count");
     let (s, v) = admin(&c, reqwest::Method::POST, "jobs/nope/run", None).await;
     assert_eq!(s, 404, "{v}");
     assert!(

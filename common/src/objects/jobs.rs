@@ -200,8 +200,12 @@ pub struct RunResult {
 pub struct JobView {
     #[serde(flatten)]
     pub def: JobDef,
-    /// Runs of the current schedule so far.
+    /// Runs finished so far, scheduled and "run now" alike: the one count the API, the
+    /// CLI and the web admin show.
     pub runs: u64,
+    /// Runs the current schedule fired (what `repeats` counts; "run now" is not one).
+    pub scheduled_runs: u64,
+    /// The latest run's start, scheduled or "run now".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_run: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,9 +256,16 @@ pub async fn list_views(
             } else {
                 None
             };
-            let last_ms = runs.get(&def.name).map_or(0, |s| s.fired_ms);
+            let result = results.get(&def.name);
+            let last_ms = runs
+                .get(&def.name)
+                .map_or(0, |s| s.fired_ms)
+                .max(result.map_or(0, |r| r.started_ms));
+            let scheduled = state.map_or(0, |s| s.runs);
             JobView {
-                runs: state.map_or(0, |s| s.runs),
+                // A run fired but not finished yet counts once it has finished.
+                runs: result.map_or(0, |r| r.finished),
+                scheduled_runs: scheduled,
                 last_run: (last_ms > 0).then(|| format_ms(last_ms)),
                 next_run: next.map(format_ms),
                 last_result: results.get(&def.name).cloned(),

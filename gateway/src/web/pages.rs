@@ -1621,7 +1621,7 @@ async fn jobs_view(state: &WebState, mut c: Chrome, status: StatusCode) -> Respo
                     href: segment(name),
                     service: j["service"].as_str().unwrap_or_default().to_owned(),
                     schedule: schedule_of(j),
-                    runs: j["last_result"]["finished"].as_u64().unwrap_or(0),
+                    runs: j["runs"].as_u64().unwrap_or(0),
                     last_run: stamp(j["last_run"].as_str().unwrap_or_default()),
                     next_run: stamp(j["next_run"].as_str().unwrap_or_default()),
                     last_result,
