@@ -144,6 +144,34 @@ def test_a_channel_made_in_the_browser_serves_plain_http(admin, cluster):
           what='the deleted channel gone')
 
 
+def test_pickers_offer_services_security_and_methods_and_an_unknown_service_needs_a_yes(admin, cluster):
+    page = admin
+    page.goto('/admin/channels/new?type=http')
+    picks = lambda f: page.eval_on_selector_all(
+        '[data-testid=picks-{}] option'.format(f), 'os => os.map(o => o.value)')
+    assert 'webadmin.greet' in picks('service')
+    assert picks('method') == ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']
+    assert page.get_attribute('#f-service', 'list') == 'l-service'
+    # A method no channel serves: the API's refusal, at the field.
+    page.fill('#f-name', 'picked')
+    page.fill('#f-service', 'webadmin.greet')
+    page.fill('#f-url_path', '/picked')
+    page.fill('#f-method', 'FETCH')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=field-error]', "'FETCH' is not an HTTP method")
+    # A service nobody deployed: a warning, nothing saved until "Save anyway".
+    page.fill('#f-method', 'POST')
+    page.fill('#f-service', 'not.deployed.yet')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=warning]', 'No deployed service is named not.deployed.yet')
+    assert cluster.api('GET', '/channels/picked').status_code == 404
+    page.check('#confirm-unknown')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'picked saved')
+    assert cluster.api('GET', '/channels/picked').json()['service'] == 'not.deployed.yet'
+    cluster.api('DELETE', '/channels/picked')
+
+
 def test_an_invalid_field_shows_its_error_next_to_it(admin):
     page = admin
     page.goto('/admin/channels/new?type=http')

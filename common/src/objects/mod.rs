@@ -389,6 +389,9 @@ pub enum Wire {
     Json,
 }
 
+/// The methods a channel may be limited to (pickers offer these; anything else is refused).
+pub const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
 impl ChannelDef {
     pub fn name(&self) -> &str {
         match self {
@@ -669,10 +672,11 @@ impl ChannelDef {
                 }
             }
         }
-        if !method.is_empty()
-            && http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).is_err()
-        {
-            return Err(format!("channel {name}: '{method}' is not an HTTP method"));
+        if !method.is_empty() && !HTTP_METHODS.contains(&method.to_ascii_uppercase().as_str()) {
+            return Err(format!(
+                "channel {name}: '{method}' is not an HTTP method a channel serves (one of {}, or none for any)",
+                HTTP_METHODS.join(", ")
+            ));
         }
         Ok(())
     }

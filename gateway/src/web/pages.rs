@@ -1276,6 +1276,47 @@ struct FormField {
     options: Vec<String>,
     default: String,
     error: String,
+    /// Values to pick from (a `<datalist>`; typing anything else stays possible).
+    suggest: Vec<String>,
+}
+
+/// What a form's pickers offer: the deployed services and the security definitions.
+#[derive(Default)]
+struct Picks {
+    services: Vec<String>,
+    security: Vec<String>,
+}
+
+impl Picks {
+    async fn load(state: &WebState) -> Picks {
+        let names = |v: Result<Value, String>, key: &str| -> Vec<String> {
+            let mut n: Vec<String> = v
+                .ok()
+                .and_then(|v| v[key].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|x| x["name"].as_str().map(str::to_owned))
+                .collect();
+            n.sort();
+            n
+        };
+        Picks {
+            services: names(state.get_json("/services").await, "services"),
+            security: names(state.get_json("/security").await, "security"),
+        }
+    }
+
+    fn for_field(&self, name: &str) -> Vec<String> {
+        match name {
+            "service" => self.services.clone(),
+            "security" => self.security.clone(),
+            "method" => shoal_common::objects::HTTP_METHODS
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -1291,6 +1332,8 @@ struct ObjectForm {
     editing: bool,
     name: String,
     fields: Vec<FormField>,
+    /// A warning the user must confirm before the save goes through (an unknown service).
+    warning: String,
 }
 
 fn widget_name(w: Widget) -> &'static str {
@@ -1315,6 +1358,8 @@ fn object_form(
     name: &str,
     error: Option<(String, String)>,
     status: StatusCode,
+    picks: &Picks,
+    warning: String,
 ) -> Response {
     let mut c = c;
     let mut placed = false;
@@ -1338,6 +1383,7 @@ fn object_form(
                 options: f.options.clone(),
                 default: f.default_text(),
                 error,
+                suggest: picks.for_field(&f.name),
             }
         })
         .collect();
@@ -1359,6 +1405,7 @@ fn object_form(
             editing,
             name: name.to_owned(),
             fields,
+            warning,
         },
     )
 }
@@ -1392,7 +1439,19 @@ async fn new_object(
             values.insert(f.name.clone(), v.clone());
         }
     }
-    object_form(kind, c, variant, &values, false, "", None, StatusCode::OK)
+    let picks = Picks::load(&state).await;
+    object_form(
+        kind,
+        c,
+        variant,
+        &values,
+        false,
+        "",
+        None,
+        StatusCode::OK,
+        &picks,
+        String::new(),
+    )
 }
 
 async fn edit_object(
@@ -1421,7 +1480,19 @@ async fn edit_object(
         );
     };
     let values = forms::encode(variant, &object);
-    object_form(kind, c, variant, &values, true, &name, None, StatusCode::OK)
+    let picks = Picks::load(&state).await;
+    object_form(
+        kind,
+        c,
+        variant,
+        &values,
+        true,
+        &name,
+        None,
+        StatusCode::OK,
+        &picks,
+        String::new(),
+    )
 }
 
 async fn save_object(
@@ -1435,6 +1506,8 @@ async fn save_object(
     values.remove(super::CSRF_FIELD);
     let tag = values.remove("_type").unwrap_or_default();
     let editing = values.remove("_editing");
+    let confirmed = values.remove("_confirm_unknown").is_some();
+    let picks = Picks::load(&state).await;
     let variants = kind.variants();
     let Some(variant) = variants
         .iter()
@@ -1458,7 +1531,18 @@ async fn save_object(
     let status = StatusCode::BAD_REQUEST;
     if name.is_empty() {
         let e = Some(("name".to_owned(), "name is required".to_owned()));
-        return object_form(kind, c, variant, &values, false, "", e, status);
+        return object_form(
+            kind,
+            c,
+            variant,
+            &values,
+            false,
+            "",
+            e,
+            status,
+            &picks,
+            String::new(),
+        );
     }
     let object = match forms::decode(variant, &values, editing.is_some()) {
         Ok(o) => o,
@@ -1473,9 +1557,37 @@ async fn save_object(
                 &name,
                 e,
                 status,
+                &picks,
+                String::new(),
             );
         }
     };
+    // A service no executor holds: said, and saved only once the user confirms (a
+    // channel or job may well come before its service is deployed).
+    // (Only for an object that is otherwise valid: a mistake is said first, by the API.)
+    let service = values.get("service").map(|s| s.trim()).unwrap_or_default();
+    if !confirmed
+        && !service.is_empty()
+        && !picks.services.iter().any(|s| s == service)
+        && locally_valid(kind, &object)
+    {
+        let warning = format!(
+            "No deployed service is named {service}. A {} may come before its service: tick \"Save anyway\" to save it as it is.",
+            kind.singular
+        );
+        return object_form(
+            kind,
+            c,
+            variant,
+            &values,
+            editing.is_some(),
+            &name,
+            None,
+            StatusCode::OK,
+            &picks,
+            warning,
+        );
+    }
     let a = state
         .api(
             Method::PUT,
@@ -1510,7 +1622,21 @@ async fn save_object(
         &name,
         Some((field, message)),
         status_of(&a),
+        &picks,
+        String::new(),
     )
+}
+
+/// Whether a channel or job the form decoded passes the checks the API would make first
+/// (so a warning about its service does not hide a plain mistake).
+fn locally_valid(kind: &Kind, object: &Value) -> bool {
+    match kind.slug {
+        "channels" => serde_json::from_value::<shoal_common::objects::ChannelDef>(object.clone())
+            .is_ok_and(|c| c.validate().is_ok()),
+        "jobs" => serde_json::from_value::<shoal_common::objects::jobs::JobDef>(object.clone())
+            .is_ok_and(|j| j.validate().is_ok()),
+        _ => true,
+    }
 }
 
 async fn delete_object(
