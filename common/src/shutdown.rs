@@ -59,7 +59,9 @@ async fn wait_signal() {
     }
 }
 
-/// Runs `drain` but gives up after `grace`, logging what was cut short.
+/// Runs `drain` but gives up after `grace`, logging what was cut short; then sends the
+/// spans still buffered for the trace collector (at most 2 s more), so a component's last
+/// calls are in their traces.
 pub async fn drain_within<F: std::future::Future>(grace: Duration, what: &str, drain: F) {
     if tokio::time::timeout(grace, drain).await.is_err() {
         tracing::warn!(
@@ -67,5 +69,8 @@ pub async fn drain_within<F: std::future::Future>(grace: Duration, what: &str, d
             grace_ms = grace.as_millis() as u64,
             "drain timed out"
         );
+    }
+    if crate::trace::enabled() {
+        let _ = tokio::task::spawn_blocking(|| crate::trace::flush(Duration::from_secs(2))).await;
     }
 }

@@ -12,9 +12,10 @@
 //! carry it, and outgoing requests and messages get it — with no code in the service.
 //!
 //! A [`Span`] costs nothing when tracing is off (one atomic load) and little when on: its
-//! record goes to a bounded queue; a thread of its own batches and exports. The exporter
-//! never slows or fails a call — a full queue or a collector that is down drops spans,
-//! counted in `shoal_trace_spans_dropped_total`.
+//! record is pushed onto a bounded buffer under an uncontended lock — no thread is woken
+//! per span; a thread of its own drains the buffer every half second (or as soon as a
+//! batch is full) and exports. The exporter never slows or fails a call — a full buffer
+//! or a collector that is down drops spans, counted in `shoal_trace_spans_dropped_total`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -452,14 +453,21 @@ fn percent_decode(s: &str) -> String {
 
 /// Spans kept waiting for the exporter at most; more are dropped (and counted).
 pub const QUEUE: usize = 8192;
-/// Spans sent in one export at most.
+/// Spans sent in one export at most; a buffer this full wakes the exporter early.
 const BATCH: usize = 512;
-/// How long the exporter waits to fill a batch.
+/// How often the exporter drains the buffer when no batch fills it sooner.
 const BATCH_WAIT: Duration = Duration::from_millis(500);
+
+type OtlpSpan = opentelemetry_proto::tonic::trace::v1::Span;
 
 struct Tracer {
     sampler: Sampler,
-    queue: std::sync::mpsc::SyncSender<opentelemetry_proto::tonic::trace::v1::Span>,
+    /// Ended spans waiting for the exporter. A call only takes the lock and pushes: waking
+    /// the exporter per span (a channel's receive) cost a futex wake and a context switch
+    /// per span — most of tracing's cost per call.
+    buffer: parking_lot::Mutex<Vec<OtlpSpan>>,
+    /// The exporter thread, woken when a batch is full (and by [`flush`]).
+    exporter: OnceLock<std::thread::Thread>,
 }
 
 /// The counters of the tracer (every component's ops listener serves them):
@@ -515,10 +523,44 @@ pub fn enabled() -> bool {
 }
 
 impl Tracer {
-    fn submit(&self, span: opentelemetry_proto::tonic::trace::v1::Span) {
-        if self.queue.try_send(span).is_err() {
-            counters().dropped.inc();
+    fn submit(&self, span: OtlpSpan) {
+        let full = {
+            let mut b = self.buffer.lock();
+            if b.len() >= QUEUE {
+                drop(b);
+                counters().dropped.inc();
+                return;
+            }
+            b.push(span);
+            b.len() == BATCH
+        };
+        if full && let Some(t) = self.exporter.get() {
+            t.unpark();
         }
+    }
+
+    /// What is buffered, leaving room for the next batch.
+    fn take(&self) -> Vec<OtlpSpan> {
+        std::mem::replace(&mut *self.buffer.lock(), Vec::with_capacity(BATCH))
+    }
+}
+
+/// Exports what is buffered now and waits (at most `within`) until it is sent: what a
+/// component calls on shutdown so that its last spans are not lost. A no-op when tracing
+/// is off.
+pub fn flush(within: Duration) {
+    let Some(t) = tracer() else {
+        return;
+    };
+    let Some(exporter) = t.exporter.get() else {
+        return;
+    };
+    let c = counters();
+    let target = c.exported.get() + c.dropped.get() + t.buffer.lock().len() as u64;
+    exporter.unpark();
+    let deadline = std::time::Instant::now() + within;
+    while c.exported.get() + c.dropped.get() < target && std::time::Instant::now() < deadline {
+        std::thread::park_timeout(Duration::from_millis(10));
     }
 }
 
@@ -532,20 +574,27 @@ pub fn init_from_env(component: &str) {
 
 /// Starts the tracer with `settings` (once per process).
 pub fn start(settings: Settings) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
     let sampler = Sampler {
         parent_based: settings.parent_based,
         ratio: settings.ratio,
     };
-    if TRACER.set(Tracer { sampler, queue: tx }).is_err() {
+    let tracer = Tracer {
+        sampler,
+        buffer: parking_lot::Mutex::new(Vec::with_capacity(BATCH)),
+        exporter: OnceLock::new(),
+    };
+    if TRACER.set(tracer).is_err() {
         return;
     }
     let endpoint = settings.endpoint.clone();
     let spawned = std::thread::Builder::new()
         .name("shoal-trace-export".into())
-        .spawn(move || export_loop(settings, rx));
+        .spawn(move || export_loop(settings));
     match spawned {
-        Ok(_) => {
+        Ok(handle) => {
+            if let Some(t) = TRACER.get() {
+                let _ = t.exporter.set(handle.thread().clone());
+            }
             ON.store(true, Ordering::Relaxed);
             tracing::info!(endpoint = %endpoint, "exporting traces (OTLP)");
         }
@@ -584,59 +633,53 @@ fn resource(settings: &Settings) -> Resource {
     }
 }
 
-fn export_loop(
-    settings: Settings,
-    rx: std::sync::mpsc::Receiver<opentelemetry_proto::tonic::trace::v1::Span>,
-) {
+fn export_loop(settings: Settings) {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
         return;
     };
+    let Some(tracer) = TRACER.get() else {
+        return;
+    };
     let resource = resource(&settings);
     let c = counters();
     let mut exporter = Exporter::new(&settings);
     loop {
-        let mut batch = Vec::with_capacity(BATCH);
-        match rx.recv() {
-            Ok(s) => batch.push(s),
-            Err(_) => return,
-        }
-        let deadline = std::time::Instant::now() + BATCH_WAIT;
-        while batch.len() < BATCH {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(s) => batch.push(s),
-                Err(_) => break,
-            }
-        }
-        let n = batch.len() as u64;
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(InstrumentationScope {
-                        name: "shoal".into(),
-                        version: env!("CARGO_PKG_VERSION").into(),
+        // Woken early by a full batch or a flush; otherwise every BATCH_WAIT.
+        std::thread::park_timeout(BATCH_WAIT);
+        let mut spans = tracer.take();
+        while !spans.is_empty() {
+            let rest = spans.split_off(spans.len().min(BATCH));
+            let batch = std::mem::replace(&mut spans, rest);
+            let n = batch.len() as u64;
+            let request = ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: Some(resource.clone()),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: "shoal".into(),
+                            version: env!("CARGO_PKG_VERSION").into(),
+                            ..Default::default()
+                        }),
+                        spans: batch,
                         ..Default::default()
-                    }),
-                    spans: batch,
+                    }],
                     ..Default::default()
                 }],
-                ..Default::default()
-            }],
-        };
-        let ok = rt.block_on(async {
-            tokio::time::timeout(settings.timeout, exporter.export(request))
-                .await
-                .unwrap_or(false)
-        });
-        if ok {
-            c.exported.inc_by(n);
-        } else {
-            c.dropped.inc_by(n);
-            c.failed_exports.inc();
+            };
+            let ok = rt.block_on(async {
+                tokio::time::timeout(settings.timeout, exporter.export(request))
+                    .await
+                    .unwrap_or(false)
+            });
+            if ok {
+                c.exported.inc_by(n);
+            } else {
+                c.dropped.inc_by(n);
+                c.failed_exports.inc();
+            }
         }
     }
 }
@@ -759,7 +802,7 @@ pub fn record(r: Recorded<'_>) {
     if !parent.sampled {
         return;
     }
-    t.submit(opentelemetry_proto::tonic::trace::v1::Span {
+    t.submit(OtlpSpan {
         trace_id: parent.trace_id.to_vec(),
         span_id: span_id.to_vec(),
         parent_span_id: parent.span_id.to_vec(),
