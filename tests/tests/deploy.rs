@@ -126,6 +126,68 @@ async fn deploy_through_the_api_and_cli_with_rollback() {
     let (code, _, err) = c.cli(&["deploy", "--rollback", "hot"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("no earlier deployment"), "{err}");
+    // The history kept version 2: restoring it by its hash is a roll forward.
+    let (_, v) = c.admin(reqwest::Method::GET, "deploy/hot", None).await;
+    let hashes: Vec<String> = v["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["hash"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        hashes.len(),
+        2,
+        "both versions kept across the rollback: {v}"
+    );
+    let (code, out, err) = c.cli(&["deploy", "--history", "hot"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&hashes[1][..12]) && out.contains("yes"),
+        "{out}"
+    );
+    let body = serde_json::json!({"module": "hot", "to": &hashes[1][..10]});
+    let (s, v) = c
+        .admin(
+            reqwest::Method::POST,
+            "deploy/rollback",
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["replaced"], hashes[0].as_str(), "{v}");
+    version_everywhere(&c, 2).await;
+    let (s, v) = c
+        .admin(
+            reqwest::Method::GET,
+            &format!("deploy/hot?version={}", &hashes[0][..8]),
+            None,
+        )
+        .await;
+    assert_eq!((s, v["current"].as_bool()), (200, Some(false)), "{v}");
+    assert!(
+        v["source"].as_str().is_some_and(|src| src.contains("1")),
+        "{v}"
+    );
+    let body = serde_json::json!({"module": "hot", "to": "abc"});
+    let (s, _) = c
+        .admin(
+            reqwest::Method::POST,
+            "deploy/rollback",
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(s, 404, "a hash too short to name a version");
+    // Back to version 1 for what follows.
+    let body = serde_json::json!({"module": "hot", "to": &hashes[0]});
+    let (s, _) = c
+        .admin(
+            reqwest::Method::POST,
+            "deploy/rollback",
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(s, 200);
+    version_everywhere(&c, 1).await;
 
     // An executor started later loads what was deployed: restart both by killing them.
     let v = c.cluster_json().await.expect("cluster");

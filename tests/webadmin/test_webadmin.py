@@ -352,6 +352,36 @@ def test_deploy_an_uploaded_module_and_roll_it_back(admin, cluster):
     expect_text(page, '[data-testid=notice]', 'webadmin_version rolled back')
     assert page.dialogs[-1] == 'Roll webadmin_version back to its previous version?', page.dialogs
     until(lambda: version(cluster) == 1, what='version 1 serving again')
+    # The history keeps version 2: its page shows the change against version 1, now
+    # current, and restores it (a roll forward).
+    assert 'it replaced' in page.locator('[data-testid=notice]').inner_text()
+    row = page.locator('tr[data-module=webadmin_version]')
+    row.locator('summary').click()
+    links = row.locator('ol.versions li')
+    assert links.count() >= 2
+    assert '(current)' in links.nth(0).inner_text() or '(current)' in links.nth(links.count() - 1).inner_text()
+    newest = links.nth(0)
+    assert '(current)' not in newest.inner_text(), newest.inner_text()
+    newest.locator('a').click()
+    expect_text(page, '[data-testid=diff]', "version': 2")
+    diff = page.locator('[data-testid=diff]').inner_text()
+    assert "- " in diff and "+ " in diff, diff
+    assert "'version': 2" in page.locator('[data-testid=version-source]').inner_text()
+    shot(page, 'module-version')
+    page.click('[data-testid=restore]')
+    expect_text(page, '[data-testid=notice]', 'webadmin_version rolled back to')
+    assert page.dialogs[-1].startswith('Make version'), page.dialogs
+    until(lambda: version(cluster) == 2, what='version 2 restored')
+
+
+def test_pickup_folder_modules_are_listed_and_a_service_links_to_its_module(admin):
+    page = admin
+    page.goto('/admin/services/webadmin.greet')
+    page.click('text=deployments')
+    page.wait_for_url('**/admin/deploy#m-webadmin_fixtures')
+    row = page.locator('tr#m-webadmin_fixtures')
+    assert row.count() == 1
+    assert 'pickup folder' in row.inner_text() and 'webadmin.greet' in row.inner_text()
 
 
 # --- Jobs --------------------------------------------------------------------------------

@@ -100,19 +100,47 @@ pub async fn history(store: &Store, module: &str) -> Result<Vec<ModuleRecord>, S
         .collect())
 }
 
-/// Restores the deployment before the current one: drops the newest history entry and
-/// makes the one before it current. Returns the restored record, or `None` when there is
-/// nothing to roll back to.
-pub async fn rollback(store: &Store, module: &str) -> Result<Option<ModuleRecord>, StoreError> {
+/// Makes a kept deployment current again, keeping the whole history (so a rollback can
+/// be undone: restore the newer one by its hash). `to` names the version by its hash (or
+/// a prefix of it, 7 characters at least); without it, the deployment before the current
+/// one. Returns the restored record, or `None` when there is nothing to restore (no
+/// earlier deployment, or no kept version with that hash).
+pub async fn rollback(
+    store: &Store,
+    module: &str,
+    to: Option<&str>,
+) -> Result<Option<ModuleRecord>, StoreError> {
     let (entries, _) = store.list(&history_prefix(module)).await?;
-    if entries.len() < 2 {
-        return Ok(None);
-    }
-    let previous: ModuleRecord = match serde_json::from_slice(&entries[entries.len() - 2].value) {
-        Ok(r) => r,
-        Err(_) => return Ok(None),
+    let kept: Vec<ModuleRecord> = entries
+        .iter()
+        .filter_map(|e| serde_json::from_slice(&e.value).ok())
+        .collect();
+    let current: Option<ModuleRecord> = store
+        .get(&format!("modules/{module}"))
+        .await?
+        .and_then(|e| serde_json::from_slice(&e.value).ok());
+    let restore = match to {
+        Some(hash) => {
+            if hash.len() < 7 {
+                return Ok(None);
+            }
+            kept.iter()
+                .rev()
+                .find(|r| r.hash.starts_with(hash))
+                .cloned()
+        }
+        None => {
+            let now = current.as_ref().map_or(i64::MAX, |c| c.deployed_at_ms);
+            let now_hash = current.as_ref().map(|c| c.hash.as_str());
+            kept.iter()
+                .rev()
+                .find(|r| r.deployed_at_ms < now && Some(r.hash.as_str()) != now_hash)
+                .cloned()
+        }
     };
-    store.delete(&entries[entries.len() - 1].key).await?;
+    let Some(previous) = restore else {
+        return Ok(None);
+    };
     store
         .put(
             &format!("modules/{module}"),

@@ -646,8 +646,17 @@ async fn list_modules(State(state): State<AdminState>) -> Response {
     Json(json!({"modules": modules, "errors": errors})).into_response()
 }
 
-/// `GET /api/v1/deploy/{module}`: one deployed module with its source and history.
-async fn get_module(State(state): State<AdminState>, Path(module): Path<String>) -> Response {
+/// `GET /api/v1/deploy/{module}`: one deployed module with its source and history;
+/// `?version=HASH` (7+ characters of a hash): that kept version's source instead.
+async fn get_module(
+    State(state): State<AdminState>,
+    Path(module): Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+) -> Response {
+    let version = match crate::admin::objects::query_params(raw.as_deref(), &["version"]) {
+        Ok(p) => p.into_iter().next().map(|(_, v)| v),
+        Err(e) => return respond::error(&ShoalError::new(ErrorCode::BadRequest, e)),
+    };
     // Dotted names too: modules of a pickup package (`crm.billing`).
     let valid = (1..=MAX_MODULE_NAME).contains(&module.len())
         && module
@@ -692,6 +701,28 @@ async fn get_module(State(state): State<AdminState>, Path(module): Path<String>)
     let history = shoal_common::objects::modules::history(&state.store, &rec.module)
         .await
         .unwrap_or_default();
+    if let Some(v) = version {
+        return match history
+            .iter()
+            .rev()
+            .find(|h| v.len() >= 7 && h.hash.starts_with(&v))
+        {
+            Some(h) => Json(json!({
+                "module": h.module,
+                "hash": h.hash,
+                "origin": h.origin,
+                "deployed_at_ms": h.deployed_at_ms,
+                "services": h.services,
+                "source": h.source,
+                "current": h.hash == rec.hash,
+            }))
+            .into_response(),
+            None => respond::error(&ShoalError::new(
+                ErrorCode::NotFound,
+                format!("module {module} has no kept version {v} (7 or more characters of a hash)"),
+            )),
+        };
+    }
     Json(json!({
         "module": rec.module,
         "hash": rec.hash,
@@ -708,17 +739,22 @@ async fn get_module(State(state): State<AdminState>, Path(module): Path<String>)
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     module: String,
+    /// The kept version to restore, by its hash (or a 7+ character prefix); default: the
+    /// one before the current.
+    #[serde(default)]
+    to: Option<String>,
 }
 
-/// `POST /api/v1/deploy/rollback` `{"module": "crm"}`: the previous deployment becomes
-/// current again on every executor.
+/// `POST /api/v1/deploy/rollback` `{"module": "crm", "to": HASH?}`: a kept deployment —
+/// the one before the current, or the one named by its hash (a newer one too: a rollback
+/// is undone this way) — becomes current again on every executor. The history is kept.
 async fn rollback(State(state): State<AdminState>, body: Bytes) -> Response {
     let parsed: RollbackBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return respond::error(&ShoalError::new(
                 ErrorCode::BadRequest,
-                format!("rollback body must be {{\"module\": NAME}}: {e}"),
+                format!("rollback body must be {{\"module\": NAME, \"to\": HASH (optional)}}: {e}"),
             ));
         }
     };
@@ -726,14 +762,34 @@ async fn rollback(State(state): State<AdminState>, body: Bytes) -> Response {
         Ok(m) => m,
         Err(e) => return respond::error(&e),
     };
-    match shoal_common::objects::modules::rollback(&state.store, &module).await {
-        Ok(Some(rec)) => {
-            Json(json!({"module": module, "hash": rec.hash, "deployed_at_ms": rec.deployed_at_ms}))
-                .into_response()
+    let before = match state.store.get(&format!("modules/{module}")).await {
+        Ok(e) => e
+            .and_then(|e| {
+                serde_json::from_slice::<shoal_common::objects::modules::ModuleRecord>(&e.value)
+                    .ok()
+            })
+            .map(|r| r.hash),
+        Err(e) => {
+            return respond::error(&ShoalError::new(
+                ErrorCode::Unavailable,
+                format!("config store: {e}"),
+            ));
         }
+    };
+    match shoal_common::objects::modules::rollback(&state.store, &module, parsed.to.as_deref())
+        .await
+    {
+        Ok(Some(rec)) => Json(json!({"module": module, "hash": rec.hash,
+            "deployed_at_ms": rec.deployed_at_ms, "replaced": before}))
+        .into_response(),
         Ok(None) => respond::error(&ShoalError::new(
             ErrorCode::NotFound,
-            format!("module {module} has no earlier deployment to roll back to"),
+            match &parsed.to {
+                Some(h) => format!(
+                    "module {module} has no kept version {h} (give 7 or more characters of a hash its history lists)"
+                ),
+                None => format!("module {module} has no earlier deployment to roll back to"),
+            },
         )),
         Err(e) => respond::error(&ShoalError::new(
             ErrorCode::Unavailable,

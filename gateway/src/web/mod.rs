@@ -14,6 +14,7 @@
 //! Login is a form giving a session cookie ([`session`]); every state-changing request
 //! needs the session's CSRF token and a same-origin `Origin`.
 
+mod diff;
 pub mod forms;
 mod pages;
 pub mod session;

@@ -135,6 +135,10 @@ pub fn routes() -> Router<WebState> {
         .route("/admin/services/{name}/invoke", post(invoke))
         .route("/admin/deploy", get(deploy_page).post(deploy))
         .route("/admin/deploy/rollback", post(rollback))
+        .route(
+            "/admin/deploy/{module}/versions/{hash}",
+            get(module_version),
+        )
         .route("/admin/jobs", get(jobs))
         .route("/admin/jobs/{name}/run", post(run_job))
         .route("/admin/kvdb", get(kvdb))
@@ -875,7 +879,8 @@ struct ModuleRow {
     services: Vec<(String, String)>,
     deployed: String,
     hash: String,
-    history: Vec<(String, String)>,
+    /// Kept versions, newest first: (short hash, full hash, when, current?).
+    history: Vec<(String, String, String, bool)>,
 }
 
 #[derive(Template)]
@@ -910,19 +915,18 @@ async fn deploy_view(
         Ok(v) => {
             for m in v["modules"].as_array().into_iter().flatten() {
                 let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
-                let mut history: Vec<(String, String)> = m["history"]
+                let current_hash = s("hash");
+                let mut history: Vec<(String, String, String, bool)> = m["history"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .map(|h| {
+                        let full = h["hash"].as_str().unwrap_or_default().to_owned();
                         (
-                            h["hash"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .chars()
-                                .take(12)
-                                .collect(),
+                            full.chars().take(12).collect(),
+                            full.clone(),
                             when(h["deployed_at_ms"].as_i64().unwrap_or(0)),
+                            full == current_hash,
                         )
                     })
                     .collect();
@@ -961,6 +965,36 @@ async fn deploy_view(
             }
         }
         Err(e) => c.error = e,
+    }
+    // Modules the executors serve that were not deployed through the store: the pickup
+    // folder's (and ConfigMaps'), listed too, without a history.
+    if let Ok(v) = state.get_json("/services").await {
+        let mut pickup: BTreeMap<String, ModuleRow> = BTreeMap::new();
+        for svc in v["services"].as_array().into_iter().flatten() {
+            let module = svc["module"].as_str().unwrap_or_default();
+            if module.is_empty() || modules.iter().any(|m| m.module == module) {
+                continue;
+            }
+            let name = svc["name"].as_str().unwrap_or_default();
+            let row = pickup
+                .entry(module.to_owned())
+                .or_insert_with(|| ModuleRow {
+                    module: module.to_owned(),
+                    origin: "pickup folder (no history: deploy through the store to keep versions)"
+                        .to_owned(),
+                    services: Vec::new(),
+                    deployed: when(svc["deployed_at_ms"].as_i64().unwrap_or(0)),
+                    hash: svc["hash"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(12)
+                        .collect(),
+                    history: Vec::new(),
+                });
+            row.services.push((name.to_owned(), segment(name)));
+        }
+        modules.extend(pickup.into_values());
     }
     render(
         status,
@@ -1097,6 +1131,73 @@ async fn deploy(
     deploy_view(&state, c, status_of(&a), deployed, failed).await
 }
 
+#[derive(Template)]
+#[template(path = "module_version.html")]
+struct VersionPage {
+    c: Chrome,
+    module: String,
+    hash: String,
+    deployed: String,
+    current: bool,
+    current_hash: String,
+    source: String,
+    /// The diff against the current version (None: too long to diff).
+    diff: Option<Vec<(char, String)>>,
+}
+
+/// `/admin/deploy/{module}/versions/{hash}`: a kept version's source, its diff against
+/// the current one, and a button to restore it.
+async fn module_version(
+    State(state): State<WebState>,
+    Extension(current): Extension<Current>,
+    Path((module, hash)): Path<(String, String)>,
+) -> Response {
+    let c = chrome(&state, &current, "deploy");
+    let now = match state
+        .get_json(&format!("/deploy/{}", segment(&module)))
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => return refused(StatusCode::NOT_FOUND, &e),
+    };
+    let a = state
+        .api(
+            Method::GET,
+            &format!(
+                "/deploy/{}?version={}",
+                segment(&module),
+                query_value(&hash)
+            ),
+            Body::empty(),
+            &[],
+        )
+        .await;
+    if !a.ok() {
+        return refused(a.status, &a.message());
+    }
+    let v = a.json();
+    let source = v["source"].as_str().unwrap_or_default().to_owned();
+    let current_source = now["source"].as_str().unwrap_or_default();
+    render(
+        StatusCode::OK,
+        &VersionPage {
+            c,
+            module,
+            hash: v["hash"].as_str().unwrap_or_default().to_owned(),
+            deployed: when(v["deployed_at_ms"].as_i64().unwrap_or(0)),
+            current: v["current"].as_bool().unwrap_or(false),
+            current_hash: now["hash"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect(),
+            diff: super::diff::diff(current_source, &source, 3),
+            source,
+        },
+    )
+}
+
 async fn rollback(
     State(state): State<WebState>,
     Extension(current): Extension<Current>,
@@ -1104,24 +1205,32 @@ async fn rollback(
 ) -> Response {
     let form = form_map(&body);
     let module = form.get("module").cloned().unwrap_or_default();
+    let mut req = json!({ "module": module });
+    if let Some(to) = form.get("to").filter(|t| !t.is_empty()) {
+        req["to"] = json!(to);
+    }
     let a = state
         .api(
             Method::POST,
             "/deploy/rollback",
-            Body::from(json!({ "module": module }).to_string()),
+            Body::from(req.to_string()),
             &[],
         )
         .await;
     let mut c = chrome(&state, &current, "deploy");
     if a.ok() {
-        c.notice = format!(
-            "{module} rolled back to {}",
-            a.json()["hash"]
-                .as_str()
+        let v = a.json();
+        let short = |k: &str| {
+            v[k].as_str()
                 .unwrap_or_default()
                 .chars()
                 .take(12)
                 .collect::<String>()
+        };
+        c.notice = format!(
+            "{module} rolled back to {} (it replaced {}; the history keeps both, so this can be undone)",
+            short("hash"),
+            short("replaced")
         );
     } else {
         c.error = a.message();
