@@ -601,3 +601,64 @@ def test_a_viewer_browses_every_page_but_changes_nothing(page, cluster):
     page.click('[data-testid=token-form] button[type=submit]')
     expect_text(page, '[data-testid=notice]', 'created for {}'.format(name))
     cluster.api('DELETE', '/users/' + name)
+
+
+# --- Many services, small screens ---------------------------------------------------------
+
+def test_300_services_are_paged_sorted_and_filtered(admin, cluster):
+    page = admin
+    src = 'from zato.server.service import Service\n\n' + ''.join(
+        "class S{0}(Service):\n    name = 'many.s{0:03d}'\n\n    def handle(self):\n"
+        "        if self.request.payload == 'fail':\n            raise ValueError('no')\n\n".format(i)
+        for i in range(300))
+    r = cluster.api('POST', '/deploy', json={'files': [{'name': 'many_services.py', 'source': src}]})
+    assert r.status_code == 200, r.text
+    until(lambda: len([s for s in cluster.api('GET', '/services').json()['services']
+                       if s['name'].startswith('many.')]) == 300, what='300 services loaded')
+    cluster.api('POST', '/services/many.s123/invoke', json='fail')
+    for _ in range(3):
+        cluster.api('POST', '/services/many.s007/invoke', json={})
+    page.goto('/admin/services?q=many.')
+    assert page.locator('[data-testid=services-count]').inner_text().startswith('300 service(s) · page 1 of 6')
+    assert page.locator('tr[data-service]').count() == 50
+    height = page.evaluate('document.documentElement.scrollHeight')
+    assert height < 6000, height
+    page.click('[data-testid=pager] a[rel=next]')
+    page.wait_for_selector('tr[data-service="many.s050"]')
+    assert 'page 2 of 6' in page.locator('[data-testid=services-count]').inner_text()
+    # Sorted by calls: the one called three times first; failing only: the one that raised.
+
+    def first_by_calls():
+        page.goto('/admin/services?q=many.&sort=calls')
+        return page.locator('tr[data-service]').first.get_attribute('data-service') == 'many.s007'
+    until(first_by_calls, what='the most called service first')
+    page.goto('/admin/services?q=many.')
+    page.check('#failing')
+    until(lambda: page.locator('tr[data-service]').count() == 1, what='failing only')
+    assert page.locator('tr[data-service]').first.get_attribute('data-service') == 'many.s123'
+    assert '/admin/services?' in page.url and 'failing=1' in page.url
+    shot(page, 'services-failing')
+
+
+PAGES_390 = ['/admin/', '/admin/services', '/admin/services/webadmin.greet', '/admin/deploy',
+             '/admin/channels', '/admin/channels/new?type=http', '/admin/outgoing', '/admin/security',
+             '/admin/jobs', '/admin/kvdb', '/admin/tail', '/admin/team', '/admin/audit']
+
+
+def test_every_page_fits_a_390_pixel_phone(browser, cluster):
+    ctx = browser.new_context(viewport={'width': 390, 'height': 844}, base_url=cluster.admin_url)
+    page = ctx.new_page()
+    console = []
+    page.on('console', lambda m: console.append(m.text) if m.type == 'error' else None)
+    login(page)
+    page.wait_for_url('**/admin/')
+    wide = {}
+    for path in PAGES_390:
+        assert page.goto(path).status == 200, path
+        w = page.evaluate('document.documentElement.scrollWidth')
+        if w > 390:
+            wide[path] = w
+    shot(page, 'audit-390')
+    ctx.close()
+    assert wide == {}, 'pages wider than 390 px: {}'.format(wide)
+    assert console == [], console

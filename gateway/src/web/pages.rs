@@ -550,13 +550,26 @@ struct ServiceRow {
     name: String,
     href: String,
     summary: String,
+    module: String,
     calls: u64,
     errors: u64,
     client_errors: u64,
     mean: String,
     p99: String,
+    p99_us: u64,
     executors: String,
 }
+
+/// Services shown per page.
+pub const SERVICES_PER_PAGE: usize = 50;
+
+/// How the services page sorts: (value, label).
+const SERVICE_SORTS: &[(&str, &str)] = &[
+    ("name", "module and name"),
+    ("calls", "most calls"),
+    ("failed", "most failures"),
+    ("p99", "slowest p99"),
+];
 
 struct Group {
     module: String,
@@ -569,6 +582,15 @@ struct ServicesPage {
     c: Chrome,
     q: String,
     groups: Vec<Group>,
+    sort: String,
+    sorts: &'static [(&'static str, &'static str)],
+    failing: bool,
+    /// Services matching the filter, the page shown (1-based) and the pages there are.
+    total: usize,
+    page: usize,
+    pages: usize,
+    /// The query string of the filter and sort, for the pager's links.
+    base_q: String,
 }
 
 /// The "application" a module belongs to: its package, or the module itself.
@@ -588,7 +610,13 @@ async fn services(
     let mut c = chrome(&state, &current, "services");
     let filter = q.get("q").cloned().unwrap_or_default();
     let needle = filter.trim().to_lowercase();
-    let mut groups: BTreeMap<String, Vec<ServiceRow>> = BTreeMap::new();
+    let sort = q
+        .get("sort")
+        .filter(|s| SERVICE_SORTS.iter().any(|(v, _)| v == s))
+        .cloned()
+        .unwrap_or_else(|| "name".into());
+    let failing = q.get("failing").is_some_and(|v| v == "1" || v == "on");
+    let mut rows: Vec<ServiceRow> = Vec::new();
     match state.get_json("/services").await {
         Ok(v) => {
             for s in v["services"].as_array().into_iter().flatten() {
@@ -600,34 +628,92 @@ async fn services(
                 {
                     continue;
                 }
-                groups
-                    .entry(group_of(module))
-                    .or_default()
-                    .push(ServiceRow {
-                        name: name.to_owned(),
-                        href: segment(name),
-                        summary: s["doc"]["summary"].as_str().unwrap_or_default().to_owned(),
-                        calls: s["invocations"].as_u64().unwrap_or(0),
-                        errors: s["errors"].as_u64().unwrap_or(0),
-                        client_errors: s["client_errors"].as_u64().unwrap_or(0),
-                        mean: micros(s["mean_us"].as_u64().unwrap_or(0)),
-                        p99: micros(s["p99_us"].as_u64().unwrap_or(0)),
-                        executors: s["executors"].as_array().map_or(0, Vec::len).to_string(),
-                    });
+                let errors = s["errors"].as_u64().unwrap_or(0);
+                let client_errors = s["client_errors"].as_u64().unwrap_or(0);
+                if failing && errors == 0 && client_errors == 0 {
+                    continue;
+                }
+                let p99_us = s["p99_us"].as_u64().unwrap_or(0);
+                rows.push(ServiceRow {
+                    name: name.to_owned(),
+                    href: segment(name),
+                    summary: s["doc"]["summary"].as_str().unwrap_or_default().to_owned(),
+                    module: module.to_owned(),
+                    calls: s["invocations"].as_u64().unwrap_or(0),
+                    errors,
+                    client_errors,
+                    mean: micros(s["mean_us"].as_u64().unwrap_or(0)),
+                    p99: micros(p99_us),
+                    p99_us,
+                    executors: s["executors"].as_array().map_or(0, Vec::len).to_string(),
+                });
             }
         }
         Err(e) => c.error = e,
     }
-    let groups = groups
+    match sort.as_str() {
+        "calls" => rows.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.name.cmp(&b.name))),
+        "failed" => rows.sort_by(|a, b| {
+            (b.errors + b.client_errors)
+                .cmp(&(a.errors + a.client_errors))
+                .then(a.name.cmp(&b.name))
+        }),
+        "p99" => rows.sort_by(|a, b| b.p99_us.cmp(&a.p99_us).then(a.name.cmp(&b.name))),
+        _ => {
+            rows.sort_by(|a, b| (group_of(&a.module), &a.name).cmp(&(group_of(&b.module), &b.name)))
+        }
+    }
+    let total = rows.len();
+    let pages = total.div_ceil(SERVICES_PER_PAGE).max(1);
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let shown: Vec<ServiceRow> = rows
         .into_iter()
-        .map(|(module, services)| Group { module, services })
+        .skip((page - 1) * SERVICES_PER_PAGE)
+        .take(SERVICES_PER_PAGE)
         .collect();
+    // By module when sorted by name; one table otherwise (the order is the point).
+    let mut groups: Vec<Group> = Vec::new();
+    for r in shown {
+        let module = if sort == "name" {
+            group_of(&r.module)
+        } else {
+            format!(
+                "by {}",
+                SERVICE_SORTS
+                    .iter()
+                    .find(|(v, _)| *v == sort)
+                    .map_or("name", |(_, l)| l)
+            )
+        };
+        match groups.last_mut() {
+            Some(g) if g.module == module => g.services.push(r),
+            _ => groups.push(Group {
+                module,
+                services: vec![r],
+            }),
+        }
+    }
+    let mut base_q = format!("q={}&sort={}", query_value(&filter), query_value(&sort));
+    if failing {
+        base_q.push_str("&failing=1");
+    }
     render(
         StatusCode::OK,
         &ServicesPage {
             c,
             q: filter,
             groups,
+            sort,
+            sorts: SERVICE_SORTS,
+            failing,
+            total,
+            page,
+            pages,
+            base_q,
         },
     )
 }
