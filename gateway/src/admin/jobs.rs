@@ -60,7 +60,13 @@ pub(crate) const JOBS: ObjectKind = ObjectKind {
 
 /// What `GET jobs/{name}` adds to a job's definition: its state, which a `PUT` of the
 /// same document (the read-back, edited) leaves out rather than refuses.
-const STATUS_FIELDS: &[&str] = &["runs", "last_run", "next_run", "last_result"];
+const STATUS_FIELDS: &[&str] = &[
+    "runs",
+    "scheduled_runs",
+    "last_run",
+    "next_run",
+    "last_result",
+];
 
 /// The body without [`STATUS_FIELDS`] when it is a JSON object; as it came otherwise (the
 /// generic `put` then names what is wrong with it).
