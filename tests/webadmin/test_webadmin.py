@@ -662,3 +662,30 @@ def test_every_page_fits_a_390_pixel_phone(browser, cluster):
     ctx.close()
     assert wide == {}, 'pages wider than 390 px: {}'.format(wide)
     assert console == [], console
+
+
+def test_forms_are_per_type_with_labels_for_people(admin, cluster):
+    page = admin
+    page.goto('/admin/jobs/new')
+    # A job's form is its type's: an interval job has no cron field, a cron job no hours.
+    assert page.locator('#pick-type option').all_inner_texts() == ['interval', 'cron', 'one_time']
+    assert page.locator('#f-hours').count() == 1 and page.locator('#f-cron').count() == 0
+    assert page.locator('.field').count() < 16
+    page.goto('/admin/jobs/new?type=cron')
+    assert page.locator('#f-cron').count() == 1 and page.locator('#f-hours').count() == 0
+    page.goto('/admin/jobs/new?type=interval')
+    assert page.locator('label[for=f-is_active]').inner_text() == 'Active'
+    page.fill('#f-name', 'per-type')
+    page.fill('#f-service', 'webadmin.greet')
+    page.fill('#f-hours', '2')
+    page.uncheck('#f-is_active')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[data-testid=notice]', 'per-type saved')
+    job = cluster.api('GET', '/jobs/per-type').json()
+    assert (job['type'], job['hours'], job['is_active']) == ('interval', 2, False), job
+    # Editing it comes back as the interval form.
+    page.goto('/admin/jobs/per-type')
+    assert page.input_value('#f-hours') == '2' and page.locator('#f-cron').count() == 0
+    cluster.api('DELETE', '/jobs/per-type')
+    page.goto('/admin/channels/new?type=http')
+    assert page.locator('label[for=f-url_path]').inner_text().startswith('URL path')

@@ -1371,7 +1371,11 @@ static KINDS: &[Kind] = &[
 
 impl Kind {
     fn variants(&self) -> Vec<Variant> {
-        forms::variants(&(self.schema)())
+        let variants = forms::variants(&(self.schema)());
+        if self.slug == "jobs" {
+            return job_variants(variants);
+        }
+        variants
     }
 
     /// The type names offered by "New" (one empty name for a kind without types).
@@ -1381,6 +1385,100 @@ impl Kind {
             .map(|v| v.tag.unwrap_or_default())
             .collect()
     }
+}
+
+/// Jobs are one type with a `type` field; their form is one per type, with the fields of
+/// that type only (not all sixteen for every job).
+fn job_variants(variants: Vec<Variant>) -> Vec<Variant> {
+    let Some(all) = variants.into_iter().next() else {
+        return Vec::new();
+    };
+    const COMMON: &[&str] = &["name", "service", "is_active", "extra", "timeout"];
+    let per_type: &[(&str, &str, &[&str])] = &[
+        (
+            "interval",
+            "Runs every so often (weeks, days, hours, minutes and seconds add up), from start_date if given, repeats times if given.",
+            &[
+                "start_date",
+                "weeks",
+                "days",
+                "hours",
+                "minutes",
+                "seconds",
+                "repeats",
+                "timezone",
+            ],
+        ),
+        (
+            "cron",
+            "Runs at the instants of a cron expression, in a time zone.",
+            &["cron", "cron_definition", "timezone"],
+        ),
+        (
+            "one_time",
+            "Runs once, at start_date.",
+            &["start_date", "timezone"],
+        ),
+    ];
+    per_type
+        .iter()
+        .map(|(tag, help, own)| Variant {
+            tag: Some((*tag).to_owned()),
+            help: (*help).to_owned(),
+            fields: all
+                .fields
+                .iter()
+                .filter(|f| COMMON.contains(&f.name.as_str()) || own.contains(&f.name.as_str()))
+                .cloned()
+                .collect(),
+        })
+        .collect()
+}
+
+/// A field's name as people read it: `url_path` → "URL path", `is_active` → "Active".
+fn label_of(name: &str) -> String {
+    let special = |w: &str| -> Option<&'static str> {
+        Some(match w {
+            "url" => "URL",
+            "http" => "HTTP",
+            "https" => "HTTPS",
+            "id" => "ID",
+            "tls" => "TLS",
+            "ca" => "CA",
+            "soap" => "SOAP",
+            "wsdl" => "WSDL",
+            "sql" => "SQL",
+            "amqp" => "AMQP",
+            "ftp" => "FTP",
+            "jwt" => "JWT",
+            "jwks" => "JWKS",
+            "api" => "API",
+            "ms" => "(ms)",
+            "secs" => "(seconds)",
+            _ => return None,
+        })
+    };
+    let words: Vec<&str> = name
+        .strip_prefix("is_")
+        .unwrap_or(name)
+        .split('_')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    for (i, w) in words.iter().enumerate() {
+        let word = match special(w) {
+            Some(s) => s.to_owned(),
+            None if i == 0 => {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
+            }
+            None => (*w).to_owned(),
+        };
+        out.push(word);
+    }
+    out.join(" ")
 }
 
 struct ObjectRow {
@@ -1464,6 +1562,8 @@ async fn list_objects(
 
 struct FormField {
     name: String,
+    /// The name as people read it.
+    label: String,
     widget: &'static str,
     value: String,
     required: bool,
@@ -1571,6 +1671,7 @@ fn object_form(
             };
             FormField {
                 name: f.name.clone(),
+                label: label_of(&f.name),
                 widget: widget_name(f.widget),
                 value: values.get(&f.name).cloned().unwrap_or_default(),
                 required: f.required,
@@ -1699,7 +1800,12 @@ async fn save_object(
     let c = chrome(&state, &current, kind.slug);
     let mut values = form_map(&body);
     values.remove(super::CSRF_FIELD);
-    let tag = values.remove("_type").unwrap_or_default();
+    // The form's type; for a job posted without one, its `type` field.
+    let tag = values
+        .remove("_type")
+        .filter(|t| !t.is_empty())
+        .or_else(|| values.get("type").cloned())
+        .unwrap_or_default();
     let editing = values.remove("_editing");
     let confirmed = values.remove("_confirm_unknown").is_some();
     let picks = Picks::load(&state).await;
