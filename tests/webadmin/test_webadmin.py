@@ -111,6 +111,12 @@ def test_a_service_page_shows_its_doc_simpleio_channels_source_and_invokes(admin
     page.click('form.invoke button[type=submit]')
     expect_text(page, '[data-testid=invoke-body]', 'not valid JSON')
     assert page.locator('[data-testid=invoke-status]').inner_text() == '400'
+    # A timeout that is not a number: said in the form's words, not a header's name.
+    page.fill('#payload', '{}')
+    page.fill('#timeout', 'soon')
+    page.click('form.invoke button[type=submit]')
+    expect_text(page, '[data-testid=invoke-body]', 'Timeout must be a whole number')
+    assert 'x-shoal' not in page.locator('[data-testid=invoke-body]').inner_text().lower()
 
 
 # --- Channels and security ---------------------------------------------------------------

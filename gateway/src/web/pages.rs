@@ -919,6 +919,19 @@ async fn invoke(
         .unwrap_or_default();
     let mut headers = Vec::new();
     if !timeout_ms.is_empty() {
+        // Said in the form's words (the API would name its header).
+        if !timeout_ms.parse::<u64>().is_ok_and(|t| t > 0) {
+            let result = InvokeResult {
+                status: 400,
+                status_class: 4,
+                time: "—".into(),
+                cid: String::new(),
+                headers: Vec::new(),
+                body: "Timeout must be a whole number of milliseconds above 0, or empty for the default."
+                    .into(),
+            };
+            return service_page(&state, &current, &name, payload, timeout_ms, Some(result)).await;
+        }
         headers.push((crate::admin::TIMEOUT_HEADER, timeout_ms.clone()));
     }
     let started = Instant::now();
