@@ -15,6 +15,8 @@
 //! ```
 //!
 //! The file names where secrets are (a password file, a token file), never the secrets.
+//! The CLI writes it as JSON (which YAML reads too), so the Python client reads it without
+//! a YAML library; a file written by hand may be any YAML.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -91,7 +93,10 @@ impl Config {
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let text = serde_yaml::to_string(self).map_err(|e| CliError::Other(e.to_string()))?;
+        // Written as JSON, which is YAML too: the Python client reads it with no YAML
+        // library (a file edited by hand may be any YAML; the CLI reads both).
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| CliError::Other(e.to_string()))?;
         let tmp = p.with_extension(format!("tmp{}", std::process::id()));
         {
             use std::io::Write;

@@ -214,3 +214,27 @@ def test_users_tokens_and_the_project_folder_password(cluster, monkeypatch):
             Client(cluster.admin_url)
     finally:
         httpx.delete(cluster.admin_url + '/api/v1/users/client-op', auth=admin)
+
+
+def test_the_clis_context_is_read(cluster, monkeypatch, tmp_path):
+    """With no admin URL given, the client reaches the cluster of the CLI's current
+    context (the file `shoal up` writes: JSON, which is YAML too), as the CLI does."""
+    import json as _json
+    from shoal_client import Client
+    from shoal_client.errors import AuthError
+    cfg = tmp_path / 'config.yaml'
+    cfg.write_text(_json.dumps({'current-context': 'here', 'contexts': [
+        {'name': 'here', 'admin_url': cluster.admin_url,
+         'password_file': str(cluster.dir / '.shoal' / 'admin-password')},
+        {'name': 'nowhere', 'admin_url': 'http://127.0.0.1:9', 'password_file': '/nonexistent'}]}))
+    monkeypatch.setenv('SHOAL_CLI_CONFIG', str(cfg))
+    monkeypatch.delenv('SHOAL_ADMIN_URL', raising=False)
+    monkeypatch.delenv('SHOAL_ADMIN_PASSWORD', raising=False)
+    monkeypatch.delenv('SHOAL_TOKEN', raising=False)
+    with Client() as c:
+        assert any(s['name'] == 'client.echo' for s in c.services.list())
+    with pytest.raises(AuthError):
+        Client(context='nowhere')   # its password file cannot be read
+    with pytest.raises(AuthError) as e:
+        Client(context='nope')
+    assert 'here' in str(e.value)

@@ -23,6 +23,9 @@ class AsyncClient:
     default) with ``password``, else ``$SHOAL_ADMIN_PASSWORD`` (another user:
     ``$SHOAL_PASSWORD``), else ``DIR/.shoal/admin-password`` (``dir``, else ``$SHOAL_DIR``,
     else the current folder) — or with an API token (``token``, else ``$SHOAL_TOKEN``).
+    With no admin URL given (nor ``$SHOAL_ADMIN_URL``), the CLI's context is used —
+    ``context``, else ``$SHOAL_CONTEXT``, else the current one that ``shoal up`` wrote: its
+    admin URL, user and password or token file.
     Thread-safe; reuse one (it pools connections); close it, or use it as a context manager.
 
     >>> async with AsyncClient(password='...') as shoal:
@@ -34,9 +37,10 @@ class AsyncClient:
         admin_url: Optional[str] = None,
         *,
         password: Optional[str] = None,
-        user: str = 'admin',
+        user: Optional[str] = None,
         token: Optional[str] = None,
         dir: Optional[str] = None,
+        context: Optional[str] = None,
         channel_url: Optional[str] = None,
         timeout: Union[float, httpx.Timeout] = _core.DEFAULT_TIMEOUT,
         verify: bool = True,
@@ -46,8 +50,9 @@ class AsyncClient:
         invoke_retry: Retry = _core.NO_RETRY,
         transport: Optional[httpx.AsyncBaseTransport] = None,
     ) -> None:
-        self._admin = _core.Admin(_core.admin_url(admin_url),
-                                  *_core.admin_credentials(user, password, token, dir))
+        url, auth, tok, ctx_ca = _core.resolve(admin_url, user, password, token, dir, context)
+        ca_file = ca_file or (ctx_ca if verify else None)
+        self._admin = _core.Admin(url, auth, tok)
         self.channel_url = _core.channel_url(channel_url)
         self.read_retry = read_retry
         self.invoke_retry = invoke_retry

@@ -125,6 +125,51 @@ def tls_context(verify: bool, ca_file: Optional[str], cert: Optional[CertSpec]) 
     return ctx
 
 
+def context_path() -> str:
+    """Where the CLI keeps its contexts: ``$SHOAL_CLI_CONFIG``, else
+    ``$XDG_CONFIG_HOME/shoal/config.yaml``, else ``~/.config/shoal/config.yaml``."""
+    env = os.environ.get('SHOAL_CLI_CONFIG')
+    if env:
+        return env
+    base = os.environ.get('XDG_CONFIG_HOME') or os.path.join(os.path.expanduser('~'), '.config')
+    return os.path.join(base, 'shoal', 'config.yaml')
+
+
+def load_context(name: Optional[str] = None) -> Optional[Dict[str, Any]]:
+    """The CLI's context ``name`` (else ``$SHOAL_CONTEXT``, else the current one), as
+    ``shoal up`` and ``shoal config`` write it; None when there is none. A named context
+    that does not exist is an error."""
+    name = name or os.environ.get('SHOAL_CONTEXT') or None
+    path = context_path()
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except OSError:
+        if name:
+            raise AuthError('no context {!r}: {} cannot be read'.format(name, path))
+        return None
+    if not text.strip():
+        return None
+    try:
+        doc = json.loads(text)  # what the CLI writes (JSON is YAML too)
+    except ValueError:
+        try:
+            import yaml  # type: ignore[import-untyped]  # a file edited by hand
+        except ImportError:
+            raise AuthError('{} is not JSON; install PyYAML to read it as YAML'.format(path))
+        doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise AuthError('{} is not a contexts file'.format(path))
+    want = name or doc.get('current-context')
+    for ctx in doc.get('contexts') or []:
+        if isinstance(ctx, dict) and ctx.get('name') == want:
+            return ctx
+    if name:
+        known = ', '.join(str(c.get('name')) for c in doc.get('contexts') or [] if isinstance(c, dict))
+        raise AuthError('no context {!r} in {} (known: {})'.format(name, path, known or 'none'))
+    return None
+
+
 def admin_url(url: Optional[str]) -> str:
     """The given admin API URL, else ``SHOAL_ADMIN_URL`` (as the CLI), else the default."""
     return url or os.environ.get('SHOAL_ADMIN_URL') or DEFAULT_ADMIN_URL
@@ -166,6 +211,40 @@ def admin_credentials(user: str, password: Optional[str], token: Optional[str],
     if tok and not password:
         return None, tok.strip()
     return (user, admin_password(password, dir, user)), None
+
+
+def _read_secret(path: str) -> str:
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read().strip()
+    except OSError as e:
+        raise AuthError('cannot read {}: {}'.format(path, e))
+    if not text:
+        raise AuthError('{} is empty'.format(path))
+    return text
+
+
+def resolve(admin_url_arg: Optional[str], user: Optional[str], password: Optional[str],
+            token: Optional[str], dir: Optional[str],
+            context: Optional[str]) -> Tuple[str, Optional[Auth], Optional[str], Optional[str]]:
+    """(admin URL, Basic Auth, token, CA file) from the arguments, the environment and —
+    when neither names the admin URL — the CLI's context, as the CLI resolves them."""
+    url = admin_url_arg or os.environ.get('SHOAL_ADMIN_URL')
+    ctx = load_context(context) if (context or not url) else None
+    if ctx is not None and not url:
+        url = str(ctx.get('admin_url') or '') or None
+    who = user or (str(ctx['user']) if ctx and ctx.get('user') else None) or 'admin'
+    tok = token or os.environ.get('SHOAL_TOKEN')
+    if ctx is not None and not (tok or password):
+        same_user = (ctx.get('user') or 'admin') == who
+        env_pw = os.environ.get('SHOAL_ADMIN_PASSWORD' if who == 'admin' else 'SHOAL_PASSWORD')
+        if same_user and ctx.get('token_file') and not user:
+            tok = _read_secret(str(ctx['token_file']))
+        elif same_user and ctx.get('password_file') and not env_pw:
+            password = _read_secret(str(ctx['password_file']))
+    auth, tok = admin_credentials(who, password, tok, dir)
+    ca = str(ctx['ca']) if ctx and ctx.get('ca') else None
+    return url or DEFAULT_ADMIN_URL, auth, tok, ca
 
 
 def encode_payload(payload: JSON) -> Optional[bytes]:
