@@ -7,53 +7,17 @@ use crate::client::{Admin, AdminArgs, urlencode};
 use crate::error::{CliError, Result};
 use crate::output::{self, Format};
 
-/// A kind of object, as the CLI names it (singular or plural).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Channel,
-    Outgoing,
-    Security,
-    Job,
-    Service,
-    Module,
-    User,
-    Token,
-}
+use shoal_common::objects::kinds::{self, KindInfo};
 
-const KINDS: &str = "channel, outgoing, security, job, service, module, user, token";
-
-impl Kind {
-    fn parse(s: &str) -> Result<Kind> {
-        Ok(match s.to_ascii_lowercase().as_str() {
-            "channel" | "channels" | "ch" => Kind::Channel,
-            "outgoing" | "outgoings" | "out" | "connection" | "connections" => Kind::Outgoing,
-            "security" | "securities" | "sec" => Kind::Security,
-            "job" | "jobs" => Kind::Job,
-            "service" | "services" | "svc" => Kind::Service,
-            "module" | "modules" | "deploy" => Kind::Module,
-            "user" | "users" => Kind::User,
-            "token" | "tokens" => Kind::Token,
-            other => {
-                return Err(CliError::Input(format!(
-                    "unknown kind '{other}': the kinds are {KINDS}"
-                )));
-            }
-        })
-    }
-
-    /// The API's collection path.
-    fn path(self) -> &'static str {
-        match self {
-            Kind::Channel => "channels",
-            Kind::Outgoing => "outgoing",
-            Kind::Security => "security",
-            Kind::Job => "jobs",
-            Kind::Service => "services",
-            Kind::Module => "deploy",
-            Kind::User => "users",
-            Kind::Token => "tokens",
-        }
-    }
+/// The kind a name stands for, from the one table of kinds; an unknown name is refused
+/// with the names there are.
+fn kind_of(s: &str) -> Result<&'static KindInfo> {
+    kinds::find(s).ok_or_else(|| {
+        CliError::Input(format!(
+            "unknown kind '{s}': the kinds are {}",
+            kinds::names()
+        ))
+    })
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,25 +37,26 @@ pub struct NameArgs {
 }
 
 pub async fn get(args: &AdminArgs, format: Format, a: GetArgs) -> Result<i32> {
-    let kind = Kind::parse(&a.kind)?;
+    let kind = kind_of(&a.kind)?;
     if let Some(name) = a.name {
         return describe(args, format, NameArgs { kind: a.kind, name }).await;
     }
-    match kind {
-        Kind::Channel => {
+    // Each kind's listing verb (its table's columns are the kind's own).
+    match kind.path {
+        "channels" => {
             crate::cmd::objects::run(args, format, crate::cmd::objects::Kind::Channels).await
         }
-        Kind::Outgoing => {
+        "outgoing" => {
             crate::cmd::objects::run(args, format, crate::cmd::objects::Kind::Outgoing).await
         }
-        Kind::Security => {
+        "security" => {
             crate::cmd::objects::run(args, format, crate::cmd::objects::Kind::Security).await
         }
-        Kind::Job => crate::cmd::jobs::run(args, format, None).await,
-        Kind::Service => crate::cmd::services::run(args, format).await,
-        Kind::User => crate::cmd::users::users(args, format, None).await,
-        Kind::Token => crate::cmd::users::tokens(args, format, None).await,
-        Kind::Module => {
+        "jobs" => crate::cmd::jobs::run(args, format, None).await,
+        "services" => crate::cmd::services::run(args, format).await,
+        "users" => crate::cmd::users::users(args, format, None).await,
+        "tokens" => crate::cmd::users::tokens(args, format, None).await,
+        _ => {
             let admin = Admin::new(args)?;
             let v = admin.get_json("deploy").await?;
             let list = v["modules"].clone();
@@ -123,25 +88,25 @@ fn print_object(format: Format, v: &Value) {
 }
 
 pub async fn describe(args: &AdminArgs, format: Format, a: NameArgs) -> Result<i32> {
-    let kind = Kind::parse(&a.kind)?;
+    let kind = kind_of(&a.kind)?;
     let admin = Admin::new(args)?;
-    let v = match kind {
+    let v = match kind.path {
         // Users and tokens have no GET of one: found in their list.
-        Kind::User | Kind::Token => {
-            let list = admin.get_json(kind.path()).await?;
-            let key = if kind == Kind::User { "name" } else { "id" };
-            list[kind.path()]
+        "users" | "tokens" => {
+            let list = admin.get_json(kind.path).await?;
+            let key = if kind.path == "users" { "name" } else { "id" };
+            list[kind.path]
                 .as_array()
                 .and_then(|l| l.iter().find(|o| o[key] == a.name.as_str()))
                 .cloned()
                 .ok_or_else(|| CliError::Refused {
                     status: 404,
-                    message: format!("no {} {}", a.kind.trim_end_matches('s'), a.name),
+                    message: format!("no {} {}", kind.singular, a.name),
                 })?
         }
         _ => {
             admin
-                .get_json(&format!("{}/{}", kind.path(), urlencode(&a.name)))
+                .get_json(&format!("{}/{}", kind.path, urlencode(&a.name)))
                 .await?
         }
     };
@@ -150,25 +115,22 @@ pub async fn describe(args: &AdminArgs, format: Format, a: NameArgs) -> Result<i
 }
 
 pub async fn delete(args: &AdminArgs, format: Format, a: NameArgs) -> Result<i32> {
-    let kind = Kind::parse(&a.kind)?;
-    match kind {
-        Kind::Service | Kind::Module => {
-            return Err(CliError::Input(
-                "services and modules are not deleted one by one: remove the module's file from the pickup folder, or `shoal deploy --rollback MODULE`".into(),
-            ));
-        }
-        _ => {}
+    let kind = kind_of(&a.kind)?;
+    if !kind.deletable {
+        return Err(CliError::Input(
+            "services and modules are not deleted one by one: remove the module's file from the pickup folder, or `shoal deploy --rollback MODULE`".into(),
+        ));
     }
     let admin = Admin::new(args)?;
     let v = admin
         .call(
             reqwest::Method::DELETE,
-            &format!("{}/{}", kind.path(), urlencode(&a.name)),
+            &format!("{}/{}", kind.path, urlencode(&a.name)),
             None,
         )
         .await?;
     match format {
-        Format::Table => outln!("{} {} deleted", a.kind.trim_end_matches('s'), a.name),
+        Format::Table => outln!("{} {} deleted", kind.singular, a.name),
         _ => output::print(format, &v, || output::Table::new(&[])),
     }
     Ok(0)

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 pub mod access;
 pub mod jobs;
+pub mod kinds;
 pub mod modules;
 pub mod outgoing;
 pub mod security;

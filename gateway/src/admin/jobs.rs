@@ -46,8 +46,8 @@ pub async fn get_job(State(state): State<AdminState>, Path(name): Path<String>) 
 /// so those stay here).
 pub(crate) const JOBS: ObjectKind = ObjectKind {
     prefix: "jobs/",
-    list_key: "jobs",
-    noun: "job",
+    list_key: shoal_common::objects::kinds::JOB.path,
+    noun: shoal_common::objects::kinds::JOB.singular,
     invalid: "invalid job",
     names: "job ",
     answer_key: "job",

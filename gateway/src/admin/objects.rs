@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shoal_common::objects::jobs::{self, JobDef};
+use shoal_common::objects::kinds;
 use shoal_common::objects::outgoing::{OutgoingDef, StoredOutgoing};
 use shoal_common::objects::{ApplyDoc, ChannelDef, SecurityDef, SecurityInput, check_name};
 use shoal_common::store::Store;
@@ -594,10 +595,18 @@ fn show_as<T: serde::de::DeserializeOwned, V: serde::Serialize>(
         .and_then(|t| serde_json::to_value(view(t)).ok())
 }
 
+/// A kind's store prefix, from the one table of kinds.
+const fn prefix_of(k: &kinds::KindInfo) -> &'static str {
+    match k.store_prefix {
+        Some(p) => p,
+        None => "",
+    }
+}
+
 pub const CHANNELS: ObjectKind = ObjectKind {
-    prefix: "channels/",
-    list_key: "channels",
-    noun: "channel",
+    prefix: prefix_of(&kinds::CHANNEL),
+    list_key: kinds::CHANNEL.path,
+    noun: kinds::CHANNEL.singular,
     invalid: "invalid channel",
     names: "channel ",
     answer_key: "channel",
@@ -605,9 +614,9 @@ pub const CHANNELS: ObjectKind = ObjectKind {
 };
 
 pub const SECURITY: ObjectKind = ObjectKind {
-    prefix: "security/",
-    list_key: "security",
-    noun: "security definition",
+    prefix: prefix_of(&kinds::SECURITY),
+    list_key: kinds::SECURITY.path,
+    noun: kinds::SECURITY.singular,
     invalid: "invalid security definition",
     names: "",
     answer_key: "security",
@@ -615,9 +624,9 @@ pub const SECURITY: ObjectKind = ObjectKind {
 };
 
 pub const OUTGOING: ObjectKind = ObjectKind {
-    prefix: "outgoing/",
-    list_key: "outgoing",
-    noun: "outgoing connection",
+    prefix: prefix_of(&kinds::OUTGOING),
+    list_key: kinds::OUTGOING.path,
+    noun: kinds::OUTGOING.singular,
     invalid: "invalid outgoing connection",
     names: "",
     answer_key: "outgoing",

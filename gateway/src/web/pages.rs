@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::forms::{self, Variant, Widget};
 use super::{Current, WebState, redirect, segment};
+use shoal_common::objects::kinds;
 
 /// What every page shows around its content.
 pub struct Chrome {
@@ -1351,38 +1352,30 @@ pub struct Kind {
     schema: fn() -> schemars::Schema,
 }
 
+/// The configured kinds' pages, from the one table of kinds
+/// ([`shoal_common::objects::kinds`]).
 static KINDS: &[Kind] = &[
-    Kind {
-        slug: "channels",
-        list_key: "channels",
-        title: "Channels",
-        singular: "channel",
-        schema: || schemars::schema_for!(shoal_common::objects::ChannelDef),
-    },
-    Kind {
-        slug: "outgoing",
-        list_key: "outgoing",
-        title: "Outgoing connections",
-        singular: "outgoing connection",
-        schema: || schemars::schema_for!(shoal_common::objects::outgoing::OutgoingDef),
-    },
-    Kind {
-        slug: "security",
-        list_key: "security",
-        title: "Security definitions",
-        singular: "security definition",
-        schema: || schemars::schema_for!(shoal_common::objects::SecurityInput),
-    },
-    Kind {
-        slug: "jobs",
-        list_key: "jobs",
-        title: "Jobs",
-        singular: "job",
-        schema: || schemars::schema_for!(shoal_common::objects::jobs::JobDef),
-    },
+    Kind::of(&kinds::CHANNEL),
+    Kind::of(&kinds::OUTGOING),
+    Kind::of(&kinds::SECURITY),
+    Kind::of(&kinds::JOB),
 ];
 
 impl Kind {
+    /// A configured kind's page.
+    const fn of(info: &'static kinds::KindInfo) -> Kind {
+        Kind {
+            slug: info.path,
+            list_key: info.path,
+            title: info.title,
+            singular: info.singular,
+            schema: match info.schema {
+                Some(f) => f,
+                None => || schemars::json_schema!({}),
+            },
+        }
+    }
+
     fn variants(&self) -> Vec<Variant> {
         let variants = forms::variants(&(self.schema)());
         if self.slug == "jobs" {
