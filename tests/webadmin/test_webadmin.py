@@ -695,3 +695,24 @@ def test_forms_are_per_type_with_labels_for_people(admin, cluster):
     cluster.api('DELETE', '/jobs/per-type')
     page.goto('/admin/channels/new?type=http')
     assert page.locator('label[for=f-url_path]').inner_text().startswith('URL path')
+
+
+def test_an_operator_runs_jobs_but_changes_no_channel(page, cluster):
+    name = 'oper-' + uuid.uuid4().hex[:6]
+    r = cluster.api('POST', '/users', json={'name': name, 'role': 'operator', 'password': 'a-long-password-3'})
+    assert r.status_code == 201, r.text
+    login_as(page, name, 'a-long-password-3')
+    for path in PAGES_390[:-1]:
+        assert page.goto(path).status == 200, path
+    assert page.goto('/admin/audit').status == 403
+    page.goto('/admin/jobs')
+    page.locator('tr[data-name=nightly-greeting] button', has_text='Run now').click()
+    expect_text(page, '[data-testid=notice]', 'nightly-greeting was started')
+    page.goto('/admin/channels/new?type=http')
+    page.fill('#f-name', 'oper-made')
+    page.fill('#f-service', 'webadmin.greet')
+    page.fill('#f-url_path', '/oper-made')
+    page.click('form.object button[type=submit]')
+    expect_text(page, '[role=alert]', 'needs the admin role; user {} has operator'.format(name))
+    assert cluster.api('GET', '/channels/oper-made').status_code == 404
+    cluster.api('DELETE', '/users/' + name)
