@@ -113,6 +113,12 @@ impl Invocation {
     }
 }
 
+/// The request header through which a caller names the correlation id of its call.
+pub const CID_HEADER: &str = "x-shoal-cid";
+
+/// The request header through which an admin API caller bounds an invocation (ms).
+pub const TIMEOUT_HEADER: &str = "x-shoal-timeout-ms";
+
 /// Whether `cid` is a correlation id a caller may give (`X-Shoal-Cid`, `--cid`): 1 to 64
 /// letters, digits, `-`, `_`, `.` or `:`.
 pub fn valid_cid(cid: &str) -> bool {

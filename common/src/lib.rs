@@ -31,6 +31,7 @@ pub mod objects;
 pub mod ops;
 pub mod peers;
 pub mod public_tls;
+pub mod roles;
 pub mod routing;
 pub mod secret;
 pub mod shutdown;

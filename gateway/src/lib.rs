@@ -2,7 +2,8 @@
 //! ([`channels`]: one request flow, one front end per format; [`soap`] the Envelope
 //! itself), queue channels ([`channels::queue`]), the public gRPC `Invoker` ([`invoker`]), the
 //! admin REST API ([`admin`]) with the live request tail ([`tail`]), and the web admin
-//! ([`web`]) — routing every call to executors by least outstanding requests
+//! (crate `shoal-webadmin`, composed into the admin listener over [`admin::web`]) —
+//! routing every call to executors by least outstanding requests
 //! (`shoal_common::routing`).
 //!
 //! The gateway holds no service state of its own: channels, security definitions and the
@@ -21,7 +22,6 @@ pub mod flags;
 pub mod fuzzing;
 pub mod soap;
 pub mod tail;
-pub mod web;
 pub mod wss;
 
 use std::path::PathBuf;
@@ -327,7 +327,7 @@ fn admin_listener(parts: AdminParts, cancel: CancellationToken) -> tokio::task::
                     body_read_timeout: Duration::from_secs(o.body_read_timeout_secs.max(1)),
                     trace_link: o.trace_link.clone(),
                 };
-                let web = web::WebOptions {
+                let web = shoal_webadmin::WebOptions {
                     cluster_name: o.cluster_name.clone(),
                     secure_cookies: o.admin_secure_cookies,
                     session_idle: Duration::from_secs(o.admin_session_idle_secs.max(60)),
@@ -336,7 +336,11 @@ fn admin_listener(parts: AdminParts, cancel: CancellationToken) -> tokio::task::
                 let (api, inner_api) = admin::api(state.clone());
                 let app = axum::Router::new()
                     .nest("/api/v1", api)
-                    .merge(web::router(web::WebState::new(state, inner_api, web)))
+                    .merge(shoal_webadmin::router(shoal_webadmin::WebState::new(
+                        std::sync::Arc::new(state),
+                        inner_api,
+                        web,
+                    )))
                     .merge(parts.ops.router());
                 if let Err(e) = shoal_common::http::serve_with(
                     listener,

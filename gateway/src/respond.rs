@@ -86,8 +86,7 @@ pub fn json_channel(resp: pb::InvokeResponse) -> Response {
     out
 }
 
-/// The request header through which a caller names the correlation id of its call.
-pub const CID_HEADER: &str = "x-shoal-cid";
+pub use shoal_common::invocation::CID_HEADER;
 
 /// The caller's correlation id (`X-Shoal-Cid`: 1 to 64 letters, digits, `-`, `_`, `.`,
 /// `:`), else a new one. An unusable value is replaced rather than refused, so that a

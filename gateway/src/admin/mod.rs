@@ -29,6 +29,7 @@ pub mod objects;
 pub mod openapi;
 pub mod requests;
 pub mod users;
+pub mod web;
 
 /// Admin request bodies above this are refused with 413.
 pub const MAX_BODY: usize = 10 * 1024 * 1024;
@@ -834,6 +835,4 @@ async fn cluster(State(state): State<AdminState>) -> Response {
         .into_response()
 }
 
-/// The request header that gives `services/{name}/invoke` a deadline, in milliseconds
-/// (past it the call answers 504).
-pub const TIMEOUT_HEADER: &str = "x-shoal-timeout-ms";
+pub use shoal_common::invocation::TIMEOUT_HEADER;

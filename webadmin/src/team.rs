@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::pages::{Chrome, chrome, form_map, query_value, render, status_of};
 use super::{Current, WebState, segment};
-use crate::admin::users::Role;
+use shoal_common::roles::Role;
 
 pub fn routes() -> Router<WebState> {
     Router::new()

@@ -466,7 +466,7 @@ pub(super) async fn save_object(
 ) -> Response {
     let c = chrome(&state, &current, kind.slug);
     let mut values = form_map(&body);
-    values.remove(crate::web::CSRF_FIELD);
+    values.remove(crate::CSRF_FIELD);
     // The form's type; for a job posted without one, its `type` field.
     let tag = values
         .remove("_type")

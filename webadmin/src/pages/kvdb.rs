@@ -22,7 +22,7 @@ pub(super) struct KvdbPage {
     pub(super) set_expiry: String,
 }
 
-pub(in crate::web) fn query_value(s: &str) -> String {
+pub(crate) fn query_value(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 

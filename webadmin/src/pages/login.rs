@@ -30,7 +30,7 @@ pub(super) async fn login_page(
 ) -> Response {
     let next = after_login(q.get("next").map_or("", String::as_str)).to_owned();
     // Already logged in: straight to the page asked for.
-    if let Some(id) = crate::web::session::cookie_value(&headers)
+    if let Some(id) = crate::session::cookie_value(&headers)
         && state.sessions.touch(&id).is_some()
     {
         return redirect(&next);
@@ -45,7 +45,7 @@ pub(super) async fn login_page(
     )
 }
 
-pub(in crate::web) fn form_map(body: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn form_map(body: &[u8]) -> BTreeMap<String, String> {
     form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -71,13 +71,9 @@ pub(super) async fn login(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     );
-    let addr = state.admin.client_ip_of(&headers, peer.map(|p| p.0.0.ip()));
-    let verdict = state
-        .admin
-        .users
-        .authenticate(&state.admin.verifier, Some(&value), addr)
-        .await;
-    if let Err(crate::auth::Verdict::Throttled(_) | crate::auth::Verdict::Busy) = verdict {
+    let addr = state.admin.client_ip(&headers, peer.map(|p| p.0.0.ip()));
+    let verdict = state.admin.login(value, addr).await;
+    if let crate::Login::Throttled = verdict {
         state.sessions.login_failed();
         return render(
             StatusCode::TOO_MANY_REQUESTS,
@@ -88,7 +84,7 @@ pub(super) async fn login(
             },
         );
     }
-    let Ok(principal) = verdict else {
+    let crate::Login::Valid(principal) = verdict else {
         state.sessions.login_failed();
         tracing::warn!("web admin login refused");
         return render(
@@ -109,7 +105,7 @@ pub(super) async fn login(
             .is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let cookie = format!(
         "{}={id}; Path=/admin; HttpOnly; SameSite=Strict{}",
-        crate::web::session::COOKIE,
+        crate::session::COOKIE,
         if secure { "; Secure" } else { "" }
     );
     let mut r = redirect(&next);

@@ -388,7 +388,7 @@ pub(super) async fn invoke(
             };
             return service_page(&state, &current, &name, payload, timeout_ms, Some(result)).await;
         }
-        headers.push((crate::admin::TIMEOUT_HEADER, timeout_ms.clone()));
+        headers.push((shoal_common::invocation::TIMEOUT_HEADER, timeout_ms.clone()));
     }
     let started = Instant::now();
     let a = state
@@ -411,7 +411,7 @@ pub(super) async fn invoke(
         time: format!("{:.2} ms", elapsed.as_secs_f64() * 1000.0),
         cid: a
             .headers
-            .get(crate::respond::CID_HEADER)
+            .get(shoal_common::invocation::CID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned(),

@@ -1,4 +1,5 @@
-//! The web admin: a browser console under `/admin/` on the admin listener — dashboard,
+//! `shoal-webadmin`, the web admin: a browser console under `/admin/` on the gateway's
+//! admin listener (the gateway composes [`router`] in, over a [`Backend`] it implements) — dashboard,
 //! services (source, SimpleIO, invoke, deploy, rollback), channels, outgoing connections,
 //! security definitions, jobs, the KVDB and the live request tail.
 //!
@@ -31,24 +32,54 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::admin::AdminState;
-
 /// The web admin's Content-Security-Policy: nothing inline, nothing from elsewhere.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'";
 
 /// The vendored htmx (`npm pack htmx.org@2.0.11`, `dist/htmx.min.js`); a test checks its
 /// sha256 against [`HTMX_SHA256`].
-pub const HTMX: &[u8] = include_bytes!("../../assets/htmx-2.0.11.min.js");
+pub const HTMX: &[u8] = include_bytes!("../assets/htmx-2.0.11.min.js");
 /// sha256 of `htmx.org@2.0.11`'s `dist/htmx.min.js`.
 pub const HTMX_SHA256: &str = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717";
-const CSS: &str = include_str!("../../assets/admin.css");
-const JS: &str = include_str!("../../assets/admin.js");
-const ICON: &str = include_str!("../../assets/favicon.svg");
+const CSS: &str = include_str!("../assets/admin.css");
+const JS: &str = include_str!("../assets/admin.js");
+const ICON: &str = include_str!("../assets/favicon.svg");
 
 /// The header htmx sends the CSRF token in (set on `<body hx-headers>`).
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The form field non-JavaScript forms send it in.
 pub const CSRF_FIELD: &str = "_csrf";
+
+/// Admin request bodies above this are refused (the admin API's own limit).
+pub const MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// What the web admin needs of the gateway beside the admin API's routes: the gateway
+/// implements it (over its admin state) and composes [`router`] into its admin listener.
+pub trait Backend: Send + Sync + 'static {
+    /// The role of `user` now (None: no such user).
+    fn role_of(&self, user: &str) -> Option<shoal_common::roles::Role>;
+    /// The client's address of a request: the peer, or what trusted proxies report.
+    fn client_ip(&self, headers: &HeaderMap, peer: Option<std::net::IpAddr>) -> std::net::IpAddr;
+    /// Checks a login (an `Authorization: Basic` value) as the admin API checks
+    /// credentials: the same verifier, throttle and constant-time comparison.
+    fn login(
+        &self,
+        authorization: String,
+        addr: std::net::IpAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Login> + Send + '_>>;
+    /// How long a request body may take to arrive.
+    fn body_read_timeout(&self) -> Duration;
+    /// Calls in flight per executor address, and whether the executor is marked down.
+    fn executor_load(&self) -> std::collections::HashMap<String, (usize, bool)>;
+}
+
+/// The outcome of [`Backend::login`].
+#[derive(Debug)]
+pub enum Login {
+    Valid(shoal_common::roles::Principal),
+    Invalid,
+    /// Too many failures, or no verification slot: try again later.
+    Throttled,
+}
 
 /// The web admin's settings (from the gateway's options).
 #[derive(Debug, Clone)]
@@ -62,7 +93,7 @@ pub struct WebOptions {
 /// What web handlers share.
 #[derive(Clone)]
 pub struct WebState {
-    pub admin: AdminState,
+    pub admin: std::sync::Arc<dyn Backend>,
     /// The `/api/v1` routes without their Basic Auth guard, called in process.
     api: Router,
     pub sessions: session::Sessions,
@@ -98,7 +129,7 @@ impl Answer {
 }
 
 impl WebState {
-    pub fn new(admin: AdminState, api: Router, options: WebOptions) -> WebState {
+    pub fn new(admin: std::sync::Arc<dyn Backend>, api: Router, options: WebOptions) -> WebState {
         WebState {
             admin,
             api,
@@ -133,7 +164,7 @@ impl WebState {
             Err(e) => return internal_answer(format!("{path}: {e}")),
         };
         let (parts, body) = resp.into_parts();
-        let body = axum::body::to_bytes(body, crate::admin::MAX_BODY * 2)
+        let body = axum::body::to_bytes(body, crate::MAX_BODY * 2)
             .await
             .unwrap_or_default();
         Answer {
@@ -207,7 +238,7 @@ pub fn redirect(to: &str) -> Response {
 tokio::task_local! {
     /// Who the request being served is for: the web admin's calls of the API carry it,
     /// so the API's role checks and audit see the logged-in user.
-    static PRINCIPAL: crate::admin::users::Principal;
+    static PRINCIPAL: shoal_common::roles::Principal;
 }
 
 /// The logged-in session of a request (put there by the guard middleware).
@@ -319,15 +350,14 @@ async fn guarded(state: WebState, mut req: Request, next: Next) -> Response {
                     false
                 } else {
                     let (parts, body) = req.into_parts();
-                    let bytes = match crate::body::read_limited(
-                        body,
-                        crate::admin::MAX_BODY as u64,
-                        state.admin.body_read_timeout,
+                    let read = tokio::time::timeout(
+                        state.admin.body_read_timeout(),
+                        axum::body::to_bytes(body, MAX_BODY),
                     )
-                    .await
-                    {
-                        Ok(b) => b,
-                        Err(_) => {
+                    .await;
+                    let bytes = match read {
+                        Ok(Ok(b)) => b,
+                        _ => {
                             return pages::refused(
                                 StatusCode::PAYLOAD_TOO_LARGE,
                                 "the form is too large or did not arrive",
@@ -351,7 +381,7 @@ async fn guarded(state: WebState, mut req: Request, next: Next) -> Response {
         }
     }
     // The session's user, with their role as it is now (a deleted user's session ends).
-    let Some(role) = state.admin.users.role_of(&current.session.user) else {
+    let Some(role) = state.admin.role_of(&current.session.user) else {
         state.sessions.remove(&current.id);
         let mut r = pages::refused(
             StatusCode::UNAUTHORIZED,
@@ -365,11 +395,11 @@ async fn guarded(state: WebState, mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<shoal_common::http::Peer>()
         .map(|p| p.0.ip());
-    let principal = crate::admin::users::Principal {
+    let principal = shoal_common::roles::Principal {
         user: current.session.user.clone(),
         role,
         via: "web".into(),
-        addr: state.admin.client_ip_of(req.headers(), peer),
+        addr: state.admin.client_ip(req.headers(), peer),
     };
     req.extensions_mut().insert(principal.clone());
     req.extensions_mut().insert(current);

@@ -54,7 +54,7 @@ pub struct Chrome {
     pub csrf: String,
     /// Who is logged in, and their role now.
     pub user: String,
-    pub role: crate::admin::users::Role,
+    pub role: shoal_common::roles::Role,
     pub active: &'static str,
     pub notice: String,
     pub error: String,
@@ -88,7 +88,7 @@ impl Chrome {
     /// The sections this user's role may open (the audit is an admin's).
     pub fn nav(&self) -> Vec<(&'static str, &'static str, &'static str)> {
         NAV.iter()
-            .filter(|(_, _, key)| *key != "audit" || self.role == crate::admin::users::Role::Admin)
+            .filter(|(_, _, key)| *key != "audit" || self.role == shoal_common::roles::Role::Admin)
             .copied()
             .collect()
     }
@@ -106,7 +106,6 @@ pub(super) fn chrome(state: &WebState, current: &Current, active: &'static str) 
         user: current.session.user.clone(),
         role: state
             .admin
-            .users
             .role_of(&current.session.user)
             .unwrap_or_default(),
         active,

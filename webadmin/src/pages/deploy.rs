@@ -150,7 +150,7 @@ pub(super) async fn deploy(
     Extension(current): Extension<Current>,
     req: Request,
 ) -> Response {
-    let header_token = req.headers().contains_key(crate::web::CSRF_HEADER);
+    let header_token = req.headers().contains_key(crate::CSRF_HEADER);
     let mut c = chrome(&state, &current, "deploy");
     let mut multipart = match Multipart::from_request(req, &state).await {
         Ok(m) => m,
@@ -181,9 +181,7 @@ pub(super) async fn deploy(
                     }
                 };
                 match (field_name.as_str(), file_name) {
-                    (crate::web::CSRF_FIELD, _) => {
-                        token = String::from_utf8_lossy(&data).into_owned()
-                    }
+                    (crate::CSRF_FIELD, _) => token = String::from_utf8_lossy(&data).into_owned(),
                     ("files", Some(f)) if !f.is_empty() => match String::from_utf8(data.to_vec()) {
                         Ok(source) => files.push(json!({"name": f, "source": source})),
                         Err(_) => {
@@ -210,7 +208,7 @@ pub(super) async fn deploy(
         }
     }
     // A form sent without JavaScript carries its CSRF token inside the multipart body.
-    if !header_token && !crate::web::session::csrf_matches(&current.session, &token) {
+    if !header_token && !crate::session::csrf_matches(&current.session, &token) {
         return refused(
             StatusCode::FORBIDDEN,
             "the request lacks this session's CSRF token; reload the page and try again",
@@ -323,7 +321,7 @@ pub(super) async fn module_version(
                 .chars()
                 .take(12)
                 .collect(),
-            diff: crate::web::diff::diff(current_source, &source, 3),
+            diff: crate::diff::diff(current_source, &source, 3),
             source,
         },
     )

@@ -80,7 +80,7 @@ pub(super) async fn dashboard(
     match cluster {
         Ok(v) => {
             let now = shoal_common::members::now_ms();
-            let load = state.admin.router.load();
+            let load = state.admin.executor_load();
             let leaders = v["leaders"].as_object().cloned().unwrap_or_default();
             let mut probes = Vec::new();
             if let Some(by_role) = v["members"].as_object() {
