@@ -204,3 +204,56 @@ fn req(service: &str, payload: &[u8]) -> InvokeRequest {
         cid: String::new(),
     }
 }
+
+/// A request refused on its headers (wrong credentials) whose small body arrives after
+/// them: the answer comes and the keep-alive connection stays usable for the next request
+/// (it used to be closed under the client, which had already sent that request: the
+/// monitoring suite saw "Server disconnected without sending a response").
+#[tokio::test]
+async fn a_refusal_before_the_body_keeps_the_connection() {
+    let config = "security:\n  - {name: partner, type: basic_auth, username: partner, password: partner-pass-1}\n\
+                  channels:\n  - {name: g, type: http, service: hello.echo, url_path: /g, security: partner}\n  \
+                  - {name: o, type: http, service: hello.echo, url_path: /o}\n";
+    let c = Cluster::start_with(&[&examples_dir().join("hello.py")], 1, &[], Some(config)).await;
+    c.wait_for_channel("/o").await;
+    let addr = c.http_url.trim_start_matches("http://").to_owned();
+    let wrong = base64::engine::general_purpose::STANDARD.encode("partner:wrong");
+    for round in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        let head = format!(
+            "POST /g HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nAuthorization: Basic {wrong}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.expect("headers");
+        shoal_tests::window(
+            Duration::from_millis(50),
+            "the body comes after the headers",
+        )
+        .await;
+        s.write_all(b"{}").await.expect("body");
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .expect("read");
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            first.starts_with("HTTP/1.1 401") || first.starts_with("HTTP/1.1 429"),
+            "{round}: {first}"
+        );
+        s.write_all(b"POST /o HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            .await
+            .expect("the connection is still open for the next request");
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap_or(0);
+        let second = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(
+            second.starts_with("HTTP/1.1 200"),
+            "{round}: the next request on the connection: {second:?}"
+        );
+    }
+}

@@ -277,6 +277,32 @@ fn limited(front: &dyn front::Front, channel: &Compiled, d: limits::Denied, cid:
     resp
 }
 
+/// Request bodies up to this size are read and dropped when a request is refused on its
+/// headers alone (address, rate limit, credentials), so the client's keep-alive
+/// connection stays usable: answering before the body arrived made the server close it,
+/// and a client that had already sent its next request on it saw no answer.
+const DRAIN_REFUSED_BODY: u64 = 64 * 1024;
+
+/// `resp`, once the request's small body (declared, at most [`DRAIN_REFUSED_BODY`], no
+/// `Expect: 100-continue`) has been read, for 200 ms at most; a larger or slower body is
+/// left, and the connection closes after the answer as before.
+async fn drained(req: Request<Body>, resp: Response) -> Response {
+    let small = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 0 && n <= DRAIN_REFUSED_BODY);
+    if small && !req.headers().contains_key(header::EXPECT) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            axum::body::to_bytes(req.into_body(), DRAIN_REFUSED_BODY as usize),
+        )
+        .await;
+    }
+    resp
+}
+
 async fn handle(
     state: &HttpState,
     table: &Table,
@@ -293,10 +319,11 @@ async fn handle(
     let ip = state.client_ip(&req);
     let access = &channel.access;
     if !access.admits(ip) {
-        return refuse(
+        let resp = refuse(
             ErrorCode::Forbidden,
             format!("calls from {ip} are not allowed on this channel"),
         );
+        return drained(req, resp).await;
     }
     if let Some(limit) = &access.rate_limit
         && let Err(d) = state
@@ -304,7 +331,7 @@ async fn handle(
             .take(&format!("channel/{}", channel.name), "channel", limit)
             .await
     {
-        return limited(front, channel, d, cid);
+        return drained(req, limited(front, channel, d, cid)).await;
     }
     if let Some(limit) = access.address_limit(ip)
         && let Err(d) = state
@@ -312,7 +339,7 @@ async fn handle(
             .take(&format!("address/{}/{ip}", channel.name), "address", limit)
             .await
     {
-        return limited(front, channel, d, cid);
+        return drained(req, limited(front, channel, d, cid)).await;
     }
     // Security on the headers (its verification waits outside the listener's in-flight
     // places: see `admission::Pass`).
@@ -336,7 +363,7 @@ async fn handle(
     if let Some(p) = &pass
         && let Err(resp) = p.step_in()
     {
-        return resp;
+        return drained(req, resp).await;
     }
     let mut caller = match checked {
         Ok(c) => c,
@@ -344,7 +371,7 @@ async fn handle(
             if channel.mcp.is_some() && r.challenge.is_none() {
                 r.challenge = guard::challenge_of(table, channel);
             }
-            return refused(front, channel, r, cid);
+            return drained(req, refused(front, channel, r, cid)).await;
         }
     };
     if let Some(c) = &caller
@@ -358,7 +385,7 @@ async fn handle(
             )
             .await
     {
-        return limited(front, channel, d, cid);
+        return drained(req, limited(front, channel, d, cid)).await;
     }
     // SOAP: the WSDL on GET ?wsdl; otherwise only POST.
     let (parts, body) = req.into_parts();
