@@ -116,6 +116,7 @@ pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Respon
                 )
                 .with_cid(cid.clone()),
             );
+            let resp = drained(req, resp).await;
             return state.finished(resp, None, &seen, &cid, span, started);
         }
         Match::MethodNotAllowed(allowed) => {
@@ -133,6 +134,7 @@ pub async fn serve(State(state): State<HttpState>, req: Request<Body>) -> Respon
             if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
+            let resp = drained(req, resp).await;
             return state.finished(resp, None, &seen, &cid, span, started);
         }
     };
@@ -278,7 +280,8 @@ fn limited(front: &dyn front::Front, channel: &Compiled, d: limits::Denied, cid:
 }
 
 /// Request bodies up to this size are read and dropped when a request is refused on its
-/// headers alone (address, rate limit, credentials), so the client's keep-alive
+/// headers alone (no channel, a method not allowed, address, rate limit, credentials), so
+/// the client's keep-alive
 /// connection stays usable: answering before the body arrived made the server close it,
 /// and a client that had already sent its next request on it saw no answer.
 const DRAIN_REFUSED_BODY: u64 = 64 * 1024;
