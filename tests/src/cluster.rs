@@ -181,7 +181,52 @@ impl Cluster {
             (execs >= executors && gw >= 1).then_some(())
         })
         .await;
+        cluster.wait_for_pickup_modules().await;
         cluster
+    }
+
+    /// Until every module of the pickup folder is loaded (some service of it listed) or
+    /// refused (a deploy error names it): an executor registers before its first pickup
+    /// pass is done, and a file copied just before the start waits a moment to settle.
+    /// Bounded (15 s): a module without services never shows, and the test goes on.
+    async fn wait_for_pickup_modules(&self) {
+        let stems: Vec<String> = std::fs::read_dir(self.services_dir())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let p = e.path();
+                        (p.extension()? == "py")
+                            .then(|| p.file_stem()?.to_str().map(str::to_owned))
+                            .flatten()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if stems.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while tokio::time::Instant::now() < deadline {
+            let get = |path: &'static str| {
+                let req = self
+                    .http
+                    .get(format!("{}/api/v1/{path}", self.admin_url))
+                    .basic_auth("admin", Some(&self.password));
+                async move { req.send().await.ok()?.json::<Value>().await.ok() }
+            };
+            let services = get("services").await.unwrap_or(Value::Null);
+            let deploy = get("deploy").await.unwrap_or(Value::Null);
+            let listed = |stem: &str| {
+                services["services"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|s| s["module"] == stem))
+                    || deploy["errors"].to_string().contains(stem)
+            };
+            if stems.iter().all(|s| listed(s)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// kill -9 of `shoal up` (the embedded store's owner; its children end with it), then
