@@ -708,14 +708,27 @@ pub async fn run_with(
     )?;
     let executor = Executor::build(&options, started.ops()).map_err(anyhow::Error::msg)?;
     built(executor.clone());
+    let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
     let pickup_task = options.pickup_dir.clone().map(|dir| {
         tokio::spawn(pickup::run(
             executor.clone(),
             dir,
             Duration::from_millis(options.pickup_interval_ms.max(50)),
             cancel.clone(),
+            loaded_tx,
         ))
     });
+    // Registering makes this executor ready and routable: first the pickup folder's
+    // modules are loaded (10 s at most; a folder that keeps changing does not hold it).
+    if pickup_task.is_some() {
+        tokio::select! {
+            _ = loaded_rx => {}
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {
+                tracing::warn!("the pickup folder's first pass took over 10 s; registering anyway");
+            }
+            _ = cancel.cancelled() => {}
+        }
+    }
     let routes = tonic::service::Routes::new(
         pb::executor_server::ExecutorServer::new(executor.clone())
             .max_decoding_message_size(shoal_common::grpc::MAX_MESSAGE_BYTES)

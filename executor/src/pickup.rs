@@ -109,8 +109,17 @@ fn scan_into(dir: &Path, root: bool, out: &mut HashMap<PathBuf, Stamp>) {
     }
 }
 
-/// Deploys what is in `dir` now, then follows changes until `cancel`.
-pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: CancellationToken) {
+/// Deploys what is in `dir` now, then follows changes until `cancel`. `loaded` is told
+/// once a pass has taken every file there (none left to settle): the executor registers
+/// — becomes ready and routable — after it, so "ready" means its services are loaded.
+pub async fn run(
+    executor: Executor,
+    dir: PathBuf,
+    interval: Duration,
+    cancel: CancellationToken,
+    loaded: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut loaded = Some(loaded);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         tracing::error!(dir = %dir.display(), error = %e, "cannot create the pickup folder");
     }
@@ -125,6 +134,7 @@ pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: C
             .collect();
         changed.sort();
         let clock = SystemTime::now();
+        let mut deferred = false;
         for path in changed {
             let Some(module) = module_of(&dir, &path) else {
                 tracing::warn!(file = %path.display(), "not a valid Python module name; skipped");
@@ -152,6 +162,7 @@ pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: C
                 }
             };
             let Some(source) = source else {
+                deferred = true;
                 // Remembered as it was before, so the next scan sees the change again.
                 match known.get(&path) {
                     Some(old) => now.insert(path.clone(), old.clone()),
@@ -169,9 +180,18 @@ pub async fn run(executor: Executor, dir: PathBuf, interval: Duration, cancel: C
             }
         }
         known = now;
+        if !deferred && let Some(tx) = loaded.take() {
+            let _ = tx.send(());
+        }
+        // A file still settling is looked at again soon, not a whole interval later.
+        let wait = if deferred {
+            interval.min(SETTLE)
+        } else {
+            interval
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

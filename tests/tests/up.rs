@@ -462,3 +462,50 @@ async fn up_applies_shoal_yaml_from_the_project_folder() {
         .expect("json");
     assert_eq!(listed["notes"][0]["text"], "buy milk", "{listed}");
 }
+
+/// An executor registers (becomes ready and routable) only once its pickup folder is
+/// loaded: an executor restarted under a module that takes 1.5 s to import is listed, the
+/// first time it is seen, with that module's service already in its member record.
+#[tokio::test]
+async fn an_executor_is_ready_only_once_its_pickup_folder_is_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = dir.path().join("slow_import.py");
+    std::fs::write(
+        &slow,
+        "import time\ntime.sleep(1.5)\nfrom zato.server.service import Service\n\n\
+         class Slow(Service):\n    name = 'slow.ready'\n\n    def handle(self):\n        self.response.payload = {'ok': True}\n",
+    )
+    .expect("write");
+    let c = Cluster::start(&[&slow], 1, &[]).await;
+    let first = c.cluster_json().await.expect("cluster");
+    let old = first["members"]["executor"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let pid = first["members"]["executor"][0]["pid"]
+        .as_u64()
+        .expect("pid") as u32;
+    shoal_tests::process::signal(pid, libc::SIGKILL);
+    // The first sighting of the new executor: its services are already in its record.
+    let fresh = eventually(
+        Duration::from_secs(60),
+        "a new executor registered",
+        || async {
+            let v = c.cluster_json().await?;
+            v["members"]["executor"]
+                .as_array()?
+                .iter()
+                .find(|m| m["id"] != old.as_str())
+                .cloned()
+        },
+    )
+    .await;
+    let services: Vec<&str> = fresh["services"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        services.contains(&"slow.ready"),
+        "registered before its pickup folder loaded: {fresh}"
+    );
+}
