@@ -558,6 +558,28 @@ fn invoke_method(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         .map(|r| r.bind(py).clone())
 }
 
+/// Bodies from this size reach Python as a [`RawBody`], not as a `bytes` copy.
+const LAZY_RAW_FROM: usize = 64 * 1024;
+
+/// A large request body as the executor received it, handed to Python without a copy
+/// (the payload is parsed from the same buffer). `tobytes()` makes the `bytes` once,
+/// when a service reads `self.request.raw_request`; a service that reads only the
+/// payload never copies the body.
+#[pyclass(frozen, name = "RawBody", module = "shoal._native")]
+struct RawBody(bytes::Bytes);
+
+#[pymethods]
+impl RawBody {
+    /// The body as `bytes` (one copy).
+    fn tobytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.0)
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+}
+
 fn error_response(cid: &str, err: ShoalError) -> pb::InvokeResponse {
     err.to_invoke_response(cid)
 }
@@ -612,7 +634,11 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
             }
             None => py.None().into_bound(py),
         };
-        let raw = PyBytes::new(py, &req.raw_request);
+        let raw = if req.raw_request.len() >= LAZY_RAW_FROM {
+            Bound::new(py, RawBody(req.raw_request.clone()))?.into_any()
+        } else {
+            PyBytes::new(py, &req.raw_request).into_any()
+        };
         let out =
             invoke_method(py)?.call1((&req.service, payload, raw, &req.cid, channel, http))?;
         let out = out.cast::<PyTuple>()?;

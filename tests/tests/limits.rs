@@ -11,7 +11,7 @@ use shoal_tests::cluster::{Cluster, examples_dir};
 use shoal_tests::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const CONFIG: &str = "channels:\n  - {name: echo, type: http, service: hello.echo, url_path: /echo, max_body: 31457280}\n  - {name: big, type: http, service: big.reply, url_path: /big}\n";
+const CONFIG: &str = "channels:\n  - {name: echo, type: http, service: hello.echo, url_path: /echo, max_body: 31457280}\n  - {name: big, type: http, service: big.reply, url_path: /big}\n  - {name: raw, type: http, service: big.raw, url_path: /raw}\n";
 
 async fn cluster() -> Cluster {
     let big = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/big.py");
@@ -109,6 +109,48 @@ async fn large_bodies_reach_the_executor_and_too_large_messages_are_413() {
             .contains("max_body"),
         "{v}"
     );
+}
+
+/// What `big.raw` saw of a body: (type, length, SHA-1, read twice the same object,
+/// items in the payload, length of `request.text`).
+async fn seen_raw(c: &Cluster, body: reqwest::Body) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}/raw", c.http_url))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn a_large_body_reaches_python_whole_as_bytes_however_it_arrives() {
+    use sha1::Digest;
+    let c = cluster().await;
+    let doc = |n: usize| {
+        serde_json::to_vec(&json!({"items": (0..n).map(|i| json!({"id": i, "name": format!("item-{i:08}")})).collect::<Vec<_>>()}))
+            .expect("json")
+    };
+    // Small (a `bytes` made at once) and large (the executor's buffer, made `bytes` when
+    // read): the same answer, byte for byte, with a declared length and chunked.
+    for n in [3, 20_000] {
+        let body = doc(n);
+        let sha = format!("{:x}", sha1::Sha1::digest(&body));
+        let want = json!({"type": "bytes", "len": body.len(), "sha1": sha, "again": true,
+                          "items": n, "text": body.len()});
+        let v = seen_raw(&c, reqwest::Body::from(body.clone())).await;
+        assert_eq!(v, want, "{n} items, Content-Length");
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(7_000).map(|c| Ok(c.to_vec())).collect();
+        let v = seen_raw(
+            &c,
+            reqwest::Body::wrap_stream(futures::stream::iter(chunks)),
+        )
+        .await;
+        assert_eq!(v, want, "{n} items, chunked");
+    }
 }
 
 #[tokio::test]

@@ -94,11 +94,14 @@ class Request:
     """``self.request``: ``payload`` (the parsed body), ``input`` (payload merged with
     path and query parameters, attribute access), ``raw_request`` and ``http``."""
 
-    __slots__ = ('payload', 'raw_request', '_http', '_http_data', 'input', '_channel')
+    __slots__ = ('payload', '_raw', '_http', '_http_data', 'input', '_channel')
 
     def __init__(self, payload=None, raw_request=b'', http=None, channel=None):
         self.payload = payload
-        self.raw_request = raw_request
+        # A large body comes as the executor's own buffer (an object with ``tobytes()``)
+        # and becomes ``bytes`` only if the service reads ``raw_request``: a service
+        # that reads only the payload never pays for a copy of the body.
+        self._raw = raw_request
         self._http = http
         self._http_data = None
         self._channel = channel
@@ -111,6 +114,20 @@ class Request:
             if params:
                 data.update(params)
         self.input = data
+
+    @property
+    def raw_request(self):
+        """The request body exactly as received (``bytes``; ``str`` where a caller gave
+        text)."""
+        raw = self._raw
+        if raw is not None and raw.__class__ is not bytes and raw.__class__ is not str \
+                and hasattr(raw, 'tobytes'):
+            raw = self._raw = raw.tobytes()
+        return raw
+
+    @raw_request.setter
+    def raw_request(self, value):
+        self._raw = value
 
     @property
     def http(self):

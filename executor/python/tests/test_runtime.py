@@ -107,3 +107,25 @@ def test_bunch():
     assert b['c'] == 3
     with pytest.raises(AttributeError):
         b.missing
+
+
+def test_a_large_body_becomes_bytes_once_and_only_when_read():
+    from shoal.service import Request
+
+    class Buffer:
+        """Stands in for the executor's buffer of a large body (``RawBody``)."""
+        copies = 0
+
+        def tobytes(self):
+            Buffer.copies += 1
+            return b'{"a": 1}'
+
+    r = Request({'a': 1}, Buffer(), None, None)
+    assert Buffer.copies == 0, 'not copied before it is read'
+    assert r.raw_request == b'{"a": 1}' and type(r.raw_request) is bytes
+    assert r.text == '{"a": 1}'
+    assert Buffer.copies == 1, 'copied once'
+    r.raw_request = b'other'
+    assert r.raw_request == b'other'
+    assert Request(None, 'text', None, None).raw_request == 'text'
+    assert Request(None, None, None, None).raw_request is None
