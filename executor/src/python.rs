@@ -89,6 +89,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     /// Written-off threads still stuck in their job.
     written_off: AtomicUsize,
+    /// The Linux thread ids of the worker threads, for the manager's look at how much
+    /// CPU they use (see [`PythonCpu`]).
+    tids: parking_lot::Mutex<Vec<u32>>,
 }
 
 impl Shared {
@@ -179,6 +182,7 @@ impl Pool {
             permit_cv: parking_lot::Condvar::new(),
             metrics,
             written_off: AtomicUsize::new(0),
+            tids: parking_lot::Mutex::new(Vec::new()),
         });
         for _ in 0..size.min {
             spawn_worker(&shared)?;
@@ -358,17 +362,30 @@ fn spawn_worker(shared: &Arc<Shared>) -> Result<(), String> {
         })
 }
 
-/// Hands out extra run permits while jobs wait and none completed for 5 ms (the runner
-/// is blocked: sleeping, waiting on I/O, or stuck past a deadline), spawning workers up
-/// to the maximum when none is free. Trivial services complete jobs constantly, so they
-/// never get a second runner.
+/// Hands out extra run permits while jobs wait, none completed for 5 ms and the worker
+/// threads are not busy on the CPU (the runner is blocked: sleeping, waiting on I/O, or
+/// stuck past a deadline, with the GIL released), spawning workers up to the maximum
+/// when none is free. Trivial services complete jobs constantly, so they never get a
+/// second runner; a long call that computes (a large payload parsed and encoded, a loop
+/// in Python) holds the GIL, so a second runner could only take turns with it — it would
+/// not finish sooner, and every call in progress would hold its payload at once (four
+/// 4 MB JSON documents as Python objects are ~90 MB).
 fn manage(shared: Arc<Shared>) {
     let mut last = shared.completed.load(Ordering::Acquire);
+    let mut cpu = PythonCpu::default();
     loop {
         std::thread::sleep(Duration::from_millis(5));
         let done = shared.completed.load(Ordering::Acquire);
         let waiting = shared.rx.len();
-        if waiting > 0 && done == last {
+        let stalled = waiting > 0 && done == last;
+        // Two looks 5 ms apart: the first stalled tick only takes the first one.
+        let computing = if stalled {
+            cpu.busy(&shared.tids.lock())
+        } else {
+            cpu.forget();
+            None
+        };
+        if stalled && computing == Some(false) {
             let spawn = shared.grant(waiting.min(8));
             let room = shared
                 .size
@@ -384,11 +401,78 @@ fn manage(shared: Arc<Shared>) {
     }
 }
 
+/// How long the worker threads were runnable — on a CPU, or ready and waiting for one
+/// (the machine's cores are shared) — between two looks of the manager, from
+/// `/proc/self/task/<tid>/schedstat`. A thread waiting for the GIL, sleeping or
+/// blocked on I/O is neither.
+#[derive(Default)]
+struct PythonCpu {
+    last: Option<(Instant, u64)>,
+}
+
+impl PythonCpu {
+    /// Whether the workers were runnable for at least a fifth of the time since the previous
+    /// look: `None` on the first look; `Some(false)` where the kernel does not say (the
+    /// manager then grants as it would for blocked workers).
+    fn busy(&mut self, tids: &[u32]) -> Option<bool> {
+        let now = Instant::now();
+        let Some(total) = tids.iter().try_fold(0u64, |sum, tid| {
+            let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+            let mut fields = text.split_whitespace();
+            let on_cpu: u64 = fields.next()?.parse().ok()?;
+            let waiting_for_cpu: u64 = fields.next()?.parse().ok()?;
+            Some(sum + on_cpu + waiting_for_cpu)
+        }) else {
+            self.last = None;
+            return Some(false);
+        };
+        let (then, before) = self.last.replace((now, total))?;
+        let elapsed = u64::try_from(now.duration_since(then).as_nanos()).unwrap_or(u64::MAX);
+        Some(total.saturating_sub(before).saturating_mul(5) >= elapsed)
+    }
+
+    fn forget(&mut self) {
+        self.last = None;
+    }
+}
+
+/// This thread's Linux thread id (`/proc/thread-self` names it), if the kernel says.
+fn thread_id() -> Option<u32> {
+    std::fs::read_link("/proc/thread-self")
+        .ok()?
+        .file_name()?
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// Keeps a worker's thread id in the pool's list while the worker lives.
+struct Registered<'a>(&'a Shared, Option<u32>);
+
+impl<'a> Registered<'a> {
+    fn new(shared: &'a Shared) -> Registered<'a> {
+        let tid = thread_id();
+        if let Some(t) = tid {
+            shared.tids.lock().push(t);
+        }
+        Registered(shared, tid)
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.1 {
+            self.0.tids.lock().retain(|x| *x != t);
+        }
+    }
+}
+
 /// A worker: waits for a run permit (not for the GIL), takes a job, and runs it. The base
 /// permit's holder keeps the GIL and drains the queue back to back; a holder of an extra
 /// permit runs one job and gives the permit up. Workers beyond the minimum retire after
 /// 30 s without a permit.
 fn worker(shared: Arc<Shared>) {
+    let _registered = Registered::new(&shared);
     let ident = Python::attach(|py| {
         py.import("threading")
             .and_then(|t| t.call_method0("get_ident"))

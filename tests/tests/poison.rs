@@ -272,3 +272,81 @@ async fn stuck_services_are_written_off_and_the_executor_restarts_gracefully() {
     })
     .await;
 }
+
+const POOL: &str = r#"
+import threading, time
+from shoal import Service
+
+_lock = threading.Lock()
+_now = {'sleep': 0, 'spin': 0}
+_most = {'sleep': 0, 'spin': 0}
+
+def _enter(kind):
+    with _lock:
+        _now[kind] += 1
+        _most[kind] = max(_most[kind], _now[kind])
+
+def _leave(kind):
+    with _lock:
+        _now[kind] -= 1
+
+class Sleep(Service):
+    name = 'pool.sleep'
+    def handle(self):
+        _enter('sleep')
+        try:
+            time.sleep(0.6)
+        finally:
+            _leave('sleep')
+        self.response.payload = {'most': _most['sleep']}
+
+class Spin(Service):
+    name = 'pool.spin'
+    def handle(self):
+        _enter('spin')
+        try:
+            end = time.perf_counter() + 0.3
+            n = 0
+            while time.perf_counter() < end:
+                n += 1
+        finally:
+            _leave('spin')
+        self.response.payload = {'most': _most['spin']}
+"#;
+
+/// The most calls of `service` the pool ran at once, over `n` calls made together.
+async fn most_at_once(c: &Cluster, service: &str, n: usize) -> u64 {
+    let empty = json!({});
+    let calls = (0..n).map(|_| c.invoke(service, &empty));
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| {
+            let (status, v) = r.expect("invoke");
+            assert_eq!(status, 200, "{v}");
+            v["most"].as_u64().expect("most")
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_adds_runners_for_services_that_block_not_for_ones_that_compute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pool = dir.path().join("pool.py");
+    std::fs::write(&pool, POOL).expect("write");
+    let c = Cluster::start(&[pool.as_path()], 1, &[]).await;
+    // Sleeping calls release the GIL: more runners finish them together.
+    let started = std::time::Instant::now();
+    let most = most_at_once(&c, "pool.sleep", 6).await;
+    assert!(most >= 3, "sleeping calls ran at most {most} at once");
+    assert!(
+        started.elapsed() < Duration::from_millis(6 * 600),
+        "6 sleeps of 0.6 s took {:?}",
+        started.elapsed()
+    );
+    // Computing calls hold it: a second runner could only take turns (and hold another
+    // payload in memory), so they run one at a time.
+    let most = most_at_once(&c, "pool.spin", 4).await;
+    assert_eq!(most, 1, "computing calls ran {most} at once");
+}
