@@ -31,22 +31,35 @@ outgoing:
   - {name: bench-pg, type: sql, url: "postgres://postgres@127.0.0.1:5432/test", pool_size: 1}
 YAML
 export SHOAL_ADMIN_PASSWORD=bench-password
-base=$((20000 + RANDOM % 20000))
-ADMIN="127.0.0.1:$((base + 5))"
+# Five ports the kernel says are free now (a random pick could land on a port a client
+# connection holds: the smoke runs follow other benchmarks' thousands of connections).
+read -r P_STORE P_HTTP P_GRPC P_ADMIN P_OPS < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+ADMIN="127.0.0.1:$P_ADMIN"
 "$BIN/shoal" up --dir "$DIR" \
-  --store-listen "127.0.0.1:$base" --http-listen "127.0.0.1:$((base + 3))" \
-  --grpc-listen "127.0.0.1:$((base + 4))" --admin-listen "$ADMIN" \
-  --gateway-ops-listen "127.0.0.1:$((base + 6))" >"$DIR/up.log" 2>&1 &
+  --store-listen "127.0.0.1:$P_STORE" --http-listen "127.0.0.1:$P_HTTP" \
+  --grpc-listen "127.0.0.1:$P_GRPC" --admin-listen "$ADMIN" \
+  --gateway-ops-listen "127.0.0.1:$P_OPS" >"$DIR/up.log" 2>&1 &
 UP=$!
 trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$DIR"' EXIT
 cleanup_queue() { "$BIN/shoal-bench-connectors" --cleanup --queue "$QUEUE" --connectors - \
   --amqp-connection - --sql-connection - >/dev/null 2>&1 || true; }
 export SHOAL_ADMIN_URL="http://$ADMIN"
 ARGS="{\"amqp\": \"bench-rabbit\", \"sql\": \"bench-pg\""
-for _ in $(seq 1 100); do
-  if "$BIN/shoal" invoke bench.connectors --data "$ARGS, \"n\": 2}" >/dev/null 2>&1; then break; fi
+ready=0
+for _ in $(seq 1 150); do
+  if "$BIN/shoal" invoke bench.connectors --data "$ARGS, \"n\": 2}" >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.2
 done
+if [ "$ready" != 1 ]; then
+  echo "shoal up did not serve the benchmark service within 30 s; its log:" >&2
+  tail -40 "$DIR/up.log" >&2
+  exit 1
+fi
 CONNECTORS=$(curl -s -u "admin:$SHOAL_ADMIN_PASSWORD" "$SHOAL_ADMIN_URL/api/v1/cluster" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["members"]["connectors"][0]["grpc_addr"])')
 rust_out=$("$BIN/shoal-bench-connectors" --connectors "$CONNECTORS" --tls-dir "$DIR/.shoal/tls" --amqp-connection bench-rabbit \

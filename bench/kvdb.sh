@@ -24,19 +24,32 @@ DIR=$(mktemp -d)
 mkdir -p "$DIR/services"
 cp bench/services/kvbench.py "$DIR/services/"
 export SHOAL_ADMIN_PASSWORD=bench-password
-base=$((20000 + RANDOM % 20000))
-ADMIN="127.0.0.1:$((base + 5))"
+# Five ports the kernel says are free now (a random pick could land on a port a client
+# connection holds: the smoke runs follow other benchmarks' thousands of connections).
+read -r P_STORE P_HTTP P_GRPC P_ADMIN P_OPS < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+ADMIN="127.0.0.1:$P_ADMIN"
 "$BIN/shoal" up --dir "$DIR" ${KV_REDIS_ARGS---redis redis://127.0.0.1:6379/15} \
-  --store-listen "127.0.0.1:$base" --http-listen "127.0.0.1:$((base + 3))" \
-  --grpc-listen "127.0.0.1:$((base + 4))" --admin-listen "$ADMIN" \
-  --gateway-ops-listen "127.0.0.1:$((base + 6))" >"$DIR/up.log" 2>&1 &
+  --store-listen "127.0.0.1:$P_STORE" --http-listen "127.0.0.1:$P_HTTP" \
+  --grpc-listen "127.0.0.1:$P_GRPC" --admin-listen "$ADMIN" \
+  --gateway-ops-listen "127.0.0.1:$P_OPS" >"$DIR/up.log" 2>&1 &
 UP=$!
 trap 'kill $UP 2>/dev/null; wait $UP 2>/dev/null; rm -rf "$DIR"' EXIT
 export SHOAL_ADMIN_URL="http://$ADMIN"
-for _ in $(seq 1 100); do
-  if "$BIN/shoal" invoke bench.kvdb --data '{"n": 10}' >/dev/null 2>&1; then break; fi
+ready=0
+for _ in $(seq 1 150); do
+  if "$BIN/shoal" invoke bench.kvdb --data '{"n": 10}' >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.2
 done
+if [ "$ready" != 1 ]; then
+  echo "shoal up did not serve the benchmark service within 30 s; its log:" >&2
+  tail -40 "$DIR/up.log" >&2
+  exit 1
+fi
 "$BIN/shoal" invoke bench.kvdb --data "{\"n\": $((N / 10))}" >/dev/null   # warm up
 shoal_out=$("$BIN/shoal" invoke bench.kvdb --data "{\"n\": $N}")
 rb=$(redis-benchmark -h 127.0.0.1 -p 6379 --dbnum 15 -c 1 -n "$N" -d 100 -t set,get --csv 2>/dev/null)
