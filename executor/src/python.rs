@@ -401,34 +401,40 @@ fn manage(shared: Arc<Shared>) {
     }
 }
 
-/// How long the worker threads were runnable — on a CPU, or ready and waiting for one
-/// (the machine's cores are shared) — between two looks of the manager, from
-/// `/proc/self/task/<tid>/schedstat`. A thread waiting for the GIL, sleeping or
-/// blocked on I/O is neither.
+/// Whether the worker threads are computing, from what the kernel says of them between
+/// two looks of the manager: a thread in state `R` (on a CPU, or ready and waiting for
+/// one: the machine's cores are shared) at either look, or threads runnable — on a CPU
+/// or waiting for one — for at least a fifth of the time between the looks
+/// (`/proc/self/task/<tid>/stat` and `schedstat`). A thread waiting for the GIL,
+/// sleeping or blocked on I/O is neither. (The state covers what the times miss: they
+/// are brought up to date only at scheduler ticks and when a waiting thread runs.)
 #[derive(Default)]
 struct PythonCpu {
-    last: Option<(Instant, u64)>,
+    last: Option<(Instant, u64, bool)>,
 }
 
 impl PythonCpu {
-    /// Whether the workers were runnable for at least a fifth of the time since the previous
-    /// look: `None` on the first look; `Some(false)` where the kernel does not say (the
-    /// manager then grants as it would for blocked workers).
+    /// Whether the workers were computing since the previous look: `None` on the first
+    /// look; `Some(false)` where the kernel does not say (the manager then grants as it
+    /// would for blocked workers).
     fn busy(&mut self, tids: &[u32]) -> Option<bool> {
         let now = Instant::now();
-        let Some(total) = tids.iter().try_fold(0u64, |sum, tid| {
+        let Some((total, running)) = tids.iter().try_fold((0u64, false), |(sum, running), tid| {
             let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
             let mut fields = text.split_whitespace();
             let on_cpu: u64 = fields.next()?.parse().ok()?;
             let waiting_for_cpu: u64 = fields.next()?.parse().ok()?;
-            Some(sum + on_cpu + waiting_for_cpu)
+            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+            // The state follows the command name, which is in parentheses.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some((sum + on_cpu + waiting_for_cpu, running || state == 'R'))
         }) else {
             self.last = None;
             return Some(false);
         };
-        let (then, before) = self.last.replace((now, total))?;
+        let (then, before, was_running) = self.last.replace((now, total, running))?;
         let elapsed = u64::try_from(now.duration_since(then).as_nanos()).unwrap_or(u64::MAX);
-        Some(total.saturating_sub(before).saturating_mul(5) >= elapsed)
+        Some(running || was_running || total.saturating_sub(before).saturating_mul(5) >= elapsed)
     }
 
     fn forget(&mut self) {
