@@ -75,6 +75,12 @@ pub trait Hooks: Send {
         std::future::pending()
     }
 
+    /// What serves `Executor.Invoke` on a framed socket (`crate::frames`) next to the
+    /// gRPC one; none, by default.
+    fn framed(&self) -> Option<crate::frames::Handler> {
+        None
+    }
+
     /// How long to wait between leaving the member registry and closing the listeners,
     /// so that callers routing by the registry stop sending first.
     fn settle(&self) -> Duration {
@@ -188,6 +194,25 @@ impl Started<'_> {
             grpc_cancel.clone(),
         ));
         let grpc_task = tokio::spawn(crate::grpc::serve(grpc, routes, grpc_cancel.clone()));
+        // `Executor.Invoke` in frames, for callers on this host (measured cheaper than
+        // gRPC per call; `crate::frames`).
+        let frames_path =
+            std::env::temp_dir().join(format!("shoal-{role}-{}.hop", std::process::id()));
+        let frames_task = hooks
+            .framed()
+            .filter(|_| crate::levers::on(crate::levers::Lever::Frames))
+            .and_then(|handler| match crate::frames::bind(&frames_path) {
+                Ok(listener) => Some(tokio::spawn(crate::frames::serve(
+                    listener,
+                    frames_path.clone(),
+                    handler,
+                    grpc_cancel.clone(),
+                ))),
+                Err(e) => {
+                    tracing::warn!(socket = %frames_path.display(), error = %e, "cannot serve the framed socket; callers on this host use gRPC");
+                    None
+                }
+            });
         let reg_cancel = CancellationToken::new();
         if let Some(store) = Store::connect_retrying(&common.store(), &cancel).await {
             let advertise = hooks
@@ -196,6 +221,9 @@ impl Started<'_> {
             let mut member = Member::new(role, advertise, common.advertise(ops_addr));
             if uds_path.exists() {
                 member.uds_path = uds_path.display().to_string();
+            }
+            if frames_task.is_some() {
+                member.frames_path = frames_path.display().to_string();
             }
             hooks.on_store(&store, &mut member).await;
             let reg = members::register(store, member, common.member_ttl, reg_cancel.clone());
@@ -219,6 +247,9 @@ impl Started<'_> {
         crate::shutdown::drain_within(Duration::from_secs(common.grace_period), role, async {
             let _ = grpc_task.await;
             let _ = uds_task.await;
+            if let Some(t) = frames_task {
+                let _ = t.await;
+            }
             let _ = ops_task.await;
         })
         .await;

@@ -7,7 +7,8 @@
 //!
 //! | lever | what it does when on |
 //! |---|---|
-//! | `hop` | a gateway reaches a co-located executor over its own HTTP/2 connection on the Unix socket, not through tonic's buffered `Channel` |
+//! | `frames` | a co-located executor is called in frames on its framed socket (`crate::frames`), not over gRPC |
+//! | `hop` | a gateway reaches a co-located executor over its own HTTP/2 connection on the Unix socket, not through tonic's buffered `Channel` (when `frames` is off) |
 //! | `gc` | CPython's cyclic garbage collector is paused while a JSON payload is turned into Python objects |
 //! | `keys` | object keys repeated within one payload become one Python string each (as CPython's `json` does) |
 
@@ -16,6 +17,7 @@ use std::sync::OnceLock;
 /// One optimisation of the hot path that can be switched off for an A/B measurement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lever {
+    Frames,
     Hop,
     Gc,
     Keys,
@@ -24,6 +26,7 @@ pub enum Lever {
 impl Lever {
     fn name(self) -> &'static str {
         match self {
+            Lever::Frames => "frames",
             Lever::Hop => "hop",
             Lever::Gc => "gc",
             Lever::Keys => "keys",

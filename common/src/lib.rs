@@ -19,6 +19,7 @@ pub mod cli;
 pub mod component;
 pub mod config;
 pub mod error;
+pub mod frames;
 pub mod grpc;
 pub mod hop;
 pub mod http;

@@ -50,6 +50,10 @@ pub struct Member {
     /// A Unix socket serving the same gRPC API, for callers on `host` (empty: none).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub uds_path: String,
+    /// A Unix socket serving `Executor.Invoke` in frames (`crate::frames`), for callers
+    /// on `host` (empty: none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub frames_path: String,
     /// The host name the member runs on.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub host: String,
@@ -84,6 +88,7 @@ impl Member {
             started_at_ms: now_ms(),
             services: Vec::new(),
             uds_path: String::new(),
+            frames_path: String::new(),
             host: host_name(),
             load: None,
         }
@@ -391,7 +396,16 @@ pub fn host_name() -> String {
 /// Whether `member`'s Unix socket can be used from here: it has one, runs on this host,
 /// and the socket file is there.
 pub fn local_socket(member: &Member) -> Option<std::path::PathBuf> {
-    let path = std::path::Path::new(&member.uds_path);
-    (!member.uds_path.is_empty() && member.host == host_name() && path.exists())
-        .then(|| path.to_path_buf())
+    on_this_host(member, &member.uds_path)
+}
+
+/// The member's framed socket (`crate::frames`), when it runs on this host and the socket
+/// is there.
+pub fn local_frames(member: &Member) -> Option<std::path::PathBuf> {
+    on_this_host(member, &member.frames_path)
+}
+
+fn on_this_host(member: &Member, path: &str) -> Option<std::path::PathBuf> {
+    let file = std::path::Path::new(path);
+    (!path.is_empty() && member.host == host_name() && file.exists()).then(|| file.to_path_buf())
 }

@@ -22,9 +22,13 @@ use tonic::transport::{Channel, Endpoint};
 const DOWN_FOR: Duration = Duration::from_secs(2);
 
 struct Conn {
+    /// The member this connection is to (an address can be a later process's).
+    member: String,
     channel: Channel,
     /// The co-located executor's socket, reached without `Channel` (see [`crate::hop`]).
     unix: Option<crate::hop::UnixHop>,
+    /// The co-located executor's framed socket (see [`crate::frames`]), preferred to both.
+    frames: Option<crate::frames::FrameHop>,
     outstanding: Arc<AtomicUsize>,
     down_until: Option<Instant>,
 }
@@ -188,12 +192,14 @@ impl Router {
                 continue;
             }
             let conn = match conns.get(&m.grpc_addr) {
-                Some(c) => c,
-                None => {
+                Some(c) if c.member == m.id => c,
+                // New, or a new process at the same address (its sockets are new too).
+                _ => {
                     let Some(c) = connect(m) else {
                         continue;
                     };
-                    conns.entry(m.grpc_addr.clone()).or_insert(c)
+                    conns.insert(m.grpc_addr.clone(), c);
+                    &conns[&m.grpc_addr]
                 }
             };
             if conn.down_until.is_some_and(|t| t > now) {
@@ -214,9 +220,10 @@ impl Router {
             .get(&m.grpc_addr)
             .ok_or_else(|| ShoalError::new(ErrorCode::Internal, "executor connection vanished"))?;
         conn.outstanding.fetch_add(1, Ordering::AcqRel);
-        let transport = match &conn.unix {
-            Some(hop) => Transport::Unix(hop.clone()),
-            None => Transport::Channel(conn.channel.clone()),
+        let transport = match (&conn.frames, &conn.unix) {
+            (Some(hop), _) => Transport::Frames(hop.clone()),
+            (None, Some(hop)) => Transport::Unix(hop.clone()),
+            (None, None) => Transport::Channel(conn.channel.clone()),
         };
         Ok((
             m.grpc_addr.clone(),
@@ -283,17 +290,27 @@ impl Router {
         } else {
             req.timeout_ms
         }) + Duration::from_secs(1);
-        // Encoded once: a retry on another executor sends the same bytes.
-        let encoded = bytes::Bytes::from(prost::Message::encode_to_vec(req));
+        // Encoded once for gRPC, when a call goes over it: a retry on another executor
+        // sends the same bytes. (The framed hop encodes as it writes.)
+        let mut encoded: Option<bytes::Bytes> = None;
         loop {
             let (addr, transport, _inflight) = self.pick(&req.service, &tried)?;
-            let mut request = tonic::Request::new(encoded.clone());
-            request.set_timeout(deadline);
+            let request = match &transport {
+                Transport::Frames(_) => None,
+                _ => {
+                    let bytes = encoded
+                        .get_or_insert_with(|| prost::Message::encode_to_vec(req).into())
+                        .clone();
+                    let mut request = tonic::Request::new(bytes);
+                    request.set_timeout(deadline);
+                    Some(request)
+                }
+            };
             // A member that stops answering (frozen, partitioned) loses its lease within
             // seconds: its calls in flight end then, not at their deadline.
             let outcome = tokio::select! {
                 biased;
-                r = invoke_encoded(transport, request, deadline) => r,
+                r = invoke_encoded(transport, req, request, deadline) => r,
                 () = self.discovery.left(&addr) => {
                     tracing::warn!(executor = %addr, "executor left the cluster mid-call");
                     self.mark_down(&addr);
@@ -307,7 +324,7 @@ impl Router {
                 }
             };
             match outcome {
-                Ok(resp) => return Ok(resp.into_inner()),
+                Ok(resp) => return Ok(resp),
                 Err(status) if never_sent(&status) => {
                     tracing::warn!(executor = %addr, error = %status.message(), "executor unreachable; trying another");
                     self.mark_down(&addr);
@@ -471,23 +488,36 @@ impl Router {
 enum Transport {
     Channel(Channel),
     Unix(crate::hop::UnixHop),
+    Frames(crate::frames::FrameHop),
 }
 
-/// `Executor.Invoke` with a request encoded beforehand (see [`crate::grpc::PreEncoded`]),
-/// bounded by `deadline` on this side too (a peer that stops answering cannot hold the
-/// call past it).
+/// `Executor.Invoke`: in frames, or over gRPC with the request encoded beforehand (see
+/// [`crate::grpc::PreEncoded`]; `encoded` is it, for every transport but frames), bounded
+/// by `deadline` on this side too (a peer that stops answering cannot hold the call past
+/// it).
 async fn invoke_encoded(
     transport: Transport,
-    request: tonic::Request<bytes::Bytes>,
+    req: &pb::InvokeRequest,
+    encoded: Option<tonic::Request<bytes::Bytes>>,
     deadline: Duration,
-) -> Result<tonic::Response<pb::InvokeResponse>, tonic::Status> {
+) -> Result<pb::InvokeResponse, tonic::Status> {
     let call = async {
+        let grpc = |encoded: Option<tonic::Request<bytes::Bytes>>| {
+            encoded.ok_or_else(|| tonic::Status::internal("the request was not encoded"))
+        };
         match transport {
-            Transport::Channel(channel) => unary(tonic::client::Grpc::new(channel), request).await,
+            Transport::Frames(hop) => hop.invoke(req).await,
+            Transport::Channel(channel) => {
+                unary(tonic::client::Grpc::new(channel), grpc(encoded)?).await
+            }
             Transport::Unix(hop) => {
                 // The URI's authority is only a label: the socket is the address.
                 let origin = http::Uri::from_static("http://executor.local");
-                unary(tonic::client::Grpc::with_origin(hop, origin), request).await
+                unary(
+                    tonic::client::Grpc::with_origin(hop, origin),
+                    grpc(encoded)?,
+                )
+                .await
             }
         }
     };
@@ -503,7 +533,7 @@ async fn invoke_encoded(
 async fn unary<T>(
     grpc: tonic::client::Grpc<T>,
     request: tonic::Request<bytes::Bytes>,
-) -> Result<tonic::Response<pb::InvokeResponse>, tonic::Status>
+) -> Result<pb::InvokeResponse, tonic::Status>
 where
     T: tonic::client::GrpcService<tonic::body::Body>,
     T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -524,6 +554,7 @@ where
         crate::grpc::PreEncoded::<pb::InvokeResponse>::default(),
     )
     .await
+    .map(tonic::Response::into_inner)
 }
 
 /// Whether a gRPC status means the request never reached the peer (connection refused
@@ -569,14 +600,50 @@ fn connect(m: &Member) -> Option<Conn> {
         .clone()
         .filter(|_| crate::levers::on(crate::levers::Lever::Hop))
         .map(crate::hop::UnixHop::new);
+    let frames = crate::members::local_frames(m)
+        .filter(|_| crate::levers::on(crate::levers::Lever::Frames))
+        .map(crate::frames::FrameHop::new);
     let channel = match socket {
         Some(path) => crate::grpc::connect_unix_lazy(endpoint, path),
         None => endpoint.connect_lazy(),
     };
     Some(Conn {
+        member: m.id.clone(),
         channel,
         unix,
+        frames,
         outstanding: Arc::default(),
         down_until: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_framed_socket_that_is_gone_is_a_call_never_sent_and_a_lost_one_is_not() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("gone.hop");
+        let req = super::pb::InvokeRequest {
+            service: "x".into(),
+            ..Default::default()
+        };
+        let status = crate::frames::FrameHop::new(path.clone())
+            .invoke(&req)
+            .await
+            .expect_err("nothing listens");
+        assert!(super::never_sent(&status), "{status:?}");
+        // An executor that takes the call and dies before answering.
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut first = [0u8; 16];
+            let _ = s.read(&mut first).await;
+        });
+        let status = crate::frames::FrameHop::new(path)
+            .invoke(&req)
+            .await
+            .expect_err("the connection ended");
+        assert!(!super::never_sent(&status), "{status:?}");
+    }
 }

@@ -837,4 +837,13 @@ impl shoal_common::component::Hooks for Lifecycle {
     fn settle(&self) -> Duration {
         Duration::from_millis(100)
     }
+
+    /// Callers on this host invoke in frames (`shoal_common::frames`).
+    fn framed(&self) -> Option<shoal_common::frames::Handler> {
+        let executor = self.executor.clone();
+        Some(Arc::new(move |req| {
+            let executor = executor.clone();
+            Box::pin(async move { executor.invoke(req).await })
+        }))
+    }
 }

@@ -153,15 +153,18 @@ async fn admin_api_needs_credentials_and_answers_bad_input_clearly() {
     assert_eq!(body, json!({"a": [1, 2.5, true, null, "x"]}));
 }
 
+/// The pids of the executors in a `cluster` answer.
+fn executor_pids(v: &serde_json::Value) -> Vec<u64> {
+    v["members"]["executor"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["pid"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn kill_9_of_an_executor_is_replaced_and_requests_keep_succeeding() {
     let c = Cluster::start(&[&examples_dir().join("hello.py")], 2, &[]).await;
-    let pids = |v: &serde_json::Value| -> Vec<u64> {
-        v["members"]["executor"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|m| m["pid"].as_u64()).collect())
-            .unwrap_or_default()
-    };
+    let pids = executor_pids;
     let before = pids(&c.cluster_json().await.expect("cluster"));
     assert_eq!(before.len(), 2);
 
@@ -263,6 +266,86 @@ async fn kill_9_of_an_executor_is_replaced_and_requests_keep_succeeding() {
         .await
         .expect("invoke");
     assert_eq!(status, 200);
+}
+
+/// An executor stopped with SIGTERM under load loses no call: it leaves routing, tells
+/// its callers' connections to go away, answers what they had sent — calls of 0.4 s are
+/// in flight on it when it stops serving — and drains; calls racing its exit go to the
+/// other executor.
+#[tokio::test]
+async fn sigterm_of_an_executor_under_load_loses_no_call() {
+    let slow = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/slow.py");
+    let c = Cluster::start(&[&examples_dir().join("hello.py"), &slow], 2, &[]).await;
+    let pids = executor_pids;
+    let before = pids(&c.cluster_json().await.expect("cluster"));
+    assert_eq!(before.len(), 2);
+    let c = std::sync::Arc::new(c);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..6 {
+        let (c, stop, answered) = (c.clone(), stop.clone(), answered.clone());
+        workers.push(tokio::spawn(async move {
+            let mut failed = Vec::new();
+            let mut i = 0u64;
+            while !stop.is_cancelled() {
+                i += 1;
+                // Half the workers keep slow calls in flight on both executors.
+                let (service, input) = if w % 2 == 0 {
+                    ("slow.sleep", json!({"s": 0.4}))
+                } else {
+                    ("hello.echo", json!({"w": w, "i": i}))
+                };
+                let r =
+                    tokio::time::timeout(Duration::from_secs(10), c.invoke(service, &input)).await;
+                match r {
+                    Ok(Ok((200, body))) if w % 2 == 0 => assert!(body.is_object(), "{body}"),
+                    Ok(Ok((200, body))) => assert_eq!(body["i"], i, "another call's answer"),
+                    Ok(Ok((s, body))) => failed.push(format!("{s}: {body}")),
+                    Ok(Err(e)) => failed.push(format!("transport: {e}")),
+                    Err(_) => failed.push("hung for 10 s".to_owned()),
+                }
+                answered.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            failed
+        }));
+    }
+    let count = || answered.load(std::sync::atomic::Ordering::Acquire);
+    eventually(
+        Duration::from_secs(30),
+        "100 requests answered before the SIGTERM",
+        || async { (count() >= 100).then_some(()) },
+    )
+    .await;
+    let victim = before[0];
+    process::signal(victim as u32, libc::SIGTERM);
+    eventually(
+        Duration::from_secs(30),
+        "the stopped executor out of the member list",
+        || async {
+            let now = pids(&c.cluster_json().await?);
+            (!now.contains(&victim)).then_some(())
+        },
+    )
+    .await;
+    let at_exit = count();
+    eventually(
+        Duration::from_secs(30),
+        "200 more requests answered",
+        || async { (count() >= at_exit + 200).then_some(()) },
+    )
+    .await;
+    stop.cancel();
+    let mut failed = Vec::new();
+    for w in workers {
+        failed.extend(w.await.expect("worker"));
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls failed across a graceful stop: {failed:?}",
+        failed.len(),
+        count()
+    );
 }
 
 #[test]
