@@ -201,6 +201,12 @@ def test_the_executor_image_runs_a_service_on_its_own_libpython(images, etcd, ce
         # Debian's CPython (merged /usr: its prefix is / or /usr), not the build machine's
         # (pyenv, another 3.11).
         assert answer['prefix'] in ('/', '/usr') and 'pyenv' not in answer['prefix'], answer
+    except BaseException:
+        # What the two containers said, for a failure that did not show it.
+        for name, cid in (('executor', ex), ('gateway', gw)):
+            r = podman('logs', cid, check=False)
+            print('--- {} container log ---\n{}'.format(name, (r.stdout + r.stderr)[-6000:]))
+        raise
     finally:
         logs = stop(ex) + stop(gw)
     assert 'panicked' not in logs, logs
