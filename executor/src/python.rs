@@ -477,14 +477,31 @@ impl Drop for Registered<'_> {
 /// permit's holder keeps the GIL and drains the queue back to back; a holder of an extra
 /// permit runs one job and gives the permit up. Workers beyond the minimum retire after
 /// 30 s without a permit.
+///
+/// The thread takes a CPython thread state once and keeps it while it lives (it holds the
+/// GIL only while it runs jobs). Without one, `Python::attach` makes a thread state each
+/// time the thread takes the GIL and tears it down when it lets go, and with it whatever
+/// a service kept in a `threading.local` (a connection, a session) — lost after every
+/// batch of jobs.
 fn worker(shared: Arc<Shared>) {
     let _registered = Registered::new(&shared);
-    let ident = Python::attach(|py| {
-        py.import("threading")
-            .and_then(|t| t.call_method0("get_ident"))
-            .and_then(|i| i.extract::<u64>())
-            .unwrap_or(0)
+    // The thread state made here outlives every `attach` inside the loop.
+    Python::attach(|py| {
+        let ident = python_ident(py);
+        py.detach(|| take_jobs(&shared, ident));
     });
+}
+
+/// `threading.get_ident()` of this thread.
+fn python_ident(py: Python<'_>) -> u64 {
+    py.import("threading")
+        .and_then(|t| t.call_method0("get_ident"))
+        .and_then(|i| i.extract::<u64>())
+        .unwrap_or(0)
+}
+
+/// The worker's loop: permits, jobs, and retiring when idle (see [`worker`]).
+fn take_jobs(shared: &Arc<Shared>, ident: u64) {
     loop {
         if !shared.acquire(Duration::from_secs(30)) {
             let alive = shared.alive.load(Ordering::Acquire);
@@ -511,13 +528,13 @@ fn worker(shared: Arc<Shared>) {
             }
         };
         let written_off = Python::attach(|py| {
-            if run_job(py, job, ident, &shared) {
+            if run_job(py, job, ident, shared) {
                 return true;
             }
             while shared.extra.load(Ordering::Acquire) == 0 {
                 match shared.rx.try_recv() {
                     Ok(job) => {
-                        if run_job(py, job, ident, &shared) {
+                        if run_job(py, job, ident, shared) {
                             return true;
                         }
                     }

@@ -7,8 +7,10 @@ use shoal_executor::{Executor, Options};
 use shoal_proto::executor::v1 as pb;
 
 const MODULE: &str = r#"
-import time
+import threading, time
 from shoal import Service, BadRequest
+
+seen = threading.local()
 
 class Sleep(Service):
     name = 'pool.sleep'
@@ -41,6 +43,12 @@ class Refuses(Service):
     def handle(self):
         raise BadRequest('amount must be positive')
 
+class Local(Service):
+    name = 'pool.local'
+    def handle(self):
+        seen.n = getattr(seen, 'n', 0) + 1
+        self.response.payload = {'thread': threading.get_ident(), 'n': seen.n}
+
 class Text(Service):
     name = 'pool.text'
     def handle(self):
@@ -72,7 +80,7 @@ async fn executor_pool_behaviour() {
         .deploy("pool", MODULE.into(), "pool.py")
         .await
         .expect("deploy");
-    assert_eq!(services.len(), 6);
+    assert_eq!(services.len(), 7);
 
     // JSON round trip through Python objects, with unicode, nesting, big and float numbers.
     let v = serde_json::json!({"s": "żółw", "n": [1, -2, 9007199254740993u64, 1.5e300], "o": {"t": true, "z": null}});
@@ -83,6 +91,27 @@ async fn executor_pool_behaviour() {
         serde_json::from_slice::<serde_json::Value>(&r.payload).expect("json"),
         v
     );
+
+    // A worker thread keeps its Python thread state between calls: what a service keeps
+    // in a `threading.local` is there on that thread's next call. The pause makes each
+    // call a batch of its own: the worker has let go of the GIL and gone back to waiting
+    // before the next one comes (a call that comes sooner can run in the same batch).
+    let mut calls_per_thread = std::collections::HashMap::<u64, u64>::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = ex.invoke(req("pool.local", serde_json::json!({}), 0)).await;
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("json");
+        let (thread, n) = (
+            v["thread"].as_u64().expect("thread"),
+            v["n"].as_u64().expect("n"),
+        );
+        let calls = calls_per_thread.entry(thread).or_default();
+        *calls += 1;
+        assert_eq!(
+            n, *calls,
+            "thread-local data lost between calls on one thread: {v}"
+        );
+    }
 
     // Text payload and content type pass through.
     let r = ex.invoke(req("pool.text", serde_json::json!({}), 0)).await;
