@@ -270,7 +270,11 @@ where
     } else {
         tokio::runtime::Builder::new_multi_thread()
     };
-    let rt = match builder.enable_all().build() {
+    let rt = match builder
+        .enable_all()
+        .thread_keep_alive(crate::BLOCKING_THREAD_KEEP_ALIVE)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -279,6 +279,7 @@ fn admin_listener(parts: AdminParts, cancel: CancellationToken) -> tokio::task::
         .spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .thread_keep_alive(shoal_common::BLOCKING_THREAD_KEEP_ALIVE)
                 .build()
             else {
                 tracing::error!("cannot start the admin listener's runtime");
