@@ -296,11 +296,22 @@ def test_the_fused_chart_serves_channels_from_the_executor_pods(fused_chart):
     # The channel answers from the executor pods' own process (shoal-fused) ...
     until(lambda: call(channels + '/version', 'POST', {}, auth=False) == (200, {'version': 1}),
           what='version 1 through the fused executors')
-    # ... which are gateways and executors at once (the gateway Deployment besides).
-    status, cluster = call(admin + '/api/v1/cluster')
-    execs = {m['pid'] for m in cluster['members']['executor']}
-    gws = {m['pid'] for m in cluster['members']['gateway']}
-    assert len(execs) == 2 and execs < gws, cluster
+    # ... which are gateways and executors at once (the gateway Deployment besides). The
+    # pods register on their own: the first answer may come before the second pod has.
+    seen = {}
+
+    def fused_members():
+        status, cluster = call(admin + '/api/v1/cluster')
+        seen['cluster'] = cluster
+        if status != 200:
+            return False
+        execs = {m['pid'] for m in cluster['members'].get('executor', [])}
+        gws = {m['pid'] for m in cluster['members'].get('gateway', [])}
+        return len(execs) == 2 and execs < gws
+    deadline = time.monotonic() + 60
+    while not fused_members() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fused_members(), seen['cluster']
     # The ConfigMap's new code serves there too, and a killed fused pod comes back.
     c.update_configmap('t-shoal-services', {'k8s_version.py': V1 % 2})
     until(lambda: call(channels + '/version', 'POST', {}, auth=False) == (200, {'version': 2}),
