@@ -3,9 +3,13 @@
 //!    mix measured on this machine kind. (pyo3-build-config 0.28+ has a helper for this;
 //!    0.27 does not, so we emit the same linker argument ourselves.)
 //! 2. List the Python SDK's files (`python/shoal`, `python/zato`) for `sdk.rs` to embed.
+//! 3. Release builds lay the binary out to keep less of it resident: `link/layout.rs`.
 use std::path::{Path, PathBuf};
 
+include!("../link/layout.rs");
+
 fn main() {
+    link_layout();
     let config = pyo3_build_config::get();
     if let Some(dir) = &config.lib_dir {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
