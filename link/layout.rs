@@ -8,7 +8,11 @@
 //    or a whole large folio on ext4), most of the binary becomes resident. `scripts/link-order`
 //    regenerates the file (it records which functions run, with valgrind). The names are
 //    mangled symbols of one workspace build (`cargo build --release --bins`); a build whose
-//    names differ (another rustc, other features) links as before, just less ordered.
+//    names differ links as before, just less ordered. Names go stale: another rustc or other
+//    features rename everything, and a changed crate renames some of its functions and of
+//    the generic code it instantiates (a one-line change in shoal-common renamed 10 % of the
+//    gateway's, and its idle RSS rose from 19.7 to 25.4 MB). `bench/run` prints how many
+//    names each binary still defines; regenerate before measuring or shipping.
 // 2. Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): a position-
 //    independent binary otherwise carries 24 bytes per pointer to relocate at start (1.7 MB
 //    for the gateway), all read by the dynamic loader. Needs glibc 2.36 where it runs; the
