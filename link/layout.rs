@@ -11,8 +11,11 @@
 //    names differ links as before, just less ordered. Names go stale: another rustc or other
 //    features rename everything, and a changed crate renames some of its functions and of
 //    the generic code it instantiates (a one-line change in shoal-common renamed 10 % of the
-//    gateway's, and its idle RSS rose from 19.7 to 25.4 MB). `bench/run` prints how many
-//    names each binary still defines; regenerate before measuring or shipping.
+//    gateway's, and its idle RSS rose from 19.7 to 25.4 MB), and so does building in another
+//    directory (the `.llvm.<n>` suffixes of the workspace's crates hash debug information that
+//    records it: 13 % of the gateway's names, 25.6 MB). `bench/run` prints how many names
+//    each binary still defines; regenerate (in the checkout that builds) before measuring or
+//    shipping.
 // 2. Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): a position-
 //    independent binary otherwise carries 24 bytes per pointer to relocate at start (1.7 MB
 //    for the gateway), all read by the dynamic loader. Needs glibc 2.36 where it runs; the
