@@ -106,7 +106,11 @@ class GrpcClient:
         kw: Dict[str, Any] = {'code': code.name.lower(), 'cid': cid}
         if code == grpc.StatusCode.UNAVAILABLE and not cid and _no_connection(details):
             return TransportError('cannot reach {}: {}'.format(self.address, message))
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        # The deadline is sent to the server too (grpc-timeout): when the server's timer fires
+        # first, tonic answers CANCELLED "Timeout expired" rather than DEADLINE_EXCEEDED. Either
+        # way the call had no answer in time.
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED or (
+                code == grpc.StatusCode.CANCELLED and message == _SERVER_DEADLINE):
             return Timeout(message or 'no answer in time', **kw)
         if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             return AuthError(message, **kw)
@@ -125,6 +129,10 @@ class GrpcClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# What a tonic server answers (status CANCELLED) when a call's grpc-timeout passes.
+_SERVER_DEADLINE = 'Timeout expired'
 
 
 def _no_connection(details: str) -> bool:
