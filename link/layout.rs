@@ -8,14 +8,14 @@
 //    or a whole large folio on ext4), most of the binary becomes resident. `scripts/link-order`
 //    regenerates the file (it records which functions run, with valgrind). The names are
 //    mangled symbols of one workspace build (`cargo build --release --bins`); a build whose
-//    names differ links as before, just less ordered. Names go stale: another rustc or other
-//    features rename everything, and a changed crate renames some of its functions and of
-//    the generic code it instantiates (a one-line change in shoal-common renamed 10 % of the
-//    gateway's, and its idle RSS rose from 19.7 to 25.4 MB), and so does building in another
-//    directory (the `.llvm.<n>` suffixes of the workspace's crates hash debug information that
-//    records it: 13 % of the gateway's names, 25.6 MB). `bench/run` prints how many names
-//    each binary still defines; regenerate (in the checkout that builds) before measuring or
-//    shipping.
+//    names differ links as before, just less ordered. They hold across checkouts and small
+//    changes because the workspace's own crates build as one codegen unit each (Cargo.toml):
+//    with several, rustc renamed the functions shared between units with a `.llvm.<n>`
+//    suffix hashing the unit, debug information and so the build directory included — 13 %
+//    of the gateway's names in another checkout (idle 25.6 MB instead of 19.3), 10 % after
+//    a one-line change in shoal-common. Another rustc, other features, or new and renamed
+//    functions still make the file stale: `bench/run` prints how many names each binary
+//    still defines; `scripts/link-order` regenerates it.
 // 2. Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): a position-
 //    independent binary otherwise carries 24 bytes per pointer to relocate at start (1.7 MB
 //    for the gateway), all read by the dynamic loader. Needs glibc 2.36 where it runs; the
