@@ -4,13 +4,21 @@
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
-/// Adds grpc.health.v1 (reporting `names` as serving) and reflection over Shoal's protos to
-/// `routes`.
 /// The largest gRPC message between Shoal's components (an invocation with its body, a
 /// response with its payload): 64 MiB. Channels' `max_body` stays under it
 /// ([`crate::objects::MAX_CHANNEL_BODY`]).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// A tonic server builder as every Shoal listener uses it: a caller's expired
+/// `grpc-timeout` is answered `DEADLINE_EXCEEDED` ([`crate::deadline`]).
+fn server() -> tonic::transport::Server<
+    tower::layer::util::Stack<crate::deadline::DeadlineLayer, tower::layer::util::Identity>,
+> {
+    tonic::transport::Server::builder().layer(crate::deadline::DeadlineLayer)
+}
+
+/// Adds grpc.health.v1 (reporting `names` as serving) and reflection over Shoal's protos to
+/// `routes`.
 pub async fn with_health_and_reflection(routes: Routes, names: &[&str]) -> Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in names {
@@ -108,7 +116,7 @@ pub async fn serve_public_tls(
             });
         }
     });
-    tonic::transport::Server::builder()
+    server()
         .tcp_nodelay(true)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
@@ -125,7 +133,7 @@ async fn serve_tcp(
     tls: Option<std::sync::Arc<crate::tls::ClusterTls>>,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let mut builder = server().tcp_nodelay(true);
     let routes = match tls {
         Some(tls) => {
             builder = builder.tls_config(tls.server())?;
@@ -154,7 +162,7 @@ pub async fn serve_unix(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let result = tonic::transport::Server::builder()
+    let result = server()
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
         .await;

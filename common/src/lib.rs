@@ -26,6 +26,7 @@ pub const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration:
 pub mod cli;
 pub mod component;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod frames;
 pub mod grpc;

@@ -134,12 +134,8 @@ impl InvokerService {
                 Err(r) => return Err(unauthenticated(r.error.code, &r.error.message)),
             }
         };
-        let timeout_ms = req
-            .metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout_ms)
-            .unwrap_or(0);
+        let timeout_ms = shoal_common::deadline::from_headers(req.metadata().as_ref())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let req = req.into_inner();
         if req.service.is_empty() {
             return Err(Status::invalid_argument("service is required"));
@@ -186,19 +182,4 @@ impl InvokerService {
             cid,
         }))
     }
-}
-
-/// Parses a `grpc-timeout` value (`100m`, `5S`, …) into milliseconds.
-fn parse_grpc_timeout_ms(v: &str) -> Option<u64> {
-    let (num, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: u64 = num.parse().ok()?;
-    Some(match unit {
-        "H" => n * 3_600_000,
-        "M" => n * 60_000,
-        "S" => n * 1000,
-        "m" => n,
-        "u" => n / 1000,
-        "n" => n / 1_000_000,
-        _ => return None,
-    })
 }

@@ -596,10 +596,18 @@ async fn openapi_from_simpleio() {
 async fn grpc_invoker_with_security_definitions() {
     use base64::Engine;
     use shoal_proto::invoker::v1::{InvokeRequest, invoker_client::InvokerClient};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slow = dir.path().join("slow.py");
+    std::fs::write(
+        &slow,
+        "import time\nfrom shoal import Service\n\nclass Slow(Service):\n    name = 'grpc-test.slow'\n\n    def handle(self):\n        time.sleep(2)\n",
+    )
+    .expect("write");
     let c = Cluster::start(
         &[
             &examples_dir().join("zato_style.py"),
             &examples_dir().join("hello.py"),
+            &slow,
         ],
         1,
         &[],
@@ -701,6 +709,22 @@ async fn grpc_invoker_with_security_definitions() {
         .expect_err("sio");
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("Element"), "{}", e.message());
+    // The caller's deadline (grpc-timeout) passes before the service answers: the server
+    // says DEADLINE_EXCEEDED, as gRPC does, not CANCELLED. Over a bare HTTP/2 client:
+    // tonic's own channel would start a timer of its own for the same header.
+    let bare = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<tonic::body::Body>();
+    let origin: http::Uri = format!("http://{}", c.grpc_addr).parse().expect("uri");
+    let mut r = req(&auth, "grpc-test.slow", "{}");
+    r.metadata_mut()
+        .insert("grpc-timeout", "300m".parse().expect("timeout"));
+    let e = InvokerClient::with_origin(bare, origin)
+        .invoke(r)
+        .await
+        .expect_err("deadline");
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    assert!(e.message().contains("grpc-timeout of 300 ms"), "{e:?}");
     // Health.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let h = health

@@ -106,9 +106,9 @@ class GrpcClient:
         kw: Dict[str, Any] = {'code': code.name.lower(), 'cid': cid}
         if code == grpc.StatusCode.UNAVAILABLE and not cid and _no_connection(details):
             return TransportError('cannot reach {}: {}'.format(self.address, message))
-        # The deadline is sent to the server too (grpc-timeout): when the server's timer fires
-        # first, tonic answers CANCELLED "Timeout expired" rather than DEADLINE_EXCEEDED. Either
-        # way the call had no answer in time.
+        # The deadline is sent to the server too (grpc-timeout). A Shoal server answers an
+        # expired one DEADLINE_EXCEEDED; servers before 2026-12 (tonic's own timer) answered
+        # CANCELLED "Timeout expired". Either way the call had no answer in time.
         if code == grpc.StatusCode.DEADLINE_EXCEEDED or (
                 code == grpc.StatusCode.CANCELLED and message == _SERVER_DEADLINE):
             return Timeout(message or 'no answer in time', **kw)
