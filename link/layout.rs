@@ -13,9 +13,13 @@
 //    with several, rustc renamed the functions shared between units with a `.llvm.<n>`
 //    suffix hashing the unit, debug information and so the build directory included — 13 %
 //    of the gateway's names in another checkout (idle 25.6 MB instead of 19.3), 10 % after
-//    a one-line change in shoal-common. Another rustc, other features, or new and renamed
-//    functions still make the file stale: `bench/run` prints how many names each binary
-//    still defines; `scripts/link-order` regenerates it.
+//    a one-line change in shoal-common. Another rustc, other features, new and renamed
+//    functions, or a change of a crate's dependencies (a new one, another version in
+//    Cargo.lock: Cargo's `-C metadata` hash, which every symbol name of that crate and of
+//    the crates above it carries, changes) still make the file stale — adding one
+//    dependency to shoal-common left the gateway defining half its names (idle 24 MB
+//    instead of 18.7). `bench/run` prints how many names each binary still defines;
+//    `scripts/link-order` regenerates it.
 // 2. Relative relocations are packed (`-z pack-relative-relocs`, DT_RELR): a position-
 //    independent binary otherwise carries 24 bytes per pointer to relocate at start (1.7 MB
 //    for the gateway), all read by the dynamic loader. Needs glibc 2.36 where it runs; the
