@@ -6,9 +6,7 @@ Rust, so the GIL is only held while Python runs.
 
 import ast
 import collections
-import hashlib
 import importlib.util
-import inspect
 import json
 import logging
 import re
@@ -24,6 +22,17 @@ from shoal.simpleio import definition_for, NotGiven
 from shoal import numbers
 from shoal import trace
 from shoal.context import LocalLocks, ClusterLocks, background_pool
+
+try:
+    # SHA-256 without OpenSSL: hashlib would load and initialise libcrypto in every
+    # executor (4 MB resident, measured) for the one digest deploys need. The same
+    # built-in module hashlib itself falls back to; `_sha2` from Python 3.12 on.
+    from _sha2 import sha256 as _sha256
+except ImportError:  # pragma: no cover - depends on the Python version
+    try:
+        from _sha256 import sha256 as _sha256
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 HTTP_VERBS = ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS')
 
@@ -125,6 +134,21 @@ def imported_modules(source, package='', tree=None):
 _ELEM_DOC = re.compile(r'^\s*(?:[-*]\s*|:param\s+)([A-Za-z_][\w.]*)\s*(?::|\s-\s)\s*(.+)$')
 
 
+def _cleandoc(doc):
+    """``inspect.cleandoc``: tabs expanded, the first line's leading blanks and the other
+    lines' common indentation removed, blank lines at both ends dropped. Here so that the
+    runtime need not import ``inspect`` (and ``dis``, ``opcode``) in every executor."""
+    lines = doc.expandtabs().split('\n')
+    indents = [len(ln) - len(ln.lstrip()) for ln in lines[1:] if ln.lstrip()]
+    margin = min(indents) if indents else 0
+    lines = [lines[0].lstrip()] + [ln[margin:] for ln in lines[1:]]
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return '\n'.join(lines)
+
+
 def service_doc(cls, sio=None):
     """What a service's docstring says, as Zato's apispec reads it: the first line is the
     summary, the rest the description; a line of ``@tags`` tags it (``@internal`` hides it
@@ -132,7 +156,7 @@ def service_doc(cls, sio=None):
     SimpleIO element, as does ``doc=`` on an element (``Int('age', doc='...')``). A
     ``mcp_annotations`` dict on the class gives MCP's tool hints (``readOnlyHint``...)."""
     raw = cls.__dict__.get('__doc__') or ''
-    lines = inspect.cleandoc(raw).splitlines() if raw.strip() else []
+    lines = _cleandoc(raw).splitlines() if raw.strip() else []
     summary = lines[0].strip() if lines else ''
     tags, elements, rest = [], {}, []
     for line in lines[1:]:
@@ -274,9 +298,9 @@ class Runtime:
             origin = getattr(m, '__file__', None) or '<{}>'.format(m.__name__)
             try:
                 with open(origin, 'rb') as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
+                    digest = _sha256(fh.read()).hexdigest()
             except OSError:
-                digest = hashlib.sha256(m.__name__.encode()).hexdigest()
+                digest = _sha256(m.__name__.encode()).hexdigest()
             names.extend(self._register(m.__name__, m, digest, origin, None))
         return names
 
@@ -327,7 +351,7 @@ class Runtime:
             self._redeploy_dependents(dep, done)
 
     def _deploy_one(self, module_name, source, origin):
-        digest = hashlib.sha256(source.encode('utf-8')).hexdigest()
+        digest = _sha256(source.encode('utf-8')).hexdigest()
         code_origin = origin or '<{}>'.format(module_name)
         module = types.ModuleType(module_name)
         module.__file__ = code_origin
@@ -369,8 +393,8 @@ class Runtime:
         ``source`` is kept for redeploying dependents (None: an installed module)."""
         now_ms = int(time.time() * 1000)
         found = []
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, Service) and obj is not Service and obj.__module__ == module_name:
+        for _, obj in sorted(vars(module).items()):
+            if isinstance(obj, type) and issubclass(obj, Service) and obj is not Service and obj.__module__ == module_name:
                 found.append(obj)
         for cls in found:
             try:

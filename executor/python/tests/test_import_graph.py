@@ -76,3 +76,18 @@ def test_every_exception_is_the_one_in_errors_under_its_old_name():
         assert any(getattr(shoal.errors, n) is cls for n in shoal.errors.__all__), name
     assert shoal.kvdb.ConnectionError is shoal.errors.KVDBConnectionError
     assert shoal.ServiceError is shoal.errors.ServiceError
+
+
+def test_the_runtime_leaves_heavy_modules_unloaded():
+    """Every executor imports the runtime at start. hashlib loads and initialises libcrypto
+    (4 MB resident, measured) for the one digest deploys take, and inspect brings dis and
+    opcode (0.4 MB) for two helpers: the runtime uses the built-in SHA-256 module and its
+    own ``_cleandoc`` instead. A service that imports them still can."""
+    import subprocess
+    import sys
+    heavy = ('_hashlib', 'hashlib', '_ssl', 'ssl', 'inspect', 'dis')
+    code = ('import sys, shoal._runtime, zato.server.service; '
+            'print(sorted(m for m in {!r} if m in sys.modules))'.format(heavy))
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=os.path.dirname(PKG)), check=True)
+    assert out.stdout.strip() == '[]', out.stdout + out.stderr
