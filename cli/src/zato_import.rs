@@ -154,10 +154,24 @@ impl Import {
     }
 }
 
+/// Escapes `${` in every string of `v` (`$${`, see `substitute_env`).
+fn escape_strings(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains("${") => *s = shoal_common::objects::escape_env(s),
+        Value::Array(a) => a.iter_mut().for_each(escape_strings),
+        Value::Object(o) => o.values_mut().for_each(escape_strings),
+        _ => {}
+    }
+}
+
 /// Reads an export (YAML or JSON: YAML parses both) and maps it.
 pub fn import(source: &str) -> Result<Import, String> {
-    let v: Value = serde_yaml::from_str(source)
+    let mut v: Value = serde_yaml::from_str(source)
         .map_err(|e| format!("not a YAML or JSON enmasse export: {e}"))?;
+    // What we write is read by `shoal apply`, which substitutes `${VAR}`: every value copied
+    // from the export is escaped so it comes back as it was; only the variables made here
+    // (secrets) are references.
+    escape_strings(&mut v);
     let Value::Object(sections) = v else {
         return Err(
             "an enmasse export is a mapping of sections (def_sec, channel_plain_http, ...)".into(),
@@ -1145,6 +1159,18 @@ web_socket:
         let i = import("def_sec:\n  - {name: a, type: basic_auth, username: u, password: Zato_Enmasse_Env.MY_PW}\n")
             .expect("imports");
         assert_eq!(i.doc["security"][0]["password"], "${MY_PW}");
+        // A literal `${` in the export stays literal once `shoal apply` substitutes.
+        let i = import(
+            "def_sec:\n  - {name: a, type: basic_auth, username: u, password: \"p${w}d\"}\n\
+             channel_plain_http:\n  - {name: c, service: \"s${x\", url_path: /c, sec_def: a}\n",
+        )
+        .expect("imports");
+        let text = serde_yaml::to_string(&i.doc).expect("writes");
+        let applied =
+            shoal_common::objects::substitute_env(&text, |_| None).expect("no references");
+        let doc: Value = serde_yaml::from_str(&applied).expect("parses");
+        assert_eq!(doc["security"][0]["password"], "p${w}d");
+        assert_eq!(doc["channels"][0]["service"], "s${x");
         assert!(import("- just a list").is_err());
         assert!(import("{not yaml").is_err());
     }

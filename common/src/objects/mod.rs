@@ -829,7 +829,8 @@ impl ApplyDoc {
 }
 
 /// Replaces `${VAR}` with the environment's value; a missing variable is an error naming it.
-/// `$${` escapes a literal `${`.
+/// `$${` escapes a literal `${` (a Z85 key of ZeroMQ's CURVE, say, may hold one); a value
+/// that came from the environment is inserted as it is, never substituted again.
 pub fn substitute_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -849,7 +850,10 @@ pub fn substitute_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Resul
         })?;
         let var = &after[..end];
         if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("'${{{var}}}' is not a valid variable reference"));
+            return Err(format!(
+                "'${{{var}}}' is not a valid variable reference (a variable's name is letters, \
+                 digits and '_'; write '$${{' for a literal '${{', as in a ZeroMQ key)"
+            ));
         }
         let value = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
         out.push_str(&value);
@@ -857,6 +861,13 @@ pub fn substitute_env(text: &str, env: impl Fn(&str) -> Option<String>) -> Resul
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Writes `text` so that [`substitute_env`] gives it back unchanged: every `${` becomes
+/// `$${`. For literal values put into an apply document (a key, a password, an imported
+/// value) that must not be read as a variable reference.
+pub fn escape_env(text: &str) -> String {
+    text.replace("${", "$${")
 }
 
 #[cfg(test)]
@@ -941,6 +952,16 @@ jobs:
         assert!(substitute_env("${A", env).is_err());
         // Found by the property test: an unclosed reference before multi-byte text.
         assert!(substitute_env("${🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴🕴", env).is_err());
+        // A ZeroMQ Z85 key that happens to hold `${` (one CI run in ~200 drew such a key): the
+        // error says how to write it, and the escaped key comes through unchanged.
+        let key = "${]+cBHzD9nRm>s7-d(#T<4gJF!rJ99A\"}x";
+        let e = substitute_env(key, env).expect_err("not a reference");
+        assert!(e.contains("$${"), "{e}");
+        assert_eq!(substitute_env(&escape_env(key), env).expect("escaped"), key);
+        assert_eq!(
+            substitute_env(&escape_env("$${A}"), env).expect("ok"),
+            "$${A}"
+        );
     }
 }
 
@@ -958,6 +979,13 @@ mod fuzz {
             if let Ok(doc) = serde_yaml::from_str::<ApplyDoc>(&text) {
                 let _ = doc.validate(&[], &[]);
             }
+        }
+
+        /// Escaped text always comes back unchanged, whatever it holds.
+        #[test]
+        fn escaped_text_survives_substitution(text in "[$a{}]{0,12}|.{0,100}") {
+            let out = substitute_env(&escape_env(&text), |_| Some("VALUE".into()));
+            prop_assert_eq!(out.expect("escaped text has no references"), text);
         }
 
         /// Arbitrary text never panics `${VAR}` substitution; text without `${` is unchanged.
