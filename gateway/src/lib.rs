@@ -498,9 +498,9 @@ pub async fn run_with(
         }))
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
-        .layer(axum::middleware::from_fn_with_state(
-            channels::Admission::new(options.max_in_flight, options.max_url_bytes),
-            channels::admit,
+        .layer(channels::Admission::new(
+            options.max_in_flight,
+            options.max_url_bytes,
         ));
     let http_task = tokio::spawn(shoal_common::http::serve_with(
         listeners.http,

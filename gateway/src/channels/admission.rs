@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::response::Response;
+use futures::future::Either;
 use http::{HeaderValue, Request, header};
 use shoal_common::{ErrorCode, ShoalError};
 
@@ -28,32 +28,79 @@ impl Admission {
     }
 }
 
-/// The admission middleware.
-pub async fn admit(
-    State(adm): State<Admission>,
-    req: Request<Body>,
-    next: axum::middleware::Next,
-) -> Response {
-    let url_len = req.uri().path().len() + req.uri().query().map_or(0, |q| q.len() + 1);
-    if url_len > adm.max_url_bytes {
-        return respond::error(&ShoalError::new(
-            ErrorCode::UriTooLong,
-            format!(
-                "the URL is {url_len} bytes; the limit is {}",
-                adm.max_url_bytes
-            ),
-        ));
+impl Admission {
+    /// Admits `req` or answers for it: 414 for a URL over the limit, 503 when the listener
+    /// is full; an admitted request carries its [`Pass`].
+    #[allow(clippy::result_large_err)]
+    fn admit(&self, req: &Request<Body>) -> Result<Pass, Response> {
+        let url_len = req.uri().path().len() + req.uri().query().map_or(0, |q| q.len() + 1);
+        if url_len > self.max_url_bytes {
+            return Err(respond::error(&ShoalError::new(
+                ErrorCode::UriTooLong,
+                format!(
+                    "the URL is {url_len} bytes; the limit is {}",
+                    self.max_url_bytes
+                ),
+            )));
+        }
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy())?;
+        Ok(Pass {
+            held: Arc::new(parking_lot::Mutex::new(Some(permit))),
+            permits: self.permits.clone(),
+        })
     }
-    let Ok(permit) = adm.permits.clone().try_acquire_owned() else {
-        return busy();
-    };
-    let mut req = req;
-    let pass = Pass {
-        held: Arc::new(parking_lot::Mutex::new(Some(permit))),
-        permits: adm.permits.clone(),
-    };
-    req.extensions_mut().insert(pass);
-    next.run(req).await
+}
+
+/// Admission control as a layer of the channels' router (outermost).
+impl<S> tower::Layer<S> for Admission {
+    type Service = Admitted<S>;
+
+    fn layer(&self, inner: S) -> Admitted<S> {
+        Admitted {
+            adm: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// A service behind [`Admission`]. The checks run in `call`, before the inner service's
+/// future exists, and an admitted request gets that future itself: no middleware future
+/// wraps every request's state (a `from_fn` middleware's is boxed and moved once more per
+/// request, which showed in the gateway's profile).
+#[derive(Clone)]
+pub struct Admitted<S> {
+    adm: Admission,
+    inner: S,
+}
+
+impl<S> tower::Service<Request<Body>> for Admitted<S>
+where
+    S: tower::Service<Request<Body>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        match self.adm.admit(&req) {
+            Ok(pass) => {
+                req.extensions_mut().insert(pass);
+                Either::Right(self.inner.call(req))
+            }
+            Err(refusal) => Either::Left(std::future::ready(Ok(refusal))),
+        }
+    }
 }
 
 fn busy() -> Response {

@@ -34,7 +34,7 @@ pub mod mcp;
 pub mod queue;
 pub mod table;
 
-pub use admission::{Admission, Pass, admit};
+pub use admission::{Admission, Admitted, Pass};
 use table::{ChannelLabels, ChannelOnly};
 pub use table::{Channels, Compiled, Match, Table};
 
