@@ -33,25 +33,41 @@ const CACHE_FOR: Duration = Duration::from_secs(60);
 /// Values remembered per secret, each way.
 const CACHE_ENTRIES: usize = 4096;
 
-/// Hashes a secret with argon2 (a random salt each time).
+/// argon2id's memory cost for new hashes, in KiB (7 MiB).
+pub const ARGON2_M_COST: u32 = 7 * 1024;
+/// argon2id's passes for new hashes.
+pub const ARGON2_T_COST: u32 = 5;
+
+/// The argon2id that makes new hashes: m = 7 MiB, t = 5, p = 1 — one of the five settings
+/// the OWASP Password Storage Cheat Sheet gives as equally strong (46 MiB × 1, 19 × 2,
+/// 12 × 3, 9 × 4, 7 × 5), the one that holds least memory. A verification holds its whole
+/// memory cost at once, so this is what a flood of wrong passwords can make a listener hold
+/// per verification slot, and what a gateway's allocator may keep after its start-up hash
+/// (the crate's default, 19 MiB × 2, is the same strength for 2.7 × the memory).
+/// Verification takes the parameters of the stored hash, so hashes made with other
+/// settings still verify.
+fn argon2() -> Argon2<'static> {
+    let params = argon2::Params::new(ARGON2_M_COST, ARGON2_T_COST, 1, None)
+        .unwrap_or_else(|_| argon2::Params::default());
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// Hashes a secret with argon2id (a random salt each time; m = [`ARGON2_M_COST`] KiB,
+/// t = [`ARGON2_T_COST`], p = 1).
 pub fn hash_secret(secret: &str) -> Result<String, String> {
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
         .map_err(|e| format!("cannot make a salt: {e}"))?;
-    Argon2::default()
+    argon2()
         .hash_password(secret.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| format!("cannot hash a secret: {e}"))
 }
 
-/// Whether `secret` matches a stored argon2 hash. Blocking (argon2): the [`Verifier`]
-/// runs it.
+/// Whether `secret` matches a stored argon2 hash, with the hash's own parameters.
+/// Blocking (argon2): the [`Verifier`] runs it.
 pub fn verify_secret(secret: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &h)
-                .is_ok()
-        })
+        .map(|h| argon2().verify_password(secret.as_bytes(), &h).is_ok())
         .unwrap_or(false)
 }
 
@@ -242,6 +258,24 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
         )
+    }
+
+    #[test]
+    fn new_hashes_hold_7_mib_and_old_ones_still_verify() {
+        let hash = hash_secret("correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{hash}");
+        assert!(verify_secret("correct horse", &hash));
+        assert!(!verify_secret("correct hors", &hash));
+        // A hash made with the crate's default (19 MiB, 2 passes), as earlier releases
+        // stored them, verifies with its own parameters.
+        let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+        let old = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(old.contains("m=19456,t=2,p=1"), "{old}");
+        assert!(verify_secret("correct horse", &old));
+        assert!(!verify_secret("wrong", &old));
     }
 
     #[tokio::test]

@@ -8,9 +8,10 @@
 //!   a burst of failures, more attempts that would need a verification are refused at once
 //!   (429 with `Retry-After`), until the bucket refills.
 //! - **Verifications are bounded and shed, not queued.** At most `slots` run at once (each
-//!   argon2 takes ~19 MB and a core for tens of milliseconds); a request that cannot get a
-//!   slot within `wait` is refused (503), and it does not hold one of the listener's
-//!   in-flight slots while it waits (see `crate::channels::admission::Pass`).
+//!   argon2 run holds its memory cost — 7 MiB for the hashes Shoal makes — and a core for
+//!   tens of milliseconds); a request that cannot get a slot within `wait` is refused
+//!   (503), and it does not hold one of the listener's in-flight slots while it waits
+//!   (see `crate::channels::admission::Pass`).
 //! - **One verification per value.** Concurrent first uses of the same value wait for the
 //!   one verification running (single flight).
 //! - **Nothing is verified for a client that has gone.** A request dropped while it waits
