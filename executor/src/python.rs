@@ -774,7 +774,7 @@ fn invoke(py: Python<'_>, req: pb::InvokeRequest) -> pb::InvokeResponse {
             .filter(|l| !l.is_none())
             .and_then(|l| l.extract().ok())
             .unwrap_or_default();
-        let (kind, bytes) = match encode_payload(&payload) {
+        let (kind, bytes) = match encode_payload(&payload, req.payload.len()) {
             Ok(k) => k,
             Err(msg) => return Ok(Err(ShoalError::new(ErrorCode::ServiceError, msg))),
         };
@@ -952,7 +952,12 @@ fn map_to_dict<'py>(
     Ok(d)
 }
 
-fn encode_payload(payload: &Bound<'_, PyAny>) -> Result<(pb::PayloadKind, Vec<u8>), String> {
+/// The answer's bytes and their kind; a JSON answer is written into a buffer sized for
+/// `expected` bytes (the request payload's length: see [`crate::convert::dumps_sized`]).
+fn encode_payload(
+    payload: &Bound<'_, PyAny>,
+    expected: usize,
+) -> Result<(pb::PayloadKind, Vec<u8>), String> {
     if payload.is_none() {
         return Ok((pb::PayloadKind::Empty, Vec::new()));
     }
@@ -965,7 +970,7 @@ fn encode_payload(payload: &Bound<'_, PyAny>) -> Result<(pb::PayloadKind, Vec<u8
     if let Ok(b) = payload.cast::<PyBytes>() {
         return Ok((pb::PayloadKind::Bytes, b.as_bytes().to_vec()));
     }
-    crate::convert::dumps(payload)
+    crate::convert::dumps_sized(payload, expected)
         .map(|b| (pb::PayloadKind::Json, b))
         .map_err(|e| format!("response payload: {e}"))
 }

@@ -119,11 +119,29 @@ impl std::hash::Hasher for Fnv {
 /// sets, `Decimal` (as a string), `date`/`datetime`/`time` (ISO 8601), `UUID` (string),
 /// bytes (UTF-8) and objects with `to_dict()`.
 pub fn dumps(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let mut out = Vec::with_capacity(256);
+    dumps_sized(obj, 0)
+}
+
+/// The most [`dumps_sized`] reserves up front, whatever the hint.
+const MAX_RESERVE: usize = 64 << 20;
+
+/// [`dumps`] into a buffer reserved for about `expected` bytes (an answer's size is
+/// often its request's: the request's length is the hint). A large document then grows
+/// no buffer by doubling — every doubling copies what was written and leaves the old
+/// block to the allocator, ~1.5 × the document at its peak — and a hint too large costs
+/// only address space (the pages never written are never resident) until the buffer is
+/// trimmed to what was written.
+pub fn dumps_sized(obj: &Bound<'_, PyAny>, expected: usize) -> PyResult<Vec<u8>> {
+    let mut out = Vec::with_capacity(expected.clamp(256, MAX_RESERVE));
     let mut ser = serde_json::Serializer::new(&mut out);
     PyJson(obj)
         .serialize(&mut ser)
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    // A hint far above what was written: give the rest back (a copy of what was written,
+    // which is small then) rather than hold it for the answer's life.
+    if out.capacity() > 2 * out.len() + 4096 {
+        out.shrink_to_fit();
+    }
     Ok(out)
 }
 
@@ -420,6 +438,32 @@ mod tests {
             };
             assert!(key_of(0).is(key_of(499)));
             assert_eq!(dumps(&obj).expect("dumps"), doc.as_bytes());
+        });
+    }
+
+    #[test]
+    fn a_sized_buffer_writes_the_same_and_keeps_no_more_than_it_needs() {
+        Python::initialize();
+        Python::attach(|py| {
+            let doc = format!(
+                "[{}]",
+                (0..20_000)
+                    .map(|i| format!(r#"{{"id":{i},"name":"item-{i:08}"}}"#))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let obj = loads(py, doc.as_bytes()).expect("loads");
+            // Exactly the size, far too small, far too large: the same bytes.
+            for hint in [doc.len(), 10, 50 * doc.len()] {
+                let out = dumps_sized(&obj, hint).expect("dumps");
+                assert_eq!(out, doc.as_bytes(), "hint {hint}");
+                assert!(out.capacity() <= 2 * out.len() + 4096, "hint {hint}");
+            }
+            // A small answer to a large request keeps a small buffer.
+            let small = loads(py, b"{\"ok\":true}").expect("loads");
+            let out = dumps_sized(&small, 8 << 20).expect("dumps");
+            assert_eq!(out, b"{\"ok\":true}");
+            assert!(out.capacity() < 8192, "{}", out.capacity());
         });
     }
 }
