@@ -398,9 +398,16 @@ impl FrameHop {
 
     /// Calls `Executor.Invoke` on the executor. Errors are gRPC statuses, as the gRPC
     /// hop's (see the module's documentation).
+    ///
+    /// Once the call is queued for its connection's writer, `req`'s byte fields (the
+    /// body) are taken out of it: a call that was sent is never sent again, and the
+    /// body's buffer is freed as soon as it is written, not held until the answer. A call
+    /// refused before that (a connection that could not be made or had closed: the
+    /// statuses [`crate::routing::never_sent`] recognises, or a request over the limit)
+    /// leaves `req` whole, for another executor.
     pub async fn invoke(
         &self,
-        req: &pb::InvokeRequest,
+        req: &mut pb::InvokeRequest,
     ) -> Result<pb::InvokeResponse, tonic::Status> {
         let (head, tail) = encode_request(req);
         let size = head.len() + tail.as_ref().map_or(0, Bytes::len);
@@ -440,6 +447,9 @@ impl FrameHop {
         {
             return Err(closed());
         }
+        // Sent: the writer holds the body now (its own reference), until it is written.
+        req.payload = Bytes::new();
+        req.raw_request = Bytes::new();
         let answer = answer.await;
         drop(waiting);
         match answer {
@@ -756,7 +766,7 @@ mod tests {
             async move {
                 let body = Bytes::from(format!("{{\"n\": {i}}}"));
                 let resp = hop
-                    .invoke(&call(&i.to_string(), body.clone(), i % 7))
+                    .invoke(&mut call(&i.to_string(), body.clone(), i % 7))
                     .await
                     .expect("an answer");
                 assert_eq!(resp.cid, i.to_string());
@@ -782,7 +792,9 @@ mod tests {
             // Both byte fields set, the smaller one encoded in the head.
             req.payload = Bytes::from_static(b"{}");
             req.payload_is_raw = false;
-            let resp = hop.invoke(&req).await.expect("an answer");
+            let resp = hop.invoke(&mut req).await.expect("an answer");
+            // Sent, the request no longer holds its body (the writer let it go).
+            assert!(req.raw_request.is_empty() && req.payload.is_empty());
             assert_eq!(resp.payload.len(), len);
             assert!(
                 resp.payload == body,
@@ -805,11 +817,15 @@ mod tests {
     #[tokio::test]
     async fn no_socket_is_a_call_never_sent() {
         let (_dir, path) = socket();
+        let body = Bytes::from_static(b"{\"kept\": true}");
+        let mut req = call("x", body.clone(), 0);
         let status = FrameHop::new(path)
-            .invoke(&call("x", Bytes::new(), 0))
+            .invoke(&mut req)
             .await
             .expect_err("nothing listens");
         assert!(never_sent(&status), "{status:?}");
+        // Never sent, the request is whole: another executor gets the same body.
+        assert_eq!(req.raw_request, body);
     }
 
     #[tokio::test]
@@ -825,7 +841,7 @@ mod tests {
             let _ = next_frame(&mut s, &mut buf).await;
         });
         let status = FrameHop::new(path)
-            .invoke(&call("x", Bytes::from_static(b"{}"), 0))
+            .invoke(&mut call("x", Bytes::from_static(b"{}"), 0))
             .await
             .expect_err("the connection ended");
         assert_eq!(status.code(), tonic::Code::Unknown);
@@ -838,8 +854,8 @@ mod tests {
         let echo = Arc::new(Echo::default());
         let (_cancel, _task) = serving(&path, echo.clone()).await;
         let hop = FrameHop::new(path);
-        let req = call("slow", Bytes::new(), 10_000);
-        let slow = hop.invoke(&req);
+        let mut req = call("slow", Bytes::new(), 10_000);
+        let slow = hop.invoke(&mut req);
         assert!(
             tokio::time::timeout(Duration::from_millis(100), slow)
                 .await
@@ -857,7 +873,9 @@ mod tests {
             "the executor dropped the call"
         );
         // The connection still serves.
-        let resp = hop.invoke(&call("next", Bytes::from_static(b"1"), 0)).await;
+        let resp = hop
+            .invoke(&mut call("next", Bytes::from_static(b"1"), 0))
+            .await;
         assert_eq!(resp.expect("an answer").cid, "next");
     }
 
@@ -867,12 +885,12 @@ mod tests {
         let echo = Arc::new(Echo::default());
         let (cancel, task) = serving(&path, echo.clone()).await;
         let hop = FrameHop::new(path);
-        hop.invoke(&call("warm", Bytes::new(), 0))
+        hop.invoke(&mut call("warm", Bytes::new(), 0))
             .await
             .expect("an answer");
         let slow = {
             let hop = hop.clone();
-            tokio::spawn(async move { hop.invoke(&call("slow", Bytes::new(), 300)).await })
+            tokio::spawn(async move { hop.invoke(&mut call("slow", Bytes::new(), 300)).await })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         cancel.cancel();
@@ -887,7 +905,7 @@ mod tests {
             .expect("the server ends once its callers have closed")
             .expect("joined");
         let status = hop
-            .invoke(&call("late", Bytes::new(), 0))
+            .invoke(&mut call("late", Bytes::new(), 0))
             .await
             .expect_err("nothing serves now");
         assert!(never_sent(&status), "{status:?}");
@@ -899,11 +917,10 @@ mod tests {
         let (_dir, path) = socket();
         let hop = FrameHop::new(path);
         let body = Bytes::from(vec![b' '; MAX_MESSAGE_BYTES + 1]);
-        let status = hop
-            .invoke(&call("x", body, 0))
-            .await
-            .expect_err("too large");
+        let mut req = call("x", body, 0);
+        let status = hop.invoke(&mut req).await.expect_err("too large");
         assert_eq!(status.code(), tonic::Code::OutOfRange);
+        assert_eq!(req.raw_request.len(), MAX_MESSAGE_BYTES + 1);
         assert_eq!(
             hop.0.generations.load(Ordering::Relaxed),
             0,
@@ -932,7 +949,7 @@ mod tests {
             Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset),
         }
         let resp = FrameHop::new(path)
-            .invoke(&call("ok", Bytes::from_static(b"1"), 0))
+            .invoke(&mut call("ok", Bytes::from_static(b"1"), 0))
             .await;
         assert_eq!(resp.expect("an answer").payload, Bytes::from_static(b"1"));
     }

@@ -118,6 +118,26 @@ fn skeleton(req: &pb::InvokeRequest) -> pb::InvokeRequest {
     }
 }
 
+/// `req` encoded for gRPC; the encoded copy carries the body from here on, and `req`
+/// lets its own go (see [`whole_again`] for a retry in frames).
+fn encode_releasing(req: &mut pb::InvokeRequest) -> bytes::Bytes {
+    let bytes = prost::Message::encode_to_vec(&*req).into();
+    req.payload = bytes::Bytes::new();
+    req.raw_request = bytes::Bytes::new();
+    bytes
+}
+
+/// A request made whole from its encoding (by [`encode_releasing`]): its byte fields are
+/// slices of `bytes`, not copies.
+fn whole_again(bytes: bytes::Bytes) -> Result<pb::InvokeRequest, ShoalError> {
+    prost::Message::decode(bytes).map_err(|e| {
+        ShoalError::new(
+            ErrorCode::Internal,
+            format!("the encoded call does not decode: {e}"),
+        )
+    })
+}
+
 /// Decrements an executor's outstanding count when the call ends, however it ends.
 struct InFlight(Arc<AtomicUsize>);
 
@@ -272,17 +292,21 @@ impl Router {
             return one_result(outcome);
         }
         let Some(observer) = &self.observer else {
-            return one_result(self.invoke_unobserved(&req).await);
+            return one_result(self.invoke_unobserved(&mut req).await);
         };
         let started = Instant::now();
-        let outcome = self.invoke_unobserved(&req).await;
+        let outcome = self.invoke_unobserved(&mut req).await;
         observer.finished(&req, &outcome, started.elapsed());
         one_result(outcome)
     }
 
+    /// Sends `req` to an executor and waits for its answer. The body is held once while
+    /// the call is out, by whatever sends it — the framed hop's writer until it is written,
+    /// or the gRPC message encoded for a retry — and `req` lets its own copy go (the
+    /// caller's observer reads only its small fields).
     async fn invoke_unobserved(
         &self,
-        req: &pb::InvokeRequest,
+        req: &mut pb::InvokeRequest,
     ) -> Result<pb::InvokeResponse, ShoalError> {
         let mut tried: Vec<String> = Vec::new();
         let deadline = Duration::from_millis(if req.timeout_ms == 0 {
@@ -296,11 +320,17 @@ impl Router {
         loop {
             let (addr, transport, _inflight) = self.pick(&req.service, &tried)?;
             let request = match &transport {
-                Transport::Frames(_) => None,
+                Transport::Frames(_) => {
+                    // After a gRPC attempt that was never sent, the body is in the
+                    // encoded message only: the request is made whole from it (its byte
+                    // fields slices of it, not copies).
+                    if let Some(bytes) = encoded.take() {
+                        *req = whole_again(bytes)?;
+                    }
+                    None
+                }
                 _ => {
-                    let bytes = encoded
-                        .get_or_insert_with(|| prost::Message::encode_to_vec(req).into())
-                        .clone();
+                    let bytes = encoded.get_or_insert_with(|| encode_releasing(req)).clone();
                     let mut request = tonic::Request::new(bytes);
                     request.set_timeout(deadline);
                     Some(request)
@@ -310,18 +340,19 @@ impl Router {
             // seconds: its calls in flight end then, not at their deadline.
             let outcome = tokio::select! {
                 biased;
-                r = invoke_encoded(transport, req, request, deadline) => r,
-                () = self.discovery.left(&addr) => {
-                    tracing::warn!(executor = %addr, "executor left the cluster mid-call");
-                    self.mark_down(&addr);
-                    return Err(ShoalError::new(
-                        ErrorCode::BadGateway,
-                        format!(
-                            "the executor running {} left the cluster mid-call (its member lease ended)",
-                            req.service
-                        ),
-                    ));
-                }
+                r = invoke_encoded(transport, req, request, deadline) => Some(r),
+                () = self.discovery.left(&addr) => None,
+            };
+            let Some(outcome) = outcome else {
+                tracing::warn!(executor = %addr, "executor left the cluster mid-call");
+                self.mark_down(&addr);
+                return Err(ShoalError::new(
+                    ErrorCode::BadGateway,
+                    format!(
+                        "the executor running {} left the cluster mid-call (its member lease ended)",
+                        req.service
+                    ),
+                ));
             };
             match outcome {
                 Ok(resp) => return Ok(resp),
@@ -497,7 +528,7 @@ enum Transport {
 /// it).
 async fn invoke_encoded(
     transport: Transport,
-    req: &pb::InvokeRequest,
+    req: &mut pb::InvokeRequest,
     encoded: Option<tonic::Request<bytes::Bytes>>,
     deadline: Duration,
 ) -> Result<pb::InvokeResponse, tonic::Status> {
@@ -619,6 +650,27 @@ fn connect(m: &Member) -> Option<Conn> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_request_encoded_for_grpc_lets_its_body_go_and_is_made_whole_again_from_it() {
+        let body = bytes::Bytes::from(vec![b'7'; 100_000]);
+        let whole = super::pb::InvokeRequest {
+            service: "x".into(),
+            cid: "c".into(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            raw_request: body.clone(),
+            ..Default::default()
+        };
+        let mut req = whole.clone();
+        let encoded = super::encode_releasing(&mut req);
+        assert!(req.payload.is_empty() && req.raw_request.is_empty());
+        assert_eq!(req.service, "x", "the small fields stay, for the observer");
+        let again = super::whole_again(encoded.clone()).expect("decodes");
+        assert_eq!(again, whole);
+        // The body is a slice of the encoded message, not a copy of it.
+        let inside = encoded.as_ptr_range();
+        assert!(inside.contains(&again.raw_request.as_ptr()));
+    }
+
     #[tokio::test]
     async fn a_framed_socket_that_is_gone_is_a_call_never_sent_and_a_lost_one_is_not() {
         let dir = tempfile::tempdir().expect("a temporary folder");
@@ -628,7 +680,7 @@ mod tests {
             ..Default::default()
         };
         let status = crate::frames::FrameHop::new(path.clone())
-            .invoke(&req)
+            .invoke(&mut req.clone())
             .await
             .expect_err("nothing listens");
         assert!(super::never_sent(&status), "{status:?}");
@@ -641,7 +693,7 @@ mod tests {
             let _ = s.read(&mut first).await;
         });
         let status = crate::frames::FrameHop::new(path)
-            .invoke(&req)
+            .invoke(&mut req.clone())
             .await
             .expect_err("the connection ended");
         assert!(!super::never_sent(&status), "{status:?}");
