@@ -64,6 +64,11 @@ pub struct Flags {
     #[arg(long, env = "SHOAL_MAX_ANSWER_BYTES_PER_CONNECTION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_answer_bytes_per_connection: Option<usize>,
+    /// Bytes of request bodies the HTTP channels hold at once, over their calls in flight
+    /// (a body past it waits unread, then 503; default 64 MiB).
+    #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<usize>,
     /// Seconds a connection's answers may wait unread before it is closed (default 30).
     #[arg(long, env = "SHOAL_ANSWER_STALL_TIMEOUT_SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]

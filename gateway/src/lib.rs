@@ -70,6 +70,11 @@ pub struct Options {
     pub max_answer_bytes: usize,
     /// Bytes of answers not yet sent on one connection; an answer past it gets 503.
     pub max_answer_bytes_per_connection: usize,
+    /// Bytes of request bodies the HTTP channels listener holds at once, over the calls
+    /// in flight from the moment their bodies are read until their answers are made. A
+    /// body of a declared length over 64 KiB waits unread for room (a larger one than the
+    /// whole budget takes all of it, alone), up to the body read timeout, then gets 503.
+    pub max_request_bytes: usize,
     /// Seconds a connection's answers may make no progress (its client does not read)
     /// before the connection is closed.
     pub answer_stall_timeout_secs: u64,
@@ -139,6 +144,7 @@ impl Default for Options {
             max_answer_bytes: shoal_common::http::DEFAULT_MAX_ANSWER_BYTES,
             max_answer_bytes_per_connection:
                 shoal_common::http::DEFAULT_MAX_ANSWER_BYTES_PER_CONNECTION,
+            max_request_bytes: body::DEFAULT_MAX_REQUEST_BYTES,
             answer_stall_timeout_secs: shoal_common::http::DEFAULT_ANSWER_STALL_TIMEOUT.as_secs(),
             trusted_proxies: Vec::new(),
             rate_limit_scope: channels::limits::Scope::Cluster,
@@ -443,6 +449,8 @@ pub async fn run_with(
     let answers = shoal_common::http::AnswerMetrics::default();
     ops.register(|r| answers.register(r));
     let budget = |listener: &str| answers.budget(listener, options.max_answer_bytes);
+    let bodies = body::Budget::new(options.max_request_bytes);
+    ops.register(|r| bodies.register(r));
     // The admin listener — the API (users' passwords, API tokens), the web admin under `/admin/` (its
     // own session login, calling the API in process), the ops routes open — on a thread,
     // runtime and connections of its own: a flood on the channels (a runtime saturated
@@ -487,6 +495,7 @@ pub async fn run_with(
             store: store.clone(),
             kvdb: kvdb_peers.clone(),
             body_read_timeout,
+            bodies,
             verifier: channel_verifier.clone(),
             limiter: channels::limits::Limiter::new(
                 options.rate_limit_scope,

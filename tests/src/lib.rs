@@ -117,6 +117,64 @@ pub async fn window_until(at: f64, what: &str) {
     window(Duration::from_secs_f64((at - now).max(0.0)), what).await;
 }
 
+/// A process's peak resident memory while a test's load lasts, sampled every 20 ms from
+/// the moment [`PeakRss::start`] is called until it is dropped.
+pub struct PeakRss {
+    before: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl PeakRss {
+    pub fn start(pid: u64) -> PeakRss {
+        let before = rss(pid);
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+        let stop = tokio_util::sync::CancellationToken::new();
+        {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                while !stop.is_cancelled() {
+                    tick.tick().await;
+                    peak.fetch_max(rss(pid), std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+        PeakRss {
+            before,
+            peak,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// The resident memory when sampling started, in bytes.
+    pub fn before(&self) -> u64 {
+        self.before
+    }
+
+    /// The most seen so far, in bytes.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How much the process grew over what it had when sampling started, in bytes.
+    pub fn grew(&self) -> u64 {
+        self.peak().saturating_sub(self.before)
+    }
+}
+
+/// The resident memory of a process (`VmRSS`), in bytes; 0 once it is gone.
+pub fn rss(pid: u64) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// The folder cargo puts this workspace's binaries in (next to the test executable's
 /// `deps/` folder).
 pub fn bin_dir() -> std::path::PathBuf {

@@ -584,18 +584,6 @@ async fn a_busy_executor_keeps_its_membership() {
     assert!(served * 100 >= all * 95, "{counts:?}");
 }
 
-/// The resident memory of a process, in bytes.
-fn rss(pid: u64) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Issue #24: HTTP/2 clients that open streams of large answers and never read them
 /// (a receive window of zero) hold a bounded amount of the gateway's memory, other
 /// clients are served meanwhile, and the non-readers' connections are closed.
@@ -634,20 +622,8 @@ async fn http2_clients_that_never_read_hold_bounded_memory() {
     for _ in 0..20 {
         assert_eq!(ask(1_000_000).await, 200);
     }
-    let before = rss(gateway);
     // The gateway's peak memory while the attack lasts.
-    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
-    let sampling = tokio_util::sync::CancellationToken::new();
-    {
-        let (peak, sampling) = (peak.clone(), sampling.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            while !sampling.is_cancelled() {
-                tick.tick().await;
-                peak.fetch_max(rss(gateway), std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-    }
+    let sampled = shoal_tests::PeakRss::start(gateway);
 
     // The attack: 4 connections, 100 streams each, answers of 1 MB, a window of zero.
     let addr = c.http_url.trim_start_matches("http://").to_owned();
@@ -700,15 +676,14 @@ async fn http2_clients_that_never_read_hold_bounded_memory() {
     for _ in 0..10 {
         assert_eq!(ask(1_000).await, 200);
     }
-    sampling.cancel();
-    let during = peak.load(std::sync::atomic::Ordering::Relaxed);
-    let grew = during.saturating_sub(before);
+    let grew = sampled.grew();
     eprintln!(
         "gateway RSS before {} MB, at most {} MB during the attack; answers (200, 503, other) {:?}",
-        before >> 20,
-        during >> 20,
+        sampled.before() >> 20,
+        sampled.peak() >> 20,
         statuses.snapshot()
     );
+    drop(sampled);
     assert!(
         grew <= 64 << 20,
         "the gateway grew by {} MB holding unread answers (budget: 64 MB)",

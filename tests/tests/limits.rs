@@ -2,7 +2,8 @@
 //! limit reach the executor (sent once), a message too large for the hop is a 413 that
 //! leaves the executor in routing, a body that never comes is a 408, a declared
 //! over-limit body waiting for `100 Continue` is a 413 at once, module names past the
-//! filesystem's limit are refused, and the Invoker serves gRPC reflection v1alpha too.
+//! filesystem's limit are refused, the Invoker serves gRPC reflection v1alpha too, and
+//! large bodies arriving at once wait for room in the listener's budget of request bodies.
 
 use std::time::{Duration, Instant};
 
@@ -312,4 +313,155 @@ async fn connections_over_the_bound_get_503_and_others_are_served() {
         "{:?}",
         idle_since.elapsed()
     );
+}
+
+/// Large request bodies arriving at once hold no more of the gateway's memory than its
+/// budget of request bodies (`max_request_bytes`, 8 MiB here): bodies past it wait
+/// unread for room, then get 503 with `Retry-After`; a body larger than the whole budget
+/// is served alone; every byte of room is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_at_once_wait_for_room_in_the_budget() {
+    const BUDGET: u64 = 8 << 20;
+    let config = "channels:\n  - {name: slow, type: http, service: slow.sleep, url_path: /slow}\n  - {name: echo, type: http, service: hello.echo, url_path: /echo}\n";
+    let hello = examples_dir().join("hello.py");
+    let c = Cluster::start_env(
+        &[
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/slow.py"),
+            &hello,
+        ],
+        1,
+        &[],
+        Some(config),
+        &[
+            ("SHOAL_MAX_REQUEST_BYTES", "8388608"),
+            ("SHOAL_BODY_READ_TIMEOUT_SECS", "3"),
+        ],
+    )
+    .await;
+    c.wait_for_channel("/slow").await;
+    c.wait_for_channel("/echo").await;
+    let http = reqwest::Client::new();
+    let metrics = {
+        let url = format!("http://{}/metrics", c.gateway_ops);
+        move || {
+            let url = url.clone();
+            async move {
+                let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+                let figure = |name: &str| -> Option<u64> {
+                    text.lines()
+                        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+                        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+                };
+                Some((
+                    figure("shoal_http_request_bytes_held")?,
+                    figure("shoal_http_requests_waiting_for_room")?,
+                    figure("shoal_http_requests_refused_for_room_total")?,
+                ))
+            }
+        }
+    };
+    // A body larger than the whole budget takes all of it, alone, and is served.
+    let text = "z".repeat(9 << 20);
+    let r = http
+        .post(format!("{}/echo", c.http_url))
+        .json(&json_text(&text))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+    let gateway = c.cluster_json().await.expect("cluster")["members"]["gateway"][0]["pid"]
+        .as_u64()
+        .expect("gateway pid");
+    let sampled = shoal_tests::PeakRss::start(gateway);
+    let most_waiting = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let most_held = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampling = tokio_util::sync::CancellationToken::new();
+    {
+        let (most_waiting, most_held) = (most_waiting.clone(), most_held.clone());
+        let (metrics, sampling) = (metrics.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !sampling.is_cancelled() {
+                tick.tick().await;
+                if let Some((held, waiting, _)) = metrics().await {
+                    most_held.fetch_max(held, std::sync::atomic::Ordering::Relaxed);
+                    most_waiting.fetch_max(waiting, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    // 24 bodies of 3 MiB at once (72 MiB), each call a second in Python: two fit.
+    let body = bytes::Bytes::from(
+        serde_json::to_vec(&serde_json::json!({"s": 1, "pad": "p".repeat(3 << 20)})).expect("json"),
+    );
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let (http, url, body) = (http.clone(), format!("{}/slow", c.http_url), body.clone());
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .ok()?;
+                let status = r.status().as_u16();
+                let retry = r.headers().contains_key("retry-after");
+                let text = r.text().await.ok()?;
+                Some((status, retry, text))
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut refused = 0;
+    for call in calls {
+        let (status, retry, text) = call.await.expect("join").expect("an answer");
+        match status {
+            200 => ok += 1,
+            503 => {
+                assert!(retry, "a 503 for want of room says when to retry");
+                assert!(text.contains("max_request_bytes"), "{text}");
+                refused += 1;
+            }
+            other => panic!("{other}: {text}"),
+        }
+    }
+    sampling.cancel();
+    let grew = sampled.grew();
+    drop(sampled);
+    eprintln!(
+        "24 bodies of 3 MiB: {ok} served, {refused} refused (503); the gateway grew by {} MB; \
+         at most {} bytes held, {} requests waiting",
+        grew >> 20,
+        most_held.load(std::sync::atomic::Ordering::Relaxed),
+        most_waiting.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(ok >= 2, "calls that found room were served");
+    assert!(
+        most_waiting.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "bodies waited for room"
+    );
+    assert!(most_held.load(std::sync::atomic::Ordering::Relaxed) <= BUDGET);
+    assert!(
+        grew <= 40 << 20,
+        "the gateway grew by {} MB with 72 MiB of bodies sent at once (budget: 8 MiB)",
+        grew >> 20
+    );
+    // Every byte of room given back; the refusals counted.
+    eventually(Duration::from_secs(20), "the budget given back", || async {
+        let (held, waiting, counted) = metrics().await?;
+        (held == 0 && waiting == 0 && counted == refused).then_some(())
+    })
+    .await;
+    let r = http
+        .post(format!("{}/echo", c.http_url))
+        .json(&json_text("still served"))
+        .send()
+        .await
+        .expect("call");
+    assert_eq!(r.status(), 200);
+}
+
+fn json_text(text: &str) -> serde_json::Value {
+    serde_json::json!({ "text": text })
 }

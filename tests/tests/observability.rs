@@ -534,19 +534,6 @@ channels:
     assert_eq!(inst["errors"], 0, "{v}");
 }
 
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u64) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn metric(ops: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("http://{ops}/metrics"))
         .await
@@ -612,10 +599,10 @@ async fn a_collector_that_is_down_costs_the_calls_nothing() {
             "wave {wave}: {statuses:?}"
         );
         if wave == 1 {
-            before = rss_kib(gateway_pid);
+            before = shoal_tests::rss(gateway_pid) / 1024;
         }
     }
-    let after = rss_kib(gateway_pid);
+    let after = shoal_tests::rss(gateway_pid) / 1024;
     assert!(
         after < before + 32 * 1024,
         "the gateway grew from {before} KiB to {after} KiB"

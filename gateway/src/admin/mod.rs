@@ -277,7 +277,7 @@ async fn read_body(
     {
         return too_large();
     }
-    match crate::body::read_limited(body, MAX_BODY as u64, state.body_read_timeout).await {
+    match crate::body::read_limited(body, MAX_BODY as u64, state.body_read_timeout, None).await {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await
@@ -293,6 +293,11 @@ async fn read_body(
         Err(crate::body::BodyError::Read(e)) => respond::error(&ShoalError::new(
             ErrorCode::BadRequest,
             format!("cannot read the request body: {e}"),
+        )),
+        // The admin API's bodies take no room in the channels' budget (none was given).
+        Err(crate::body::BodyError::NoRoom) => respond::error(&ShoalError::new(
+            ErrorCode::Unavailable,
+            "no room for the request body; retry shortly",
         )),
     }
 }

@@ -23,7 +23,7 @@ use shoal_common::trace;
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::common::v1::HttpInfo;
 
-use crate::body::{BodyError, expects_continue, read_limited};
+use crate::body::{BodyError, FREE_BYTES, Reserve, discard, expects_continue, read_limited};
 use crate::respond;
 
 pub mod admission;
@@ -65,6 +65,8 @@ pub struct HttpShared {
     pub kvdb: shoal_common::peers::Peers,
     /// How long a request body may take to arrive (408 after).
     pub body_read_timeout: std::time::Duration,
+    /// The bytes of request bodies the listener holds at once (`max_request_bytes`).
+    pub bodies: crate::body::Budget,
     /// Credential checks of this listener (bounded, throttled).
     pub verifier: crate::auth::Verifier,
     /// Rate limit buckets.
@@ -427,9 +429,50 @@ async fn handle(
     if declared.is_some_and(|n| n > channel.max_body) && expects_continue(&parts.headers) {
         return too_large();
     }
-    let body = match read_limited(body, channel.max_body, state.body_read_timeout).await {
+    // Room for the body in the listener's budget of request bodies, held until the answer
+    // is made: a body of a declared length waits for it unread; one of undeclared length
+    // takes it while it is read (`body::Budget`).
+    let no_room = || {
+        let mut resp = refuse(
+            ErrorCode::Unavailable,
+            format!(
+                "the gateway holds its limit of {} bytes of request bodies (max_request_bytes); retry shortly",
+                state.bodies.max()
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    };
+    let mut room = None;
+    if let Some(n) = http_body::Body::size_hint(&body).exact()
+        && n > FREE_BYTES
+        && n <= channel.max_body
+    {
+        let deadline = tokio::time::Instant::now() + state.body_read_timeout;
+        match state.bodies.room(n, deadline).await {
+            Ok(r) => room = Some(r),
+            Err(crate::body::NoRoom) => {
+                discard(body, &parts.headers).await;
+                return no_room();
+            }
+        }
+    }
+    let reserve = Reserve {
+        budget: &state.bodies,
+        room: &mut room,
+    };
+    let body = match read_limited(
+        body,
+        channel.max_body,
+        state.body_read_timeout,
+        Some(reserve),
+    )
+    .await
+    {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::NoRoom) => return no_room(),
         Err(BodyError::Read(e)) => {
             return refuse(
                 ErrorCode::BadRequest,
