@@ -17,6 +17,9 @@ fn server() -> tonic::transport::Server<
     tonic::transport::Server::builder().layer(crate::deadline::DeadlineLayer)
 }
 
+/// The largest health check or reflection request read (64 KiB).
+pub const SMALL_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Adds grpc.health.v1 (reporting `names` as serving) and reflection over Shoal's protos to
 /// `routes`.
 pub async fn with_health_and_reflection(routes: Routes, names: &[&str]) -> Routes {
@@ -34,14 +37,16 @@ pub async fn with_health_and_reflection(routes: Routes, names: &[&str]) -> Route
             .register_encoded_file_descriptor_set(shoal_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let mut routes = routes.add_service(health);
+    // Health checks and reflection requests are a few names long and anyone may send them:
+    // a larger message is refused on its prefix (`OUT_OF_RANGE`), before it is read.
+    let mut routes = routes.add_service(health.max_decoding_message_size(SMALL_MESSAGE_BYTES));
     // Both reflection versions: grpcurl up to 1.8 and many GUI clients speak only v1alpha.
     match builder().build_v1() {
-        Ok(r) => routes = routes.add_service(r),
+        Ok(r) => routes = routes.add_service(r.max_decoding_message_size(SMALL_MESSAGE_BYTES)),
         Err(e) => tracing::warn!(error = %e, "gRPC reflection (v1) unavailable"),
     }
     match builder().build_v1alpha() {
-        Ok(r) => routes = routes.add_service(r),
+        Ok(r) => routes = routes.add_service(r.max_decoding_message_size(SMALL_MESSAGE_BYTES)),
         Err(e) => tracing::warn!(error = %e, "gRPC reflection (v1alpha) unavailable"),
     }
     routes

@@ -35,8 +35,10 @@ pub const FREE_BYTES: u64 = 64 * 1024;
 /// Default of the gateway's `max_request_bytes`: 64 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
 
-/// The bytes of request bodies the HTTP channels listener holds at once: those of the
-/// calls in flight, from the moment their bodies are read until their answers are made.
+/// The bytes of request bodies the HTTP channels listener (and the gRPC Invoker, whose
+/// messages take room in the same budget: [`crate::invoker::InvokerFront`]) holds at once:
+/// those of the calls in flight, from the moment their bodies are read until their
+/// answers are made.
 ///
 /// Without it, memory grew with every large body that arrived at once — twenty-five
 /// clients sending 10 MB each held 250 MB, past a gateway pod's memory limit. A body of a
@@ -48,7 +50,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
 /// connection — up to the body read timeout, and is then answered 503 with
 /// `Retry-After`. Room is taken whole, once per request, so requests waiting never hold
 /// part of the budget each and block one another. Waiters are served in order (a large
-/// body is not overtaken forever by small ones).
+/// body is not overtaken forever by small ones). Over HTTP/2 a request does not wait:
+/// [`waits_for_room`].
 #[derive(Clone)]
 pub struct Budget(Arc<BudgetInner>);
 
@@ -107,7 +110,7 @@ impl Budget {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
             "http_request_bytes_held",
-            "Bytes of request bodies held by the HTTP channels' calls in flight (room taken in max_request_bytes)",
+            "Bytes of request bodies held by the HTTP channels' and the gRPC Invoker's calls in flight (room taken in max_request_bytes)",
             self.0.held.clone(),
         );
         registry.register(
@@ -117,7 +120,7 @@ impl Budget {
         );
         registry.register(
             "http_requests_refused_for_room",
-            "Requests answered 503 because max_request_bytes had no room for their bodies in time",
+            "Requests answered 503 (gRPC: UNAVAILABLE) because max_request_bytes had no room for their bodies in time",
             self.0.refused.clone(),
         );
     }
@@ -160,6 +163,18 @@ impl Budget {
 pub(crate) struct Reserve<'a> {
     pub budget: &'a Budget,
     pub room: &'a mut Option<Room>,
+    /// Whether the body may wait for room (see [`waits_for_room`]).
+    pub wait: bool,
+}
+
+/// Whether a request of this HTTP version waits for room in the [`Budget`] or is refused
+/// at once when there is none. Over HTTP/1.1 an unread body holds back only its own
+/// connection. Over HTTP/2 it would hold the whole connection's flow-control window
+/// (1 MiB, shared by every stream), and the connection's other streams — those whose
+/// bodies have room and are being read among them — would stall behind it until the
+/// body read timeout: so there, no room means 503 (`UNAVAILABLE` for gRPC) at once.
+pub fn waits_for_room(version: http::Version) -> bool {
+    version < http::Version::HTTP_2
 }
 
 /// Most bytes read and thrown away after a body went over its limit, and for how long:
@@ -226,7 +241,12 @@ pub(crate) async fn read_limited(
                 && r.room.is_none()
                 && held(&first, &buf) + data.len() as u64 > FREE_BYTES
             {
-                match r.budget.room(limit, deadline).await {
+                let until = if r.wait {
+                    deadline
+                } else {
+                    tokio::time::Instant::now()
+                };
+                match r.budget.room(limit, until).await {
                     Ok(room) => *r.room = Some(room),
                     Err(NoRoom) => {
                         // Refused: what the client still sends is read and dropped (as
@@ -397,6 +417,7 @@ mod tests {
         let reserve = Reserve {
             budget: &budget,
             room: &mut room,
+            wait: true,
         };
         let body = body_in_frames(vec![&CHUNK], false);
         let got = read_limited(body, 500_000, T, Some(reserve)).await;
@@ -406,6 +427,7 @@ mod tests {
         let reserve = Reserve {
             budget: &budget,
             room: &mut room,
+            wait: true,
         };
         let body = body_in_frames(vec![&CHUNK, &CHUNK, &CHUNK], false);
         let got = read_limited(body, 500_000, T, Some(reserve)).await;
@@ -416,6 +438,7 @@ mod tests {
         let reserve = Reserve {
             budget: &budget,
             room: &mut other,
+            wait: true,
         };
         let body = body_in_frames(vec![&CHUNK, &CHUNK, &CHUNK], false);
         let short = std::time::Duration::from_millis(100);
@@ -423,6 +446,48 @@ mod tests {
         assert!(matches!(got, Err(BodyError::NoRoom)));
         assert!(other.is_none());
         drop(room);
+        assert_eq!(budget.0.held.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn over_http2_a_body_without_room_is_refused_at_once() {
+        static CHUNK: [u8; 40 * 1024] = [b'x'; 40 * 1024];
+        assert!(waits_for_room(http::Version::HTTP_11));
+        assert!(!waits_for_room(http::Version::HTTP_2));
+        let budget = Budget::new(1 << 20);
+        // Room held for a moment elsewhere: a body that may wait gets it once given back...
+        let held = budget.room(1 << 20, soon(1_000)).await.expect("room");
+        let giving_back = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            drop(held);
+        });
+        let mut room = None;
+        let reserve = Reserve {
+            budget: &budget,
+            room: &mut room,
+            wait: true,
+        };
+        let body = body_in_frames(vec![&CHUNK, &CHUNK], false);
+        let got = read_limited(body, 900_000, T, Some(reserve)).await;
+        assert_eq!(got.map(|b| b.len()).ok(), Some(2 * CHUNK.len()));
+        giving_back.await.expect("join");
+        drop(room);
+        // ...one that may not is refused while the room is held, though it would come.
+        let held = budget.room(1 << 20, soon(1_000)).await.expect("room");
+        let giving_back = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            drop(held);
+        });
+        let mut other = None;
+        let reserve = Reserve {
+            budget: &budget,
+            room: &mut other,
+            wait: false,
+        };
+        let body = body_in_frames(vec![&CHUNK, &CHUNK], false);
+        let got = read_limited(body, 900_000, T, Some(reserve)).await;
+        assert!(matches!(got, Err(BodyError::NoRoom)));
+        giving_back.await.expect("join");
         assert_eq!(budget.0.held.get(), 0);
     }
 

@@ -64,8 +64,8 @@ pub struct Flags {
     #[arg(long, env = "SHOAL_MAX_ANSWER_BYTES_PER_CONNECTION")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_answer_bytes_per_connection: Option<usize>,
-    /// Bytes of request bodies the HTTP channels hold at once, over their calls in flight
-    /// (a body past it waits unread, then 503; default 64 MiB).
+    /// Bytes of request bodies the HTTP channels and the gRPC Invoker hold at once, over
+    /// their calls in flight (a body past it waits unread, then 503; default 64 MiB).
     #[arg(long, env = "SHOAL_MAX_REQUEST_BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_request_bytes: Option<usize>,

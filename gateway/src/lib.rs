@@ -70,10 +70,11 @@ pub struct Options {
     pub max_answer_bytes: usize,
     /// Bytes of answers not yet sent on one connection; an answer past it gets 503.
     pub max_answer_bytes_per_connection: usize,
-    /// Bytes of request bodies the HTTP channels listener holds at once, over the calls
-    /// in flight from the moment their bodies are read until their answers are made. A
-    /// body of a declared length over 64 KiB waits unread for room (a larger one than the
-    /// whole budget takes all of it, alone), up to the body read timeout, then gets 503.
+    /// Bytes of request bodies the HTTP channels and the gRPC Invoker hold at once, over
+    /// the calls in flight from the moment their bodies are read until their answers are
+    /// made. A body of a declared length over 64 KiB waits unread for room (a larger one
+    /// than the whole budget takes all of it, alone), up to the body read timeout, then
+    /// gets 503; over HTTP/2 it is refused at once (see `body::waits_for_room`).
     pub max_request_bytes: usize,
     /// Seconds a connection's answers may make no progress (its client does not read)
     /// before the connection is closed.
@@ -495,7 +496,7 @@ pub async fn run_with(
             store: store.clone(),
             kvdb: kvdb_peers.clone(),
             body_read_timeout,
-            bodies,
+            bodies: bodies.clone(),
             verifier: channel_verifier.clone(),
             limiter: channels::limits::Limiter::new(
                 options.rate_limit_scope,
@@ -520,16 +521,18 @@ pub async fn run_with(
         cancel.clone(),
     ));
 
-    let invoker = invoker::InvokerService {
-        router: exec_router,
-        auth,
-        verifier: channel_verifier,
-        admin_verifier,
-        channels: channels.clone(),
-    };
-    let routes = tonic::service::Routes::new(
-        shoal_proto::invoker::v1::invoker_server::InvokerServer::new(invoker),
+    // The Invoker's messages take room in the same budget as the channels' bodies.
+    let invoker = invoker::InvokerFront::new(
+        exec_router,
+        invoker::Credentials {
+            auth,
+            verifier: channel_verifier,
+            admin_verifier,
+            channels: channels.clone(),
+        },
+        bodies.clone(),
     );
+    let routes = tonic::service::Routes::new(invoker);
     let routes =
         shoal_common::grpc::with_health_and_reflection(routes, &["shoal.invoker.v1.Invoker"]).await;
     let grpc_tls = options.public_tls(&[b"h2"]).map_err(anyhow::Error::msg)?;

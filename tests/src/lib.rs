@@ -197,3 +197,31 @@ pub fn bin(name: &str) -> std::path::PathBuf {
     );
     p
 }
+
+/// The Prometheus text a component serves on `/metrics` at `ops` (`host:port`); `None`
+/// when it cannot be read.
+pub async fn metrics_text(ops: &str) -> Option<String> {
+    reqwest::get(format!("http://{ops}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// The value of the sample of exactly `series` (a metric's name, with its labels when it
+/// has any) in a Prometheus text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The sum of the samples whose series starts with `prefix` (a metric's name, or a name
+/// and the first of its labels) in a Prometheus text; 0 when there is none.
+pub fn total(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

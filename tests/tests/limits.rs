@@ -3,7 +3,8 @@
 //! leaves the executor in routing, a body that never comes is a 408, a declared
 //! over-limit body waiting for `100 Continue` is a 413 at once, module names past the
 //! filesystem's limit are refused, the Invoker serves gRPC reflection v1alpha too, and
-//! large bodies arriving at once wait for room in the listener's budget of request bodies.
+//! large bodies (and Invoker messages) arriving at once wait for room in the gateway's
+//! budget of request bodies.
 
 use std::time::{Duration, Instant};
 
@@ -315,6 +316,184 @@ async fn connections_over_the_bound_get_503_and_others_are_served() {
     );
 }
 
+/// The gateway's budget of request bodies, from its `/metrics`: bytes held, requests
+/// waiting for room, requests refused for want of it.
+async fn budget_figures(ops: String) -> Option<(u64, u64, u64)> {
+    let text = shoal_tests::metrics_text(&ops).await?;
+    let figure = |name: &str| shoal_tests::sample(&text, name).map(|v| v as u64);
+    Some((
+        figure("shoal_http_request_bytes_held")?,
+        figure("shoal_http_requests_waiting_for_room")?,
+        figure("shoal_http_requests_refused_for_room_total")?,
+    ))
+}
+
+/// The public gRPC Invoker reads a message only after its caller's credentials: 24
+/// anonymous calls of 3 MiB at once hold nothing. An authenticated message over 64 KiB
+/// takes room for its declared length in the same budget as the channels' bodies
+/// (8 MiB here); over HTTP/2 a call that finds none is refused at once (`UNAVAILABLE`
+/// naming `max_request_bytes`) rather than left to hold the connection's flow-control
+/// window; every byte of room is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoker_messages_are_read_after_their_credentials_within_the_budget() {
+    use base64::Engine;
+    use shoal_proto::invoker::v1::{InvokeRequest, invoker_client::InvokerClient};
+    const BUDGET: u64 = 8 << 20;
+    let hello = examples_dir().join("hello.py");
+    let c = Cluster::start_env(
+        &[
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/slow.py"),
+            &hello,
+        ],
+        1,
+        &[],
+        None,
+        &[
+            ("SHOAL_MAX_REQUEST_BYTES", "8388608"),
+            ("SHOAL_BODY_READ_TIMEOUT_SECS", "3"),
+        ],
+    )
+    .await;
+    let admin = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", c.password))
+    );
+    let connect = || async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc_addr))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        InvokerClient::new(channel).max_encoding_message_size(8 << 20)
+    };
+    let call = |service: &str, payload: bytes::Bytes, auth: Option<&str>| {
+        let mut r = tonic::Request::new(InvokeRequest {
+            service: service.into(),
+            payload,
+            cid: String::new(),
+        });
+        if let Some(a) = auth {
+            r.metadata_mut()
+                .insert("authorization", a.parse().expect("metadata"));
+        }
+        r
+    };
+    // A first call (the credentials verified once, then cached).
+    let mut client = connect().await;
+    eventually(Duration::from_secs(20), "the Invoker serves", || {
+        let mut client = client.clone();
+        let r = call("hello.echo", bytes::Bytes::from_static(b"{}"), Some(&admin));
+        async move { client.invoke(r).await.ok() }
+    })
+    .await;
+    let gateway = c.cluster_json().await.expect("cluster")["members"]["gateway"][0]["pid"]
+        .as_u64()
+        .expect("gateway pid");
+    let most_held = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampling = tokio_util::sync::CancellationToken::new();
+    {
+        let (most_held, sampling, ops) =
+            (most_held.clone(), sampling.clone(), c.gateway_ops.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while !sampling.is_cancelled() {
+                tick.tick().await;
+                if let Some((held, _, _)) = budget_figures(ops.clone()).await {
+                    most_held.fetch_max(held, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let payload = bytes::Bytes::from(
+        serde_json::to_vec(&json!({"s": 1, "pad": "p".repeat(3 << 20)})).expect("json"),
+    );
+
+    // Anonymous: refused on the metadata, the messages never read.
+    let sampled = shoal_tests::PeakRss::start(gateway);
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let (mut client, r) = (client.clone(), call("slow.sleep", payload.clone(), None));
+            tokio::spawn(async move { client.invoke(r).await.map(|_| ()) })
+        })
+        .collect();
+    for done in calls {
+        let status = done.await.expect("join").expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    }
+    let grew = sampled.grew();
+    drop(sampled);
+    eprintln!(
+        "24 anonymous messages of 3 MiB: the gateway grew by {} MB",
+        grew >> 20
+    );
+    assert_eq!(
+        most_held.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "anonymous calls take no room"
+    );
+    assert!(
+        grew <= 16 << 20,
+        "the gateway grew by {} MB for 72 MiB of anonymous messages",
+        grew >> 20
+    );
+
+    // Authenticated: 24 at once to a one-second service, over 4 connections.
+    let sampled = shoal_tests::PeakRss::start(gateway);
+    let mut clients = vec![client.clone()];
+    for _ in 0..3 {
+        clients.push(connect().await);
+    }
+    let calls: Vec<_> = (0..24)
+        .map(|i| {
+            let mut client = clients[i % clients.len()].clone();
+            let r = call("slow.sleep", payload.clone(), Some(&admin));
+            tokio::spawn(async move { client.invoke(r).await.map(|_| ()) })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0u64, 0u64);
+    for done in calls {
+        match done.await.expect("join") {
+            Ok(()) => ok += 1,
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                assert!(s.message().contains("max_request_bytes"), "{s:?}");
+                refused += 1;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    }
+    sampling.cancel();
+    let grew = sampled.grew();
+    drop(sampled);
+    eprintln!(
+        "24 authenticated messages of 3 MiB: {ok} served, {refused} refused; the gateway grew \
+         by {} MB; at most {} bytes held",
+        grew >> 20,
+        most_held.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(ok >= 2, "calls that found room were served");
+    assert!(refused >= 1, "calls past the budget were refused");
+    assert!(most_held.load(std::sync::atomic::Ordering::Relaxed) <= BUDGET);
+    assert!(
+        grew <= 40 << 20,
+        "the gateway grew by {} MB with 72 MiB of messages sent at once (budget: 8 MiB)",
+        grew >> 20
+    );
+    eventually(Duration::from_secs(20), "the budget given back", || {
+        let ops = c.gateway_ops.clone();
+        async move {
+            let (held, waiting, counted) = budget_figures(ops).await?;
+            (held == 0 && waiting == 0 && counted == refused).then_some(())
+        }
+    })
+    .await;
+    let r = call(
+        "hello.echo",
+        bytes::Bytes::from_static(b"{\"after\": 1}"),
+        Some(&admin),
+    );
+    client.invoke(r).await.expect("served after");
+}
+
 /// Large request bodies arriving at once hold no more of the gateway's memory than its
 /// budget of request bodies (`max_request_bytes`, 8 MiB here): bodies past it wait
 /// unread for room, then get 503 with `Retry-After`; a body larger than the whole budget
@@ -342,23 +521,8 @@ async fn large_bodies_at_once_wait_for_room_in_the_budget() {
     c.wait_for_channel("/echo").await;
     let http = reqwest::Client::new();
     let metrics = {
-        let url = format!("http://{}/metrics", c.gateway_ops);
-        move || {
-            let url = url.clone();
-            async move {
-                let text = reqwest::get(url).await.ok()?.text().await.ok()?;
-                let figure = |name: &str| -> Option<u64> {
-                    text.lines()
-                        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-                        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-                };
-                Some((
-                    figure("shoal_http_request_bytes_held")?,
-                    figure("shoal_http_requests_waiting_for_room")?,
-                    figure("shoal_http_requests_refused_for_room_total")?,
-                ))
-            }
-        }
+        let ops = c.gateway_ops.clone();
+        move || budget_figures(ops.clone())
     };
     // A body larger than the whole budget takes all of it, alone, and is served.
     let text = "z".repeat(9 << 20);
@@ -460,6 +624,55 @@ async fn large_bodies_at_once_wait_for_room_in_the_budget() {
         .await
         .expect("call");
     assert_eq!(r.status(), 200);
+
+    // Over HTTP/2, 8 bodies of 3 MiB on one connection: those past the budget are refused
+    // at once. Left waiting, their unread bodies would fill the connection's flow-control
+    // window, the bodies that had room could not be read either, and every call would
+    // end in a 408 or a 503 at the body read timeout.
+    let refused_before = metrics().await.expect("metrics").2;
+    let addr = c.http_url.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Full<bytes::Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let mut sender = sender.clone();
+            let req = http::Request::post(format!("http://{addr}/slow"))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(body.clone()))
+                .expect("request");
+            tokio::spawn(async move {
+                use http_body_util::BodyExt;
+                let r = sender.send_request(req).await.ok()?;
+                let status = r.status().as_u16();
+                let text = r.into_body().collect().await.ok()?.to_bytes();
+                Some((status, String::from_utf8_lossy(&text).into_owned()))
+            })
+        })
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for call in calls {
+        let (status, text) = call.await.expect("join").expect("an answer over HTTP/2");
+        match status {
+            200 => ok += 1,
+            503 if text.contains("max_request_bytes") => refused += 1,
+            other => panic!("over HTTP/2: {other}: {text}"),
+        }
+    }
+    eprintln!("8 bodies of 3 MiB over one HTTP/2 connection: {ok} served, {refused} refused");
+    assert!(ok >= 2, "the bodies that had room were read and served");
+    assert!(refused >= 1);
+    eventually(Duration::from_secs(20), "the budget given back", || async {
+        let (held, waiting, counted) = metrics().await?;
+        (held == 0 && waiting == 0 && counted == refused_before + refused).then_some(())
+    })
+    .await;
 }
 
 fn json_text(text: &str) -> serde_json::Value {

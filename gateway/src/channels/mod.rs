@@ -23,7 +23,9 @@ use shoal_common::trace;
 use shoal_common::{ErrorCode, ShoalError};
 use shoal_proto::common::v1::HttpInfo;
 
-use crate::body::{BodyError, FREE_BYTES, Reserve, discard, expects_continue, read_limited};
+use crate::body::{
+    BodyError, FREE_BYTES, Reserve, discard, expects_continue, read_limited, waits_for_room,
+};
 use crate::respond;
 
 pub mod admission;
@@ -445,11 +447,15 @@ async fn handle(
         resp
     };
     let mut room = None;
+    let wait = waits_for_room(parts.version);
     if let Some(n) = http_body::Body::size_hint(&body).exact()
         && n > FREE_BYTES
         && n <= channel.max_body
     {
-        let deadline = tokio::time::Instant::now() + state.body_read_timeout;
+        let mut deadline = tokio::time::Instant::now();
+        if wait {
+            deadline += state.body_read_timeout;
+        }
         match state.bodies.room(n, deadline).await {
             Ok(r) => room = Some(r),
             Err(crate::body::NoRoom) => {
@@ -461,6 +467,7 @@ async fn handle(
     let reserve = Reserve {
         budget: &state.bodies,
         room: &mut room,
+        wait,
     };
     let body = match read_limited(
         body,
