@@ -698,18 +698,11 @@ async fn http2_clients_that_never_read_hold_bounded_memory() {
     .await;
     drop(held);
     // Every stalled connection counted, and every byte they held given back.
-    let metric = |text: &str, name: &str| -> Option<u64> {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{name}{{listener=\"http\"}}")))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let metric = |text: &str, name: &str| {
+        shoal_tests::sample(text, &format!("{name}{{listener=\"http\"}}")).map(|v| v as u64)
     };
     eventually(Duration::from_secs(20), "the budget given back", || async {
-        let text = reqwest::get(format!("http://{}/metrics", c.gateway_ops))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = shoal_tests::metrics_text(&c.gateway_ops).await?;
         let stalled = metric(&text, "shoal_http_connections_stalled_total")?;
         let held = metric(&text, "shoal_http_answer_bytes_held")?;
         (stalled == 4 && held == 0).then_some(())

@@ -270,20 +270,11 @@ channels:
     let log = c.dir.path().join("seen.jsonl");
     let log_s = log.display().to_string();
     let processed = |ops: String| async move {
-        let text = reqwest::get(format!("http://{ops}/metrics"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find(|l| {
-                l.starts_with(
-                    r#"shoal_gateway_queue_messages_total{channel="shared-in",outcome="processed"}"#,
-                )
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
+        let text = shoal_tests::metrics_text(&ops).await?;
+        shoal_tests::sample(
+            &text,
+            r#"shoal_gateway_queue_messages_total{channel="shared-in",outcome="processed"}"#,
+        )
     };
     // The first gateway serves alone first.
     let mut next = 0u64;

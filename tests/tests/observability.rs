@@ -535,16 +535,8 @@ channels:
 }
 
 async fn metric(ops: &str, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{ops}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let text = shoal_tests::metrics_text(ops).await.expect("metrics");
+    shoal_tests::total(&text, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,17 +179,9 @@ async fn invoke_within(c: &Cluster, service: &str, ms: u64) -> u16 {
 /// The executor's metric `name` (first sample), from its ops listener.
 async fn executor_metric(c: &Cluster, name: &str) -> Option<f64> {
     let v = c.cluster_json().await?;
-    let ops = v["members"]["executor"][0]["ops_addr"].as_str()?.to_owned();
-    let text = reqwest::get(format!("http://{ops}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    let ops = v["members"]["executor"][0]["ops_addr"].as_str()?;
+    let text = shoal_tests::metrics_text(ops).await?;
+    shoal_tests::sample(&text, name)
 }
 
 #[tokio::test(flavor = "multi_thread")]

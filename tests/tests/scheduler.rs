@@ -89,16 +89,8 @@ async fn leader(c: &Cluster) -> (String, u32, String) {
 
 /// Runs fired by the scheduler whose ops endpoint is `ops`, from its metrics.
 async fn fired_by(ops: &str) -> u64 {
-    let text = reqwest::get(format!("http://{ops}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .filter(|l| l.starts_with("shoal_scheduler_runs_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    let text = shoal_tests::metrics_text(ops).await.expect("metrics");
+    shoal_tests::total(&text, "shoal_scheduler_runs_total") as u64
 }
 
 /// Asserts that no run was fired twice: every scheduled instant and every cid appears once.

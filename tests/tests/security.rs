@@ -589,15 +589,8 @@ async fn wrong_password_flood(
 
 /// A counter of the gateway's metrics (`None` when absent).
 async fn gateway_metric(c: &Cluster, line_start: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{}/metrics", c.gateway_ops))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let text = shoal_tests::metrics_text(&c.gateway_ops).await?;
+    Some(shoal_tests::total(&text, line_start))
 }
 
 /// What a legitimate user does during and after a flood: the open channel, a channel
