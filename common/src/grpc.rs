@@ -63,72 +63,175 @@ pub async fn serve(
     serve_tcp(listener, routes, cancel, crate::tls::cluster()).await
 }
 
-/// Serves `routes` on `listener` in plain text, to anyone (the gateway's public Invoker,
-/// whose callers are checked by each channel's security definitions).
-pub async fn serve_public(
-    listener: tokio::net::TcpListener,
-    routes: Routes,
-    cancel: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
-    serve_tcp(listener, routes, cancel, None).await
+/// The bounds of a public gRPC listener (the gateway's Invoker), where anyone may connect.
+#[derive(Clone, Copy, Debug)]
+pub struct PublicLimits {
+    /// Connections kept open at once; one more is closed at once (its client sees the
+    /// connection refused — `UNAVAILABLE` — and retries), so idle or silent clients
+    /// cannot exhaust the process's memory or file descriptors.
+    pub max_connections: usize,
+    /// How long a new connection may take to send its first bytes (the HTTP/2 preface)
+    /// or to finish its TLS handshake before it is closed: a client that connects and
+    /// stays silent holds a slot only this long.
+    pub first_bytes_timeout: std::time::Duration,
 }
 
-/// As [`serve_public`], over TLS when `tls` is given (the public listener's certificate,
-/// reloaded when its files change; each handshake within 10 s, handshakes in parallel so
-/// a slow client holds up no one).
+/// Serves `routes` on `listener` to anyone (the gateway's public Invoker, whose callers
+/// are checked by the cluster's security definitions), over TLS when `tls` is given (the
+/// public listener's certificate, reloaded when its files change), within `limits`:
+/// handshakes and first bytes are awaited in parallel, so a slow client holds up no one.
 pub async fn serve_public_tls(
     listener: tokio::net::TcpListener,
     routes: Routes,
     tls: Option<crate::public_tls::PublicTls>,
+    limits: PublicLimits,
     cancel: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let Some(tls) = tls else {
-        return serve_tcp(listener, routes, cancel, None).await;
-    };
-    let acceptor = tls.acceptor();
-    let (tx, rx) = tokio::sync::mpsc::channel::<
-        std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
-    >(64);
-    let accepting = cancel.clone();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let wait = limits.first_bytes_timeout;
+    match tls {
+        Some(tls) => {
+            let acceptor = tls.acceptor();
+            let incoming = accept_within(listener, slots, cancel.clone(), move |stream| {
+                let acceptor = acceptor.clone();
+                async move {
+                    match tokio::time::timeout(wait, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => Some(tls),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            None
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            None
+                        }
+                    }
+                }
+            });
+            server()
+                .tcp_nodelay(true)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+                .await
+        }
+        None => {
+            let incoming =
+                accept_within(listener, slots, cancel.clone(), move |stream| async move {
+                    // Served once it says something; a silent connection is closed.
+                    let mut first = [0u8; 1];
+                    match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+                        Ok(Ok(n)) if n > 0 => Some(stream),
+                        _ => None,
+                    }
+                });
+            server()
+                .tcp_nodelay(true)
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, cancel.cancelled_owned())
+                .await
+        }
+    }
+}
+
+/// Accepts connections on `listener` while `slots` has room (one more is closed at once),
+/// readies each with `ready` (a TLS handshake, the first bytes) on a task of its own,
+/// and yields those that are ready, each holding its slot until tonic drops it.
+fn accept_within<IO, F, Fut>(
+    listener: tokio::net::TcpListener,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    cancel: CancellationToken,
+    ready: F,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<Slotted<IO>>>
+where
+    IO: Send + 'static,
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<IO>> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
-                _ = accepting.cancelled() => return,
+                _ = cancel.cancelled() => return,
                 a = listener.accept() => match a {
                     Ok(a) => a,
                     Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
                 },
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(peer = %peer, "connection refused: the listener has its connections open");
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            let (ready, tx) = (ready(stream), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(stream),
-                )
-                .await
-                {
-                    Ok(Ok(tls)) => {
-                        let _ = tx.send(Ok(tls)).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                if let Some(io) = ready.await {
+                    let _ = tx.send(Ok(Slotted { io, _slot: slot })).await;
                 }
             });
         }
     });
-    server()
-        .tcp_nodelay(true)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-            cancel.cancelled_owned(),
-        )
-        .await
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A connection holding one of its listener's slots until it is dropped.
+pub struct Slotted<IO> {
+    io: IO,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connected for Slotted<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Slotted<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Slotted<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 async fn serve_tcp(

@@ -540,6 +540,10 @@ pub async fn run_with(
         listeners.grpc,
         routes,
         grpc_tls,
+        shoal_common::grpc::PublicLimits {
+            max_connections: limits.max_connections,
+            first_bytes_timeout: limits.header_read_timeout,
+        },
         cancel.clone(),
     ));
 

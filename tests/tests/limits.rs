@@ -314,6 +314,45 @@ async fn connections_over_the_bound_get_503_and_others_are_served() {
         "{:?}",
         idle_since.elapsed()
     );
+
+    // The public gRPC listener has the same bound: four silent connections fill it ...
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(
+            tokio::net::TcpStream::connect(&c.grpc_addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // ... so a gRPC client's connection is closed at once ...
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", c.grpc_addr))
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5));
+    let check = || async {
+        let channel = endpoint.connect().await.ok()?;
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .ok()
+    };
+    let refused = tokio::time::timeout(Duration::from_secs(10), check())
+        .await
+        .expect("an answer within 10 s");
+    assert!(refused.is_none(), "a fifth connection is refused");
+    // ... and a connection that says nothing is closed after the header read timeout
+    // (2 s here), giving its slot back.
+    for mut s in silent {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a silent connection closed within 10 s")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "closed, not answered");
+    }
+    let health = eventually(Duration::from_secs(10), "a gRPC slot freed", check).await;
+    assert_eq!(
+        health.into_inner().status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }
 
 /// The gateway's budget of request bodies, from its `/metrics`: bytes held, requests
